@@ -1,0 +1,1 @@
+"""Command line, process supervision and the few pieces every role shares."""

@@ -1,0 +1,1 @@
+"""The control plane: the purge API and its durable log."""

@@ -1,0 +1,1 @@
+"""The object store: S3-style API, PostgreSQL metadata, erasure-coded data on storage nodes."""
