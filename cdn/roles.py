@@ -1,0 +1,106 @@
+"""Run one role (edge, shield, origin, storage-node, control) from the command line.
+
+Every role is described the same way: a frozen config dataclass and a ``build_app(config)``
+coroutine-free factory returning an ``aiohttp.web.Application``. Command-line flags are derived
+from the dataclass fields (``--field-name``), so a role's knobs are declared once, in its config.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import logging
+import signal
+import sys
+import typing
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+from aiohttp import web
+
+from cdn.settings import ConfigError, load_config
+
+T = TypeVar("T")
+
+log = logging.getLogger("cdn")
+
+
+def add_config_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
+    """One ``--flag`` per dataclass field; unset flags stay ``None`` so defaults/env win."""
+    hints = typing.get_type_hints(cls)
+    for field in dataclasses.fields(cls):
+        flag = "--" + field.name.replace("_", "-")
+        hint = hints[field.name]
+        default = field.default if field.default is not dataclasses.MISSING else None
+        help_text = f"{field.metadata.get('help', '')} (default: {default!r})".strip()
+        if hint is bool:
+            parser.add_argument(flag, dest=field.name, default=None,
+                                action=argparse.BooleanOptionalAction, help=help_text)
+        else:
+            parser.add_argument(flag, dest=field.name, default=None, help=help_text)
+
+
+def config_from_args(
+    cls: type[T], args: argparse.Namespace, *, prefix: str, section: str
+) -> T:
+    overrides = {f.name: getattr(args, f.name, None) for f in dataclasses.fields(cls)}
+    return load_config(cls, prefix=prefix, section=section,
+                       toml_path=getattr(args, "config", None), overrides=overrides)
+
+
+def serve(app: web.Application, host: str, port: int, *, reuse_port: bool = False) -> None:
+    """Run ``app`` on uvloop until SIGINT/SIGTERM, then shut down cleanly."""
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:  # pragma: no cover - non-posix
+        pass
+
+    async def main() -> None:
+        runner = web.AppRunner(app, handle_signals=False, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, host, port, reuse_port=reuse_port, backlog=1024)
+        await site.start()
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        log.info("listening on http://%s:%d", host, port)
+        print(f"ready http://{host}:{port}", flush=True)
+        await stop.wait()
+        await runner.cleanup()
+
+    asyncio.run(main())
+
+
+def run_role(
+    argv: Sequence[str],
+    *,
+    prog: str,
+    cls: type[T],
+    prefix: str,
+    section: str,
+    build_app: Callable[[T], web.Application],
+    host_port: Callable[[T], tuple[str, int]],
+) -> int:
+    parser = argparse.ArgumentParser(prog=prog)
+    parser.add_argument("--config", help="TOML file (default: $CDN_CONFIG)")
+    parser.add_argument("--log-level", default="INFO")
+    add_config_arguments(parser, cls)
+    args = parser.parse_args(list(argv))
+    logging.basicConfig(level=args.log_level.upper(),
+                        format=f"%(asctime)s {prog} %(levelname)s %(name)s: %(message)s")
+    try:
+        config = config_from_args(cls, args, prefix=prefix, section=section)
+    except ConfigError as exc:
+        print(f"{prog}: configuration error: {exc}", file=sys.stderr)
+        return 2
+    host, port = host_port(config)
+    serve(build_app(config), host, port)
+    return 0
+
+
+def as_dict(config: Any) -> dict[str, Any]:
+    return dataclasses.asdict(config)
