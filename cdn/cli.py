@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 # subcommand -> module exposing ``main(argv: list[str]) -> int``
 COMMANDS: dict[str, tuple[str, str]] = {
-    "up": ("cdn.up", "start the whole local topology (PostgreSQL, Redis, nodes, origin, shields, edges)"),
+    "up": ("cdn.up", "start the local topology: PostgreSQL, Redis, nodes, origin, shields, edges"),
     "edge": ("edge.server", "run an edge PoP server"),
     "shield": ("shield.server", "run a shield server"),
     "origin": ("origin.api.server", "run the origin S3-style API"),

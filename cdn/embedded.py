@@ -9,14 +9,18 @@ PostgreSQL refuses to run as root, so as root it runs as the unprivileged ``pgse
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
+_PG_USER = "pgserver"
 
 
 class EmbeddedServerError(RuntimeError):
@@ -30,7 +34,9 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(s.getsockname()[1])
 
 
-def wait_for_port(host: str, port: int, timeout: float, proc: subprocess.Popen | None = None) -> None:
+def wait_for_port(
+    host: str, port: int, timeout: float, proc: subprocess.Popen | None = None
+) -> None:
     """Block until something accepts TCP connections on host:port."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -42,6 +48,24 @@ def wait_for_port(host: str, port: int, timeout: float, proc: subprocess.Popen |
         except OSError:
             time.sleep(0.05)
     raise EmbeddedServerError(f"nothing listening on {host}:{port} after {timeout:.0f}s")
+
+
+def _ensure_user(name: str) -> None:
+    import pwd
+
+    try:
+        pwd.getpwnam(name)
+    except KeyError:
+        subprocess.run(["useradd", "--system", "--no-create-home", name], check=True,
+                       capture_output=True)
+
+
+def _make_traversable(path: Path) -> None:
+    """Let the unprivileged PostgreSQL user reach ``path`` (o+x on every parent)."""
+    for parent in path.parents:
+        mode = parent.stat().st_mode
+        if not mode & stat.S_IXOTH:
+            parent.chmod(mode | stat.S_IXOTH | stat.S_IROTH)
 
 
 def _stop_process(proc: subprocess.Popen, sig: int, timeout: float) -> None:
@@ -73,16 +97,16 @@ class EmbeddedPostgres:
         return self.proc.pid if self.proc else None
 
     def _bin(self, name: str) -> str:
-        import pgserver
-
-        return str(Path(pgserver.__file__).parent / "pginstall" / "bin" / name)
+        # Located without importing pgserver, whose import has side effects (runtime dirs).
+        spec = importlib.util.find_spec("pgserver")
+        if spec is None or not spec.submodule_search_locations:
+            raise EmbeddedServerError("pgserver is not installed (pip install pgserver)")
+        return str(Path(spec.submodule_search_locations[0]) / "pginstall" / "bin" / name)
 
     def _run_as(self) -> str | None:
         if os.name == "posix" and os.geteuid() == 0:
-            from pgserver.utils import ensure_user_exists
-
-            ensure_user_exists("pgserver")
-            return "pgserver"
+            _ensure_user(_PG_USER)
+            return _PG_USER
         return None
 
     def _prepare(self, user: str | None) -> None:
@@ -91,11 +115,8 @@ class EmbeddedPostgres:
         if user:
             import pwd
 
-            from pgserver.utils import ensure_prefix_permissions
-
-            ensure_prefix_permissions(pgdata)
-            bin_dir = Path(self._bin("postgres")).parent.parent
-            ensure_prefix_permissions(bin_dir / "bin")
+            _make_traversable(pgdata)
+            _make_traversable(Path(self._bin("postgres")))
             entry = pwd.getpwnam(user)
             for root, dirs, files in os.walk(pgdata):
                 for name in [*dirs, *files]:
