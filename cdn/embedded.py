@@ -60,6 +60,17 @@ def _ensure_user(name: str) -> None:
                        capture_output=True)
 
 
+def _as_user(name: str | None) -> dict[str, object]:
+    """Popen arguments that drop to ``name`` with its own group (``user=`` alone keeps root's
+    group, whose permission bits then deny access to the data folder)."""
+    if name is None:
+        return {}
+    import pwd
+
+    entry = pwd.getpwnam(name)
+    return {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
+
+
 def _make_traversable(path: Path) -> None:
     """Let the unprivileged PostgreSQL user reach ``path`` (o+x on every parent)."""
     for parent in path.parents:
@@ -127,7 +138,7 @@ class EmbeddedPostgres:
             result = subprocess.run(
                 [self._bin("initdb"), "-D", str(pgdata), "-U", "postgres", "--auth=trust",
                  "--encoding=UTF8", "--no-instructions"],
-                user=user, capture_output=True, text=True, check=False,
+                **_as_user(user), capture_output=True, text=True, check=False,
             )
             if result.returncode != 0:
                 raise EmbeddedServerError(f"initdb failed: {result.stderr.strip()}")
@@ -143,7 +154,7 @@ class EmbeddedPostgres:
             [self._bin("postgres"), "-D", str(self.data_dir), "-h", self.host,
              "-p", str(self.port), "-k", str(sock_dir), "-c", "max_connections=200",
              "-c", "shared_buffers=64MB"],
-            user=user, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            **_as_user(user), stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )
         log.close()
         try:
