@@ -9,6 +9,7 @@ PostgreSQL refuses to run as root, so as root it runs as the unprivileged ``pgse
 
 from __future__ import annotations
 
+import ctypes
 import importlib.util
 import os
 import shutil
@@ -16,7 +17,9 @@ import signal
 import socket
 import stat
 import subprocess
+import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -48,6 +51,20 @@ def wait_for_port(
         except OSError:
             time.sleep(0.05)
     raise EmbeddedServerError(f"nothing listening on {host}:{port} after {timeout:.0f}s")
+
+
+def set_parent_death_signal() -> None:
+    """Ask Linux to SIGTERM this (child) process when its parent dies, so killing a
+    supervisor with SIGKILL leaves nothing running. Called between fork and exec."""
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
+def child_preexec() -> Callable[[], None] | None:
+    return set_parent_death_signal if sys.platform == "linux" else None
 
 
 def _ensure_user(name: str) -> None:
@@ -155,6 +172,7 @@ class EmbeddedPostgres:
              "-p", str(self.port), "-k", str(sock_dir), "-c", "max_connections=200",
              "-c", "shared_buffers=64MB"],
             **_as_user(user), stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            preexec_fn=child_preexec(),
         )
         log.close()
         try:
@@ -219,6 +237,7 @@ class EmbeddedRedis:
             [self.binary(), "--port", str(self.port), "--bind", self.host, "--save", "",
              "--appendonly", "no", "--dir", str(self.data_dir), "--daemonize", "no"],
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            preexec_fn=child_preexec(),
         )
         log.close()
         try:
