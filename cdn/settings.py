@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import tomllib
+import types
 import typing
 from collections.abc import Mapping
 from pathlib import Path
@@ -31,6 +32,9 @@ class ConfigError(ValueError):
 
 def _convert(name: str, annotation: Any, raw: Any) -> Any:
     origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):  # ``X | None``: convert to X
+        (annotation, *_rest) = [a for a in typing.get_args(annotation) if a is not type(None)]
+        origin = typing.get_origin(annotation)
     if annotation is bool:
         if isinstance(raw, bool):
             return raw
