@@ -1,0 +1,129 @@
+"""Which shield serves a cache key: rendezvous hashing over the healthy shields.
+
+Ranking by ``cdn.rendezvous.rank`` means every edge picks the same shield for a key without
+coordination, and when a shield goes down only the keys it ranked first move. ``ShieldPool``
+is the (pure) state; ``HealthChecker`` probes ``GET /_health`` in the background; and
+``ShieldUpstream`` sends a request to the best shield, failing over to the next in rank when
+the chosen one cannot be reached (only for requests without a body, which can be repeated).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterable, AsyncIterator, Mapping
+
+import aiohttp
+
+from cdn.rendezvous import rank
+from httpcache.errors import UpstreamDisconnected, UpstreamUnavailable
+from httpcache.headers import Fields
+from httpcache.upstream import HttpUpstream, RequestSigner, UpstreamResponse
+
+log = logging.getLogger("cdn.edge.shields")
+
+RETRYABLE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+class ShieldPool:
+    """Shield names → URLs, and which are currently believed down."""
+
+    def __init__(self, shields: Mapping[str, str]) -> None:
+        if not shields:
+            raise ValueError("a shield pool needs at least one shield")
+        self.urls = dict(shields)
+        self._down: set[str] = set()
+
+    def is_up(self, name: str) -> bool:
+        return name not in self._down
+
+    def healthy(self) -> list[str]:
+        return [n for n in self.urls if n not in self._down]
+
+    def candidates(self, key: str) -> list[str]:
+        """Healthy shields best first, then the down ones (a last resort beats a 502)."""
+        up = rank(key, self.healthy())
+        down = rank(key, [n for n in self.urls if n in self._down])
+        return up + down
+
+    def choose(self, key: str) -> str:
+        return self.candidates(key)[0]
+
+    def mark_down(self, name: str) -> None:
+        if name not in self._down:
+            log.warning("shield %s marked down", name)
+        self._down.add(name)
+
+    def mark_up(self, name: str) -> None:
+        if name in self._down:
+            log.info("shield %s is back up", name)
+        self._down.discard(name)
+
+
+class HealthChecker:
+    """Probes every shield's ``/_health`` each ``interval`` seconds."""
+
+    def __init__(self, pool: ShieldPool, session: aiohttp.ClientSession,
+                 interval: float) -> None:
+        self.pool = pool
+        self.session = session
+        self.interval = interval
+
+    async def check(self, name: str) -> bool:
+        timeout = aiohttp.ClientTimeout(total=max(0.2, min(self.interval, 2.0)))
+        try:
+            async with self.session.get(self.pool.urls[name].rstrip("/") + "/_health",
+                                        timeout=timeout) as resp:
+                return resp.status == 200
+        except (aiohttp.ClientError, TimeoutError):
+            return False
+
+    async def check_all(self) -> None:
+        names = list(self.pool.urls)
+        results = await asyncio.gather(*(self.check(n) for n in names))
+        for name, ok in zip(names, results, strict=True):
+            (self.pool.mark_up if ok else self.pool.mark_down)(name)
+
+    async def run(self) -> None:
+        while True:
+            await self.check_all()
+            await asyncio.sleep(self.interval)
+
+
+class ShieldUpstream:
+    """``httpcache.upstream.Upstream`` over a pool of shields with failover."""
+
+    def __init__(self, pool: ShieldPool, session: aiohttp.ClientSession,
+                 signer: RequestSigner | None = None) -> None:
+        self.pool = pool
+        self._hops = {name: HttpUpstream(session, url, signer) for name, url in pool.urls.items()}
+
+    @contextlib.asynccontextmanager
+    async def open(
+        self,
+        method: str,
+        target: str,
+        headers: Fields,
+        body: AsyncIterable[bytes] | None = None,
+        *,
+        cache_key: str,
+    ) -> AsyncIterator[UpstreamResponse]:
+        retryable = method in RETRYABLE_METHODS and body is None
+        candidates = self.pool.candidates(cache_key)
+        for attempt, name in enumerate(candidates):
+            stack = contextlib.AsyncExitStack()
+            try:
+                response = await stack.enter_async_context(
+                    self._hops[name].open(method, target, headers, body, cache_key=cache_key))
+            except (UpstreamUnavailable, UpstreamDisconnected) as exc:
+                await stack.aclose()
+                self.pool.mark_down(name)
+                if not retryable or attempt == len(candidates) - 1:
+                    raise
+                log.warning("shield %s failed (%s); trying %s", name, exc.message,
+                            candidates[attempt + 1])
+                continue
+            async with stack:
+                yield response
+            return

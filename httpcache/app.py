@@ -1,0 +1,116 @@
+"""The aiohttp application around a ``CacheEngine``, shared by edge and shield.
+
+Resources live in cleanup contexts under typed ``AppKey``s: the client session (one per app,
+keep-alive) and the engine are created when the app starts and closed, with every in-flight
+fetch cancelled and awaited, when it stops. Roles add their own contexts (shield health
+checks, the purge subscriber) after these, so those can use the session.
+
+Routes: ``GET /_health``, ``GET /_metrics``; everything else goes to the engine.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from http import HTTPStatus
+
+import aiohttp
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST
+
+from httpcache.cache_status import CacheStatus
+from httpcache.engine import CacheEngine, EngineConfig
+from httpcache.errors import CacheError, ClientSideError
+from httpcache.metrics import CacheMetrics
+from httpcache.store import MemoryStore
+from httpcache.upstream import Upstream, new_client_session
+
+log = logging.getLogger("cdn.httpcache")
+
+ENGINE_CONFIG = web.AppKey("engine_config", EngineConfig)
+STORE = web.AppKey("cache_store", MemoryStore)
+METRICS = web.AppKey("cache_metrics", CacheMetrics)
+SESSION = web.AppKey("http_session", aiohttp.ClientSession)
+ENGINE = web.AppKey("cache_engine", CacheEngine)
+
+UpstreamFactory = Callable[[web.Application, aiohttp.ClientSession], Upstream]
+CleanupContext = Callable[[web.Application], AsyncIterator[None]]
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def error_body(exc: CacheError) -> str:
+    phrase = HTTPStatus(exc.status).phrase
+    return f"{exc.status} {phrase}: {exc.message}\n"
+
+
+@web.middleware
+async def errors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Map our errors to short readable responses at the handler edge."""
+    try:
+        return await handler(request)
+    except CacheError as exc:
+        metrics = request.app[METRICS]
+        if isinstance(exc, ClientSideError):
+            metrics.requests.labels("denied" if exc.status == 403 else "refused").inc()
+        else:
+            metrics.requests.labels("error").inc()
+            log.warning("%s %s: %s", request.method, request.path, exc.message)
+        name = request.app[ENGINE_CONFIG].name
+        detail = exc.__class__.__name__
+        return web.Response(
+            status=exc.status, text=error_body(exc),
+            headers={"Cache-Status": CacheStatus(name, detail=detail).format(),
+                     "Cache-Control": "no-store"})
+
+
+async def health(_request: web.Request) -> web.Response:
+    return web.Response(text="ok\n")
+
+
+async def metrics_handler(request: web.Request) -> web.Response:
+    return web.Response(body=request.app[METRICS].render(),
+                        headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+async def proxy(request: web.Request) -> web.StreamResponse:
+    return await request.app[ENGINE].handle(request)
+
+
+def build_cache_app(
+    config: EngineConfig,
+    upstream_factory: UpstreamFactory,
+    *,
+    max_bytes: int,
+    max_object_bytes: int | None = None,
+    clock: Callable[[], float] = time.time,
+    contexts: Sequence[CleanupContext] = (),
+    connect_timeout: float = 5.0,
+    read_timeout: float = 60.0,
+) -> web.Application:
+    """An application running ``config``'s engine in front of ``upstream_factory``'s hop."""
+    metrics = CacheMetrics(config.name)
+    store = MemoryStore(max_bytes, max_object_bytes, on_evict=lambda _s: metrics.evictions.inc())
+    metrics.cache_objects.set_function(lambda: len(store))
+    metrics.cache_bytes.set_function(lambda: store.current_bytes)
+
+    app = web.Application(middlewares=[errors_middleware], handler_args={"max_field_size": 16384})
+    app[ENGINE_CONFIG] = config
+    app[STORE] = store
+    app[METRICS] = metrics
+
+    async def engine_context(app: web.Application) -> AsyncIterator[None]:
+        session = new_client_session(connect_timeout, read_timeout)
+        app[SESSION] = session
+        engine = CacheEngine(config, upstream_factory(app, session), store, metrics, clock=clock)
+        app[ENGINE] = engine
+        yield
+        await engine.aclose()
+        await session.close()
+
+    app.cleanup_ctx.append(engine_context)
+    app.cleanup_ctx.extend(contexts)
+    app.router.add_get("/_health", health)
+    app.router.add_get("/_metrics", metrics_handler)
+    app.router.add_route("*", "/{tail:.*}", proxy)
+    return app

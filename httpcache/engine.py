@@ -1,0 +1,336 @@
+"""The request driver shared by edge and shield: one I/O step per policy decision.
+
+``CacheEngine.handle`` turns an aiohttp request into a ``CacheRequest``, looks up the store,
+asks ``policy.decide`` and then does exactly one thing:
+
+* ``FreshHit``    → answer from the stored response (304 / 206 / 416 / 200 / HEAD);
+* ``Miss``        → fetch (collapsed into one flight per key), stream, maybe store;
+* ``Revalidate``  → conditional fetch with the stored validators (also collapsed); a 304 is
+  merged by ``policy.update_from_304``, anything else replaces the stored response;
+* ``Pass``        → forward the request as is, any method, body streamed; unsafe methods
+  invalidate the key (RFC 9111 §4.4);
+* ``GatewayTimeout`` → 504 for ``only-if-cached``.
+
+Clients' own conditionals and ranges are always answered here from the (stored or just
+fetched) complete response; the upstream is asked for the full representation.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import time
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Sequence
+from dataclasses import dataclass, field
+
+from aiohttp import web
+from multidict import CIMultiDict
+
+from httpcache.cache_key import cache_key, split_target
+from httpcache.cache_status import CacheStatus, ForwardReason
+from httpcache.collapse import Collapser, Flight, FlightHead, NotShareable
+from httpcache.conditional import if_range_matches, not_modified, not_modified_fields
+from httpcache.errors import OnlyIfCachedMiss, UpstreamError
+from httpcache.forwarding import (
+    client_response_fields,
+    fill_request_fields,
+    forward_request_fields,
+)
+from httpcache.headers import Fields
+from httpcache.messages import CacheRequest, StoredResponse
+from httpcache.metrics import CacheMetrics
+from httpcache.policy import (
+    CACHEABLE_METHODS,
+    DEFAULT_POLICY,
+    FreshHit,
+    GatewayTimeout,
+    Miss,
+    Pass,
+    PolicyConfig,
+    Revalidate,
+    current_age,
+    decide,
+    fields_to_store,
+    invalidated_paths,
+    invalidates,
+    is_storable,
+    is_worth_storing,
+    make_stored_response,
+    response_304_matches,
+    update_from_304,
+)
+from httpcache.ranges import ByteRange, Unsatisfiable, parse_range
+from httpcache.store import MemoryStore
+from httpcache.upstream import CHUNK_SIZE, Upstream, UpstreamResponse
+
+# A gate sees every proxied request before the cache does: it may refuse it (raise a
+# ``ClientSideError``) or rewrite the target (e.g. remove URL-signature parameters).
+Gate = Callable[[web.Request, str, float], str]
+
+
+@dataclass(frozen=True, slots=True)
+class EngineConfig:
+    """What differs between an edge and a shield running this engine."""
+
+    name: str  # our member name in Cache-Status and Via
+    policy: PolicyConfig = DEFAULT_POLICY
+    strip_response_fields: frozenset[str] = frozenset()  # never sent to our clients
+    drop_request_fields: frozenset[str] = frozenset()  # never sent upstream
+    gates: Sequence[Gate] = field(default_factory=tuple)
+
+
+class CacheEngine:
+    def __init__(self, config: EngineConfig, upstream: Upstream, store: MemoryStore,
+                 metrics: CacheMetrics, *, clock: Callable[[], float] = time.time) -> None:
+        self.config = config
+        self.upstream = upstream
+        self.store = store
+        self.metrics = metrics
+        self.clock = clock
+        self.collapser = Collapser()
+        self._strip = frozenset(n.lower() for n in config.strip_response_fields)
+        self._drop = frozenset(n.lower() for n in config.drop_request_fields)
+
+    async def aclose(self) -> None:
+        await self.collapser.aclose()
+
+    # -- the driver ----------------------------------------------------------------------------
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        now = self.clock()
+        target = request.raw_path
+        if not target.startswith("/"):  # absolute-form request target
+            target = request.rel_url.raw_path_qs
+        for gate in self.config.gates:
+            target = gate(request, target, now)
+        key = cache_key(*split_target(target))
+        creq = CacheRequest(request.method, key, Fields(request.headers.items()))
+        stored = self.store.get(key) if request.method in CACHEABLE_METHODS else None
+        match decide(creq, stored, now, self.config.policy):
+            case FreshHit(stored=hit, age=age, ttl=ttl):
+                self.metrics.requests.labels("hit").inc()
+                status = CacheStatus(self.config.name, hit=True, ttl=int(ttl))
+                return self._answer_complete(request, creq, hit.status, hit.headers, hit.body,
+                                             status, age=int(age))
+            case Revalidate() | Miss() as decision:
+                return await self._fetch_and_answer(request, creq, decision)
+            case Pass(reason=reason):
+                return await self._forward(request, creq, reason)
+            case GatewayTimeout():
+                raise OnlyIfCachedMiss("only-if-cached: no usable stored response")
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    # -- answering from a complete body --------------------------------------------------------
+
+    def _answer_complete(self, request: web.Request, creq: CacheRequest, status: int,
+                         headers: Fields, body: bytes, cache_status: CacheStatus,
+                         age: int | None) -> web.Response:
+        """Serve a response whose whole body is at hand, honouring the client's conditional
+        and single-range requests (RFC 9111 §4.3.2, RFC 9110 §14)."""
+        fields = client_response_fields(headers, cache_status, via=self.config.name, age=age,
+                                        strip=self._strip)
+        if not_modified(creq.method, creq.headers, status, headers):
+            self.metrics.requests.labels("not_modified").inc()
+            return web.Response(status=304, headers=CIMultiDict(not_modified_fields(fields)))
+        requested = creq.headers.first("range")
+        if_range = creq.headers.first("if-range")
+        if (status == 200 and requested and creq.method == "GET"
+                and (if_range is None or if_range_matches(if_range, headers))):
+            match parse_range(requested, len(body)):
+                case ByteRange() as part:
+                    fields = fields.with_field("Content-Range", part.content_range())
+                    return _response(206, fields, body[part.first:part.last + 1])
+                case Unsatisfiable() as bad:
+                    fields = fields.without("content-type", "content-encoding").with_field(
+                        "Content-Range", bad.content_range())
+                    return _response(416, fields, b"")
+        if status == 200 and "accept-ranges" not in fields.names():
+            fields = fields.appended("Accept-Ranges", "bytes")
+        return _response(status, fields, body)
+
+    # -- misses and revalidations --------------------------------------------------------------
+
+    async def _fetch_and_answer(self, request: web.Request, creq: CacheRequest,
+                                decision: Miss | Revalidate) -> web.StreamResponse:
+        stored = decision.stored if isinstance(decision, Revalidate) else None
+        fills = isinstance(decision, Revalidate) or decision.store
+        producer = functools.partial(
+            self._produce,
+            creq=creq,
+            method="GET" if fills else creq.method,
+            headers=fill_request_fields(
+                creq.headers, via=self.config.name, peer=request.remote, drop=self._drop,
+                validators=decision.validators if isinstance(decision, Revalidate) else None),
+            stored=stored,
+            fills=fills,
+        )
+        flight, owner = self.collapser.join(creq.target, producer, shared=decision.collapse)
+        try:
+            head = await flight.head(owner=owner)
+        except NotShareable:  # someone else's private answer: fetch our own
+            flight, owner = self.collapser.join(creq.target, producer, shared=False)
+            head = await flight.head(owner=True)
+        self.metrics.requests.labels(_result(owner, stored, head)).inc()
+        headers = head.headers if owner else head.shared_headers
+        assert headers is not None
+        cache_status = CacheStatus(self.config.name, fwd=decision.reason,
+                                   fwd_status=head.fwd_status, stored=head.stored and owner,
+                                   collapsed=not owner)
+        age = None
+        if head.shared_headers is not None:
+            age = int(current_age(headers, head.request_time, head.response_time, self.clock()))
+        needs_whole_body = (
+            (creq.method == "GET" and creq.headers.first("range") is not None)
+            or (creq.method == "HEAD" and head.content_length is None and flight.method == "GET")
+            or not_modified(creq.method, creq.headers, head.status, headers)
+        )
+        if needs_whole_body:
+            body = await flight.body()
+            return self._answer_complete(request, creq, head.status, headers, body,
+                                         cache_status, age)
+        fields = client_response_fields(headers, cache_status, via=self.config.name, age=age,
+                                        strip=self._strip)
+        chunks = flight.chunks() if creq.method != "HEAD" else None
+        return await _stream(request, head.status, fields, chunks)
+
+    async def _produce(self, flight: Flight, *, creq: CacheRequest, method: str,
+                       headers: Fields, stored: StoredResponse | None, fills: bool) -> None:
+        """The one upstream exchange of a flight (runs in the flight's task)."""
+        flight.method = method
+        for _attempt in range(2):
+            request_time = self.clock()
+            async with self._upstream(method, creq.target, headers) as up:
+                response_time = self.clock()
+                if up.status == 304 and stored is not None:
+                    if response_304_matches(stored, up.headers):
+                        self._refresh(flight, creq, stored, up, request_time, response_time)
+                        return
+                    # §4.3.4: a 304 for a different representation updates nothing; ask again
+                    # without validators for the full response.
+                    headers = headers.without("if-none-match", "if-modified-since")
+                    stored = None
+                    continue
+                await self._receive(flight, creq, method, up, request_time, response_time,
+                                    fills=fills)
+                return
+
+    def _refresh(self, flight: Flight, creq: CacheRequest, stored: StoredResponse,
+                 up: UpstreamResponse, request_time: float, response_time: float) -> None:
+        refreshed = update_from_304(stored, up.headers, request_time, response_time,
+                                    self.config.policy)
+        as_get = CacheRequest("GET", creq.target, creq.headers)
+        keep = is_storable(as_get, refreshed.status, refreshed.headers, self.config.policy)
+        if keep:
+            self.store.put(refreshed)
+        else:
+            self.store.delete(creq.target)
+        flight.publish_head(FlightHead(
+            status=refreshed.status, headers=refreshed.headers, shared_headers=refreshed.headers,
+            content_length=len(refreshed.body), fwd_status=304, stored=keep,
+            request_time=request_time, response_time=response_time))
+        flight.feed(refreshed.body)
+
+    async def _receive(self, flight: Flight, creq: CacheRequest, method: str,
+                       up: UpstreamResponse, request_time: float, response_time: float,
+                       *, fills: bool) -> None:
+        policy = self.config.policy
+        as_sent = CacheRequest(method, creq.target, creq.headers)
+        shareable = is_storable(as_sent, up.status, up.headers, policy)
+        length = _content_length(up.headers)
+        keep = (fills and shareable
+                and is_worth_storing(up.status, up.headers, response_time, policy)
+                and (length is None or self.store.fits(length)))
+        flight.publish_head(FlightHead(
+            status=up.status, headers=up.headers,
+            shared_headers=fields_to_store(up.headers, policy) if shareable else None,
+            content_length=length, fwd_status=up.status, stored=keep,
+            request_time=request_time, response_time=response_time))
+        if not shareable:
+            self.collapser.close_to_newcomers(flight)
+        kept: list[bytes] = []
+        size = 0
+        async for chunk in up.chunks:
+            flight.feed(chunk)
+            if keep:
+                size += len(chunk)
+                keep = self.store.fits(size)
+                kept.append(chunk) if keep else kept.clear()
+        if keep:
+            self.store.put(make_stored_response(creq.target, as_sent, up.status, up.headers,
+                                                b"".join(kept), request_time, response_time,
+                                                policy))
+        elif method == "GET":
+            self.store.delete(creq.target)  # superseded by a response we do not keep
+
+    # -- forwarding ----------------------------------------------------------------------------
+
+    async def _forward(self, request: web.Request, creq: CacheRequest,
+                       reason: ForwardReason) -> web.StreamResponse:
+        self.metrics.requests.labels("pass").inc()
+        headers = forward_request_fields(creq.headers, via=self.config.name,
+                                         peer=request.remote, drop=self._drop)
+        body = request.content.iter_chunked(CHUNK_SIZE) if request.body_exists else None
+        async with self._upstream(creq.method, creq.target, headers, body) as up:
+            if invalidates(creq.method, up.status):
+                self.store.purge_url(creq.target)
+                for path in invalidated_paths(up.headers):
+                    self.store.purge_url(path)
+            status = CacheStatus(self.config.name, fwd=reason, fwd_status=up.status)
+            fields = client_response_fields(up.headers, status, via=self.config.name,
+                                            strip=self._strip)
+            chunks = up.chunks if creq.method != "HEAD" else None
+            return await _stream(request, up.status, fields, chunks)
+
+    @contextlib.asynccontextmanager
+    async def _upstream(self, method: str, target: str, headers: Fields,
+                        body: AsyncIterable[bytes] | None = None
+                        ) -> AsyncIterator[UpstreamResponse]:
+        """One upstream exchange, counted in ``cdn_upstream_requests_total``."""
+        counted = False
+        try:
+            async with self.upstream.open(method, target, headers, body,
+                                          cache_key=target) as up:
+                self.metrics.upstream_requests.labels(method, str(up.status)).inc()
+                counted = True
+                yield up
+        except UpstreamError:
+            if not counted:
+                self.metrics.upstream_requests.labels(method, "error").inc()
+            raise
+
+
+def _result(owner: bool, stored: StoredResponse | None, head: FlightHead) -> str:
+    if not owner:
+        return "collapsed"
+    if stored is None:
+        return "miss"
+    return "revalidated" if head.fwd_status == 304 else "refetched"
+
+
+def _content_length(headers: Fields) -> int | None:
+    raw = headers.first("content-length")
+    try:
+        return int(raw) if raw is not None else None
+    except ValueError:
+        return None
+
+
+def _response(status: int, fields: Fields, body: bytes) -> web.Response:
+    """A complete response; aiohttp computes Content-Length (and omits the body for HEAD)."""
+    headers = CIMultiDict(fields.without("content-length"))
+    response = web.Response(status=status, body=body, headers=headers)
+    if "Content-Type" not in headers:
+        response.headers.pop("Content-Type", None)  # do not invent one the origin did not send
+    return response
+
+
+async def _stream(request: web.Request, status: int, fields: Fields,
+                  chunks: AsyncIterable[bytes] | None) -> web.StreamResponse:
+    """Send the head, then the chunks as they come (each write waits for the socket)."""
+    response = web.StreamResponse(status=status, headers=CIMultiDict(fields))
+    await response.prepare(request)
+    if chunks is not None:
+        async for chunk in chunks:
+            await response.write(chunk)
+    await response.write_eof()
+    return response

@@ -1,0 +1,63 @@
+"""Which header fields go upstream and which go back to the client (pure).
+
+Requests: RFC 9110 §7.6 — hop-by-hop fields are dropped, ``Via`` is appended ("A proxy MUST
+send an appropriate Via header field ... in each message that it forwards"), and the client's
+address is appended to ``X-Forwarded-For``. ``Host`` is the upstream's own (aiohttp sets it
+from the URL). When the cache fills itself it asks for the complete representation, so the
+client's own conditionals and ranges are removed (they are answered from the stored
+response instead); a revalidation adds the stored validators.
+
+Responses: the upstream's members of ``Cache-Status`` come first and ours is appended;
+``Age`` is replaced by our calculation; tier-private fields (e.g. ``Surrogate-Key`` at the
+edge) are removed.
+"""
+
+from __future__ import annotations
+
+from httpcache.cache_status import CacheStatus, append_cache_status
+from httpcache.headers import Fields, end_to_end
+
+CLIENT_PRECONDITIONS = frozenset({"if-none-match", "if-modified-since", "if-range", "range",
+                                  "if-match", "if-unmodified-since"})
+
+# Never forwarded: framing is redone per hop, Expect is answered by this hop's server.
+_NOT_FORWARDED = frozenset({"host", "expect"})
+
+
+def forward_request_fields(client: Fields, *, via: str, peer: str | None,
+                           drop: frozenset[str] = frozenset()) -> Fields:
+    """Fields for forwarding a request as is (any method, body framing kept)."""
+    fields = end_to_end(client).without(_NOT_FORWARDED, drop)
+    fields = fields.with_field("Via", _append(client.get("via"), f"1.1 {via}"))
+    if peer:
+        fields = fields.with_field("X-Forwarded-For", _append(client.get("x-forwarded-for"), peer))
+    return fields
+
+
+def fill_request_fields(client: Fields, *, via: str, peer: str | None,
+                        drop: frozenset[str] = frozenset(),
+                        validators: Fields | None = None) -> Fields:
+    """Fields for a GET that fills the cache: no client preconditions, no body framing,
+    plus our validators when revalidating (RFC 9111 §4.3.1)."""
+    fields = forward_request_fields(client, via=via, peer=peer, drop=drop)
+    fields = fields.without(CLIENT_PRECONDITIONS, "content-length", "content-type")
+    if validators:
+        fields = Fields([*fields, *validators])
+    return fields
+
+
+def client_response_fields(upstream: Fields, status: CacheStatus, *, via: str,
+                           age: int | None = None,
+                           strip: frozenset[str] = frozenset()) -> Fields:
+    """Fields sent to our client for a response that came from ``upstream`` or the store."""
+    fields = upstream.without(strip, "cache-status", "via")
+    if age is not None:
+        fields = fields.with_field("Age", str(age))
+    fields = fields.appended("Via", _append(upstream.get("via"), f"1.1 {via}"))
+    return fields.appended("Cache-Status", append_cache_status(upstream.get("cache-status"),
+                                                               status))
+
+
+def _append(existing: str | None, member: str) -> str:
+    return f"{existing}, {member}" if existing else member
+

@@ -1,0 +1,112 @@
+"""An immutable, ordered, case-insensitive list of header fields (pure).
+
+The policy and the store work on this type rather than on aiohttp's ``CIMultiDict`` so the
+RFC rules stay free of I/O libraries and a stored response can never be changed by a handler
+that holds a reference to it (RFC 9111 updates produce a *new* list; see ``policy``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping
+
+# RFC 9110 §7.6.1: "a proxy or gateway MUST remove any received connection options" and the
+# fields below are defined as connection-specific; they are never forwarded nor stored.
+HOP_BY_HOP = frozenset({
+    "connection", "keep-alive", "proxy-connection", "te", "transfer-encoding", "upgrade",
+    "proxy-authenticate", "proxy-authorization", "trailer",
+})
+
+
+class Fields:
+    """Ordered header fields; names compare case-insensitively, order and duplicates kept."""
+
+    __slots__ = ("_items",)
+
+    def __init__(self, items: Iterable[tuple[str, str]] = ()) -> None:
+        self._items: tuple[tuple[str, str], ...] = tuple((str(k), str(v)) for k, v in items)
+
+    @classmethod
+    def of(cls, mapping: Mapping[str, str] | Iterable[tuple[str, str]]) -> Fields:
+        if isinstance(mapping, Mapping):
+            return cls(mapping.items())
+        return cls(mapping)
+
+    def __iter__(self) -> Iterator[tuple[str, str]]:
+        return iter(self._items)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Fields) and self._items == other._items
+
+    def __hash__(self) -> int:
+        return hash(self._items)
+
+    def __repr__(self) -> str:
+        return f"Fields({list(self._items)!r})"
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and self.get(name) is not None
+
+    def get_all(self, name: str) -> list[str]:
+        lname = name.lower()
+        return [v for k, v in self._items if k.lower() == lname]
+
+    def get(self, name: str, default: str | None = None) -> str | None:
+        """All field lines of ``name`` joined by ", " (RFC 9110 §5.3), or ``default``."""
+        values = self.get_all(name)
+        return ", ".join(values) if values else default
+
+    def first(self, name: str) -> str | None:
+        """The first field line only: for singleton fields such as Date or ETag."""
+        lname = name.lower()
+        for k, v in self._items:
+            if k.lower() == lname:
+                return v
+        return None
+
+    def names(self) -> set[str]:
+        return {k.lower() for k, _ in self._items}
+
+    def without(self, *names: str | Iterable[str]) -> Fields:
+        drop: set[str] = set()
+        for n in names:
+            if isinstance(n, str):
+                drop.add(n.lower())
+            else:
+                drop.update(x.lower() for x in n)
+        return Fields((k, v) for k, v in self._items if k.lower() not in drop)
+
+    def with_field(self, name: str, value: str) -> Fields:
+        """A copy with every ``name`` line replaced by one line ``name: value``."""
+        return Fields([*self.without(name)._items, (name, value)])
+
+    def appended(self, name: str, value: str) -> Fields:
+        return Fields([*self._items, (name, value)])
+
+    def byte_size(self) -> int:
+        return sum(len(k) + len(v) + 4 for k, v in self._items)
+
+
+def split_list(value: str | None) -> list[str]:
+    """Members of a comma-separated list field (RFC 9110 §5.6.1), trimmed, empties dropped."""
+    if not value:
+        return []
+    return [p.strip() for p in value.split(",") if p.strip()]
+
+
+def connection_options(fields: Fields) -> set[str]:
+    """Field names listed in ``Connection`` (RFC 9110 §7.6.1), which are hop-by-hop too."""
+    return {n.lower() for n in split_list(fields.get("connection"))}
+
+
+def end_to_end(fields: Fields) -> Fields:
+    """``fields`` without hop-by-hop fields.
+
+    RFC 9110 §7.6.1: "Intermediaries MUST parse a received Connection header field before a
+    message is forwarded and, for each connection-option in this field, remove any header or
+    trailer field(s) from the message with the same name as the connection-option, and then
+    remove the Connection header field itself".
+    """
+    return fields.without(HOP_BY_HOP, connection_options(fields))

@@ -1,0 +1,46 @@
+"""The plain data the policy reasons about: a request as the cache sees it and a stored
+response. Both are frozen; every change produces a new value (``dataclasses.replace``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from httpcache.headers import Fields
+
+
+@dataclass(frozen=True, slots=True)
+class CacheRequest:
+    """A client request reduced to what caching depends on."""
+
+    method: str
+    target: str  # path and query as keyed (signature parameters already removed)
+    headers: Fields = field(default_factory=Fields)
+
+
+@dataclass(frozen=True, slots=True)
+class StoredResponse:
+    """A response in the cache, with the two timestamps the age calculation needs.
+
+    ``request_time``/``response_time`` are RFC 9111 §4.2.3's "the current value of the local
+    clock when the cache made the request" and "... received the response". ``vary`` holds the
+    request's values of the fields named by ``Vary`` when it was stored (§4.1). ``invalidated``
+    is set by a soft purge: the response must be validated before it is used again.
+    """
+
+    cache_key: str
+    status: int
+    headers: Fields
+    body: bytes
+    request_time: float
+    response_time: float
+    surrogate_keys: frozenset[str] = frozenset()
+    vary: tuple[tuple[str, str | None], ...] = ()
+    invalidated: bool = False
+
+    @property
+    def path(self) -> str:
+        return self.cache_key.split("?", 1)[0]
+
+    def byte_size(self) -> int:
+        """Approximate memory cost, used for the store's byte bound."""
+        return len(self.body) + self.headers.byte_size() + len(self.cache_key) + 256

@@ -1,0 +1,52 @@
+"""Prometheus metrics of one cache application, in an app-local registry.
+
+A local ``CollectorRegistry`` (not the process default) lets several edges and shields live
+in one test process, and ``/_metrics`` of each shows only its own numbers.
+
+Names and labels (stable: end-to-end tests and dashboards count on them):
+
+* ``cdn_requests_total{result}`` — client requests by outcome: ``hit``, ``miss``,
+  ``revalidated`` (stale/soft-purged, upstream said 304), ``refetched`` (stale, upstream sent
+  a new 200), ``collapsed`` (joined another request's fetch), ``pass`` (forwarded: method,
+  bypass), ``not_modified`` (client conditional answered 304 from cache — counted in addition
+  to hit), ``denied`` (403), ``error`` (5xx we generated).
+* ``cdn_upstream_requests_total{method,status}`` — requests this tier sent upstream; status
+  is the HTTP status or ``error``.
+* ``cdn_cache_objects``, ``cdn_cache_bytes``, ``cdn_cache_evictions_total``.
+* ``cdn_purge_last_seq``, ``cdn_purge_events_total``, ``cdn_purged_objects_total{mode}``,
+  ``cdn_purge_subscriber_connected``, ``cdn_purge_catchups_total{result}``.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+
+
+class CacheMetrics:
+    def __init__(self, tier: str) -> None:
+        self.tier = tier
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.requests = Counter("cdn_requests_total", "Client requests by cache result",
+                                ["result"], registry=r)
+        self.upstream_requests = Counter("cdn_upstream_requests_total",
+                                         "Requests sent upstream", ["method", "status"],
+                                         registry=r)
+        self.cache_objects = Gauge("cdn_cache_objects", "Objects in the memory tier",
+                                   registry=r)
+        self.cache_bytes = Gauge("cdn_cache_bytes", "Bytes in the memory tier", registry=r)
+        self.evictions = Counter("cdn_cache_evictions_total", "LRU evictions", registry=r)
+        self.purge_last_seq = Gauge("cdn_purge_last_seq", "Last purge sequence applied",
+                                    registry=r)
+        self.purge_events = Counter("cdn_purge_events_total", "Purge events applied",
+                                    registry=r)
+        self.purged_objects = Counter("cdn_purged_objects_total",
+                                      "Objects removed or invalidated by purges", ["mode"],
+                                      registry=r)
+        self.purge_connected = Gauge("cdn_purge_subscriber_connected",
+                                     "1 while subscribed to the purge channel", registry=r)
+        self.purge_catchups = Counter("cdn_purge_catchups_total",
+                                      "Catch-ups from the purge log", ["result"], registry=r)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,264 @@
+"""Apply purges published on Redis, and catch up from the control plane's durable log.
+
+Contract (see the control plane): a message on the channel (default ``cdn:purge``) is JSON
+``{"seq": int, "tags": [...], "urls": [...], "prefixes": [...], "soft": bool}``; urls and
+prefixes are request paths (``/bucket/key``). ``GET {control_url}/purge/log?after=SEQ`` with
+``Authorization: Bearer TOKEN`` answers ``{"events": [...], "last_seq": int}`` (a page; we
+keep asking until we reach ``last_seq``).
+
+Ordering: subscribe first, *then* catch up, so an event published during the catch-up is
+either in the log page or in the channel — never in neither. Every ``subscribe``
+confirmation (the first one and any after a reconnect, whether our loop or redis-py
+reconnected) triggers a catch-up; so does a gap in sequence numbers. Events at or below the
+last applied sequence are skipped, so replays are harmless. Redis failures are retried with
+exponential backoff; a catch-up that fails is retried on the same backoff while messages
+keep being applied.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import redis.asyncio as aioredis
+from aiohttp import web
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
+
+from httpcache.app import METRICS, SESSION, STORE
+from httpcache.errors import PurgeError
+from httpcache.metrics import CacheMetrics
+from httpcache.store import MemoryStore, PurgeResult
+
+log = logging.getLogger("cdn.httpcache.purge")
+
+
+@dataclass(frozen=True, slots=True)
+class PurgeSettings:
+    redis_url: str
+    channel: str = "cdn:purge"
+    control_url: str = ""
+    token: str = ""
+    backoff_initial: float = 0.1
+    backoff_max: float = 5.0
+    poll_interval: float = 1.0  # how often the listen loop looks at pending catch-ups
+
+
+@dataclass(frozen=True, slots=True)
+class PurgeEvent:
+    seq: int
+    tags: tuple[str, ...] = ()
+    urls: tuple[str, ...] = ()
+    prefixes: tuple[str, ...] = ()
+    soft: bool = False
+
+    @classmethod
+    def from_json(cls, obj: Any) -> PurgeEvent:
+        """Validate one wire event; ``PurgeError`` names what is wrong."""
+        if not isinstance(obj, dict):
+            raise PurgeError(f"purge event must be a JSON object, got {type(obj).__name__}")
+        seq = obj.get("seq", 0)
+        if not isinstance(seq, int) or isinstance(seq, bool) or seq < 0:
+            raise PurgeError(f"purge event seq must be a non-negative integer, got {seq!r}")
+        lists: dict[str, tuple[str, ...]] = {}
+        for name in ("tags", "urls", "prefixes"):
+            value = obj.get(name, [])
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise PurgeError(f"purge event {name!r} must be a list of strings")
+            lists[name] = tuple(value)
+        soft = obj.get("soft", False)
+        if not isinstance(soft, bool):
+            raise PurgeError(f"purge event 'soft' must be a boolean, got {soft!r}")
+        return cls(seq, lists["tags"], lists["urls"], lists["prefixes"], soft)
+
+
+def apply_event(store: MemoryStore, event: PurgeEvent) -> PurgeResult:
+    """Remove (hard) or invalidate (soft) everything the event names."""
+    result = PurgeResult()
+    for tag in event.tags:
+        result += store.purge_tag(tag, soft=event.soft)
+    for url in event.urls:
+        result += store.purge_url(url, soft=event.soft)
+    for prefix in event.prefixes:
+        result += store.purge_prefix(prefix, soft=event.soft)
+    return result
+
+
+class PurgeSubscriber:
+    """Keeps one store in step with the purge stream; ``run`` until cancelled."""
+
+    def __init__(self, settings: PurgeSettings, store: MemoryStore, metrics: CacheMetrics,
+                 session: aiohttp.ClientSession | None = None,
+                 sleep: Callable[[float], Any] = asyncio.sleep) -> None:
+        self.settings = settings
+        self.store = store
+        self.metrics = metrics
+        self.session = session
+        self.last_seq = 0
+        self.connected = False
+        self._sleep = sleep
+        self._catchup_pending = bool(settings.control_url)
+        self._changed = asyncio.Event()
+
+    # -- applying ------------------------------------------------------------------------------
+
+    def apply(self, event: PurgeEvent) -> bool:
+        """Apply ``event`` unless already applied; ``False`` when skipped."""
+        if event.seq and event.seq <= self.last_seq:
+            return False
+        if event.seq > self.last_seq + 1 and self.settings.control_url:
+            self._catchup_pending = True  # a gap: something was missed (or a seq was skipped)
+        result = apply_event(self.store, event)
+        self.last_seq = max(self.last_seq, event.seq)
+        self.metrics.purge_events.inc()
+        self.metrics.purge_last_seq.set(self.last_seq)
+        self.metrics.purged_objects.labels("removed").inc(result.removed)
+        self.metrics.purged_objects.labels("invalidated").inc(result.invalidated)
+        log.info("purge seq=%d soft=%s: %d removed, %d invalidated", event.seq, event.soft,
+                 result.removed, result.invalidated)
+        self._notify()
+        return True
+
+    def apply_message(self, data: bytes | str) -> bool:
+        try:
+            event = PurgeEvent.from_json(json.loads(data))
+        except (ValueError, PurgeError) as exc:
+            log.warning("ignoring malformed purge message %r: %s", data[:200], exc)
+            return False
+        return self.apply(event)
+
+    def _notify(self) -> None:
+        changed, self._changed = self._changed, asyncio.Event()
+        changed.set()
+
+    async def wait_for_seq(self, seq: int) -> None:
+        """Wait until events up to ``seq`` are applied (wrap in ``asyncio.timeout``)."""
+        while self.last_seq < seq:
+            await self._changed.wait()
+
+    async def wait_connected(self) -> None:
+        """Wait until subscribed and caught up (wrap in ``asyncio.timeout``)."""
+        while not (self.connected and not self._catchup_pending):
+            await self._changed.wait()
+
+    # -- catching up ---------------------------------------------------------------------------
+
+    async def catch_up(self) -> int:
+        """Apply every logged event after ``last_seq``; returns how many were applied."""
+        if not self.settings.control_url or self.session is None:
+            self._catchup_pending = False
+            return 0
+        url = self.settings.control_url.rstrip("/") + "/purge/log"
+        headers = {"Authorization": f"Bearer {self.settings.token}"}
+        applied = 0
+        while True:
+            try:
+                async with self.session.get(url, params={"after": str(self.last_seq)},
+                                            headers=headers,
+                                            timeout=aiohttp.ClientTimeout(total=10)) as resp:
+                    if resp.status != 200:
+                        text = (await resp.text())[:200]
+                        raise PurgeError(f"purge log {url} answered {resp.status}: {text}")
+                    page = await resp.json(content_type=None)
+            except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+                raise PurgeError(f"purge log {url} unreadable: {exc!r}") from exc
+            events = [PurgeEvent.from_json(e) for e in page.get("events", [])]
+            for event in events:
+                applied += self.apply(event)
+            log_last = int(page.get("last_seq", self.last_seq))
+            if not events or self.last_seq >= log_last:
+                self.last_seq = max(self.last_seq, log_last)
+                self.metrics.purge_last_seq.set(self.last_seq)
+                self._catchup_pending = False
+                self._notify()
+                return applied
+
+    async def _try_catch_up(self) -> bool:
+        try:
+            count = await self.catch_up()
+        except PurgeError as exc:
+            self.metrics.purge_catchups.labels("error").inc()
+            log.warning("purge catch-up failed (will retry): %s", exc.message)
+            return False
+        self.metrics.purge_catchups.labels("ok").inc()
+        if count:
+            log.info("purge catch-up applied %d events, now at seq %d", count, self.last_seq)
+        return True
+
+    # -- the subscription loop -----------------------------------------------------------------
+
+    async def run(self) -> None:
+        backoff = self.settings.backoff_initial
+        while True:
+            try:
+                await self._subscribe_and_listen()
+            except (RedisError, OSError) as exc:
+                log.warning("purge channel lost (%s); reconnecting in %.1fs", exc, backoff)
+            finally:
+                if self.connected:
+                    backoff = self.settings.backoff_initial
+                self._set_connected(False)
+            await self._sleep(backoff)
+            backoff = min(backoff * 2, self.settings.backoff_max)
+
+    def _set_connected(self, connected: bool) -> None:
+        self.connected = connected
+        self.metrics.purge_connected.set(1 if connected else 0)
+        self._notify()
+
+    async def _subscribe_and_listen(self) -> None:
+        # No retries inside redis-py: a dropped connection must surface here so we catch up.
+        client = aioredis.from_url(self.settings.redis_url, retry=Retry(NoBackoff(), 0),
+                                   health_check_interval=10)
+        pubsub = client.pubsub()
+        try:
+            await pubsub.subscribe(self.settings.channel)
+            catchup_backoff = self.settings.backoff_initial
+            next_catchup = 0.0
+            loop = asyncio.get_running_loop()
+            while True:
+                message = await pubsub.get_message(timeout=self.settings.poll_interval)
+                if message is not None:
+                    kind = message.get("type")
+                    if kind == "subscribe":
+                        self._catchup_pending = bool(self.settings.control_url)
+                        self._set_connected(True)
+                        log.info("subscribed to %s", self.settings.channel)
+                    elif kind == "message":
+                        self.apply_message(message["data"])
+                if self._catchup_pending and loop.time() >= next_catchup:
+                    if await self._try_catch_up():
+                        catchup_backoff = self.settings.backoff_initial
+                    else:
+                        next_catchup = loop.time() + catchup_backoff
+                        catchup_backoff = min(catchup_backoff * 2, self.settings.backoff_max)
+        finally:
+            with contextlib.suppress(RedisError, OSError):
+                await pubsub.aclose()
+            with contextlib.suppress(RedisError, OSError):
+                await client.aclose()
+
+
+PURGE_SUBSCRIBER = web.AppKey("purge_subscriber", PurgeSubscriber)
+
+
+def purge_context(settings: PurgeSettings) -> Callable[[web.Application], AsyncIterator[None]]:
+    """A cleanup context running the subscriber as a background task of the app."""
+
+    async def context(app: web.Application) -> AsyncIterator[None]:
+        subscriber = PurgeSubscriber(settings, app[STORE], app[METRICS], app[SESSION])
+        app[PURGE_SUBSCRIBER] = subscriber
+        task = asyncio.create_task(subscriber.run(), name="purge-subscriber")
+        yield
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    return context

@@ -1,0 +1,180 @@
+"""The in-memory cache tier: a byte-bounded LRU of stored responses plus purge indexes.
+
+Two indexes are kept in step with every insert, delete and eviction, so a purge costs time
+in proportion to what it removes, not to the cache size:
+
+* tag index: surrogate key → cache keys carrying it (purge by tag);
+* path index: path → cache keys with that path and any query (purge by URL).
+
+Purge by prefix scans the keys (O(entries)); prefixes are rare and a sorted index would cost
+every insert. A hard purge evicts; a soft purge keeps the bytes but marks the response
+invalid so the next request revalidates it (RFC 9111 §4.3 with the stored validators).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from cachetools import Cache, LRUCache
+
+from httpcache.messages import StoredResponse
+
+
+class _NotifyingLRU(LRUCache[str, StoredResponse]):
+    """cachetools' LRU that reports evictions (its documented extension point)."""
+
+    def __init__(self, maxsize: int, on_evict: Callable[[str, StoredResponse], None]) -> None:
+        super().__init__(maxsize, getsizeof=StoredResponse.byte_size)
+        self._on_evict = on_evict
+
+    def popitem(self) -> tuple[str, StoredResponse]:
+        key, value = super().popitem()
+        self._on_evict(key, value)
+        return key, value
+
+
+@dataclass(frozen=True, slots=True)
+class PurgeResult:
+    removed: int = 0
+    invalidated: int = 0
+
+    def __add__(self, other: PurgeResult) -> PurgeResult:
+        return PurgeResult(self.removed + other.removed, self.invalidated + other.invalidated)
+
+
+class MemoryStore:
+    """Stored responses bounded by ``max_bytes`` in total and ``max_object_bytes`` each."""
+
+    def __init__(self, max_bytes: int, max_object_bytes: int | None = None,
+                 on_evict: Callable[[StoredResponse], None] | None = None) -> None:
+        if max_bytes <= 0:
+            raise ValueError(f"cache max_bytes must be positive, got {max_bytes}")
+        self.max_bytes = max_bytes
+        self.max_object_bytes = min(max_object_bytes or max_bytes, max_bytes)
+        self._lru = _NotifyingLRU(max_bytes, self._evicted)
+        self._tags: dict[str, set[str]] = {}
+        self._paths: dict[str, set[str]] = {}
+        self._listener = on_evict
+        self.evictions = 0
+
+    # -- reading -------------------------------------------------------------------------------
+
+    def get(self, key: str) -> StoredResponse | None:
+        """The stored response for ``key`` (and mark it recently used)."""
+        return self._lru.get(key)
+
+    def peek(self, key: str) -> StoredResponse | None:
+        """Like ``get`` without changing the LRU order (``Cache.__getitem__`` skips LRU's
+        recency update)."""
+        try:
+            return Cache.__getitem__(self._lru, key)
+        except KeyError:
+            return None
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._lru
+
+    def __len__(self) -> int:
+        return len(self._lru)
+
+    @property
+    def current_bytes(self) -> int:
+        return int(self._lru.currsize)
+
+    def keys_for_tag(self, tag: str) -> set[str]:
+        return set(self._tags.get(tag, ()))
+
+    def fits(self, size: int) -> bool:
+        """Whether a body of ``size`` bytes may be kept in memory at all."""
+        return size <= self.max_object_bytes
+
+    # -- writing -------------------------------------------------------------------------------
+
+    def put(self, stored: StoredResponse) -> bool:
+        """Store (or replace) ``stored``; ``False`` when it is larger than one object may be."""
+        if stored.byte_size() > self.max_object_bytes:
+            self.delete(stored.cache_key)
+            return False
+        self.delete(stored.cache_key)
+        self._lru[stored.cache_key] = stored  # may evict others, each reported to _evicted
+        self._index(stored)
+        return True
+
+    def delete(self, key: str) -> bool:
+        stored = self._lru.pop(key, None)
+        if stored is None:
+            return False
+        self._unindex(stored)
+        return True
+
+    def clear(self) -> None:
+        for key in list(self._lru.keys()):
+            self.delete(key)
+
+    # -- purging -------------------------------------------------------------------------------
+
+    def purge_keys(self, keys: Iterable[str], *, soft: bool = False) -> PurgeResult:
+        removed = invalidated = 0
+        for key in list(keys):
+            if soft:
+                stored = self.peek(key)
+                if stored is not None and not stored.invalidated:
+                    # same size, same key: no eviction, and no gain in recency either
+                    Cache.__setitem__(self._lru, key, dataclasses.replace(stored, invalidated=True))
+                    invalidated += 1
+            elif self.delete(key):
+                removed += 1
+        return PurgeResult(removed, invalidated)
+
+    def purge_tag(self, tag: str, *, soft: bool = False) -> PurgeResult:
+        return self.purge_keys(self.keys_for_tag(tag), soft=soft)
+
+    def purge_url(self, url: str, *, soft: bool = False) -> PurgeResult:
+        """A path purges every query variant of it; a path with a query purges that key."""
+        if "?" in url:
+            return self.purge_keys([url], soft=soft)
+        return self.purge_keys(set(self._paths.get(url, ())), soft=soft)
+
+    def purge_prefix(self, prefix: str, *, soft: bool = False) -> PurgeResult:
+        return self.purge_keys([k for k in self._lru.keys() if k.startswith(prefix)], soft=soft)
+
+    # -- indexes -------------------------------------------------------------------------------
+
+    def _index(self, stored: StoredResponse) -> None:
+        for tag in stored.surrogate_keys:
+            self._tags.setdefault(tag, set()).add(stored.cache_key)
+        self._paths.setdefault(stored.path, set()).add(stored.cache_key)
+
+    def _unindex(self, stored: StoredResponse) -> None:
+        for tag in stored.surrogate_keys:
+            _discard(self._tags, tag, stored.cache_key)
+        _discard(self._paths, stored.path, stored.cache_key)
+
+    def _evicted(self, key: str, stored: StoredResponse) -> None:
+        self._unindex(stored)
+        self.evictions += 1
+        if self._listener is not None:
+            self._listener(stored)
+
+    def check_indexes(self) -> None:
+        """Assert the indexes describe exactly the stored entries (for tests)."""
+        entries = {k: self.peek(k) for k in self._lru.keys()}
+        tags: dict[str, set[str]] = {}
+        paths: dict[str, set[str]] = {}
+        for key, stored in entries.items():
+            assert stored is not None
+            for tag in stored.surrogate_keys:
+                tags.setdefault(tag, set()).add(key)
+            paths.setdefault(stored.path, set()).add(key)
+        assert tags == self._tags, (tags, self._tags)
+        assert paths == self._paths, (paths, self._paths)
+
+
+def _discard(index: dict[str, set[str]], name: str, key: str) -> None:
+    keys = index.get(name)
+    if keys is not None:
+        keys.discard(key)
+        if not keys:
+            del index[name]

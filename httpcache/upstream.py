@@ -1,0 +1,130 @@
+"""The next hop (a shield, or an origin) as seen by the engine.
+
+``Upstream.open`` sends one request and yields the response head with a chunk iterator; the
+engine never touches aiohttp's client types. aiohttp exceptions are mapped to
+``httpcache.errors`` here, the package edge (``wrap_client_errors``).
+
+The client session is created by the application's cleanup context with: no cookie jar (a
+shared proxy must never replay one user's cookies for another), no automatic decompression
+(bytes pass through exactly as the upstream sent them) and no redirect following (redirects
+are responses like any other).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterator
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
+from typing import Protocol
+
+import aiohttp
+from yarl import URL
+
+from httpcache.errors import (
+    UpstreamBodyError,
+    UpstreamDisconnected,
+    UpstreamError,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+)
+from httpcache.headers import Fields, end_to_end
+
+CHUNK_SIZE = 64 * 1024
+
+
+@dataclass(slots=True)
+class UpstreamResponse:
+    status: int
+    headers: Fields  # end-to-end fields only
+    chunks: AsyncIterator[bytes]
+    upstream: str  # which upstream answered (base URL), for logs and metrics
+
+
+class Upstream(Protocol):
+    def open(
+        self,
+        method: str,
+        target: str,
+        headers: Fields,
+        body: AsyncIterable[bytes] | None = None,
+        *,
+        cache_key: str,
+    ) -> AbstractAsyncContextManager[UpstreamResponse]: ...
+
+
+@contextlib.contextmanager
+def wrap_client_errors(where: str) -> Iterator[None]:
+    """Map aiohttp/asyncio failures to our errors, naming the upstream in the message."""
+    try:
+        yield
+    except aiohttp.ClientConnectorError as exc:
+        raise UpstreamUnavailable(f"cannot reach upstream {where}: {exc}") from exc
+    except aiohttp.ServerDisconnectedError as exc:
+        raise UpstreamDisconnected(f"upstream {where} closed the connection") from exc
+    except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
+        raise UpstreamTimeout(f"upstream {where} timed out") from exc
+    except aiohttp.ClientPayloadError as exc:
+        raise UpstreamBodyError(f"upstream {where} broke off the body: {exc}") from exc
+    except aiohttp.ClientError as exc:
+        raise UpstreamError(f"upstream {where} failed: {exc.__class__.__name__}: {exc}") from exc
+
+
+def new_client_session(connect_timeout: float = 5.0, read_timeout: float = 60.0,
+                       limit: int = 256) -> aiohttp.ClientSession:
+    """One keep-alive session per application (see the module docstring)."""
+    return aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=limit, ttl_dns_cache=300),
+        timeout=aiohttp.ClientTimeout(total=None, sock_connect=connect_timeout,
+                                      sock_read=read_timeout),
+        cookie_jar=aiohttp.DummyCookieJar(),
+        auto_decompress=False,
+        skip_auto_headers=("User-Agent", "Accept-Encoding", "Content-Type"),
+    )
+
+
+RequestSigner = Callable[[str, str], dict[str, str]]  # (method, target) -> extra headers
+
+
+class HttpUpstream:
+    """One base URL (``http://host:port``) reached through a shared client session."""
+
+    def __init__(self, session: aiohttp.ClientSession, base_url: str,
+                 signer: RequestSigner | None = None) -> None:
+        self.session = session
+        self.base_url = base_url.rstrip("/")
+        self.signer = signer
+
+    @contextlib.asynccontextmanager
+    async def open(
+        self,
+        method: str,
+        target: str,
+        headers: Fields,
+        body: AsyncIterable[bytes] | None = None,
+        *,
+        cache_key: str = "",
+    ) -> AsyncIterator[UpstreamResponse]:
+        send = list(headers)
+        if self.signer is not None:
+            send += list(self.signer(method, target).items())
+        # encoded=True: send the target byte for byte as the client sent it (signatures over
+        # the path, and origins that distinguish %2F from /, depend on it).
+        url = URL(self.base_url + target, encoded=True)
+        with wrap_client_errors(self.base_url):
+            async with self.session.request(
+                method, url, headers=send, data=body, allow_redirects=False,
+                compress=None, chunked=None, expect100=False,
+            ) as resp:
+                yield UpstreamResponse(
+                    status=resp.status,
+                    headers=end_to_end(Fields(resp.headers.items())),
+                    chunks=_chunks(resp, self.base_url),
+                    upstream=self.base_url,
+                )
+
+
+async def _chunks(resp: aiohttp.ClientResponse, where: str) -> AsyncIterator[bytes]:
+    with wrap_client_errors(where):
+        async for chunk in resp.content.iter_chunked(CHUNK_SIZE):
+            yield chunk

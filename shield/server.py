@@ -1,0 +1,65 @@
+"""The shield server: the shared cache engine facing the origin, open only to edges.
+
+``cdn shield`` runs it (flags from ``ShieldConfig``). The origin may be any HTTP/1.1 server.
+When ``edge_secret`` is set, every proxied request must carry a valid ``X-CDN-Edge-Auth``
+(``shield.edge_auth``); ``/_health`` and ``/_metrics`` are exempt. ``Surrogate-Key`` is kept
+on responses so the edge can index the same tags.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+
+import aiohttp
+from aiohttp import web
+
+from cdn.roles import run_role
+from httpcache.app import build_cache_app
+from httpcache.engine import EngineConfig, Gate
+from httpcache.purge_subscriber import PurgeSettings, purge_context
+from httpcache.upstream import HttpUpstream
+from shield import edge_auth
+from shield.config import ShieldConfig
+
+CONFIG = web.AppKey("shield_config", ShieldConfig)
+
+
+def edge_auth_gate(secret: str) -> Gate:
+    def gate(request: web.Request, target: str, now: float) -> str:
+        edge_auth.verify(request.headers.get(edge_auth.HEADER), secret, request.method,
+                         target, now)
+        return target
+
+    return gate
+
+
+def build_app(config: ShieldConfig, *, clock: Callable[[], float] = time.time
+              ) -> web.Application:
+    engine_config = EngineConfig(
+        name=config.cache_name,
+        drop_request_fields=frozenset({edge_auth.HEADER}),
+        gates=(edge_auth_gate(config.edge_secret),) if config.edge_secret else (),
+    )
+
+    def upstream(_app: web.Application, session: aiohttp.ClientSession) -> HttpUpstream:
+        return HttpUpstream(session, config.origin)
+
+    contexts = []
+    if config.redis_url:
+        contexts.append(purge_context(PurgeSettings(
+            redis_url=config.redis_url, channel=config.purge_channel,
+            control_url=config.control_url, token=config.purge_token)))
+    app = build_cache_app(
+        engine_config, upstream, max_bytes=config.cache_max_bytes,
+        max_object_bytes=config.max_object_bytes, clock=clock, contexts=contexts,
+        connect_timeout=config.upstream_connect_timeout,
+        read_timeout=config.upstream_read_timeout)
+    app[CONFIG] = config
+    return app
+
+
+def main(argv: Sequence[str]) -> int:
+    return run_role(argv, prog="cdn shield", cls=ShieldConfig, prefix="CDN_SHIELD_",
+                    section="shield", build_app=build_app,
+                    host_port=lambda c: (c.host, c.port))

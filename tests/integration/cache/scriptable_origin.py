@@ -1,0 +1,108 @@
+"""A scriptable HTTP origin for cache tests: answers what the test sets, counts what it saw.
+
+Each path has a ``Script`` (status, headers, body, optional chunking and delays). The origin
+answers ``If-None-Match`` with 304 when the script's ETag matches (like a real origin would),
+stamps ``Date`` from the test's clock, and records every request (method, target, headers,
+body) so tests can assert on exactly what reached it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from aiohttp import web
+
+from httpcache.conditional import if_none_match_passes
+from httpcache.dates import format_http_date
+
+
+@dataclass
+class Script:
+    status: int = 200
+    headers: dict[str, str] = field(default_factory=dict)
+    body: bytes = b""
+    chunk_size: int = 0  # > 0: stream the body in chunks of this size
+    chunk_delay: float = 0.0  # pause between chunks
+    head_delay: float = 0.0  # pause before answering at all
+    conditional: bool = True  # answer If-None-Match with 304
+    release: asyncio.Event | None = None  # wait for this before the last chunk
+
+
+@dataclass(frozen=True)
+class Seen:
+    method: str
+    target: str
+    headers: dict[str, str]
+    body: bytes
+
+
+class ScriptableOrigin:
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self.clock = clock
+        self.scripts: dict[str, Script] = {}
+        self.seen: list[Seen] = []
+        self.app = web.Application()
+        self.app.router.add_route("*", "/{tail:.*}", self.handle)
+
+    def set(self, path: str, body: bytes = b"", status: int = 200, **kwargs: object) -> Script:
+        script = Script(status=status, body=body, **kwargs)  # type: ignore[arg-type]
+        self.scripts[path] = script
+        return script
+
+    def count(self, path: str | None = None, method: str | None = None) -> int:
+        return sum(1 for s in self.seen
+                   if (path is None or s.target.split("?")[0] == path)
+                   and (method is None or s.method == method))
+
+    def last(self, path: str) -> Seen:
+        return [s for s in self.seen if s.target.split("?")[0] == path][-1]
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        body = await request.read()
+        self.seen.append(Seen(request.method, request.raw_path, dict(request.headers), body))
+        script = self.scripts.get(request.path)
+        if script is None:
+            return web.Response(status=404, text="no script\n",
+                                headers={"Date": format_http_date(self.clock())})
+        if script.head_delay:
+            await asyncio.sleep(script.head_delay)
+        headers = {"Date": format_http_date(self.clock()), **script.headers}
+        inm = request.headers.get("If-None-Match")
+        etag = script.headers.get("ETag")
+        if script.conditional and inm is not None and not if_none_match_passes(inm, etag):
+            keep = {k: v for k, v in headers.items()
+                    if k.lower() in ("date", "etag", "cache-control", "expires", "vary",
+                                     "last-modified", "surrogate-key", "cdn-cache-control")}
+            return web.Response(status=304, headers=keep)
+        if not script.chunk_size:
+            response = web.Response(status=script.status, body=script.body, headers=headers)
+            return response
+        response = web.StreamResponse(status=script.status, headers=headers)
+        response.content_length = len(script.body)
+        await response.prepare(request)
+        if request.method != "HEAD":
+            data = script.body
+            for start in range(0, len(data), script.chunk_size):
+                if script.release is not None and start + script.chunk_size >= len(data):
+                    await script.release.wait()
+                await response.write(data[start:start + script.chunk_size])
+                if script.chunk_delay:
+                    await asyncio.sleep(script.chunk_delay)
+        await response.write_eof()
+        return response
+
+
+class FakeClock:
+    """Wall-clock time the test moves forward by hand (shared by origin, shield and edge)."""
+
+    def __init__(self, start: float | None = None) -> None:
+        self.now = float(int(start if start is not None else time.time()))
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
