@@ -113,10 +113,14 @@ class PurgeSubscriber:
         """Apply ``event`` unless already applied; ``False`` when skipped."""
         if event.seq and event.seq <= self.last_seq:
             return False
-        if event.seq > self.last_seq + 1 and self.settings.control_url:
-            self._catchup_pending = True  # a gap: something was missed (or a seq was skipped)
         result = apply_event(self.store, event)
-        self.last_seq = max(self.last_seq, event.seq)
+        if event.seq > self.last_seq + 1 and self.settings.control_url:
+            # A gap: something was missed (or a sequence number was skipped). Applied anyway
+            # (purging twice is harmless), but last_seq stays put so the catch-up asks the
+            # log for everything after the last event we know we have.
+            self._catchup_pending = True
+        else:
+            self.last_seq = max(self.last_seq, event.seq)
         self.metrics.purge_events.inc()
         self.metrics.purge_last_seq.set(self.last_seq)
         self.metrics.purged_objects.labels("removed").inc(result.removed)
@@ -216,7 +220,8 @@ class PurgeSubscriber:
     async def _subscribe_and_listen(self) -> None:
         # No retries inside redis-py: a dropped connection must surface here so we catch up.
         client = aioredis.from_url(self.settings.redis_url, retry=Retry(NoBackoff(), 0),
-                                   health_check_interval=10)
+                                   health_check_interval=10,
+                                   client_name=f"cdn-purge:{self.metrics.tier}")
         pubsub = client.pubsub()
         try:
             await pubsub.subscribe(self.settings.channel)

@@ -63,9 +63,9 @@ def parse_range(value: str | None, length: int) -> ByteRange | Unsatisfiable | N
             return Unsatisfiable(length)
         return ByteRange(max(0, length - suffix), length - 1, length)
     first = int(first_s)
-    last = int(last_s) if last_s else length - 1
-    if last < first:
-        return None
+    if last_s and int(last_s) < first:
+        return None  # invalid range-spec: ignored
     if first >= length:
         return Unsatisfiable(length)
+    last = int(last_s) if last_s else length - 1
     return ByteRange(first, min(last, length - 1), length)

@@ -1,0 +1,201 @@
+"""Origin → shield → edge on real loopback ports: the caching behaviour end to end."""
+
+from __future__ import annotations
+
+import asyncio
+
+import aiohttp
+
+from httpcache.cache_status import parse_members
+from tests.integration.cache.conftest import Topology, metric
+
+CACHEABLE = {"Cache-Control": "max-age=60", "ETag": '"v1"', "Surrogate-Key": "t1 t2",
+             "Content-Type": "text/plain"}
+
+
+def statuses(resp: aiohttp.ClientResponse) -> list[tuple[str, dict[str, str | bool]]]:
+    return parse_members(resp.headers.get("Cache-Status"))
+
+
+async def test_miss_then_hit_carries_age_and_cache_status(topo: Topology) -> None:
+    topo.origin.set("/b/k", b"hello", headers=CACHEABLE)
+
+    first, body = await topo.get("/b/k")
+    assert first.status == 200 and body == b"hello"
+    assert first.headers["Cache-Status"] == (
+        "cdn-shield-1; fwd=uri-miss; fwd-status=200; stored, "
+        "cdn-edge-test; fwd=uri-miss; fwd-status=200; stored")
+    assert "Surrogate-Key" not in first.headers  # edge keeps tags to itself
+
+    topo.clock.advance(10)
+    second, body = await topo.get("/b/k")
+    assert second.status == 200 and body == b"hello"
+    assert second.headers["Age"] == "10"
+    assert second.headers["Cache-Status"] == (
+        "cdn-shield-1; fwd=uri-miss; fwd-status=200; stored, cdn-edge-test; hit; ttl=50")
+    assert topo.origin.count("/b/k") == 1
+    assert metric(topo.edge_app, "cdn_requests_total", result="hit") == 1
+    assert topo.edge_store().keys_for_tag("t1") == {"/b/k"}
+    assert metric(topo.shield_app(), "cdn_upstream_requests_total",
+                  method="GET", status="200") == 1
+
+
+async def test_max_age_expiry_revalidates_with_if_none_match(topo: Topology) -> None:
+    topo.origin.set("/b/k", b"hello", headers={**CACHEABLE, "Cache-Control": "max-age=5"})
+    await topo.get("/b/k")
+    topo.clock.advance(6)
+
+    resp, body = await topo.get("/b/k")
+
+    assert resp.status == 200 and body == b"hello"
+    last = topo.origin.last("/b/k")
+    assert last.headers.get("If-None-Match") == '"v1"'
+    assert topo.origin.count("/b/k") == 2
+    members = statuses(resp)
+    assert members[0] == ("cdn-shield-1", {"fwd": "stale", "fwd-status": "304", "stored": True})
+    assert members[1][1]["fwd"] == "stale" and members[1][1]["fwd-status"] == "304"
+    # refreshed at both tiers: fresh again for another max-age
+    again, _ = await topo.get("/b/k")
+    assert statuses(again)[-1][1].get("hit") is True
+    assert topo.origin.count("/b/k") == 2
+
+
+async def test_client_conditional_is_answered_304_from_cache(topo: Topology) -> None:
+    topo.origin.set("/b/k", b"hello", headers=CACHEABLE)
+    await topo.get("/b/k")
+
+    resp, body = await topo.get("/b/k", headers={"If-None-Match": 'W/"v1", "other"'})
+
+    assert resp.status == 304 and body == b""
+    assert resp.headers["ETag"] == '"v1"'
+    assert "hit" in resp.headers["Cache-Status"]
+    assert topo.origin.count("/b/k") == 1
+
+
+async def test_client_conditional_on_a_miss_is_answered_304(topo: Topology) -> None:
+    topo.origin.set("/b/k", b"hello", headers=CACHEABLE)
+
+    resp, _ = await topo.get("/b/k", headers={"If-None-Match": '"v1"'})
+
+    assert resp.status == 304
+    # the tiers asked for the full representation and stored it
+    assert "If-None-Match" not in topo.origin.last("/b/k").headers
+    again, body = await topo.get("/b/k")
+    assert again.status == 200 and body == b"hello"
+    assert topo.origin.count("/b/k") == 1
+
+
+async def test_no_store_and_private_are_not_cached(topo: Topology) -> None:
+    topo.origin.set("/b/nostore", b"a", headers={"Cache-Control": "no-store"})
+    topo.origin.set("/b/private", b"b", headers={"Cache-Control": "private, max-age=60"})
+    for path in ("/b/nostore", "/b/private"):
+        for _ in range(2):
+            resp, _ = await topo.get(path)
+            assert resp.status == 200
+            assert "stored" not in resp.headers["Cache-Status"]
+        assert topo.origin.count(path) == 2
+
+
+async def test_set_cookie_response_is_not_cached_nor_shared(topo: Topology) -> None:
+    topo.origin.set("/b/login", b"hi", headers={"Cache-Control": "max-age=60",
+                                                "Set-Cookie": "session=alice"})
+    first, _ = await topo.get("/b/login")
+    second, _ = await topo.get("/b/login")
+    assert first.headers.get("Set-Cookie") == "session=alice"
+    assert topo.origin.count("/b/login") == 2
+    assert second.headers.get("Set-Cookie") == "session=alice"  # fetched anew, not cached
+
+
+async def test_cdn_cache_control_takes_precedence(topo: Topology) -> None:
+    topo.origin.set("/b/k", b"x", headers={"Cache-Control": "no-cache",
+                                           "CDN-Cache-Control": "max-age=60"})
+    await topo.get("/b/k")
+    resp, _ = await topo.get("/b/k")
+    assert "hit" in resp.headers["Cache-Status"]
+    assert resp.headers["Cache-Control"] == "no-cache"  # browsers still see theirs
+    assert topo.origin.count("/b/k") == 1
+
+
+async def test_hundred_concurrent_cold_requests_make_one_origin_request(
+        topo: Topology) -> None:
+    body = bytes(range(256)) * 400  # 100 KiB, streamed in chunks
+    topo.origin.set("/b/big", body, headers=CACHEABLE, chunk_size=16384, head_delay=0.2)
+
+    results = await asyncio.gather(*(topo.get("/b/big") for _ in range(100)))
+
+    assert all(resp.status == 200 and got == body for resp, got in results)
+    assert topo.origin.count("/b/big") == 1
+    assert metric(topo.edge_app, "cdn_requests_total", result="collapsed") == 99
+    assert metric(topo.shield_app(), "cdn_upstream_requests_total",
+                  method="GET", status="200") == 1
+
+
+async def test_range_is_served_from_cache(topo: Topology) -> None:
+    topo.origin.set("/b/k", b"0123456789", headers=CACHEABLE)
+    await topo.get("/b/k")
+
+    part, body = await topo.get("/b/k", headers={"Range": "bytes=2-5"})
+    assert part.status == 206 and body == b"2345"
+    assert part.headers["Content-Range"] == "bytes 2-5/10"
+    tail, body = await topo.get("/b/k", headers={"Range": "bytes=-3"})
+    assert tail.status == 206 and body == b"789"
+    bad, _ = await topo.get("/b/k", headers={"Range": "bytes=50-"})
+    assert bad.status == 416 and bad.headers["Content-Range"] == "bytes */10"
+    assert topo.origin.count("/b/k") == 1
+    assert "Range" not in topo.origin.last("/b/k").headers
+
+
+async def test_head_is_answered_from_a_stored_get(topo: Topology) -> None:
+    topo.origin.set("/b/k", b"0123456789", headers=CACHEABLE)
+    await topo.get("/b/k")
+    resp, body = await topo.request("HEAD", "/b/k")
+    assert resp.status == 200 and body == b""
+    assert resp.headers["Content-Length"] == "10"
+    assert topo.origin.count("/b/k") == 1
+
+
+async def test_post_is_forwarded_with_body_and_invalidates_the_url(topo: Topology) -> None:
+    topo.origin.set("/b/k", b"v1", headers=CACHEABLE)
+    await topo.get("/b/k?x=1")
+    await topo.get("/b/k")
+    resp, _ = await topo.request("POST", "/b/k", data=b"new body",
+                                 headers={"Content-Type": "application/octet-stream"})
+    assert resp.status == 200
+    assert "fwd=method" in resp.headers["Cache-Status"]
+    posted = topo.origin.seen[-1]
+    assert (posted.method, posted.target, posted.body) == ("POST", "/b/k", b"new body")
+
+    again, _ = await topo.get("/b/k")
+    members = statuses(again)
+    assert [m[1].get("fwd") for m in members] == ["uri-miss", "uri-miss"]
+    assert topo.origin.count("/b/k", method="GET") == 3
+
+
+async def test_every_method_is_forwarded_with_path_query_and_headers(topo: Topology) -> None:
+    topo.origin.set("/b/k", b"", status=204)
+    for method in ("PUT", "DELETE", "PATCH", "OPTIONS"):
+        resp, _ = await topo.request(method, "/b/k?a=1&b=%2F", data=b"payload",
+                                     headers={"X-Custom": "yes", "Connection": "keep-alive"})
+        assert resp.status == 204
+        seen = topo.origin.seen[-1]
+        assert (seen.method, seen.target, seen.body) == (method, "/b/k?a=1&b=%2F", b"payload")
+        assert seen.headers["X-Custom"] == "yes"
+        assert "X-CDN-Edge-Auth" not in seen.headers
+
+
+async def test_upstream_down_is_a_readable_502(make_topology) -> None:  # type: ignore[no-untyped-def]
+    topo = await make_topology(shields=0, edge={"upstream": "http://127.0.0.1:9"})
+    resp, body = await topo.get("/b/k")
+    assert resp.status == 502
+    assert b"cannot reach upstream" in body
+
+
+async def test_shield_refuses_requests_without_edge_auth(topo: Topology) -> None:
+    shield_url = str(topo.shields["shield-1"].make_url("")).rstrip("/")
+    assert topo.client is not None
+    async with topo.client.get(shield_url + "/b/k") as resp:
+        assert resp.status == 403
+        assert "X-CDN-Edge-Auth" in await resp.text()
+    async with topo.client.get(shield_url + "/_health") as resp:
+        assert resp.status == 200
+    assert topo.origin.count() == 0

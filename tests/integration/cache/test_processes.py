@@ -1,0 +1,61 @@
+"""``cdn shield`` and ``cdn edge`` as real processes, configured by their CLI flags."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+from cdn.embedded import free_port
+from edge.signing import sign_url
+from tests.integration.cache.conftest import url_of
+from tests.integration.cache.scriptable_origin import ScriptableOrigin
+from tests.procs import RoleProcess
+
+
+@pytest.fixture
+def processes() -> Iterator[list[RoleProcess]]:
+    started: list[RoleProcess] = []
+    yield started
+    for proc in reversed(started):
+        proc.stop()
+
+
+async def test_cli_edge_and_shield_serve_and_cache(
+        aiohttp_server: Callable[[web.Application], Awaitable[TestServer]],
+        processes: list[RoleProcess], tmp_path: Path) -> None:
+    origin = ScriptableOrigin()
+    origin.set("/pub/a", b"alpha", headers={"Cache-Control": "max-age=60"})
+    origin.set("/priv/b", b"beta", headers={"Cache-Control": "max-age=60"})
+    origin_url = url_of(await aiohttp_server(origin.app))
+    shield_port, edge_port = free_port(), free_port()
+    shield = RoleProcess("shield", ["--name", "s1", "--port", str(shield_port),
+                                    "--origin", origin_url, "--edge-secret", "sek"],
+                         shield_port, log_path=tmp_path / "shield.log")
+    processes.append(shield.start())
+    edge = RoleProcess("edge", ["--region", "cli", "--port", str(edge_port),
+                                "--shields", f"s1={shield.url}", "--edge-secret", "sek",
+                                "--signing-keys", "k1=sign-secret",
+                                "--signed-buckets", "priv"],
+                       edge_port, log_path=tmp_path / "edge.log")
+    processes.append(edge.start())
+
+    async with aiohttp.ClientSession() as client:
+        for expected in ("fwd=uri-miss", "hit"):
+            async with client.get(edge.url + "/pub/a") as resp:
+                assert resp.status == 200 and await resp.read() == b"alpha"
+                assert expected in resp.headers["Cache-Status"].split(", ")[-1]
+        async with client.get(edge.url + "/priv/b") as resp:
+            assert resp.status == 403
+        signed = sign_url(edge.url + "/priv/b", key_id="k1", secret="sign-secret",
+                          expires_at=2**31 - 1)
+        async with client.get(signed) as resp:
+            assert resp.status == 200 and await resp.read() == b"beta"
+        async with client.get(shield.url + "/_metrics") as resp:
+            text = await resp.text()
+        assert 'cdn_upstream_requests_total{method="GET",status="200"} 2.0' in text
+    assert origin.count() == 2
