@@ -1,0 +1,1 @@
+"""The S3-style HTTP API of the origin (path-style buckets)."""

@@ -1,0 +1,29 @@
+"""Typed keys for what the origin app and its requests carry (resources live in cleanup
+contexts; handlers reach them only through these keys)."""
+
+from __future__ import annotations
+
+import aiohttp
+import asyncpg
+from aiohttp import web
+
+from origin.api.auth import Principal
+from origin.config import OriginConfig
+from origin.ec_reader import ECReader
+from origin.ec_writer import ECWriter
+from origin.metrics import OriginMetrics
+from origin.nodeclient import NodeClient
+from origin.nodehealth import NodeHealth
+
+CONFIG = web.AppKey("config", OriginConfig)
+METRICS = web.AppKey("metrics", OriginMetrics)
+POOL = web.AppKey("pool", asyncpg.Pool)
+SESSION = web.AppKey("session", aiohttp.ClientSession)
+NODES = web.AppKey("nodes", NodeClient)
+HEALTH = web.AppKey("health", NodeHealth)
+WRITER = web.AppKey("writer", ECWriter)
+READER = web.AppKey("reader", ECReader)
+
+REQUEST_ID = web.RequestKey("request_id", str)
+# None for an anonymous request.
+PRINCIPAL = web.RequestKey("principal", Principal)

@@ -1,0 +1,113 @@
+"""The one middleware every S3 request goes through.
+
+It gives the request an id (sent back as ``x-amz-request-id`` on every response, errors
+included), authenticates it (SigV4 or anonymous), counts it, and turns any exception into an
+S3 ``<Error>`` document: our ``OriginError``s with their own status and code, aiohttp's HTTP
+exceptions mapped to the nearest S3 code, anything else into ``InternalError`` (logged).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+
+from aiohttp import web
+
+from origin.api import auth, s3xml
+from origin.api.keys import CONFIG, METRICS, POOL, PRINCIPAL, REQUEST_ID
+from origin.api.paths import resource, split_path
+from origin.errors import (
+    EntityTooLarge,
+    InternalError,
+    InvalidArgument,
+    InvalidRange,
+    MethodNotAllowed,
+    OriginError,
+)
+from origin.metadata.credentials import get_credential
+
+log = logging.getLogger("cdn.origin.api")
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+# Paths that are not S3 resources: no auth, not counted as S3 requests.
+INTERNAL_PATHS = ("/_health", "/_metrics")
+
+
+def new_request_id() -> str:
+    return os.urandom(8).hex().upper()
+
+
+def error_response(exc: OriginError, request: web.Request) -> web.Response:
+    bucket, key = split_path(request.raw_path)
+    body = s3xml.error_document(exc.code, exc.message, exc.resource or resource(bucket, key),
+                                request.get(REQUEST_ID, ""))
+    headers = {"Content-Type": s3xml.CONTENT_TYPE}
+    if isinstance(exc, InvalidRange):
+        headers["Content-Range"] = f"bytes */{exc.object_size}"
+    if request.method == "HEAD":  # S3 answers HEAD errors with the status only
+        return web.Response(status=exc.status, headers=headers)
+    return web.Response(status=exc.status, body=body, headers=headers)
+
+
+def _from_http_exception(exc: web.HTTPException) -> OriginError:
+    if isinstance(exc, web.HTTPMethodNotAllowed):
+        return MethodNotAllowed()
+    if isinstance(exc, web.HTTPRequestEntityTooLarge):
+        return EntityTooLarge()
+    if exc.status >= 500:
+        return InternalError()
+    error = InvalidArgument(exc.text or exc.reason)
+    error.status = exc.status
+    return error
+
+
+@web.middleware
+async def s3_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if request.path in INTERNAL_PATHS:
+        return await handler(request)
+    request[REQUEST_ID] = new_request_id()
+    metrics = request.app[METRICS]
+    started = time.perf_counter()
+    response: web.StreamResponse
+    try:
+        request[PRINCIPAL] = await _authenticate(request)  # type: ignore[assignment]
+        response = await handler(request)
+    except OriginError as exc:
+        response = error_response(exc, request)
+    except web.HTTPException as exc:
+        response = error_response(_from_http_exception(exc), request)
+    except Exception:  # noqa: BLE001 - the client gets InternalError, the log the details
+        log.exception("unhandled error in %s %s", request.method, request.path)
+        response = error_response(InternalError(), request)
+    status = str(response.status)
+    metrics.requests.labels(method=request.method, status=status).inc()
+    if split_path(request.raw_path)[1] is not None:
+        metrics.object_requests.labels(method=request.method, status=status).inc()
+    metrics.request_seconds.labels(method=request.method).observe(
+        time.perf_counter() - started)
+    return response
+
+
+async def _authenticate(request: web.Request) -> auth.Principal | None:
+    config = request.app[CONFIG]
+    pool = request.app[POOL]
+    raw_path, _sep, raw_query = request.raw_path.partition("?")
+    parts = auth.RequestParts(request.method, raw_path, raw_query, request.headers.items())
+
+    async def lookup(access_key: str):  # noqa: ANN202 - CredentialLookup
+        return await get_credential(pool, access_key)
+
+    return await auth.authenticate(parts, lookup, region=config.region,
+                                   now=datetime.now(UTC), max_skew=config.max_clock_skew)
+
+
+async def add_request_id(request: web.Request, response: web.StreamResponse) -> None:
+    """``on_response_prepare`` hook: also covers streamed responses, whose headers are sent
+    before the middleware sees them again."""
+    request_id = request.get(REQUEST_ID)
+    if request_id:
+        response.headers["x-amz-request-id"] = request_id

@@ -1,0 +1,124 @@
+"""The origin's S3-style API server (``cdn origin``).
+
+``build_app(config)`` wires routes, the middleware and two cleanup contexts: the metadata pool
+(migrations, configured nodes and the admin credential are written at start-up) and the
+storage side (one keep-alive ``ClientSession`` to all nodes, the health prober, the EC writer
+and reader). Handlers reach them through typed ``AppKey``s only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+
+import aiohttp
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from cdn.roles import run_role
+from origin.api import buckets, objects
+from origin.api.auth import ADMIN_OWNER
+from origin.api.keys import CONFIG, HEALTH, METRICS, NODES, POOL, READER, SESSION, WRITER
+from origin.api.middleware import add_request_id, s3_middleware
+from origin.config import OriginConfig
+from origin.ec_reader import ECReader
+from origin.ec_writer import ECWriter
+from origin.erasure import cached_scheme
+from origin.errors import MethodNotAllowed
+from origin.metadata import db
+from origin.metadata.credentials import upsert_credential
+from origin.metadata.models import Credential
+from origin.metadata.nodes import touch_nodes, upsert_nodes
+from origin.metrics import OriginMetrics
+from origin.nodeclient import NodeClient
+from origin.nodehealth import NodeHealth
+
+
+async def health(request: web.Request) -> web.Response:
+    up = request.app[HEALTH].up_nodes() if HEALTH in request.app else []
+    return web.json_response({"status": "ok", "storage_nodes_up": len(up)})
+
+
+async def metrics(request: web.Request) -> web.Response:
+    body = generate_latest(request.app[METRICS].registry)
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+async def not_allowed(_request: web.Request) -> web.Response:
+    raise MethodNotAllowed()
+
+
+async def _metadata(app: web.Application) -> AsyncIterator[None]:
+    config = app[CONFIG]
+    pool = await db.create_pool(config.effective_database_url, max_size=config.db_pool_max)
+    try:
+        await db.migrate(pool)
+        await upsert_nodes(pool, config.storage_nodes)
+        await upsert_credential(pool, Credential(config.admin_access_key,
+                                                 config.admin_secret_key, ADMIN_OWNER))
+    except BaseException:
+        await pool.close()
+        raise
+    app[POOL] = pool
+    yield
+    await pool.close()
+
+
+async def _storage(app: web.Application) -> AsyncIterator[None]:
+    config = app[CONFIG]
+    specs = {n.node_id: n for n in config.storage_nodes}
+    connector = aiohttp.TCPConnector(limit=512, limit_per_host=64, keepalive_timeout=30)
+    session = aiohttp.ClientSession(connector=connector, auto_decompress=False)
+    nodes = NodeClient(session, specs, config.node_timeout)
+    node_health = NodeHealth(specs)
+    pool = app[POOL]
+
+    async def seen(up: list[str]) -> None:
+        await touch_nodes(pool, up)
+
+    node_health.start(nodes.probe, config.health_interval, seen)
+    scheme = cached_scheme(config.ec_ndata, config.ec_nparity, config.segment_size,
+                           config.ec_type)
+    app[SESSION] = session
+    app[NODES] = nodes
+    app[HEALTH] = node_health
+    app[WRITER] = ECWriter(scheme, nodes, node_health, {n: s.zone for n, s in specs.items()},
+                           quorum=config.effective_write_quorum,
+                           pipeline_depth=config.pipeline_depth, metrics=app[METRICS])
+    app[READER] = ECReader(nodes, node_health, pipeline_depth=config.pipeline_depth,
+                           metrics=app[METRICS])
+    yield
+    await node_health.stop()
+    await session.close()
+
+
+def build_app(config: OriginConfig) -> web.Application:
+    # client_max_size bounds only bodies read whole (bucket creation); object bodies stream.
+    app = web.Application(middlewares=[s3_middleware], client_max_size=1 << 20)
+    app[CONFIG] = config
+    app[METRICS] = OriginMetrics()
+    app.cleanup_ctx.extend([_metadata, _storage])
+    app.on_response_prepare.append(add_request_id)
+    r = app.router
+    r.add_get("/_health", health)
+    r.add_get("/_metrics", metrics)
+    r.add_get("/", buckets.list_buckets)
+    r.add_route("*", "/", not_allowed)
+    bucket_paths = ("/{bucket}", "/{bucket}/")
+    for path in bucket_paths:
+        r.add_put(path, buckets.create_bucket)
+        r.add_get(path, buckets.get_bucket, allow_head=False)
+        r.add_head(path, buckets.head_bucket)
+        r.add_delete(path, buckets.delete_bucket)
+        r.add_route("*", path, not_allowed)
+    key_path = "/{bucket}/{key:.+}"
+    r.add_put(key_path, objects.put_object)
+    r.add_get(key_path, objects.get_object)  # allow_head: HEAD shares the handler
+    r.add_delete(key_path, objects.delete_object)
+    r.add_route("*", key_path, not_allowed)
+    return app
+
+
+def main(argv: Sequence[str]) -> int:
+    return run_role(argv, prog="cdn origin", cls=OriginConfig, prefix="CDN_ORIGIN_",
+                    section="origin", build_app=build_app,
+                    host_port=lambda c: (c.host, c.port))

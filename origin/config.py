@@ -1,0 +1,171 @@
+"""Typed configuration of the origin API and of one storage node.
+
+Both are frozen dataclasses loaded once by ``cdn.settings.load_config`` (defaults < TOML
+``[origin]`` / ``[storage_node]`` < env ``CDN_ORIGIN_*`` / ``CDN_NODE_*`` < CLI flags) and
+validated in ``__post_init__`` so a bad value stops the process at start-up with the numbers in
+the message. Derived values (the effective write quorum, the node list) are properties, never
+second copies that could drift.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cdn.settings import ConfigError
+
+GIB = 1 << 30
+
+
+@dataclass(frozen=True)
+class NodeSpec:
+    """One storage node as the origin sees it: id, failure domain and base URL."""
+
+    node_id: str
+    zone: str
+    url: str
+
+
+def parse_node_spec(name: str, url: str) -> NodeSpec:
+    """``("node-1@zone-a", "http://127.0.0.1:9101")`` → ``NodeSpec``; zone is mandatory
+    because placement spreads fragments over zones and a silent default would defeat it."""
+    node_id, sep, zone = name.partition("@")
+    node_id, zone, url = node_id.strip(), zone.strip(), url.strip().rstrip("/")
+    if not sep or not node_id or not zone:
+        raise ConfigError(f"origin.nodes: {name!r} must look like 'node-id@zone'")
+    if not url.startswith(("http://", "https://")):
+        raise ConfigError(f"origin.nodes: address of {node_id!r} must be an http(s) URL, "
+                          f"got {url!r}")
+    return NodeSpec(node_id, zone, url)
+
+
+@dataclass(frozen=True)
+class OriginConfig:
+    """The origin API server (``cdn origin``)."""
+
+    host: str = "127.0.0.1"
+    port: int = 9000
+    # Empty means: take CDN_DATABASE_URL (the value `cdn up` exports).
+    database_url: str = ""
+    # {"node-1@zone-a": "http://127.0.0.1:9101", ...}; env form "node-1@zone-a=http://...,..."
+    nodes: dict[str, str] = field(default_factory=dict)
+    ec_ndata: int = 6
+    ec_nparity: int = 3
+    ec_type: str = "isa_l_rs_cauchy"
+    segment_size: int = 1 << 20
+    # 0 means ndata + 1: one fragment more than strictly needed, so a single later loss
+    # still leaves the segment readable while the reconstructor catches up.
+    write_quorum: int = 0
+    admin_access_key: str = "cdnadmin"
+    admin_secret_key: str = "cdnadmin-secret-key"
+    region: str = "us-east-1"
+    max_object_size: int = 5 * GIB
+    # Per storage-node request: connect + answer within this many seconds or count as failed.
+    node_timeout: float = 10.0
+    # Seconds between health probes of every storage node (placement skips nodes found down).
+    health_interval: float = 2.0
+    # Segments encoded/decoded and in flight at once per request: overlaps network and codec
+    # work while bounding memory to about (depth + 1) segments per request.
+    pipeline_depth: int = 2
+    db_pool_max: int = 16
+    # Allowed difference between a signed request's X-Amz-Date and our clock (S3: 15 min).
+    max_clock_skew: int = 900
+
+    def __post_init__(self) -> None:
+        if not self.effective_database_url:
+            raise ConfigError("origin: database_url is empty and CDN_DATABASE_URL is not set "
+                              "(set CDN_ORIGIN_DATABASE_URL, --database-url or CDN_DATABASE_URL)")
+        if self.ec_ndata < 1 or self.ec_nparity < 1:
+            raise ConfigError(f"origin: ec_ndata and ec_nparity must both be >= 1, got "
+                              f"{self.ec_ndata}+{self.ec_nparity}")
+        nodes = self.storage_nodes  # parses and validates every entry
+        if len(nodes) < self.fragments_per_segment:
+            raise ConfigError(
+                f"origin: {len(nodes)} storage nodes configured but ec_ndata + ec_nparity = "
+                f"{self.ec_ndata} + {self.ec_nparity} = {self.fragments_per_segment} distinct "
+                f"nodes are needed")
+        if self.write_quorum and not (
+            self.ec_ndata <= self.write_quorum <= self.fragments_per_segment
+        ):
+            raise ConfigError(f"origin: write_quorum {self.write_quorum} must be between "
+                              f"ec_ndata {self.ec_ndata} and ec_ndata + ec_nparity "
+                              f"{self.fragments_per_segment} (or 0 for ndata + 1)")
+        if self.segment_size < 4096:
+            raise ConfigError(f"origin: segment_size {self.segment_size} is below 4096 bytes")
+        if self.max_object_size < 0 or self.pipeline_depth < 1 or self.node_timeout <= 0:
+            raise ConfigError(
+                f"origin: max_object_size ({self.max_object_size}) must be >= 0, pipeline_depth "
+                f"({self.pipeline_depth}) >= 1 and node_timeout ({self.node_timeout}) > 0")
+        if not self.admin_access_key or not self.admin_secret_key:
+            raise ConfigError("origin: admin_access_key and admin_secret_key must not be empty")
+        from origin.erasure import ECScheme, ErasureError
+
+        try:
+            ECScheme(self.ec_ndata, self.ec_nparity, self.segment_size, self.ec_type)
+        except ErasureError as exc:
+            raise ConfigError(f"origin: erasure scheme {self.ec_type} "
+                              f"{self.ec_ndata}+{self.ec_nparity}: {exc}") from None
+
+    @property
+    def effective_database_url(self) -> str:
+        return self.database_url or os.environ.get("CDN_DATABASE_URL", "")
+
+    @property
+    def fragments_per_segment(self) -> int:
+        """k + m: how many fragments (and distinct nodes) one segment is spread over."""
+        return self.ec_ndata + self.ec_nparity
+
+    @property
+    def effective_write_quorum(self) -> int:
+        """Durable fragments a segment needs before the PUT may succeed."""
+        if self.write_quorum:
+            return self.write_quorum
+        return min(self.ec_ndata + 1, self.fragments_per_segment)
+
+    @property
+    def storage_nodes(self) -> tuple[NodeSpec, ...]:
+        """The configured nodes, parsed, in a stable order (sorted by node id)."""
+        specs = [parse_node_spec(name, url) for name, url in self.nodes.items()]
+        ids = [s.node_id for s in specs]
+        duplicates = sorted({i for i in ids if ids.count(i) > 1})
+        if duplicates:
+            raise ConfigError(f"origin.nodes: node ids used twice: {duplicates}")
+        return tuple(sorted(specs, key=lambda s: s.node_id))
+
+
+@dataclass(frozen=True)
+class StorageNodeConfig:
+    """One storage node (``cdn storage-node``)."""
+
+    node_id: str = "node-1"
+    zone: str = "zone-a"
+    host: str = "127.0.0.1"
+    port: int = 9101
+    # Empty means .cdn-data/nodes/{node_id}.
+    data_dir: str = ""
+    # A volume file is sealed and a new one started once it would grow past this size.
+    volume_max_bytes: int = GIB
+    # Off only for throwaway test data: an acknowledged fragment must survive power loss.
+    fsync: bool = True
+    # Largest fragment accepted in one POST (a fragment is about segment_size / ndata).
+    max_fragment_bytes: int = 64 << 20
+
+    def __post_init__(self) -> None:
+        if not self.node_id or "/" in self.node_id or "@" in self.node_id:
+            raise ConfigError(f"storage_node: node_id {self.node_id!r} must be non-empty and "
+                              f"contain neither '/' nor '@'")
+        if self.volume_max_bytes < 1 << 16:
+            raise ConfigError(f"storage_node: volume_max_bytes {self.volume_max_bytes} is "
+                              f"below 65536")
+        if self.max_fragment_bytes < 1:
+            raise ConfigError(f"storage_node: max_fragment_bytes {self.max_fragment_bytes} "
+                              f"must be positive")
+
+    @property
+    def data_path(self) -> Path:
+        return Path(self.data_dir) if self.data_dir else Path(".cdn-data/nodes") / self.node_id
+
+    @property
+    def volumes_path(self) -> Path:
+        return self.data_path / "volumes"

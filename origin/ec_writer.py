@@ -1,0 +1,167 @@
+"""The write half of the data path: stream a body into erasure-coded fragments on the nodes.
+
+The body is read in ``segment_size`` pieces (never whole), each piece is encoded into k+m
+fragments and fragment ``i`` is sent to the node of placement slot ``i``, all slots in parallel.
+A segment counts as stored once ``quorum`` fragments are durable; up to ``pipeline_depth``
+segments are in flight while the next one is read, so network, codec and client upload overlap
+with bounded memory. Any segment missing its quorum fails the whole write with
+``InsufficientNodes`` and nothing is committed: the caller writes metadata only after
+``write`` returns, so a failure leaves orphan fragments (for GC), never dangling metadata.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+
+from origin.cpu import run_cpu
+from origin.erasure import ECScheme, ErasureError
+from origin.errors import EntityTooLarge, InsufficientNodes, InternalError
+from origin.layout import FragmentLocation, FragmentMap, fragment_id
+from origin.metrics import OriginMetrics
+from origin.nodeclient import NodeClient, NodeRequestError
+from origin.nodehealth import NodeHealth
+from origin.placement import Candidate, choose_nodes
+
+# ``read(n)`` returns exactly n bytes, or fewer only at the end of the body (b"" at EOF).
+BodyReader = Callable[[int], Awaitable[bytes]]
+
+
+@dataclass(frozen=True)
+class WrittenObject:
+    size: int
+    md5_hex: str
+    sha256_hex: str | None
+    fragments: FragmentMap
+    missing_fragments: int
+
+
+class _Digests:
+    """MD5 (the ETag) and, when the client declared one, SHA-256 of the body."""
+
+    def __init__(self, want_sha256: bool) -> None:
+        self.md5 = hashlib.md5()
+        self.sha256 = hashlib.sha256() if want_sha256 else None
+
+    def update(self, data: bytes) -> None:
+        self.md5.update(data)
+        if self.sha256 is not None:
+            self.sha256.update(data)
+
+
+class ECWriter:
+    def __init__(
+        self,
+        scheme: ECScheme,
+        nodes: NodeClient,
+        health: NodeHealth,
+        zones: Mapping[str, str],
+        *,
+        quorum: int,
+        pipeline_depth: int,
+        metrics: OriginMetrics,
+    ) -> None:
+        self.scheme = scheme
+        self._nodes = nodes
+        self._health = health
+        self._zones = dict(zones)
+        self._quorum = quorum
+        self._depth = pipeline_depth
+        self._metrics = metrics
+
+    def place(self, object_id: str) -> list[str | None]:
+        """Slot → node among the nodes believed up; empty slots (``None``) when fewer than
+        k+m are up. Fails at once when even the quorum cannot be met."""
+        width = self.scheme.fragments_per_segment
+        up = [Candidate(n, self._zones[n]) for n in self._health.up_nodes()]
+        chosen: list[str | None] = list(choose_nodes(object_id, up, width))
+        if len(chosen) < self._quorum:
+            raise InsufficientNodes(f"{len(chosen)} of {width} storage nodes are up; "
+                                    f"{self._quorum} are needed to store an object")
+        return chosen + [None] * (width - len(chosen))
+
+    async def write(
+        self, object_id: str, read: BodyReader, *, max_size: int, want_sha256: bool = False
+    ) -> WrittenObject:
+        """Store the body ``read`` yields; returns sizes, digests and the fragment map."""
+        digests = _Digests(want_sha256)
+        step = self.scheme.segment_size
+        size = 0
+        slots: list[str | None] | None = None
+        tasks: list[asyncio.Task[dict[int, FragmentLocation]]] = []
+        room = asyncio.Semaphore(self._depth)
+        try:
+            while True:
+                data = await read(step)
+                if not data:
+                    break
+                size += len(data)
+                if size > max_size:
+                    raise EntityTooLarge(f"object exceeds the maximum size of {max_size} bytes")
+                await run_cpu(len(data), digests.update, data)
+                if slots is None:
+                    slots = self.place(object_id)
+                await room.acquire()
+                _raise_first_failure(tasks)
+                task = asyncio.ensure_future(
+                    self._store_segment(object_id, len(tasks), data, slots))
+                task.add_done_callback(lambda _t: room.release())
+                tasks.append(task)
+                if len(data) < step:
+                    break
+            stored = await asyncio.gather(*tasks)
+        except BaseException:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            raise
+        width = self.scheme.fragments_per_segment
+        missing = sum(width - len(s) for s in stored)
+        return WrittenObject(size, digests.md5.hexdigest(),
+                             digests.sha256.hexdigest() if digests.sha256 else None,
+                             dict(enumerate(stored)), missing)
+
+    async def _store_segment(
+        self, object_id: str, segment: int, data: bytes, slots: list[str | None]
+    ) -> dict[int, FragmentLocation]:
+        try:
+            fragments = await run_cpu(len(data), self.scheme.encode, data)
+        except ErasureError as exc:
+            raise InternalError(f"erasure coding failed: {exc}") from exc
+        results = await asyncio.gather(*(
+            self._store_fragment(node_id, fragment_id(object_id, segment, i), fragments[i])
+            for i, node_id in enumerate(slots)))
+        stored = {i: loc for i, loc in enumerate(results) if loc is not None}
+        if len(stored) < self._quorum:
+            self._metrics.failed_segment_writes.inc()
+            raise InsufficientNodes(
+                f"segment {segment}: {len(stored)} of {len(slots)} fragments stored, "
+                f"write quorum is {self._quorum}")
+        if len(stored) < len(slots):
+            self._metrics.incomplete_segment_writes.inc()
+        return stored
+
+    async def _store_fragment(
+        self, node_id: str | None, frag_id: str, payload: bytes
+    ) -> FragmentLocation | None:
+        if node_id is None:
+            self._metrics.fragment_writes.labels(result="skipped").inc()
+            return None
+        try:
+            location = await self._nodes.put_fragment(node_id, frag_id, payload)
+        except NodeRequestError as exc:
+            self._metrics.fragment_writes.labels(result=exc.kind).inc()
+            if exc.node_is_down:
+                self._health.mark_down(node_id, str(exc))
+            return None
+        self._metrics.fragment_writes.labels(result="ok").inc()
+        return location
+
+
+def _raise_first_failure(tasks: list[asyncio.Task[dict[int, FragmentLocation]]]) -> None:
+    """Stop reading the body as soon as any earlier segment has failed."""
+    for task in tasks:
+        if task.done() and not task.cancelled() and task.exception() is not None:
+            raise task.exception()  # type: ignore[misc]

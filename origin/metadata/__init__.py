@@ -1,0 +1,2 @@
+"""Object-store metadata in PostgreSQL: buckets, objects and their fragment maps, nodes,
+volumes, credentials."""

@@ -1,0 +1,1 @@
+"""SQL migrations of the origin, applied in order by ``cdn.migrations``."""

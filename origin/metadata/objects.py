@@ -1,0 +1,191 @@
+"""Objects and their fragment maps.
+
+``commit_object`` is the moment a PUT becomes visible: the object row and every fragment row
+are written in one transaction, after the data is durable on the nodes. Replacing a key deletes
+the old row in the same transaction (its fragment rows go with it by cascade), so readers see
+either the old or the new object, never a mix; the old fragments stay on disk as garbage for the
+future collector, which is also what keeps in-flight reads of the old version working.
+"""
+
+from __future__ import annotations
+
+import asyncpg
+
+from origin.errors import NoSuchBucket
+from origin.layout import FragmentLocation, FragmentMap
+from origin.metadata.db import translate_db_errors
+from origin.metadata.models import ListedObject, ListPage, NewObject, ObjectRecord, StorageScheme
+
+_OBJECT_COLUMNS = """id, bucket, key, size, etag, content_type, cache_control,
+    content_disposition, content_encoding, surrogate_keys, metadata, last_modified, ec_type,
+    ec_ndata, ec_nparity, segment_size, missing_fragments"""
+
+
+def _object(row: asyncpg.Record) -> ObjectRecord:
+    return ObjectRecord(
+        id=str(row["id"]), bucket=row["bucket"], key=row["key"], size=row["size"],
+        etag=row["etag"], content_type=row["content_type"],
+        scheme=StorageScheme(row["ec_type"], row["ec_ndata"], row["ec_nparity"],
+                             row["segment_size"]),
+        cache_control=row["cache_control"], content_disposition=row["content_disposition"],
+        content_encoding=row["content_encoding"],
+        surrogate_keys=tuple(row["surrogate_keys"]), metadata=dict(row["metadata"]),
+        missing_fragments=row["missing_fragments"], last_modified=row["last_modified"])
+
+
+@translate_db_errors
+async def commit_object(pool: asyncpg.Pool, obj: NewObject, fragments: FragmentMap) -> ObjectRecord:
+    """Make ``obj`` the current version of its key, atomically replacing any previous one."""
+    rows = [(seg, idx, loc) for seg, frags in fragments.items() for idx, loc in frags.items()]
+    volumes = sorted({(loc.node_id, loc.volume) for _s, _i, loc in rows})
+    async with pool.acquire() as conn, conn.transaction():
+        # Serialise writers of one key so "delete old, insert new" cannot race into a
+        # unique violation; unrelated keys only collide on a 64-bit hash clash.
+        await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
+                           f"{obj.bucket}/{obj.key}")
+        await conn.execute("DELETE FROM objects WHERE bucket = $1 AND key = $2",
+                           obj.bucket, obj.key)
+        try:
+            row = await conn.fetchrow(
+                f"""INSERT INTO objects (id, bucket, key, size, etag, content_type,
+                        cache_control, content_disposition, content_encoding, surrogate_keys,
+                        metadata, ec_type, ec_ndata, ec_nparity, segment_size, missing_fragments)
+                    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
+                    RETURNING {_OBJECT_COLUMNS}""",
+                obj.id, obj.bucket, obj.key, obj.size, obj.etag, obj.content_type,
+                obj.cache_control, obj.content_disposition, obj.content_encoding,
+                list(obj.surrogate_keys), obj.metadata, obj.scheme.ec_type, obj.scheme.ndata,
+                obj.scheme.nparity, obj.scheme.segment_size, obj.missing_fragments)
+        except asyncpg.ForeignKeyViolationError:
+            raise NoSuchBucket(resource=f"/{obj.bucket}") from None
+        if rows:
+            await conn.execute(
+                """INSERT INTO fragments (object_id, segment, frag_index, node_id, volume,
+                       "offset", length, checksum)
+                   SELECT $1, * FROM unnest($2::int[], $3::smallint[], $4::text[], $5::int[],
+                       $6::bigint[], $7::int[], $8::bigint[])""",
+                obj.id, [s for s, _i, _l in rows], [i for _s, i, _l in rows],
+                [loc.node_id for *_x, loc in rows], [loc.volume for *_x, loc in rows],
+                [loc.offset for *_x, loc in rows], [loc.length for *_x, loc in rows],
+                [loc.checksum for *_x, loc in rows])
+            await conn.execute(
+                """INSERT INTO volumes (node_id, volume)
+                   SELECT * FROM unnest($1::text[], $2::int[]) ON CONFLICT DO NOTHING""",
+                [n for n, _v in volumes], [v for _n, v in volumes])
+    assert row is not None
+    return _object(row)
+
+
+@translate_db_errors
+async def get_object(pool: asyncpg.Pool, bucket: str, key: str) -> ObjectRecord | None:
+    row = await pool.fetchrow(
+        f"SELECT {_OBJECT_COLUMNS} FROM objects WHERE bucket = $1 AND key = $2", bucket, key)
+    return _object(row) if row else None
+
+
+@translate_db_errors
+async def get_fragments(
+    pool: asyncpg.Pool, object_id: str, first_segment: int, last_segment: int
+) -> FragmentMap:
+    """The fragment map of segments ``first_segment ..= last_segment`` only (a Range read
+    does not load the map of a whole 5 GiB object)."""
+    rows = await pool.fetch(
+        """SELECT segment, frag_index, node_id, volume, "offset", length, checksum
+           FROM fragments WHERE object_id = $1 AND segment BETWEEN $2 AND $3""",
+        object_id, first_segment, last_segment)
+    result: FragmentMap = {s: {} for s in range(first_segment, last_segment + 1)}
+    for r in rows:
+        result[r["segment"]][r["frag_index"]] = FragmentLocation(
+            r["node_id"], r["volume"], r["offset"], r["length"], r["checksum"])
+    return result
+
+
+@translate_db_errors
+async def delete_object(pool: asyncpg.Pool, bucket: str, key: str) -> bool:
+    """Remove the key; ``False`` if it did not exist (S3 answers 204 either way)."""
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
+                           f"{bucket}/{key}")
+        deleted = await conn.fetchval(
+            "DELETE FROM objects WHERE bucket = $1 AND key = $2 RETURNING id", bucket, key)
+    return deleted is not None
+
+
+def key_successor(value: str) -> str:
+    """The smallest string greater than every string that starts with ``value`` (code point
+    order, which is UTF-8 byte order, which is how ``COLLATE "C"`` compares)."""
+    while value:
+        last = ord(value[-1])
+        if last < 0x10FFFF:
+            nxt = last + 1
+            if 0xD800 <= nxt <= 0xDFFF:  # surrogates cannot be stored; skip over them
+                nxt = 0xE000
+            return value[:-1] + chr(nxt)
+        value = value[:-1]
+    raise ValueError("no successor: empty string or only U+10FFFF")
+
+
+def _lower_bound(prefix: str, resume: tuple[str, bool] | None) -> tuple[str, bool]:
+    """Where a listing scan starts: the later of the prefix and the resume position."""
+    if resume is None or resume[0] < prefix:
+        return prefix, True
+    if resume[0] == prefix:
+        return prefix, resume[1]
+    return resume
+
+
+@translate_db_errors
+async def list_objects(
+    pool: asyncpg.Pool,
+    bucket: str,
+    *,
+    prefix: str = "",
+    delimiter: str = "",
+    resume: tuple[str, bool] | None = None,
+    max_keys: int = 1000,
+) -> ListPage:
+    """One ListObjectsV2 page. Keys under one common prefix are skipped with a single jump
+    (``key >= successor(prefix)``), so a "folder" with a million keys costs one query."""
+    upper = key_successor(prefix) if prefix else None
+    if resume is not None and delimiter and resume[0].startswith(prefix):
+        # Resuming inside a common prefix already returned (a V1 marker or start-after such
+        # as "photos/"): everything under it was rolled up, so continue after all of it.
+        cut = resume[0].find(delimiter, len(prefix))
+        if cut >= 0:
+            resume = (key_successor(resume[0][: cut + len(delimiter)]), True)
+    bound, inclusive = _lower_bound(prefix, resume)
+    contents: list[ListedObject] = []
+    prefixes: list[str] = []
+    exhausted = False
+    async with pool.acquire() as conn:
+
+        async def fetch(limit: int) -> list[asyncpg.Record]:
+            op = ">=" if inclusive else ">"
+            return await conn.fetch(
+                f"""SELECT key, size, etag, last_modified FROM objects
+                    WHERE bucket = $1 AND key {op} $2 AND ($3::text IS NULL OR key < $3)
+                    ORDER BY key LIMIT $4""", bucket, bound, upper, limit)
+
+        while len(contents) + len(prefixes) < max_keys:
+            limit = max_keys - len(contents) - len(prefixes)
+            rows = await fetch(limit)
+            jumped = False
+            for row in rows:
+                key = row["key"]
+                cut = key.find(delimiter, len(prefix)) if delimiter else -1
+                if cut >= 0:
+                    common = key[: cut + len(delimiter)]
+                    prefixes.append(common)
+                    bound, inclusive = key_successor(common), True
+                    jumped = True
+                    break
+                contents.append(ListedObject(key, row["size"], row["etag"],
+                                             row["last_modified"]))
+                bound, inclusive = key, False
+            if not jumped and len(rows) < limit:
+                exhausted = True
+                break
+        truncated = False
+        if not exhausted and max_keys > 0:
+            truncated = bool(await fetch(1))
+    return ListPage(contents, prefixes, truncated, (bound, inclusive) if truncated else None)

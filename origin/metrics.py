@@ -1,0 +1,46 @@
+"""Prometheus metrics of one origin app, in a registry of its own.
+
+An app-local ``CollectorRegistry`` (never the process-global one) lets several apps live in one
+test process without "duplicated timeseries" errors, and keeps ``/_metrics`` to what this app
+did. Counting object GETs: ``origin_object_requests_total{method="GET",status="200"}`` (plus
+``"206"`` for ranges); ``origin_requests_total{method,status}`` counts every S3 request
+(``/_health`` and ``/_metrics`` excluded).
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+
+class OriginMetrics:
+    def __init__(self) -> None:
+        r = self.registry = CollectorRegistry()
+        self.requests = Counter("origin_requests_total", "S3 API requests by method and status",
+                                ["method", "status"], registry=r)
+        self.object_requests = Counter(
+            "origin_object_requests_total",
+            "Requests on /{bucket}/{key} by method and status", ["method", "status"],
+            registry=r)
+        self.request_seconds = Histogram("origin_request_seconds",
+                                         "Time to answer S3 requests (until headers/body done)",
+                                         ["method"], registry=r)
+        self.bytes_in = Counter("origin_object_bytes_in_total", "Object bytes stored",
+                                registry=r)
+        self.bytes_out = Counter("origin_object_bytes_out_total", "Object bytes served",
+                                 registry=r)
+        self.fragment_writes = Counter("origin_fragment_writes_total",
+                                       "Fragment stores by outcome (ok, unreachable, timeout,"
+                                       " rejected, skipped)", ["result"], registry=r)
+        self.fragment_reads = Counter("origin_fragment_reads_total",
+                                      "Fragment reads by outcome (ok, unreachable, timeout, "
+                                      "rejected, corrupt, not-found)", ["result"], registry=r)
+        self.degraded_segments = Counter("origin_degraded_segment_reads_total",
+                                         "Segments decoded with at least one parity fragment",
+                                         registry=r)
+        self.failed_segment_writes = Counter("origin_failed_segment_writes_total",
+                                             "Segments that missed the write quorum",
+                                             registry=r)
+        self.incomplete_segment_writes = Counter(
+            "origin_incomplete_segment_writes_total",
+            "Segments stored with quorum but fewer than k+m fragments (repair needed)",
+            registry=r)

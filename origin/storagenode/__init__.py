@@ -1,0 +1,1 @@
+"""The storage node: append-only volume files of checksummed fragment records behind HTTP."""

@@ -1,0 +1,180 @@
+"""The storage node's HTTP API (``cdn storage-node``).
+
+Endpoints (all bodies are raw bytes or small JSON documents):
+
+``POST /fragments``
+    Body: the fragment. Header ``X-Fragment-Id``: opaque id chosen by the origin (1..256 bytes,
+    stored in the record header for scrub/GC). Answers ``200 {"volume", "offset", "length"}``
+    only after the record is durable (fsync; group commit). 400 without an id, 413 when the
+    body exceeds ``max_fragment_bytes``, 507 when the disk refuses the write.
+``GET /volumes/{volume}/{offset}/{length}``
+    The payload of the record starting at ``offset``. Optional request header
+    ``X-Fragment-Id``: the id the caller expects (guards against stale addresses). Answers
+    200 with the bytes (and the stored id in ``X-Fragment-Id``) after verifying both
+    checksums. Errors carry ``X-Fragment-Error`` and a JSON body ``{"error", "message"}``:
+    404 ``not-found``; 409 ``checksum-mismatch`` (payload CRC differs: bit rot),
+    409 ``corrupt-record`` (header unreadable or lengths disagree), 409
+    ``fragment-id-mismatch``; 500 ``io-error``.
+``GET /volumes``
+    ``{"volumes": [{"volume", "size", "active"}]}``, for the future compactor.
+``GET /_health`` / ``GET /_metrics``
+    Liveness (JSON with node id and zone) and Prometheus metrics (app-local registry).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Sequence
+
+from aiohttp import web
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+)
+
+from cdn.roles import run_role
+from origin.config import StorageNodeConfig
+from origin.storagenode import record
+from origin.storagenode.committer import GroupCommitter
+from origin.storagenode.volume import Address, RecordNotFound, VolumeError, VolumeSet
+
+
+class NodeMetrics:
+    """Counters of one node, in a registry of its own (never the process-global one)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.appends = Counter("storage_node_appends_total", "Fragments appended durably",
+                               registry=self.registry)
+        self.append_bytes = Counter("storage_node_append_bytes_total",
+                                    "Payload bytes appended durably", registry=self.registry)
+        self.commits = Counter("storage_node_commits_total",
+                               "Write+fsync passes (one per group-commit batch)",
+                               registry=self.registry)
+        self.batch_size = Histogram("storage_node_commit_batch_fragments",
+                                    "Fragments per group-commit batch",
+                                    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
+                                    registry=self.registry)
+        self.reads = Counter("storage_node_reads_total", "Fragment reads by outcome",
+                             ["result"], registry=self.registry)
+        self.read_bytes = Counter("storage_node_read_bytes_total", "Payload bytes served",
+                                  registry=self.registry)
+
+    def record_batch(self, count: int, nbytes: int) -> None:
+        self.commits.inc()
+        self.batch_size.observe(count)
+        self.appends.inc(count)
+        self.append_bytes.inc(nbytes)
+
+
+CONFIG = web.AppKey("config", StorageNodeConfig)
+METRICS = web.AppKey("metrics", NodeMetrics)
+VOLUMES = web.AppKey("volumes", VolumeSet)
+COMMITTER = web.AppKey("committer", GroupCommitter)
+
+
+def _error(status: int, kind: str, message: str) -> web.Response:
+    return web.json_response({"error": kind, "message": message}, status=status,
+                             headers={"X-Fragment-Error": kind})
+
+
+async def post_fragment(request: web.Request) -> web.Response:
+    fragment_id = request.headers.get("X-Fragment-Id", "").encode()
+    if not 0 < len(fragment_id) <= record.MAX_FRAGMENT_ID:
+        return _error(400, "bad-request",
+                      f"X-Fragment-Id must be 1..{record.MAX_FRAGMENT_ID} bytes")
+    payload = await request.read()
+    try:
+        address = await request.app[COMMITTER].append(fragment_id, payload)
+    except VolumeError as exc:
+        return _error(507, "io-error", str(exc))
+    return web.json_response({"volume": address.volume, "offset": address.offset,
+                              "length": address.length})
+
+
+def _address(request: web.Request) -> Address:
+    info = request.match_info
+    try:
+        return Address(int(info["volume"]), int(info["offset"]), int(info["length"]))
+    except ValueError:
+        raise web.HTTPBadRequest(text="volume, offset and length must be integers") from None
+
+
+async def get_fragment(request: web.Request) -> web.Response:
+    address = _address(request)
+    expected = request.headers.get("X-Fragment-Id")
+    metrics = request.app[METRICS]
+    loop = asyncio.get_running_loop()
+    try:
+        fragment_id, payload = await loop.run_in_executor(
+            None, request.app[VOLUMES].read, address, expected.encode() if expected else None)
+    except RecordNotFound as exc:
+        metrics.reads.labels(result="not-found").inc()
+        return _error(404, "not-found", str(exc))
+    except record.ChecksumMismatch as exc:
+        metrics.reads.labels(result="checksum-mismatch").inc()
+        return _error(409, "checksum-mismatch", str(exc))
+    except record.FragmentIdMismatch as exc:
+        metrics.reads.labels(result="fragment-id-mismatch").inc()
+        return _error(409, "fragment-id-mismatch", str(exc))
+    except record.CorruptRecord as exc:
+        metrics.reads.labels(result="corrupt-record").inc()
+        return _error(409, "corrupt-record", str(exc))
+    except VolumeError as exc:
+        metrics.reads.labels(result="io-error").inc()
+        return _error(500, "io-error", str(exc))
+    metrics.reads.labels(result="ok").inc()
+    metrics.read_bytes.inc(len(payload))
+    return web.Response(body=payload, content_type="application/octet-stream",
+                        headers={"X-Fragment-Id": fragment_id.decode(errors="replace")})
+
+
+async def list_volumes(request: web.Request) -> web.Response:
+    volumes = request.app[VOLUMES].volumes()
+    return web.json_response({"volumes": [
+        {"volume": v.volume, "size": v.size, "active": v.active} for v in volumes]})
+
+
+async def health(request: web.Request) -> web.Response:
+    config = request.app[CONFIG]
+    return web.json_response({"status": "ok", "node_id": config.node_id, "zone": config.zone})
+
+
+async def metrics(request: web.Request) -> web.Response:
+    body = generate_latest(request.app[METRICS].registry)
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+async def _storage(app: web.Application) -> AsyncIterator[None]:
+    config = app[CONFIG]
+    volumes = VolumeSet(config.volumes_path, config.volume_max_bytes, fsync=config.fsync)
+    await asyncio.get_running_loop().run_in_executor(None, volumes.open)
+    committer = GroupCommitter(volumes, on_batch=app[METRICS].record_batch)
+    committer.start()
+    app[VOLUMES] = volumes
+    app[COMMITTER] = committer
+    yield
+    await committer.stop()
+    volumes.close()
+
+
+def build_app(config: StorageNodeConfig) -> web.Application:
+    app = web.Application(client_max_size=config.max_fragment_bytes)
+    app[CONFIG] = config
+    app[METRICS] = NodeMetrics()
+    app.cleanup_ctx.append(_storage)
+    app.router.add_post("/fragments", post_fragment)
+    app.router.add_get(r"/volumes/{volume:\d+}/{offset:\d+}/{length:\d+}", get_fragment)
+    app.router.add_get("/volumes", list_volumes)
+    app.router.add_get("/_health", health)
+    app.router.add_get("/_metrics", metrics)
+    return app
+
+
+def main(argv: Sequence[str]) -> int:
+    return run_role(argv, prog="cdn storage-node", cls=StorageNodeConfig, prefix="CDN_NODE_",
+                    section="storage_node", build_app=build_app,
+                    host_port=lambda c: (c.host, c.port))

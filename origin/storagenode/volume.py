@@ -1,0 +1,227 @@
+"""Append-only volume files on one storage node (blocking file I/O; callers use threads).
+
+Many fragments of many objects are packed into a few large files (``volumes/000001.vol``, …),
+as Haystack does, so the file system sees big sequential appends instead of millions of small
+files, and no user key ever becomes a path. Only the newest volume takes appends; once the next
+record would push it past ``max_bytes`` it is sealed and a new one is started.
+
+Threading contract: ``append_batch`` is called by one writer thread at a time (the group
+committer guarantees it); ``read`` may be called from any number of threads concurrently
+(``os.pread`` is positionless). Records are written once and never changed, so a reader can only
+see bytes that were acknowledged (durable) before its address was handed out.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from origin.storagenode import record
+
+log = logging.getLogger("cdn.storagenode")
+
+_NAME = re.compile(r"^(\d{6,})\.vol$")
+
+
+class VolumeError(Exception):
+    """A volume operation failed (I/O error, full disk)."""
+
+
+class RecordNotFound(VolumeError):
+    """No record at that address: unknown volume or an offset past the end of the data."""
+
+
+@dataclass(frozen=True)
+class Address:
+    """Where a fragment lives on this node; ``offset`` is the record start."""
+
+    volume: int
+    offset: int
+    length: int
+
+
+@dataclass(frozen=True)
+class VolumeInfo:
+    volume: int
+    size: int
+    active: bool
+
+
+def volume_name(volume: int) -> str:
+    return f"{volume:06d}.vol"
+
+
+def _pwrite_all(fd: int, buffers: list[bytes], offset: int) -> int:
+    """Write every buffer at ``offset`` onwards, retrying short writes; returns bytes written."""
+    written = 0
+    for buf in buffers:
+        view = memoryview(buf)
+        while view:
+            n = os.pwrite(fd, view, offset + written)
+            written += n
+            view = view[n:]
+    return written
+
+
+class VolumeSet:
+    """The volume files under ``root`` and the write position in the active one."""
+
+    def __init__(self, root: Path, max_bytes: int, *, fsync: bool = True) -> None:
+        self.root = root
+        self.max_bytes = max_bytes
+        self.fsync = fsync
+        self._sizes: dict[int, int] = {}
+        self._read_fds: dict[int, int] = {}
+        self._fd_lock = threading.Lock()
+        self._active = 0
+        self._active_fd = -1
+
+    # -- life cycle -------------------------------------------------------------------------
+
+    def open(self) -> None:
+        """Find existing volumes, recover the active one's tail, open it for appends."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        for entry in self.root.iterdir():
+            match = _NAME.match(entry.name)
+            if match:
+                self._sizes[int(match.group(1))] = entry.stat().st_size
+        if not self._sizes:
+            self._create(1)
+            return
+        self._active = max(self._sizes)
+        path = self.root / volume_name(self._active)
+        self._active_fd = os.open(path, os.O_WRONLY)
+        self._sizes[self._active] = self._recover_tail(path)
+
+    def close(self) -> None:
+        with self._fd_lock:
+            for fd in self._read_fds.values():
+                os.close(fd)
+            self._read_fds.clear()
+        if self._active_fd >= 0:
+            os.close(self._active_fd)
+            self._active_fd = -1
+
+    def _create(self, volume: int) -> None:
+        path = self.root / volume_name(volume)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        if self.fsync:
+            self._fsync_dir()
+        if self._active_fd >= 0:
+            os.close(self._active_fd)
+        self._active, self._active_fd = volume, fd
+        self._sizes[volume] = 0
+
+    def _fsync_dir(self) -> None:
+        dir_fd = os.open(self.root, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+    def _recover_tail(self, path: Path) -> int:
+        """Length of the valid prefix of the active volume, truncating a torn last record.
+
+        A crash between write and fsync can leave a partial record that was never
+        acknowledged; nothing references it, but a scrubber walking the volume must not trip
+        over it, so it is cut off here.
+        """
+        file_size = path.stat().st_size
+        offset = 0
+        with open(path, "rb") as fh:
+            while offset < file_size:
+                fh.seek(offset)
+                try:
+                    header = record.parse_header(
+                        fh.read(record.HEADER_SIZE + record.MAX_FRAGMENT_ID))
+                except record.CorruptRecord:
+                    break
+                if offset + header.size > file_size:
+                    break
+                offset += header.size
+        if offset < file_size:
+            log.warning("%s: truncating %d bytes of torn records at offset %d",
+                        path, file_size - offset, offset)
+            os.truncate(path, offset)
+        return offset
+
+    # -- writes (one writer thread) ---------------------------------------------------------
+
+    def append_batch(self, items: list[tuple[bytes, bytes]]) -> list[Address]:
+        """Append ``(fragment_id, payload)`` records and make them durable with one fsync
+        per volume touched (group commit). All-or-nothing: on error the tail written by this
+        batch is truncated away and ``VolumeError`` raised."""
+        addresses: list[Address] = []
+        dirty: list[tuple[int, int, int]] = []  # (volume, fd, size before the batch)
+        try:
+            for fragment_id, payload in items:
+                size = record.record_size(fragment_id, len(payload))
+                current = self._sizes[self._active]
+                if current > 0 and current + size > self.max_bytes:
+                    self._seal_active(dirty)
+                    current = 0
+                if not dirty or dirty[-1][0] != self._active:
+                    dirty.append((self._active, self._active_fd, current))
+                header = record.encode_header(fragment_id, payload)
+                _pwrite_all(self._active_fd, [header, payload], current)
+                self._sizes[self._active] = current + size
+                addresses.append(Address(self._active, current, len(payload)))
+            if self.fsync:
+                os.fdatasync(self._active_fd)
+        except OSError as exc:
+            self._undo(dirty)
+            raise VolumeError(f"append failed: {exc}") from exc
+        return addresses
+
+    def _seal_active(self, dirty: list[tuple[int, int, int]]) -> None:
+        if self.fsync and dirty and dirty[-1][0] == self._active:
+            os.fdatasync(self._active_fd)
+        # The sealed volume's fd is closed by _create; keep its id in ``dirty`` only for undo.
+        self._create(self._active + 1)
+
+    def _undo(self, dirty: list[tuple[int, int, int]]) -> None:
+        for volume, _fd, size in dirty:
+            try:
+                os.truncate(self.root / volume_name(volume), size)
+                self._sizes[volume] = size
+            except OSError:
+                log.exception("could not truncate volume %d back to %d bytes", volume, size)
+
+    # -- reads (any thread) -----------------------------------------------------------------
+
+    def _read_fd(self, volume: int) -> int:
+        with self._fd_lock:
+            fd = self._read_fds.get(volume)
+            if fd is None:
+                if volume not in self._sizes:
+                    raise RecordNotFound(f"no volume {volume}")
+                fd = os.open(self.root / volume_name(volume), os.O_RDONLY)
+                self._read_fds[volume] = fd
+            return fd
+
+    def read(self, address: Address, expected_id: bytes | None = None) -> tuple[bytes, bytes]:
+        """``(fragment_id, payload)`` at ``address`` after verifying both checksums.
+
+        Raises ``RecordNotFound`` or a ``record.RecordError`` (corrupt header, checksum
+        mismatch, different fragment id).
+        """
+        size = self._sizes.get(address.volume)
+        if size is None:
+            raise RecordNotFound(f"no volume {address.volume}")
+        if address.offset < 0 or address.length < 0 or address.offset >= size:
+            raise RecordNotFound(f"offset {address.offset} outside volume {address.volume} "
+                                 f"of {size} bytes")
+        want = record.HEADER_SIZE + record.MAX_FRAGMENT_ID + address.length
+        try:
+            buf = os.pread(self._read_fd(address.volume), want, address.offset)
+        except OSError as exc:
+            raise VolumeError(f"read of volume {address.volume} failed: {exc}") from exc
+        header, payload = record.parse_record(buf, address.length, expected_id)
+        return header.fragment_id, bytes(payload)
+
+    def volumes(self) -> list[VolumeInfo]:
+        return [VolumeInfo(v, s, v == self._active) for v, s in sorted(self._sizes.items())]
