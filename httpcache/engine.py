@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import logging
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
@@ -62,6 +63,8 @@ from httpcache.policy import (
 from httpcache.ranges import ByteRange, Unsatisfiable, parse_range
 from httpcache.store import MemoryStore
 from httpcache.upstream import CHUNK_SIZE, Upstream, UpstreamResponse
+
+log = logging.getLogger("cdn.httpcache.engine")
 
 # A gate sees every proxied request before the cache does: it may refuse it (raise a
 # ``ClientSideError``) or rewrite the target (e.g. remove URL-signature parameters).
@@ -326,11 +329,23 @@ def _response(status: int, fields: Fields, body: bytes) -> web.Response:
 
 async def _stream(request: web.Request, status: int, fields: Fields,
                   chunks: AsyncIterable[bytes] | None) -> web.StreamResponse:
-    """Send the head, then the chunks as they come (each write waits for the socket)."""
+    """Send the head, then the chunks as they come (each write waits for the socket).
+
+    If the upstream breaks off after the head was sent, the only honest thing left is to cut
+    the connection: the client then sees a truncated response (Content-Length short, or an
+    unterminated chunked body) instead of a complete-looking wrong one.
+    """
     response = web.StreamResponse(status=status, headers=CIMultiDict(fields))
     await response.prepare(request)
     if chunks is not None:
-        async for chunk in chunks:
-            await response.write(chunk)
+        try:
+            async for chunk in chunks:
+                await response.write(chunk)
+        except UpstreamError as exc:
+            log.warning("%s %s: aborting response: %s", request.method, request.path,
+                        exc.message)
+            if request.transport is not None:
+                request.transport.close()
+            return response
     await response.write_eof()
     return response

@@ -29,6 +29,7 @@ class Script:
     head_delay: float = 0.0  # pause before answering at all
     conditional: bool = True  # answer If-None-Match with 304
     release: asyncio.Event | None = None  # wait for this before the last chunk
+    abort_after: int | None = None  # cut the connection after this many body bytes
 
 
 @dataclass(frozen=True)
@@ -88,6 +89,10 @@ class ScriptableOrigin:
             for start in range(0, len(data), script.chunk_size):
                 if script.release is not None and start + script.chunk_size >= len(data):
                     await script.release.wait()
+                if script.abort_after is not None and start >= script.abort_after:
+                    assert request.transport is not None
+                    request.transport.close()
+                    return response
                 await response.write(data[start:start + script.chunk_size])
                 if script.chunk_delay:
                     await asyncio.sleep(script.chunk_delay)

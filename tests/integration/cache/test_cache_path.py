@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 
 import aiohttp
+import pytest
 
+from httpcache.app import STORE
 from httpcache.cache_status import parse_members
 from tests.integration.cache.conftest import Topology, metric
 
@@ -199,3 +201,25 @@ async def test_shield_refuses_requests_without_edge_auth(topo: Topology) -> None
     async with topo.client.get(shield_url + "/_health") as resp:
         assert resp.status == 200
     assert topo.origin.count() == 0
+
+
+async def test_truncated_upstream_body_is_cut_short_and_not_stored(topo: Topology) -> None:
+    topo.origin.set("/b/broken", b"z" * 40000, headers=CACHEABLE, chunk_size=10000,
+                    abort_after=20000)
+    assert topo.client is not None
+    with pytest.raises(aiohttp.ClientPayloadError):
+        await topo.get("/b/broken")
+    assert "/b/broken" not in topo.edge_store()
+    assert "/b/broken" not in topo.shield_app()[STORE]
+    topo.origin.scripts["/b/broken"].abort_after = None
+    resp, body = await topo.get("/b/broken")
+    assert resp.status == 200 and len(body) == 40000
+    assert topo.origin.count("/b/broken") == 2
+
+
+async def test_upstream_timeout_is_a_504(make_topology) -> None:  # type: ignore[no-untyped-def]
+    topo = await make_topology(shield={"upstream_read_timeout": 0.2})
+    topo.origin.set("/b/slow", b"late", headers=CACHEABLE, head_delay=1.0)
+    resp, body = await topo.get("/b/slow")
+    assert resp.status == 504
+    assert b"timed out" in body

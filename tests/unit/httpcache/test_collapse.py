@@ -1,0 +1,127 @@
+"""Request collapsing with an in-test fetcher: one fetch, exact bytes, streamed."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from httpcache.collapse import Collapser, Flight, FlightHead, NotShareable
+from httpcache.errors import UpstreamError
+from httpcache.headers import Fields
+
+HEADERS = Fields([("Content-Type", "text/plain")])
+
+
+async def test_hundred_concurrent_readers_share_one_streamed_fetch() -> None:
+    collapser = Collapser()
+    fetches = 0
+    gate = asyncio.Event()
+    chunks = [bytes([i]) * 1000 for i in range(10)]
+    first_chunk_seen = asyncio.Event()
+
+    async def fetch(flight: Flight) -> None:
+        nonlocal fetches
+        fetches += 1
+        flight.publish_head(FlightHead(200, HEADERS, HEADERS))
+        for i, chunk in enumerate(chunks):
+            if i == len(chunks) - 1:
+                await gate.wait()  # the last chunk only after readers saw the first
+            flight.feed(chunk)
+            await asyncio.sleep(0)
+
+    async def reader() -> bytes:
+        flight, _owner = collapser.join("/k", fetch)
+        await flight.head(owner=_owner)
+        got = []
+        async for chunk in flight.chunks():
+            got.append(chunk)
+            first_chunk_seen.set()
+        return b"".join(got)
+
+    readers = [asyncio.create_task(reader()) for _ in range(100)]
+    await asyncio.wait_for(first_chunk_seen.wait(), 2)
+    assert not any(r.done() for r in readers)  # streaming: still waiting for the rest
+    gate.set()
+    bodies = await asyncio.gather(*readers)
+    assert fetches == 1
+    assert all(body == b"".join(chunks) for body in bodies)
+    assert len(collapser) == 0  # finished flights leave the table
+
+
+async def test_non_shareable_response_releases_waiters() -> None:
+    collapser = Collapser()
+    release = asyncio.Event()
+
+    async def fetch(flight: Flight) -> None:
+        await release.wait()
+        flight.publish_head(FlightHead(200, HEADERS, None))
+        flight.feed(b"mine")
+
+    owner_flight, owner = collapser.join("/k", fetch)
+    waiter_flight, waiter_owner = collapser.join("/k", fetch)
+    assert owner and not waiter_owner and owner_flight is waiter_flight
+    release.set()
+    assert (await owner_flight.head(owner=True)).status == 200
+    assert await owner_flight.body() == b"mine"
+    with pytest.raises(NotShareable):
+        await waiter_flight.head(owner=False)
+
+
+async def test_fetch_error_reaches_every_reader() -> None:
+    collapser = Collapser()
+
+    async def fetch(flight: Flight) -> None:
+        await asyncio.sleep(0)
+        raise UpstreamError("origin down")
+
+    flights = [collapser.join("/k", fetch)[0] for _ in range(3)]
+    for flight in flights:
+        with pytest.raises(UpstreamError, match="origin down"):
+            await flight.head(owner=False)
+
+
+async def test_error_after_head_is_raised_from_the_body() -> None:
+    collapser = Collapser()
+
+    async def fetch(flight: Flight) -> None:
+        flight.publish_head(FlightHead(200, HEADERS, HEADERS))
+        flight.feed(b"part")
+        await asyncio.sleep(0)
+        raise UpstreamError("cut")
+
+    flight, _ = collapser.join("/k", fetch)
+    await flight.head(owner=True)
+    got = []
+    with pytest.raises(UpstreamError):
+        async for chunk in flight.chunks():
+            got.append(chunk)
+    assert got == [b"part"]
+
+
+async def test_private_flights_are_not_joined() -> None:
+    collapser = Collapser()
+    calls = 0
+
+    async def fetch(flight: Flight) -> None:
+        nonlocal calls
+        calls += 1
+        flight.publish_head(FlightHead(200, HEADERS, HEADERS))
+
+    a, _ = collapser.join("/k", fetch, shared=False)
+    b, _ = collapser.join("/k", fetch, shared=False)
+    await a.body()
+    await b.body()
+    assert a is not b and calls == 2
+
+
+async def test_aclose_cancels_running_fetches() -> None:
+    collapser = Collapser()
+
+    async def fetch(flight: Flight) -> None:
+        await asyncio.sleep(60)
+
+    flight, _ = collapser.join("/k", fetch)
+    await asyncio.sleep(0)
+    await collapser.aclose()
+    assert flight.done

@@ -1,0 +1,108 @@
+"""The memory tier: byte bound, LRU order, purge indexes kept in step with eviction."""
+
+from __future__ import annotations
+
+import pytest
+
+from httpcache.headers import Fields
+from httpcache.messages import StoredResponse
+from httpcache.store import MemoryStore
+
+
+def entry(key: str, size: int = 100, tags: tuple[str, ...] = ()) -> StoredResponse:
+    return StoredResponse(cache_key=key, status=200, headers=Fields(), body=b"x" * size,
+                          request_time=0.0, response_time=0.0, surrogate_keys=frozenset(tags))
+
+
+ONE = entry("/k0").byte_size()  # cost of one 100-byte entry with a 3-character key
+
+
+def test_byte_bound_evicts_least_recently_used() -> None:
+    store = MemoryStore(max_bytes=3 * ONE)
+    for key in ("/ka", "/kb", "/kc"):
+        store.put(entry(key))
+    store.get("/ka")  # /kb is now the least recently used
+    store.put(entry("/kd"))
+    assert [k for k in ("/ka", "/kb", "/kc", "/kd") if k in store] == ["/ka", "/kc", "/kd"]
+    assert store.current_bytes <= 3 * ONE
+    assert store.evictions == 1
+
+
+def test_peek_does_not_change_lru_order() -> None:
+    store = MemoryStore(max_bytes=2 * ONE)
+    store.put(entry("/ka"))
+    store.put(entry("/kb"))
+    store.peek("/ka")
+    store.put(entry("/kc"))
+    assert "/ka" not in store and "/kb" in store
+
+
+def test_objects_larger_than_the_limit_are_not_stored() -> None:
+    store = MemoryStore(max_bytes=10 * ONE, max_object_bytes=150)
+    assert not store.put(entry("/big", size=1000))
+    assert "/big" not in store
+    assert store.fits(150) and not store.fits(151)
+
+
+def test_replacing_an_entry_reindexes_its_tags() -> None:
+    store = MemoryStore(max_bytes=10 * ONE)
+    store.put(entry("/a", tags=("old",)))
+    store.put(entry("/a", tags=("new",)))
+    assert store.keys_for_tag("old") == set() and store.keys_for_tag("new") == {"/a"}
+    store.check_indexes()
+
+
+def test_tag_index_stays_consistent_after_eviction() -> None:
+    store = MemoryStore(max_bytes=3 * ONE)
+    for i in range(10):
+        store.put(entry(f"/k{i}", tags=("all", f"t{i % 3}")))
+    store.check_indexes()
+    assert len(store.keys_for_tag("all")) == 3
+    assert store.keys_for_tag("all") == {"/k7", "/k8", "/k9"}
+    assert store.keys_for_tag("t0") == {"/k9"}
+    assert store.keys_for_tag("t1") == {"/k7"}
+
+
+def test_purge_by_tag_removes_exactly_the_tagged_keys() -> None:
+    store = MemoryStore(max_bytes=10 * ONE)
+    store.put(entry("/a", tags=("red",)))
+    store.put(entry("/b", tags=("red", "blue")))
+    store.put(entry("/c", tags=("blue",)))
+    result = store.purge_tag("red")
+    assert result.removed == 2
+    assert "/c" in store and "/a" not in store and "/b" not in store
+    store.check_indexes()
+
+
+def test_purge_by_url_covers_every_query_of_a_path() -> None:
+    store = MemoryStore(max_bytes=10 * ONE)
+    for key in ("/b/k", "/b/k?v=1", "/b/k?v=2", "/b/kk"):
+        store.put(entry(key))
+    assert store.purge_url("/b/k?v=1").removed == 1
+    assert store.purge_url("/b/k").removed == 2
+    assert "/b/kk" in store and len(store) == 1
+    store.check_indexes()
+
+
+def test_purge_by_prefix() -> None:
+    store = MemoryStore(max_bytes=10 * ONE)
+    for key in ("/b/dir/1", "/b/dir/2", "/b/other", "/c/dir/1"):
+        store.put(entry(key))
+    assert store.purge_prefix("/b/dir/").removed == 2
+    assert sorted(k for k in ("/b/other", "/c/dir/1") if k in store) == ["/b/other",
+                                                                          "/c/dir/1"]
+
+
+def test_soft_purge_marks_stale_and_keeps_bytes() -> None:
+    store = MemoryStore(max_bytes=10 * ONE)
+    store.put(entry("/a", tags=("t",)))
+    assert store.purge_tag("t", soft=True).invalidated == 1
+    kept = store.peek("/a")
+    assert kept is not None and kept.invalidated
+    assert store.purge_tag("t", soft=True).invalidated == 0  # already stale
+    store.check_indexes()
+
+
+def test_invalid_size_is_refused_with_the_number() -> None:
+    with pytest.raises(ValueError, match="-1"):
+        MemoryStore(max_bytes=-1)
