@@ -38,7 +38,8 @@ class EdgeConfig:
     purge_channel: str = "cdn:purge"
     shield_health_interval: float = 1.0
     upstream_connect_timeout: float = 5.0
-    upstream_read_timeout: float = 60.0
+    upstream_read_timeout: float = field(default=70.0, metadata={
+        "help": "longer than the shield's, so its 504 arrives before ours"})
 
     def __post_init__(self) -> None:
         if not 0 < self.port < 65536:

@@ -1,34 +1,34 @@
 """Request collapsing: N concurrent misses for one cache key make ONE upstream request.
 
 The first request for a key starts a *flight*: a background task that fetches from upstream
-and publishes the response head, then the body chunk by chunk, into a shared growing list of
-chunks. Every request for the key — the first included — reads the flight: it waits for the
-head, then streams chunks as they arrive (an ``asyncio.Event`` replaced on every change wakes
-the readers; nothing polls). The fetch runs in its own task so one client going away does not
-abort the download the others (and the cache) are waiting for.
+and publishes the response head, then the body chunk by chunk. Every request for the key —
+the first included — gets a ``FlightReader``: it waits for the head, then streams chunks as
+they arrive (an ``asyncio.Event`` replaced on every change wakes the readers; nothing polls).
+The fetch runs in its own task so one client going away does not abort the download the
+others (and the cache) are waiting for.
 
 Uncacheable answers: the head says whether the response may be *shared*. A response the
 policy would store is shareable by definition (the cache would serve it to anyone). One it
 would not store (``private``, ``no-store``, Set-Cookie, …) belongs to the request that caused
-it: that request (the *owner*) gets it, the others are told to fetch for themselves
-(``NotShareable``). A response that is storable but too large to keep in memory is still
-streamed to every waiter — it is safe to share and it is exactly the case (a big cold object)
-where collapsing saves the most.
+it: that request (the *owner*) gets it, the others get ``NotShareable`` and fetch for
+themselves. A response that is shareable but not kept (e.g. larger than one object may be) is
+still streamed to every reader that joined — it is safe to share and it is exactly the case
+(a big cold object) where collapsing saves the most.
 
-The chunks of a flight stay in memory until the flight ends; bodies too large for the memory
-tier are therefore buffered while in flight (slices in a later tier remove that limit).
+Memory: chunks are retained for late joiners only while the response may be kept (it will
+be stored, or it is small). Otherwise the producer calls ``stop_retaining``: the flight is
+closed to newcomers and chunks every reader has passed are dropped, so a large object flows
+through with the memory of the slowest reader's lag, not of the object.
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
+import itertools
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
 from httpcache.headers import Fields
-
-log = logging.getLogger("cdn.httpcache.collapse")
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,7 +37,7 @@ class FlightHead:
 
     status: int
     headers: Fields  # what the owner sees (may include Set-Cookie)
-    shared_headers: Fields | None  # what the other waiters see; None when not shareable
+    shared_headers: Fields | None  # what the other readers see; None when not shareable
     content_length: int | None = None
     fwd_status: int | None = None  # the upstream's status (304 on a revalidation)
     stored: bool = False  # the response is being stored
@@ -50,17 +50,21 @@ class NotShareable(Exception):
 
 
 class Flight:
-    """One upstream response being received, readable by any number of waiters."""
+    """One upstream response being received, readable by any number of readers."""
 
     def __init__(self, key: str) -> None:
         self.key = key
         self.method = "GET"  # the method sent upstream (set by the producer)
-        self.waiters = 0  # readers that joined after the owner
+        self.joined = 0  # readers that joined after the owner
         self._head: FlightHead | None = None
         self._chunks: list[bytes] = []
+        self._offset = 0  # absolute index of _chunks[0] (earlier ones were dropped)
         self._size = 0
         self._done = False
         self._error: BaseException | None = None
+        self._retain = True
+        self._positions: dict[int, int] = {}  # reader token -> next absolute chunk index
+        self._tokens = itertools.count()
         self._changed = asyncio.Event()
 
     # -- producer side ---------------------------------------------------------------------
@@ -73,7 +77,14 @@ class Flight:
         if chunk:
             self._chunks.append(chunk)
             self._size += len(chunk)
+            self._trim()
             self._wake()
+
+    def stop_retaining(self) -> None:
+        """Drop chunks once every current reader has them (callers also close the flight
+        to newcomers, who would need them)."""
+        self._retain = False
+        self._trim()
 
     def finish(self) -> None:
         self._done = True
@@ -89,6 +100,15 @@ class Flight:
         changed, self._changed = self._changed, asyncio.Event()
         changed.set()
 
+    def _trim(self) -> None:
+        if self._retain:
+            return
+        low = min(self._positions.values(), default=self._offset + len(self._chunks))
+        drop = low - self._offset
+        if drop > 0:
+            del self._chunks[:drop]
+            self._offset += drop
+
     # -- reader side -----------------------------------------------------------------------
 
     @property
@@ -99,8 +119,20 @@ class Flight:
     def received(self) -> int:
         return self._size
 
-    async def head(self, *, owner: bool) -> FlightHead:
-        """Wait for the head; waiters get ``NotShareable`` for a response they may not see."""
+    @property
+    def retained_bytes(self) -> int:
+        return sum(len(c) for c in self._chunks)
+
+    def reader(self) -> FlightReader:
+        token = next(self._tokens)
+        self._positions[token] = self._offset
+        return FlightReader(self, token)
+
+    def _close_reader(self, token: int) -> None:
+        if self._positions.pop(token, None) is not None:
+            self._trim()
+
+    async def _wait_head(self, owner: bool) -> FlightHead:
         while self._head is None:
             if self._error is not None:
                 raise self._error
@@ -109,23 +141,50 @@ class Flight:
             raise NotShareable(self.key)
         return self._head
 
-    async def chunks(self) -> AsyncIterator[bytes]:
-        """Every body chunk from the start, as it arrives; raises the fetch's error if the
-        upstream broke off."""
-        index = 0
+    async def _read(self, token: int) -> AsyncIterator[bytes]:
         while True:
-            while index < len(self._chunks):
-                yield self._chunks[index]
-                index += 1
+            position = self._positions[token]
+            end = self._offset + len(self._chunks)
+            if position < end:
+                self._positions[token] = position + 1
+                yield self._chunks[position - self._offset]
+                continue
             if self._error is not None:
                 raise self._error
             if self._done:
                 return
             await self._changed.wait()
 
+
+class FlightReader:
+    """One request's view of a flight: its own position in the body. Close it when done
+    (``with reader:``) so chunks it no longer needs can be dropped."""
+
+    def __init__(self, flight: Flight, token: int) -> None:
+        self.flight = flight
+        self._token = token
+
+    async def head(self, *, owner: bool) -> FlightHead:
+        """Wait for the head; non-owners get ``NotShareable`` for a private response."""
+        return await self.flight._wait_head(owner)
+
+    def chunks(self) -> AsyncIterator[bytes]:
+        """The body from the start, chunk by chunk as it arrives; raises the fetch's error
+        if the upstream broke off."""
+        return self.flight._read(self._token)
+
     async def body(self) -> bytes:
         """The whole body, once complete."""
         return b"".join([chunk async for chunk in self.chunks()])
+
+    def close(self) -> None:
+        self.flight._close_reader(self._token)
+
+    def __enter__(self) -> FlightReader:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
 
 
 Producer = Callable[[Flight], Awaitable[None]]
@@ -141,23 +200,25 @@ class Collapser:
     def __len__(self) -> int:
         return len(self._flights)
 
-    def join(self, key: str, producer: Producer, *, shared: bool = True) -> tuple[Flight, bool]:
-        """The flight for ``key`` and whether the caller started it (is its owner).
+    def join(self, key: str, producer: Producer, *, shared: bool = True
+             ) -> tuple[FlightReader, bool]:
+        """A reader of the flight for ``key`` and whether the caller started it (owns it).
 
         ``shared=False`` starts a private flight nobody else can join (requests that must not
         be collapsed, e.g. with Authorization); it still runs in its own task.
         """
         flight = self._flights.get(key) if shared else None
         if flight is not None:
-            flight.waiters += 1
-            return flight, False
+            flight.joined += 1
+            return flight.reader(), False
         flight = Flight(key)
         if shared:
             self._flights[key] = flight
+        reader = flight.reader()
         task = asyncio.get_running_loop().create_task(self._run(flight, producer))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-        return flight, True
+        return reader, True
 
     def close_to_newcomers(self, flight: Flight) -> None:
         """Later requests start their own flight (e.g. the response is not shareable)."""

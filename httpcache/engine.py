@@ -29,7 +29,7 @@ from multidict import CIMultiDict
 
 from httpcache.cache_key import cache_key, split_target
 from httpcache.cache_status import CacheStatus, ForwardReason
-from httpcache.collapse import Collapser, Flight, FlightHead, NotShareable
+from httpcache.collapse import Collapser, Flight, FlightHead, FlightReader, NotShareable
 from httpcache.conditional import if_range_matches, not_modified, not_modified_fields
 from httpcache.errors import OnlyIfCachedMiss, UpstreamError
 from httpcache.forwarding import (
@@ -167,13 +167,24 @@ class CacheEngine:
             stored=stored,
             fills=fills,
         )
-        flight, owner = self.collapser.join(creq.target, producer, shared=decision.collapse)
+        reader, owner = self.collapser.join(creq.target, producer, shared=decision.collapse)
         try:
-            head = await flight.head(owner=owner)
-        except NotShareable:  # someone else's private answer: fetch our own
-            flight, owner = self.collapser.join(creq.target, producer, shared=False)
-            head = await flight.head(owner=True)
-        self.metrics.requests.labels(_result(owner, stored, head)).inc()
+            try:
+                head = await reader.head(owner=owner)
+            except NotShareable:  # someone else's private answer: fetch our own
+                reader.close()
+                reader, owner = self.collapser.join(creq.target, producer, shared=False)
+                head = await reader.head(owner=True)
+            return await self._answer_from_flight(request, creq, decision, reader, head, owner,
+                                                  revalidated=stored is not None)
+        finally:
+            reader.close()
+
+    async def _answer_from_flight(self, request: web.Request, creq: CacheRequest,
+                                  decision: Miss | Revalidate, reader: FlightReader,
+                                  head: FlightHead, owner: bool, *, revalidated: bool
+                                  ) -> web.StreamResponse:
+        self.metrics.requests.labels(_result(owner, revalidated, head)).inc()
         headers = head.headers if owner else head.shared_headers
         assert headers is not None
         cache_status = CacheStatus(self.config.name, fwd=decision.reason,
@@ -184,16 +195,17 @@ class CacheEngine:
             age = int(current_age(headers, head.request_time, head.response_time, self.clock()))
         needs_whole_body = (
             (creq.method == "GET" and creq.headers.first("range") is not None)
-            or (creq.method == "HEAD" and head.content_length is None and flight.method == "GET")
+            or (creq.method == "HEAD" and head.content_length is None
+                and reader.flight.method == "GET")
             or not_modified(creq.method, creq.headers, head.status, headers)
         )
         if needs_whole_body:
-            body = await flight.body()
+            body = await reader.body()
             return self._answer_complete(request, creq, head.status, headers, body,
                                          cache_status, age)
         fields = client_response_fields(headers, cache_status, via=self.config.name, age=age,
                                         strip=self._strip)
-        chunks = flight.chunks() if creq.method != "HEAD" else None
+        chunks = reader.chunks() if creq.method != "HEAD" else None
         return await _stream(request, head.status, fields, chunks)
 
     async def _produce(self, flight: Flight, *, creq: CacheRequest, method: str,
@@ -250,20 +262,31 @@ class CacheEngine:
             request_time=request_time, response_time=response_time))
         if not shareable:
             self.collapser.close_to_newcomers(flight)
+        retaining = keep or length is None or self.store.fits(length)
+        if not retaining:
+            self._stop_retaining(flight)
         kept: list[bytes] = []
         size = 0
         async for chunk in up.chunks:
             flight.feed(chunk)
-            if keep:
-                size += len(chunk)
-                keep = self.store.fits(size)
-                kept.append(chunk) if keep else kept.clear()
+            size += len(chunk)
+            if retaining and not self.store.fits(size):
+                keep = retaining = False
+                kept.clear()
+                self._stop_retaining(flight)
+            elif keep:
+                kept.append(chunk)
         if keep:
             self.store.put(make_stored_response(creq.target, as_sent, up.status, up.headers,
                                                 b"".join(kept), request_time, response_time,
                                                 policy))
         elif method == "GET":
             self.store.delete(creq.target)  # superseded by a response we do not keep
+
+    def _stop_retaining(self, flight: Flight) -> None:
+        """Too big to keep: stream it through to the readers it has, take no new ones."""
+        self.collapser.close_to_newcomers(flight)
+        flight.stop_retaining()
 
     # -- forwarding ----------------------------------------------------------------------------
 
@@ -302,10 +325,10 @@ class CacheEngine:
             raise
 
 
-def _result(owner: bool, stored: StoredResponse | None, head: FlightHead) -> str:
+def _result(owner: bool, revalidated: bool, head: FlightHead) -> str:
     if not owner:
         return "collapsed"
-    if stored is None:
+    if not revalidated:
         return "miss"
     return "revalidated" if head.fwd_status == 304 else "refetched"
 

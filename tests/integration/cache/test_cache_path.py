@@ -223,3 +223,29 @@ async def test_upstream_timeout_is_a_504(make_topology) -> None:  # type: ignore
     resp, body = await topo.get("/b/slow")
     assert resp.status == 504
     assert b"timed out" in body
+
+
+async def test_object_too_big_for_memory_is_streamed_to_all_waiters_not_stored(
+        make_topology) -> None:  # type: ignore[no-untyped-def]
+    limits = {"cache_max_bytes": 1 << 20, "max_object_bytes": 10_000}
+    topo = await make_topology(edge=limits, shield=limits)
+    body = b"y" * 50_000
+    topo.origin.set("/b/huge", body, headers=CACHEABLE, chunk_size=8192, head_delay=0.1)
+
+    results = await asyncio.gather(*(topo.get("/b/huge") for _ in range(5)))
+
+    assert all(got == body for _resp, got in results)
+    assert topo.origin.count("/b/huge") == 1
+    assert "/b/huge" not in topo.edge_store()
+    assert all("stored" not in resp.headers["Cache-Status"] for resp, _ in results)
+    await topo.get("/b/huge")
+    assert topo.origin.count("/b/huge") == 2
+
+
+async def test_head_miss_is_forwarded_as_head(topo: Topology) -> None:
+    topo.origin.set("/b/k", b"0123456789", headers=CACHEABLE)
+    resp, body = await topo.request("HEAD", "/b/k")
+    assert resp.status == 200 and body == b""
+    assert resp.headers["Content-Length"] == "10"
+    assert topo.origin.seen[-1].method == "HEAD"
+    assert "/b/k" not in topo.edge_store()

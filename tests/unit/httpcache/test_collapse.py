@@ -31,8 +31,8 @@ async def test_hundred_concurrent_readers_share_one_streamed_fetch() -> None:
             await asyncio.sleep(0)
 
     async def reader() -> bytes:
-        flight, _owner = collapser.join("/k", fetch)
-        await flight.head(owner=_owner)
+        flight, owner = collapser.join("/k", fetch)
+        await flight.head(owner=owner)
         got = []
         async for chunk in flight.chunks():
             got.append(chunk)
@@ -60,7 +60,7 @@ async def test_non_shareable_response_releases_waiters() -> None:
 
     owner_flight, owner = collapser.join("/k", fetch)
     waiter_flight, waiter_owner = collapser.join("/k", fetch)
-    assert owner and not waiter_owner and owner_flight is waiter_flight
+    assert owner and not waiter_owner and owner_flight.flight is waiter_flight.flight
     release.set()
     assert (await owner_flight.head(owner=True)).status == 200
     assert await owner_flight.body() == b"mine"
@@ -112,7 +112,7 @@ async def test_private_flights_are_not_joined() -> None:
     b, _ = collapser.join("/k", fetch, shared=False)
     await a.body()
     await b.body()
-    assert a is not b and calls == 2
+    assert a.flight is not b.flight and calls == 2
 
 
 async def test_aclose_cancels_running_fetches() -> None:
@@ -121,7 +121,38 @@ async def test_aclose_cancels_running_fetches() -> None:
     async def fetch(flight: Flight) -> None:
         await asyncio.sleep(60)
 
-    flight, _ = collapser.join("/k", fetch)
+    reader, _ = collapser.join("/k", fetch)
     await asyncio.sleep(0)
     await collapser.aclose()
-    assert flight.done
+    assert reader.flight.done
+
+
+async def test_not_retaining_drops_chunks_every_reader_has_passed() -> None:
+    collapser = Collapser()
+    step = asyncio.Event()
+
+    async def fetch(flight: Flight) -> None:
+        flight.publish_head(FlightHead(200, HEADERS, HEADERS))
+        collapser.close_to_newcomers(flight)
+        flight.stop_retaining()
+        for _ in range(5):
+            flight.feed(b"x" * 1000)
+            await step.wait()
+
+    fast, _ = collapser.join("/k", fetch)
+    slow, _ = collapser.join("/k", fetch)
+    await fast.head(owner=True)
+    fast_chunks = fast.chunks()
+    await anext(fast_chunks)
+    assert fast.flight.retained_bytes == 1000  # the slow reader still needs it
+    slow_chunks = slow.chunks()
+    await anext(slow_chunks)
+    step.set()
+    fast_body = b"x" * 1000 + b"".join([c async for c in fast_chunks])
+    slow_body = b"x" * 1000 + b"".join([c async for c in slow_chunks])
+    assert fast_body == slow_body == b"x" * 5000
+    fast.close()
+    slow.close()
+    assert fast.flight.retained_bytes == 0
+    late, owner = collapser.join("/k", fetch)
+    assert owner and late.flight is not fast.flight  # closed to newcomers
