@@ -43,6 +43,7 @@ class FlightHead:
     stored: bool = False  # the response is being stored
     request_time: float = 0.0  # for the age calculation (RFC 9111 §4.2.3)
     response_time: float = 0.0
+    vary: tuple[tuple[str, str | None], ...] = ()  # the owner's values of the Vary fields
 
 
 class NotShareable(Exception):

@@ -58,7 +58,9 @@ from httpcache.policy import (
     is_worth_storing,
     make_stored_response,
     response_304_matches,
+    selecting_fields,
     update_from_304,
+    vary_matches,
 )
 from httpcache.ranges import ByteRange, Unsatisfiable, parse_range
 from httpcache.store import MemoryStore
@@ -171,6 +173,8 @@ class CacheEngine:
         try:
             try:
                 head = await reader.head(owner=owner)
+                if not owner and not vary_matches(head.vary, creq):
+                    raise NotShareable(creq.target)  # another variant (RFC 9111 §4.1)
             except NotShareable:  # someone else's private answer: fetch our own
                 reader.close()
                 reader, owner = self.collapser.join(creq.target, producer, shared=False)
@@ -242,7 +246,7 @@ class CacheEngine:
         flight.publish_head(FlightHead(
             status=refreshed.status, headers=refreshed.headers, shared_headers=refreshed.headers,
             content_length=len(refreshed.body), fwd_status=304, stored=keep,
-            request_time=request_time, response_time=response_time))
+            request_time=request_time, response_time=response_time, vary=refreshed.vary))
         flight.feed(refreshed.body)
 
     async def _receive(self, flight: Flight, creq: CacheRequest, method: str,
@@ -259,7 +263,8 @@ class CacheEngine:
             status=up.status, headers=up.headers,
             shared_headers=fields_to_store(up.headers, policy) if shareable else None,
             content_length=length, fwd_status=up.status, stored=keep,
-            request_time=request_time, response_time=response_time))
+            request_time=request_time, response_time=response_time,
+            vary=selecting_fields(as_sent, up.headers)))
         if not shareable:
             self.collapser.close_to_newcomers(flight)
         retaining = keep or length is None or self.store.fits(length)

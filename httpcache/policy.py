@@ -224,11 +224,13 @@ def selecting_fields_match(stored: StoredResponse, request: CacheRequest) -> boo
     header fields nominated by that Vary field value match in both the original request
     (i.e., that associated with the stored response) and the presented request." We compare
     after whitespace normalisation, the conservative reading."""
-    for name, value in stored.vary:
-        given = request.headers.get(name)
-        if _normalise(given) != _normalise(value):
-            return False
-    return True
+    return vary_matches(stored.vary, request)
+
+
+def vary_matches(vary: tuple[tuple[str, str | None], ...], request: CacheRequest) -> bool:
+    """``selecting_fields_match`` for a response not stored yet (a collapsed fetch)."""
+    return all(_normalise(request.headers.get(name)) == _normalise(value)
+               for name, value in vary)
 
 
 def _normalise(value: str | None) -> str | None:

@@ -249,3 +249,17 @@ async def test_head_miss_is_forwarded_as_head(topo: Topology) -> None:
     assert resp.headers["Content-Length"] == "10"
     assert topo.origin.seen[-1].method == "HEAD"
     assert "/b/k" not in topo.edge_store()
+
+
+async def test_collapsed_waiters_with_another_variant_fetch_their_own(topo: Topology) -> None:
+    topo.origin.set("/b/v", b"variant", headers={**CACHEABLE, "Vary": "Accept-Language"},
+                    head_delay=0.1)
+    first, second = await asyncio.gather(
+        topo.get("/b/v", headers={"Accept-Language": "en"}),
+        topo.get("/b/v", headers={"Accept-Language": "fr"}))
+    assert first[0].status == second[0].status == 200
+    seen = sorted(s.headers.get("Accept-Language", "") for s in topo.origin.seen)
+    assert seen == ["en", "fr"]
+    assert all("collapsed" not in r.headers["Cache-Status"] for r, _ in (first, second))
+    resp, _ = await topo.get("/b/v", headers={"Accept-Language": "de"})
+    assert "vary-miss" in resp.headers["Cache-Status"]
