@@ -173,10 +173,14 @@ class PurgeSubscriber:
                     page = await resp.json(content_type=None)
             except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
                 raise PurgeError(f"purge log {url} unreadable: {exc!r}") from exc
+            if not isinstance(page, dict) or not isinstance(page.get("events", []), list):
+                raise PurgeError(f"purge log {url} answered an unexpected document")
             events = [PurgeEvent.from_json(e) for e in page.get("events", [])]
             for event in events:
                 applied += self.apply(event)
-            log_last = int(page.get("last_seq", self.last_seq))
+            log_last = page.get("last_seq", self.last_seq)
+            if not isinstance(log_last, int):
+                raise PurgeError(f"purge log {url}: last_seq must be an integer")
             if not events or self.last_seq >= log_last:
                 self.last_seq = max(self.last_seq, log_last)
                 self.metrics.purge_last_seq.set(self.last_seq)
@@ -205,6 +209,8 @@ class PurgeSubscriber:
                 await self._subscribe_and_listen()
             except (RedisError, OSError) as exc:
                 log.warning("purge channel lost (%s); reconnecting in %.1fs", exc, backoff)
+            except Exception:  # a bug must not end purging for the life of the process
+                log.exception("purge subscriber failed; restarting in %.1fs", backoff)
             finally:
                 if self.connected:
                     backoff = self.settings.backoff_initial

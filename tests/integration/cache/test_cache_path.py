@@ -177,11 +177,13 @@ async def test_every_method_is_forwarded_with_path_query_and_headers(topo: Topol
     topo.origin.set("/b/k", b"", status=204)
     for method in ("PUT", "DELETE", "PATCH", "OPTIONS"):
         resp, _ = await topo.request(method, "/b/k?a=1&b=%2F", data=b"payload",
-                                     headers={"X-Custom": "yes", "Connection": "keep-alive"})
+                                     headers={"X-Custom": "yes", "Connection": "X-Hop",
+                                              "X-Hop": "secret", "Keep-Alive": "timeout=5"})
         assert resp.status == 204
         seen = topo.origin.seen[-1]
         assert (seen.method, seen.target, seen.body) == (method, "/b/k?a=1&b=%2F", b"payload")
         assert seen.headers["X-Custom"] == "yes"
+        assert "X-Hop" not in seen.headers and "Keep-Alive" not in seen.headers
         assert "X-CDN-Edge-Auth" not in seen.headers
 
 
