@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
@@ -105,8 +106,12 @@ def build_app(config: EdgeConfig, *, clock: Callable[[], float] = time.time
         shield_up = Gauge("cdn_shield_up", "1 while the edge believes the shield is up",
                           ["shield"], registry=app[METRICS].registry)
         for name in pool.urls:
-            shield_up.labels(name).set_function(lambda n=name: float(pool.is_up(n)))
+            shield_up.labels(name).set_function(functools.partial(_up_value, pool, name))
     return app
+
+
+def _up_value(pool: ShieldPool, name: str) -> float:
+    return 1.0 if pool.is_up(name) else 0.0
 
 
 def main(argv: Sequence[str]) -> int:

@@ -79,8 +79,7 @@ class ScriptableOrigin:
                                      "last-modified", "surrogate-key", "cdn-cache-control")}
             return web.Response(status=304, headers=keep)
         if not script.chunk_size:
-            response = web.Response(status=script.status, body=script.body, headers=headers)
-            return response
+            return web.Response(status=script.status, body=script.body, headers=headers)
         response = web.StreamResponse(status=script.status, headers=headers)
         response.content_length = len(script.body)
         await response.prepare(request)

@@ -23,6 +23,7 @@ def test_event_from_json_validates_fields() -> None:
     event = PurgeEvent.from_json({"seq": 3, "tags": ["a"], "urls": ["/b/a"], "soft": True,
                                   "created_at": 1.0})
     assert event == PurgeEvent(3, ("a",), ("/b/a",), (), True)
+    bad: object
     for bad in ([], {"seq": -1}, {"seq": "1"}, {"tags": "a"}, {"soft": "yes"}):
         with pytest.raises(PurgeError):
             PurgeEvent.from_json(bad)
