@@ -135,23 +135,39 @@ class CacheEngine:
         fields = client_response_fields(headers, cache_status, via=self.config.name, age=age,
                                         strip=self._strip)
         if not_modified(creq.method, creq.headers, status, headers):
-            self.metrics.requests.labels("not_modified").inc()
-            return web.Response(status=304, headers=CIMultiDict(not_modified_fields(fields)))
-        requested = creq.headers.first("range")
-        if_range = creq.headers.first("if-range")
-        if (status == 200 and requested and creq.method == "GET"
-                and (if_range is None or if_range_matches(if_range, headers))):
-            match parse_range(requested, len(body)):
-                case ByteRange() as part:
-                    fields = fields.with_field("Content-Range", part.content_range())
-                    return _response(206, fields, body[part.first:part.last + 1])
-                case Unsatisfiable() as bad:
-                    fields = fields.without("content-type", "content-encoding").with_field(
-                        "Content-Range", bad.content_range())
-                    return _response(416, fields, b"")
+            return self._not_modified(fields)
+        match self._requested_range(creq, status, headers, len(body)):
+            case ByteRange() as part:
+                fields = fields.with_field("Content-Range", part.content_range())
+                return _response(206, fields, body[part.first:part.last + 1])
+            case Unsatisfiable() as bad:
+                return self._unsatisfiable(fields, bad)
         if status == 200 and "accept-ranges" not in fields.names():
             fields = fields.appended("Accept-Ranges", "bytes")
         return _response(status, fields, body)
+
+    def _not_modified(self, fields: Fields) -> web.Response:
+        self.metrics.requests.labels("not_modified").inc()
+        return web.Response(status=304, headers=CIMultiDict(not_modified_fields(fields)))
+
+    @staticmethod
+    def _unsatisfiable(fields: Fields, bad: Unsatisfiable) -> web.Response:
+        fields = fields.without("content-type", "content-encoding").with_field(
+            "Content-Range", bad.content_range())
+        return _response(416, fields, b"")
+
+    @staticmethod
+    def _requested_range(creq: CacheRequest, status: int, headers: Fields,
+                         length: int) -> ByteRange | Unsatisfiable | None:
+        """The single range to serve from a complete 200, if the client asked for one and
+        its If-Range (RFC 9110 §13.1.5) still holds."""
+        requested = creq.headers.first("range")
+        if status != 200 or requested is None or creq.method != "GET":
+            return None
+        if_range = creq.headers.first("if-range")
+        if if_range is not None and not if_range_matches(if_range, headers):
+            return None
+        return parse_range(requested, length)
 
     # -- misses and revalidations --------------------------------------------------------------
 
@@ -197,20 +213,26 @@ class CacheEngine:
         age = None
         if head.shared_headers is not None:
             age = int(current_age(headers, head.request_time, head.response_time, self.clock()))
-        needs_whole_body = (
-            (creq.method == "GET" and creq.headers.first("range") is not None)
-            or (creq.method == "HEAD" and head.content_length is None
-                and reader.flight.method == "GET")
-            or not_modified(creq.method, creq.headers, head.status, headers)
-        )
-        if needs_whole_body:
+        fields = client_response_fields(headers, cache_status, via=self.config.name, age=age,
+                                        strip=self._strip)
+        if not_modified(creq.method, creq.headers, head.status, headers):
+            return self._not_modified(fields)  # the fetch goes on filling the cache
+        length = head.content_length
+        if length is None and (creq.method == "HEAD" or creq.headers.first("range")):
+            # the length must be known first (Content-Length of HEAD, Content-Range)
             body = await reader.body()
             return self._answer_complete(request, creq, head.status, headers, body,
                                          cache_status, age)
-        fields = client_response_fields(headers, cache_status, via=self.config.name, age=age,
-                                        strip=self._strip)
-        chunks = reader.chunks() if creq.method != "HEAD" else None
-        return await _stream(request, head.status, fields, chunks)
+        if creq.method == "HEAD":
+            return await _stream(request, head.status, fields, None)
+        match self._requested_range(creq, head.status, headers, length or 0):
+            case ByteRange() as part:
+                fields = fields.with_field("Content-Range", part.content_range()).with_field(
+                    "Content-Length", str(part.size))
+                return await _stream(request, 206, fields, _slice(reader.chunks(), part))
+            case Unsatisfiable() as bad:
+                return self._unsatisfiable(fields, bad)
+        return await _stream(request, head.status, fields, reader.chunks())
 
     async def _produce(self, flight: Flight, *, creq: CacheRequest, method: str,
                        headers: Fields, stored: StoredResponse | None, fills: bool) -> None:
@@ -344,6 +366,18 @@ def _content_length(headers: Fields) -> int | None:
         return int(raw) if raw is not None else None
     except ValueError:
         return None
+
+
+async def _slice(chunks: AsyncIterator[bytes], part: ByteRange) -> AsyncIterator[bytes]:
+    """The bytes ``part.first..part.last`` of a body arriving as ``chunks``."""
+    offset = 0
+    async for chunk in chunks:
+        end = offset + len(chunk)
+        if end > part.first:
+            yield chunk[max(0, part.first - offset):part.last + 1 - offset]
+        offset = end
+        if offset > part.last:
+            return
 
 
 def _response(status: int, fields: Fields, body: bytes) -> web.Response:

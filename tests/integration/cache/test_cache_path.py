@@ -265,3 +265,19 @@ async def test_collapsed_waiters_with_another_variant_fetch_their_own(topo: Topo
     assert all("collapsed" not in r.headers["Cache-Status"] for r, _ in (first, second))
     resp, _ = await topo.get("/b/v", headers={"Accept-Language": "de"})
     assert "vary-miss" in resp.headers["Cache-Status"]
+
+
+async def test_range_of_a_cold_object_too_big_to_store_is_streamed_as_a_slice(
+        make_topology) -> None:  # type: ignore[no-untyped-def]
+    limits = {"cache_max_bytes": 1 << 20, "max_object_bytes": 10_000}
+    topo = await make_topology(edge=limits, shield=limits)
+    body = bytes(range(256)) * 200  # 51200 bytes
+    topo.origin.set("/b/huge", body, headers=CACHEABLE, chunk_size=4096)
+
+    resp, got = await topo.get("/b/huge", headers={"Range": "bytes=5000-20000"})
+    assert resp.status == 206 and got == body[5000:20001]
+    assert resp.headers["Content-Range"] == f"bytes 5000-20000/{len(body)}"
+    resp, got = await topo.get("/b/huge", headers={"Range": "bytes=60000-"})
+    assert resp.status == 416
+    resp, _ = await topo.get("/b/huge", headers={"If-None-Match": '"v1"'})
+    assert resp.status == 304
