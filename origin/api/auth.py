@@ -30,6 +30,8 @@ from origin.metadata.models import Bucket, Credential
 ADMIN_OWNER = "admin"
 MAX_PRESIGN_EXPIRES = 7 * 24 * 3600
 _SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
+_ONLY_V4 = ("The authorization mechanism you have provided is not supported. "
+            "Please use AWS4-HMAC-SHA256.")
 
 CredentialLookup = Callable[[str], Awaitable[Credential | None]]
 Action = Literal["read", "write"]
@@ -124,6 +126,8 @@ async def authenticate(
         return await _authenticate_header(parts, header, query, lookup, region, now, max_skew)
     if "X-Amz-Algorithm" in names or "X-Amz-Signature" in names:
         return await _authenticate_presigned(parts, query, lookup, region, now, max_skew)
+    if "AWSAccessKeyId" in names and "Signature" in names:
+        raise ClientError(_ONLY_V4)
     return None
 
 
@@ -132,7 +136,7 @@ async def _authenticate_header(
     region: str, now: datetime, max_skew: int,
 ) -> Principal:
     if not header.startswith(sigv4.ALGORITHM):
-        raise InvalidArgument("only AWS Signature Version 4 (AWS4-HMAC-SHA256) is supported")
+        raise ClientError(_ONLY_V4)
     try:
         info = sigv4.parse_authorization(header)
     except sigv4.SigV4FormatError as exc:

@@ -237,3 +237,41 @@ async def _holders(cluster: Cluster, bucket: str, key: str) -> list[str]:
     finally:
         await conn.close()
     return [r["node_id"] for r in rows]
+
+
+async def test_failure_after_headers_aborts_the_body_instead_of_sending_wrong_bytes(
+    s3: S3Client, bucket: str, cluster: Cluster
+) -> None:
+    body = os.urandom(4 * SEGMENT_SIZE)
+    await s3.put_object(bucket, "late-failure", body)
+    conn = await asyncpg.connect(cluster.database_url)
+    try:
+        rows = await conn.fetch(
+            """SELECT f.node_id, f.volume, f."offset", f.length FROM fragments f
+               JOIN objects o ON o.id = f.object_id
+               WHERE o.bucket = $1 AND o.key = $2 AND f.segment = 3 AND f.frag_index < 4""",
+            bucket, "late-failure")
+    finally:
+        await conn.close()
+    for row in rows:  # four fragments of the last segment rot: it cannot be decoded
+        path = cluster.data_dirs[row["node_id"]] / "volumes" / f"{row['volume']:06d}.vol"
+        with path.open("r+b") as fh:
+            fh.seek(row["offset"] + row["length"])
+            byte = fh.read(1)
+            fh.seek(row["offset"] + row["length"])
+            fh.write(bytes([byte[0] ^ 0x01]))
+    received = b""
+    with pytest.raises(aiohttp.ClientPayloadError):
+        async with await s3.request("GET", bucket, "late-failure") as resp:
+            assert resp.status == 200  # headers went out before the last segment was read
+            async for chunk in resp.content.iter_any():
+                received += chunk
+    assert len(received) < len(body)
+    assert body.startswith(received)
+    # A range that only touches intact segments is still served.
+    assert await s3.get_object(bucket, "late-failure", byte_range=(0, SEGMENT_SIZE - 1)) == \
+        body[:SEGMENT_SIZE]
+    # A range starting in the broken segment fails before any header: a clean 503.
+    with pytest.raises(S3ClientError) as err:
+        await s3.get_object(bucket, "late-failure", byte_range=(3 * SEGMENT_SIZE, None))
+    assert err.value.status == 503
