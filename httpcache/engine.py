@@ -238,13 +238,15 @@ class CacheEngine:
                        headers: Fields, stored: StoredResponse | None, fills: bool) -> None:
         """The one upstream exchange of a flight (runs in the flight's task)."""
         flight.method = method
+        since = self.store.purge_serial
         for _attempt in range(2):
             request_time = self.clock()
             async with self._upstream(method, creq.target, headers) as up:
                 response_time = self.clock()
                 if up.status == 304 and stored is not None:
                     if response_304_matches(stored, up.headers):
-                        self._refresh(flight, creq, stored, up, request_time, response_time)
+                        self._refresh(flight, creq, stored, up, request_time, response_time,
+                                      since)
                         return
                     # §4.3.4: a 304 for a different representation updates nothing; ask again
                     # without validators for the full response.
@@ -252,17 +254,18 @@ class CacheEngine:
                     stored = None
                     continue
                 await self._receive(flight, creq, method, up, request_time, response_time,
-                                    fills=fills)
+                                    fills=fills, since=since)
                 return
 
     def _refresh(self, flight: Flight, creq: CacheRequest, stored: StoredResponse,
-                 up: UpstreamResponse, request_time: float, response_time: float) -> None:
+                 up: UpstreamResponse, request_time: float, response_time: float,
+                 since: int) -> None:
         refreshed = update_from_304(stored, up.headers, request_time, response_time,
                                     self.config.policy)
         as_get = CacheRequest("GET", creq.target, creq.headers)
         keep = is_storable(as_get, refreshed.status, refreshed.headers, self.config.policy)
         if keep:
-            self.store.put(refreshed)
+            self.store.put(refreshed, fetched_since=since)
         else:
             self.store.delete(creq.target)
         flight.publish_head(FlightHead(
@@ -273,7 +276,7 @@ class CacheEngine:
 
     async def _receive(self, flight: Flight, creq: CacheRequest, method: str,
                        up: UpstreamResponse, request_time: float, response_time: float,
-                       *, fills: bool) -> None:
+                       *, fills: bool, since: int) -> None:
         policy = self.config.policy
         as_sent = CacheRequest(method, creq.target, creq.headers)
         shareable = is_storable(as_sent, up.status, up.headers, policy)
@@ -306,7 +309,7 @@ class CacheEngine:
         if keep:
             self.store.put(make_stored_response(creq.target, as_sent, up.status, up.headers,
                                                 b"".join(kept), request_time, response_time,
-                                                policy))
+                                                policy), fetched_since=since)
         elif method == "GET":
             self.store.delete(creq.target)  # superseded by a response we do not keep
 

@@ -9,17 +9,24 @@ in proportion to what it removes, not to the cache size:
 Purge by prefix scans the keys (O(entries)); prefixes are rare and a sorted index would cost
 every insert. A hard purge evicts; a soft purge keeps the bytes but marks the response
 invalid so the next request revalidates it (RFC 9111 §4.3 with the stored validators).
+
+A purge that arrives while a response for a matching key is being fetched must not be undone
+when that fetch completes; ``put(fetched_since=…)`` stores such a response marked invalid.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from cachetools import Cache, LRUCache
 
 from httpcache.messages import StoredResponse
+
+# How many recent purges are remembered to catch a purge racing with a fetch (see ``put``).
+RECENT_PURGES = 4096
 
 
 class _NotifyingLRU(LRUCache[str, StoredResponse]):
@@ -58,6 +65,8 @@ class MemoryStore:
         self._paths: dict[str, set[str]] = {}
         self._listener = on_evict
         self.evictions = 0
+        self._serial = 0
+        self._recent: deque[tuple[int, str, str]] = deque(maxlen=RECENT_PURGES)
 
     # -- reading -------------------------------------------------------------------------------
 
@@ -92,8 +101,15 @@ class MemoryStore:
 
     # -- writing -------------------------------------------------------------------------------
 
-    def put(self, stored: StoredResponse) -> bool:
-        """Store (or replace) ``stored``; ``False`` when it is larger than one object may be."""
+    def put(self, stored: StoredResponse, *, fetched_since: int | None = None) -> bool:
+        """Store (or replace) ``stored``; ``False`` when it is larger than one object may be.
+
+        ``fetched_since`` is ``purge_serial`` as read when the upstream request was sent. A
+        purge that matched the response while it was in flight means the bytes may predate
+        the purge: they are stored marked invalid, so the next request revalidates them.
+        """
+        if fetched_since is not None and self._purged_since(stored, fetched_since):
+            stored = dataclasses.replace(stored, invalidated=True)
         if stored.byte_size() > self.max_object_bytes:
             self.delete(stored.cache_key)
             return False
@@ -129,16 +145,40 @@ class MemoryStore:
         return PurgeResult(removed, invalidated)
 
     def purge_tag(self, tag: str, *, soft: bool = False) -> PurgeResult:
+        self._remember("tag", tag)
         return self.purge_keys(self.keys_for_tag(tag), soft=soft)
 
     def purge_url(self, url: str, *, soft: bool = False) -> PurgeResult:
         """A path purges every query variant of it; a path with a query purges that key."""
+        self._remember("url", url)
         if "?" in url:
             return self.purge_keys([url], soft=soft)
         return self.purge_keys(set(self._paths.get(url, ())), soft=soft)
 
     def purge_prefix(self, prefix: str, *, soft: bool = False) -> PurgeResult:
+        self._remember("prefix", prefix)
         return self.purge_keys([k for k in self._lru.keys() if k.startswith(prefix)], soft=soft)
+
+    # -- purges racing with fetches ------------------------------------------------------------
+
+    @property
+    def purge_serial(self) -> int:
+        """Increases with every purge; read it before fetching, pass it to ``put``."""
+        return self._serial
+
+    def _remember(self, kind: str, value: str) -> None:
+        self._serial += 1
+        self._recent.append((self._serial, kind, value))
+
+    def _purged_since(self, stored: StoredResponse, serial: int) -> bool:
+        if serial >= self._serial:
+            return False
+        if not self._recent or self._recent[0][0] > serial + 1:
+            return True  # the record no longer reaches back that far: assume it matched
+        for seen, kind, value in self._recent:
+            if seen > serial and _purge_matches(kind, value, stored):
+                return True
+        return False
 
     # -- indexes -------------------------------------------------------------------------------
 
@@ -170,6 +210,14 @@ class MemoryStore:
             paths.setdefault(stored.path, set()).add(key)
         assert tags == self._tags, (tags, self._tags)
         assert paths == self._paths, (paths, self._paths)
+
+
+def _purge_matches(kind: str, value: str, stored: StoredResponse) -> bool:
+    if kind == "tag":
+        return value in stored.surrogate_keys
+    if kind == "url":
+        return value == (stored.cache_key if "?" in value else stored.path)
+    return stored.cache_key.startswith(value)
 
 
 def _discard(index: dict[str, set[str]], name: str, key: str) -> None:

@@ -30,6 +30,7 @@ class Script:
     conditional: bool = True  # answer If-None-Match with 304
     release: asyncio.Event | None = None  # wait for this before the last chunk
     abort_after: int | None = None  # cut the connection after this many body bytes
+    arrived: asyncio.Event | None = None  # set when a request for this path arrives
 
 
 @dataclass(frozen=True)
@@ -68,6 +69,8 @@ class ScriptableOrigin:
         if script is None:
             return web.Response(status=404, text="no script\n",
                                 headers={"Date": format_http_date(self.clock())})
+        if script.arrived is not None:
+            script.arrived.set()
         if script.head_delay:
             await asyncio.sleep(script.head_delay)
         headers = {"Date": format_http_date(self.clock()), **script.headers}

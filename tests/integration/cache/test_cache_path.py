@@ -281,3 +281,19 @@ async def test_range_of_a_cold_object_too_big_to_store_is_streamed_as_a_slice(
     assert resp.status == 416
     resp, _ = await topo.get("/b/huge", headers={"If-None-Match": '"v1"'})
     assert resp.status == 304
+
+
+async def test_purge_while_fetching_is_not_undone_by_the_fetch(topo: Topology) -> None:
+    release, arrived = asyncio.Event(), asyncio.Event()
+    topo.origin.set("/b/race", b"old" * 10000, headers=CACHEABLE, chunk_size=1000,
+                    release=release, arrived=arrived)
+    fetch = asyncio.create_task(topo.get("/b/race"))
+    await asyncio.wait_for(arrived.wait(), 5)
+    for app in (topo.edge_app, topo.shield_app()):
+        app[STORE].purge_tag("t1")
+    release.set()
+    await fetch
+
+    resp, _ = await topo.get("/b/race")
+    assert [m[1].get("fwd") for m in statuses(resp)] == ["stale", "stale"]
+    assert topo.origin.last("/b/race").headers["If-None-Match"] == '"v1"'

@@ -106,3 +106,35 @@ def test_soft_purge_marks_stale_and_keeps_bytes() -> None:
 def test_invalid_size_is_refused_with_the_number() -> None:
     with pytest.raises(ValueError, match="-1"):
         MemoryStore(max_bytes=-1)
+
+
+def test_purge_during_a_fetch_stores_the_response_invalidated() -> None:
+    store = MemoryStore(max_bytes=10 * ONE)
+    since = store.purge_serial
+    store.purge_tag("red")  # arrives while /ka is being fetched
+    store.put(entry("/ka", tags=("red",)), fetched_since=since)
+    store.put(entry("/kb", tags=("blue",)), fetched_since=since)
+    assert store.peek("/ka").invalidated  # type: ignore[union-attr]
+    assert not store.peek("/kb").invalidated  # type: ignore[union-attr]
+
+
+def test_url_and_prefix_purges_during_a_fetch_are_caught_too() -> None:
+    store = MemoryStore(max_bytes=10 * ONE)
+    since = store.purge_serial
+    store.purge_url("/b/k")
+    store.purge_prefix("/c/")
+    store.put(StoredResponse("/b/k?x=1", 200, Fields(), b"", 0.0, 0.0), fetched_since=since)
+    store.put(StoredResponse("/c/d", 200, Fields(), b"", 0.0, 0.0), fetched_since=since)
+    store.put(StoredResponse("/b/kk", 200, Fields(), b"", 0.0, 0.0), fetched_since=since)
+    assert store.peek("/b/k?x=1").invalidated  # type: ignore[union-attr]
+    assert store.peek("/c/d").invalidated  # type: ignore[union-attr]
+    assert not store.peek("/b/kk").invalidated  # type: ignore[union-attr]
+
+
+def test_forgotten_purge_history_is_assumed_to_match() -> None:
+    store = MemoryStore(max_bytes=10 * ONE)
+    since = store.purge_serial
+    for i in range(5000):
+        store.purge_tag(f"t{i}")
+    store.put(entry("/ka"), fetched_since=since)
+    assert store.peek("/ka").invalidated  # type: ignore[union-attr]
