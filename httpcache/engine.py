@@ -63,7 +63,7 @@ from httpcache.policy import (
     vary_matches,
 )
 from httpcache.ranges import ByteRange, Unsatisfiable, parse_range
-from httpcache.store import MemoryStore
+from httpcache.store import FetchMark, MemoryStore
 from httpcache.upstream import CHUNK_SIZE, Upstream, UpstreamResponse
 
 log = logging.getLogger("cdn.httpcache.engine")
@@ -238,7 +238,7 @@ class CacheEngine:
                        headers: Fields, stored: StoredResponse | None, fills: bool) -> None:
         """The one upstream exchange of a flight (runs in the flight's task)."""
         flight.method = method
-        since = self.store.purge_serial
+        since = self.store.fetch_mark()
         for _attempt in range(2):
             request_time = self.clock()
             async with self._upstream(method, creq.target, headers) as up:
@@ -259,13 +259,13 @@ class CacheEngine:
 
     def _refresh(self, flight: Flight, creq: CacheRequest, stored: StoredResponse,
                  up: UpstreamResponse, request_time: float, response_time: float,
-                 since: int) -> None:
+                 since: FetchMark) -> None:
         refreshed = update_from_304(stored, up.headers, request_time, response_time,
                                     self.config.policy)
         as_get = CacheRequest("GET", creq.target, creq.headers)
         keep = is_storable(as_get, refreshed.status, refreshed.headers, self.config.policy)
         if keep:
-            self.store.put(refreshed, fetched_since=since)
+            self.store.put(refreshed, fetched=since)
         else:
             self.store.delete(creq.target)
         flight.publish_head(FlightHead(
@@ -276,7 +276,7 @@ class CacheEngine:
 
     async def _receive(self, flight: Flight, creq: CacheRequest, method: str,
                        up: UpstreamResponse, request_time: float, response_time: float,
-                       *, fills: bool, since: int) -> None:
+                       *, fills: bool, since: FetchMark) -> None:
         policy = self.config.policy
         as_sent = CacheRequest(method, creq.target, creq.headers)
         shareable = is_storable(as_sent, up.status, up.headers, policy)
@@ -309,7 +309,7 @@ class CacheEngine:
         if keep:
             self.store.put(make_stored_response(creq.target, as_sent, up.status, up.headers,
                                                 b"".join(kept), request_time, response_time,
-                                                policy), fetched_since=since)
+                                                policy), fetched=since)
         elif method == "GET":
             self.store.delete(creq.target)  # superseded by a response we do not keep
 

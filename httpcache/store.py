@@ -11,12 +11,16 @@ every insert. A hard purge evicts; a soft purge keeps the bytes but marks the re
 invalid so the next request revalidates it (RFC 9111 §4.3 with the stored validators).
 
 A purge that arrives while a response for a matching key is being fetched must not be undone
-when that fetch completes; ``put(fetched_since=…)`` stores such a response marked invalid.
+when that fetch completes; ``put(fetched=fetch_mark())`` stores such a response marked
+invalid. The same holds for a purge shortly *before* the fetch (``purge_grace`` seconds):
+tiers receive a purge independently, so an edge that has applied it may refetch from a shield
+that has not yet, and get the old bytes. Marked invalid, they are revalidated next time.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -27,6 +31,16 @@ from httpcache.messages import StoredResponse
 
 # How many recent purges are remembered to catch a purge racing with a fetch (see ``put``).
 RECENT_PURGES = 4096
+# How long before a fetch a matching purge still makes its response suspect (tier skew).
+PURGE_GRACE = 2.0
+
+
+@dataclass(frozen=True, slots=True)
+class FetchMark:
+    """Where the purge history stood when an upstream request was sent."""
+
+    serial: int
+    time: float
 
 
 class _NotifyingLRU(LRUCache[str, StoredResponse]):
@@ -55,7 +69,9 @@ class MemoryStore:
     """Stored responses bounded by ``max_bytes`` in total and ``max_object_bytes`` each."""
 
     def __init__(self, max_bytes: int, max_object_bytes: int | None = None,
-                 on_evict: Callable[[StoredResponse], None] | None = None) -> None:
+                 on_evict: Callable[[StoredResponse], None] | None = None,
+                 clock: Callable[[], float] = time.monotonic,
+                 purge_grace: float = PURGE_GRACE) -> None:
         if max_bytes <= 0:
             raise ValueError(f"cache max_bytes must be positive, got {max_bytes}")
         self.max_bytes = max_bytes
@@ -65,8 +81,10 @@ class MemoryStore:
         self._paths: dict[str, set[str]] = {}
         self._listener = on_evict
         self.evictions = 0
+        self._clock = clock
+        self.purge_grace = purge_grace
         self._serial = 0
-        self._recent: deque[tuple[int, str, str]] = deque(maxlen=RECENT_PURGES)
+        self._recent: deque[tuple[int, float, str, str]] = deque(maxlen=RECENT_PURGES)
 
     # -- reading -------------------------------------------------------------------------------
 
@@ -101,14 +119,13 @@ class MemoryStore:
 
     # -- writing -------------------------------------------------------------------------------
 
-    def put(self, stored: StoredResponse, *, fetched_since: int | None = None) -> bool:
+    def put(self, stored: StoredResponse, *, fetched: FetchMark | None = None) -> bool:
         """Store (or replace) ``stored``; ``False`` when it is larger than one object may be.
 
-        ``fetched_since`` is ``purge_serial`` as read when the upstream request was sent. A
-        purge that matched the response while it was in flight means the bytes may predate
-        the purge: they are stored marked invalid, so the next request revalidates them.
+        ``fetched`` is ``fetch_mark()`` as taken when the upstream request was sent; if a
+        matching purge happened since (or just before), the response is stored invalid.
         """
-        if fetched_since is not None and self._purged_since(stored, fetched_since):
+        if fetched is not None and self._purged_since(stored, fetched):
             stored = dataclasses.replace(stored, invalidated=True)
         if stored.byte_size() > self.max_object_bytes:
             self.delete(stored.cache_key)
@@ -161,22 +178,26 @@ class MemoryStore:
 
     # -- purges racing with fetches ------------------------------------------------------------
 
-    @property
-    def purge_serial(self) -> int:
-        """Increases with every purge; read it before fetching, pass it to ``put``."""
-        return self._serial
+    def fetch_mark(self) -> FetchMark:
+        """Take before fetching; pass to ``put``."""
+        return FetchMark(self._serial, self._clock())
 
     def _remember(self, kind: str, value: str) -> None:
         self._serial += 1
-        self._recent.append((self._serial, kind, value))
+        self._recent.append((self._serial, self._clock(), kind, value))
 
-    def _purged_since(self, stored: StoredResponse, serial: int) -> bool:
-        if serial >= self._serial:
+    def _purged_since(self, stored: StoredResponse, mark: FetchMark) -> bool:
+        horizon = mark.time - self.purge_grace
+        if not self._recent or (self._recent[-1][1] < horizon and mark.serial >= self._serial):
             return False
-        if not self._recent or self._recent[0][0] > serial + 1:
-            return True  # the record no longer reaches back that far: assume it matched
-        for seen, kind, value in self._recent:
-            if seen > serial and _purge_matches(kind, value, stored):
+        oldest_serial, oldest_time = self._recent[0][0], self._recent[0][1]
+        forgotten = len(self._recent) == self._recent.maxlen
+        if oldest_serial > mark.serial + 1 or (forgotten and oldest_time >= horizon):
+            return True  # the history no longer reaches back that far: assume it matched
+        for serial, when, kind, value in reversed(self._recent):
+            if serial <= mark.serial and when < horizon:
+                break
+            if _purge_matches(kind, value, stored):
                 return True
         return False
 

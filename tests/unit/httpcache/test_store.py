@@ -108,24 +108,32 @@ def test_invalid_size_is_refused_with_the_number() -> None:
         MemoryStore(max_bytes=-1)
 
 
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
 def test_purge_during_a_fetch_stores_the_response_invalidated() -> None:
     store = MemoryStore(max_bytes=10 * ONE)
-    since = store.purge_serial
+    since = store.fetch_mark()
     store.purge_tag("red")  # arrives while /ka is being fetched
-    store.put(entry("/ka", tags=("red",)), fetched_since=since)
-    store.put(entry("/kb", tags=("blue",)), fetched_since=since)
+    store.put(entry("/ka", tags=("red",)), fetched=since)
+    store.put(entry("/kb", tags=("blue",)), fetched=since)
     assert store.peek("/ka").invalidated  # type: ignore[union-attr]
     assert not store.peek("/kb").invalidated  # type: ignore[union-attr]
 
 
 def test_url_and_prefix_purges_during_a_fetch_are_caught_too() -> None:
     store = MemoryStore(max_bytes=10 * ONE)
-    since = store.purge_serial
+    since = store.fetch_mark()
     store.purge_url("/b/k")
     store.purge_prefix("/c/")
-    store.put(StoredResponse("/b/k?x=1", 200, Fields(), b"", 0.0, 0.0), fetched_since=since)
-    store.put(StoredResponse("/c/d", 200, Fields(), b"", 0.0, 0.0), fetched_since=since)
-    store.put(StoredResponse("/b/kk", 200, Fields(), b"", 0.0, 0.0), fetched_since=since)
+    store.put(StoredResponse("/b/k?x=1", 200, Fields(), b"", 0.0, 0.0), fetched=since)
+    store.put(StoredResponse("/c/d", 200, Fields(), b"", 0.0, 0.0), fetched=since)
+    store.put(StoredResponse("/b/kk", 200, Fields(), b"", 0.0, 0.0), fetched=since)
     assert store.peek("/b/k?x=1").invalidated  # type: ignore[union-attr]
     assert store.peek("/c/d").invalidated  # type: ignore[union-attr]
     assert not store.peek("/b/kk").invalidated  # type: ignore[union-attr]
@@ -133,8 +141,20 @@ def test_url_and_prefix_purges_during_a_fetch_are_caught_too() -> None:
 
 def test_forgotten_purge_history_is_assumed_to_match() -> None:
     store = MemoryStore(max_bytes=10 * ONE)
-    since = store.purge_serial
+    since = store.fetch_mark()
     for i in range(5000):
         store.purge_tag(f"t{i}")
-    store.put(entry("/ka"), fetched_since=since)
+    store.put(entry("/ka"), fetched=since)
     assert store.peek("/ka").invalidated  # type: ignore[union-attr]
+
+
+def test_purge_just_before_a_fetch_is_suspect_within_the_grace_period() -> None:
+    clock = Clock()
+    store = MemoryStore(max_bytes=10 * ONE, clock=clock, purge_grace=2.0)
+    store.purge_tag("red")  # applied here, maybe not yet at the tier we fetch from
+    clock.now += 1.0
+    store.put(entry("/ka", tags=("red",)), fetched=store.fetch_mark())
+    assert store.peek("/ka").invalidated  # type: ignore[union-attr]
+    clock.now += 5.0
+    store.put(entry("/kb", tags=("red",)), fetched=store.fetch_mark())
+    assert not store.peek("/kb").invalidated  # type: ignore[union-attr]
