@@ -12,10 +12,16 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from cdn.settings import ConfigError
 
 GIB = 1 << 30
+
+
+def _opt(default: Any, help_text: str) -> Any:
+    """A field with a default and the help text ``cdn ROLE --help`` shows."""
+    return field(default=default, metadata={"help": help_text})
 
 
 @dataclass(frozen=True)
@@ -44,33 +50,30 @@ def parse_node_spec(name: str, url: str) -> NodeSpec:
 class OriginConfig:
     """The origin API server (``cdn origin``)."""
 
-    host: str = "127.0.0.1"
-    port: int = 9000
-    # Empty means: take CDN_DATABASE_URL (the value `cdn up` exports).
-    database_url: str = ""
-    # {"node-1@zone-a": "http://127.0.0.1:9101", ...}; env form "node-1@zone-a=http://...,..."
-    nodes: dict[str, str] = field(default_factory=dict)
-    ec_ndata: int = 6
-    ec_nparity: int = 3
-    ec_type: str = "isa_l_rs_cauchy"
-    segment_size: int = 1 << 20
+    host: str = _opt("127.0.0.1", "address to listen on")
+    port: int = _opt(9000, "port to listen on")
+    database_url: str = _opt("", "PostgreSQL URL; empty means $CDN_DATABASE_URL")
+    nodes: dict[str, str] = field(default_factory=dict, metadata={
+        "help": "storage nodes as node-id@zone=http://host:port,... (at least k+m)"})
+    ec_ndata: int = _opt(6, "data fragments per segment (k)")
+    ec_nparity: int = _opt(3, "parity fragments per segment (m)")
+    ec_type: str = _opt("isa_l_rs_cauchy", "pyeclib backend")
+    segment_size: int = _opt(1 << 20, "bytes per erasure-coded segment")
     # 0 means ndata + 1: one fragment more than strictly needed, so a single later loss
     # still leaves the segment readable while the reconstructor catches up.
-    write_quorum: int = 0
-    admin_access_key: str = "cdnadmin"
-    admin_secret_key: str = "cdnadmin-secret-key"
-    region: str = "us-east-1"
-    max_object_size: int = 5 * GIB
-    # Per storage-node request: connect + answer within this many seconds or count as failed.
-    node_timeout: float = 10.0
-    # Seconds between health probes of every storage node (placement skips nodes found down).
-    health_interval: float = 2.0
-    # Segments encoded/decoded and in flight at once per request: overlaps network and codec
-    # work while bounding memory to about (depth + 1) segments per request.
-    pipeline_depth: int = 2
-    db_pool_max: int = 16
-    # Allowed difference between a signed request's X-Amz-Date and our clock (S3: 15 min).
-    max_clock_skew: int = 900
+    write_quorum: int = _opt(0, "durable fragments a segment needs; 0 = ec_ndata + 1")
+    admin_access_key: str = _opt("cdnadmin", "access key of the admin credential")
+    admin_secret_key: str = _opt("cdnadmin-secret-key", "secret key of the admin credential")
+    region: str = _opt("us-east-1", "region signed requests must name")
+    max_object_size: int = _opt(5 * GIB, "largest object a PUT may store (bytes)")
+    node_timeout: float = _opt(10.0, "seconds a storage-node request may take")
+    health_interval: float = _opt(2.0, "seconds between storage-node health probes")
+    # Overlaps network and codec work while bounding memory to about (depth + 1) segments.
+    pipeline_depth: int = _opt(2, "segments in flight per request")
+    # The first k fragments to arrive win, so one slow node costs little.
+    hedge_after: float = _opt(1.0, "seconds before a slow fragment read gets a parity hedge")
+    db_pool_max: int = _opt(16, "PostgreSQL connections per origin process")
+    max_clock_skew: int = _opt(900, "allowed X-Amz-Date skew in seconds (S3: 15 min)")
 
     def __post_init__(self) -> None:
         if not self.effective_database_url:
@@ -138,18 +141,15 @@ class OriginConfig:
 class StorageNodeConfig:
     """One storage node (``cdn storage-node``)."""
 
-    node_id: str = "node-1"
-    zone: str = "zone-a"
-    host: str = "127.0.0.1"
-    port: int = 9101
-    # Empty means .cdn-data/nodes/{node_id}.
-    data_dir: str = ""
-    # A volume file is sealed and a new one started once it would grow past this size.
-    volume_max_bytes: int = GIB
+    node_id: str = _opt("node-1", "this node's id (as in the origin's --nodes)")
+    zone: str = _opt("zone-a", "failure domain label")
+    host: str = _opt("127.0.0.1", "address to listen on")
+    port: int = _opt(9101, "port to listen on")
+    data_dir: str = _opt("", "where volumes live; empty means .cdn-data/nodes/{node_id}")
+    volume_max_bytes: int = _opt(GIB, "seal a volume file and start a new one past this size")
     # Off only for throwaway test data: an acknowledged fragment must survive power loss.
-    fsync: bool = True
-    # Largest fragment accepted in one POST (a fragment is about segment_size / ndata).
-    max_fragment_bytes: int = 64 << 20
+    fsync: bool = _opt(True, "fsync before acknowledging a fragment")
+    max_fragment_bytes: int = _opt(64 << 20, "largest fragment accepted in one POST")
 
     def __post_init__(self) -> None:
         if not self.node_id or "/" in self.node_id or "@" in self.node_id:

@@ -80,6 +80,8 @@ async def s3_middleware(request: web.Request, handler: Handler) -> web.StreamRes
         response = error_response(exc, request)
     except web.HTTPException as exc:
         response = error_response(_from_http_exception(exc), request)
+    except ConnectionResetError:
+        raise  # the client went away mid-response: nothing left to answer
     except Exception:  # noqa: BLE001 - the client gets InternalError, the log the details
         log.exception("unhandled error in %s %s", request.method, request.path)
         response = error_response(InternalError(), request)

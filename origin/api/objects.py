@@ -125,7 +125,10 @@ async def put_object(request: web.Request) -> web.Response:
                   etag=written.md5_hex,
                   scheme=StorageScheme(scheme.ec_type, scheme.ndata, scheme.nparity,
                                        scheme.segment_size),
-                  surrogate_keys=surrogate_keys(request.headers.get("Surrogate-Key")),
+                  surrogate_keys=surrogate_keys(
+                      request.headers.get("Surrogate-Key")
+                      # S3 SDKs cannot send arbitrary headers, but they can send metadata.
+                      or request.headers.get("x-amz-meta-surrogate-key")),
                   metadata=metadata, missing_fragments=written.missing_fragments,
                   **stored_fields(request.headers)),  # type: ignore[arg-type]
         written.fragments)

@@ -85,7 +85,7 @@ async def _storage(app: web.Application) -> AsyncIterator[None]:
                            quorum=config.effective_write_quorum,
                            pipeline_depth=config.pipeline_depth, metrics=app[METRICS])
     app[READER] = ECReader(nodes, node_health, pipeline_depth=config.pipeline_depth,
-                           metrics=app[METRICS])
+                           metrics=app[METRICS], hedge_after=config.hedge_after)
     yield
     await node_health.stop()
     await session.close()
