@@ -70,8 +70,10 @@ class OriginConfig:
     health_interval: float = _opt(2.0, "seconds between storage-node health probes")
     # Overlaps network and codec work while bounding memory to about (depth + 1) segments.
     pipeline_depth: int = _opt(2, "segments in flight per request")
-    # The first k fragments to arrive win, so one slow node costs little.
-    hedge_after: float = _opt(1.0, "seconds before a slow fragment read gets a parity hedge")
+    # Reads: the first k fragments to arrive win. Writes: once the quorum is durable, slower
+    # slots get this long and are then left for the reconstructor. One slow node costs little.
+    hedge_after: float = _opt(1.0, "seconds a slow node gets before reads hedge to parity and "
+                                   "writes stop waiting for it (after quorum)")
     db_pool_max: int = _opt(16, "PostgreSQL connections per origin process")
     max_clock_skew: int = _opt(900, "allowed X-Amz-Date skew in seconds (S3: 15 min)")
 

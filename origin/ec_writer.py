@@ -4,9 +4,11 @@ The body is read in ``segment_size`` pieces (never whole), each piece is encoded
 fragments and fragment ``i`` is sent to the node of placement slot ``i``, all slots in parallel.
 A segment counts as stored once ``quorum`` fragments are durable; up to ``pipeline_depth``
 segments are in flight while the next one is read, so network, codec and client upload overlap
-with bounded memory. Any segment missing its quorum fails the whole write with
-``InsufficientNodes`` and nothing is committed: the caller writes metadata only after
-``write`` returns, so a failure leaves orphan fragments (for GC), never dangling metadata.
+with bounded memory. Once a segment has its quorum, slow slots get ``straggler_wait`` more
+seconds and are then left missing (the reconstructor fills them). Any segment missing its
+quorum fails the whole write with ``InsufficientNodes`` and nothing is committed: the caller
+writes metadata only after ``write`` returns, so a failure leaves orphan fragments (for GC),
+never dangling metadata.
 """
 
 from __future__ import annotations
@@ -62,6 +64,7 @@ class ECWriter:
         quorum: int,
         pipeline_depth: int,
         metrics: OriginMetrics,
+        straggler_wait: float = 1.0,
     ) -> None:
         self.scheme = scheme
         self._nodes = nodes
@@ -70,6 +73,7 @@ class ECWriter:
         self._quorum = quorum
         self._depth = pipeline_depth
         self._metrics = metrics
+        self._straggler_wait = straggler_wait
 
     def place(self, object_id: str) -> list[str | None]:
         """Slot → node among the nodes believed up; empty slots (``None``) when fewer than
@@ -130,10 +134,11 @@ class ECWriter:
             fragments = await run_cpu(len(data), self.scheme.encode, data)
         except ErasureError as exc:
             raise InternalError(f"erasure coding failed: {exc}") from exc
-        results = await asyncio.gather(*(
-            self._store_fragment(node_id, fragment_id(object_id, segment, i), fragments[i])
-            for i, node_id in enumerate(slots)))
-        stored = {i: loc for i, loc in enumerate(results) if loc is not None}
+        tasks = {
+            asyncio.ensure_future(self._store_fragment(
+                node_id, fragment_id(object_id, segment, i), fragments[i])): i
+            for i, node_id in enumerate(slots)}
+        stored = await self._await_quorum(tasks)
         if len(stored) < self._quorum:
             self._metrics.failed_segment_writes.inc()
             raise InsufficientNodes(
@@ -141,6 +146,40 @@ class ECWriter:
                 f"write quorum is {self._quorum}")
         if len(stored) < len(slots):
             self._metrics.incomplete_segment_writes.inc()
+        return stored
+
+    async def _await_quorum(
+        self, tasks: dict[asyncio.Future[FragmentLocation | None], int]
+    ) -> dict[int, FragmentLocation]:
+        """Collect stored fragments until all slots answered, or the quorum became
+        impossible, or the quorum was reached and stragglers had ``straggler_wait`` more
+        seconds. A straggler left behind is a missing fragment for the reconstructor, so one
+        stalled node does not hold every PUT for the full node timeout."""
+        loop = asyncio.get_running_loop()
+        stored: dict[int, FragmentLocation] = {}
+        pending = set(tasks)
+        deadline: float | None = None
+        try:
+            while pending:
+                timeout = None if deadline is None else max(0.0, deadline - loop.time())
+                done, pending = await asyncio.wait(pending, timeout=timeout,
+                                                   return_when=asyncio.FIRST_COMPLETED)
+                if not done:
+                    break  # stragglers used up their grace period
+                for task in done:
+                    location = task.result()
+                    if location is not None:
+                        stored[tasks[task]] = location
+                if deadline is None and len(stored) >= self._quorum:
+                    deadline = loop.time() + self._straggler_wait
+                if len(stored) + len(pending) < self._quorum:
+                    break
+        finally:
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+        if pending:
+            self._metrics.fragment_writes.labels(result="straggler").inc(len(pending))
         return stored
 
     async def _store_fragment(

@@ -30,7 +30,7 @@ class OriginMetrics:
                                  registry=r)
         self.fragment_writes = Counter("origin_fragment_writes_total",
                                        "Fragment stores by outcome (ok, unreachable, timeout,"
-                                       " rejected, skipped)", ["result"], registry=r)
+                                       " rejected, skipped, straggler)", ["result"], registry=r)
         self.fragment_reads = Counter("origin_fragment_reads_total",
                                       "Fragment reads by outcome (ok, unreachable, timeout, "
                                       "rejected, corrupt, not-found)", ["result"], registry=r)

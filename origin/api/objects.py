@@ -56,6 +56,29 @@ from origin.metadata.models import NewObject, ObjectRecord, StorageScheme
 log = logging.getLogger("cdn.origin.api")
 
 
+# Object sub-resources later work implements (multipart, tagging, ACLs, …): refused clearly
+# rather than answered as if the plain object had been asked for.
+_UNSUPPORTED_SUBRESOURCES = frozenset({
+    "acl", "attributes", "legal-hold", "partNumber", "restore", "retention", "select",
+    "tagging", "torrent", "uploadId", "uploads", "versionId",
+})
+# GET parameters that override response headers (S3 honours them on signed requests only).
+RESPONSE_OVERRIDES = {
+    "response-content-type": "Content-Type",
+    "response-content-language": "Content-Language",
+    "response-expires": "Expires",
+    "response-cache-control": "Cache-Control",
+    "response-content-disposition": "Content-Disposition",
+    "response-content-encoding": "Content-Encoding",
+}
+
+
+def _reject_subresources(request: web.Request) -> None:
+    found = _UNSUPPORTED_SUBRESOURCES.intersection(request.query)
+    if found:
+        raise NotImplementedYet(f"?{sorted(found)[0]} is not implemented yet")
+
+
 def _bucket_and_key(request: web.Request) -> tuple[str, str]:
     bucket, key = split_path(request.raw_path)
     assert key is not None  # the router only sends /{bucket}/{key} here
@@ -95,9 +118,7 @@ async def put_object(request: web.Request) -> web.Response:
     bucket_name, key = _bucket_and_key(request)
     if "x-amz-copy-source" in request.headers:
         raise NotImplementedYet("CopyObject is not implemented yet")
-    if request.query.keys() & {"partNumber", "uploadId", "uploads", "tagging", "acl"}:
-        raise NotImplementedYet("multipart uploads and object sub-resources are not "
-                                "implemented yet")
+    _reject_subresources(request)
     bucket = await load_bucket(request, bucket_name, "write")
     config = request.app[CONFIG]
     declared = _declared_length(request, config.max_object_size)
@@ -138,6 +159,7 @@ async def put_object(request: web.Request) -> web.Response:
 
 async def delete_object(request: web.Request) -> web.Response:
     bucket_name, key = _bucket_and_key(request)
+    _reject_subresources(request)
     bucket = await load_bucket(request, bucket_name, "write")
     await object_store.delete_object(request.app[POOL], bucket.name, key)
     return web.Response(status=204)
@@ -162,6 +184,7 @@ def _requested_range(request: web.Request, obj: ObjectRecord) -> ByteRange | Non
 
 async def get_object(request: web.Request) -> web.StreamResponse:
     """GET and HEAD: validators and conditionals first, then headers, then (GET) the body."""
+    _reject_subresources(request)
     obj = await _load_object(request)
     outcome = evaluate_preconditions(request.method, request.headers, obj.etag,
                                      obj.last_modified)
@@ -171,6 +194,10 @@ async def get_object(request: web.Request) -> web.StreamResponse:
         raise PreconditionFailed()
     byte_range = _requested_range(request, obj)
     headers = object_headers(obj)
+    if request[PRINCIPAL] is not None:
+        for param, header in RESPONSE_OVERRIDES.items():
+            if param in request.query:
+                headers[header] = request.query[param]
     status = 200
     if byte_range is not None:
         status = 206

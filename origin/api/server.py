@@ -83,7 +83,8 @@ async def _storage(app: web.Application) -> AsyncIterator[None]:
     app[HEALTH] = node_health
     app[WRITER] = ECWriter(scheme, nodes, node_health, {n: s.zone for n, s in specs.items()},
                            quorum=config.effective_write_quorum,
-                           pipeline_depth=config.pipeline_depth, metrics=app[METRICS])
+                           pipeline_depth=config.pipeline_depth, metrics=app[METRICS],
+                           straggler_wait=config.hedge_after)
     app[READER] = ECReader(nodes, node_health, pipeline_depth=config.pipeline_depth,
                            metrics=app[METRICS], hedge_after=config.hedge_after)
     yield

@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import signal
+import time
 
 import aiohttp
 import asyncpg
@@ -275,3 +277,25 @@ async def test_failure_after_headers_aborts_the_body_instead_of_sending_wrong_by
     with pytest.raises(S3ClientError) as err:
         await s3.get_object(bucket, "late-failure", byte_range=(3 * SEGMENT_SIZE, None))
     assert err.value.status == 503
+
+
+async def test_a_stalled_node_is_hedged_around(
+    s3: S3Client, bucket: str, cluster: Cluster
+) -> None:
+    body = os.urandom(SEGMENT_SIZE)
+    await s3.put_object(bucket, "hedged", body)
+    stalled = cluster.nodes[(await _holders(cluster, bucket, "hedged"))[0]]
+    assert stalled.proc is not None
+    stalled.proc.send_signal(signal.SIGSTOP)  # alive but silent: no connection refused
+    try:
+        started = time.monotonic()
+        assert await s3.get_object(bucket, "hedged") == body
+        read_time = time.monotonic() - started
+        started = time.monotonic()
+        await s3.put_object(bucket, "written-around", body * 2)
+        write_time = time.monotonic() - started
+    finally:
+        stalled.proc.send_signal(signal.SIGCONT)
+    # Both hedge after about 1 s, well before the 5 s node timeout.
+    assert read_time < 4.0 and write_time < 4.0
+    assert await s3.get_object(bucket, "written-around") == body * 2

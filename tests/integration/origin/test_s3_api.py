@@ -171,3 +171,18 @@ async def test_keys_with_special_characters(s3: S3Client, bucket: str) -> None:
 async def test_method_not_allowed(s3: S3Client, bucket: str) -> None:
     err = await _error(s3._call("POST", bucket, "k", data=b""))
     assert (err.status, err.code) == (405, "MethodNotAllowed")
+
+
+async def test_response_overrides_and_unsupported_subresources(s3: S3Client, bucket: str) -> None:
+    await s3.put_object(bucket, "doc", b"{}", content_type="text/plain")
+    async with await s3.request("GET", bucket, "doc", query=[
+            ("response-content-type", "application/json"),
+            ("response-content-disposition", "attachment")]) as resp:
+        assert resp.status == 200
+        assert resp.headers["Content-Type"] == "application/json"
+        assert resp.headers["Content-Disposition"] == "attachment"
+    err = await _error(s3._call("GET", bucket, "doc", query=[("tagging", "")]))
+    assert (err.status, err.code) == (501, "NotImplemented")
+    err = await _error(s3._call("PUT", bucket, "doc", query=[("uploadId", "x"),
+                                                              ("partNumber", "1")], data=b""))
+    assert err.status == 501
