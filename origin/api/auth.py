@@ -197,15 +197,17 @@ async def _authenticate_presigned(
 def authorize(principal: Principal | None, bucket: Bucket | None, action: Action) -> None:
     """Raise ``AccessDenied`` unless ``principal`` may ``action`` on ``bucket``.
 
-    Anonymous callers may only read public buckets (and learn nothing about others, not even
-    whether they exist); owners may do anything to their buckets; the admin to all.
-    ``bucket`` is ``None`` when it does not exist: callers raise NoSuchBucket after this
-    returns, which only signed callers get to see.
+    Anonymous callers may only read public buckets; owners may do anything to their buckets;
+    the admin to all. ``bucket`` is ``None`` when it does not exist: this passes and the
+    caller answers NoSuchBucket, to anonymous callers too, as S3 does (bucket names are a
+    global namespace, so their existence is no secret).
     """
+    if bucket is None:
+        return
     if principal is None:
-        if bucket is None or not bucket.public_read or action != "read":
+        if not bucket.public_read or action != "read":
             raise AccessDenied()
         return
-    if bucket is None or principal.is_admin or bucket.owner == principal.owner:
+    if principal.is_admin or bucket.owner == principal.owner:
         return
     raise AccessDenied()

@@ -40,8 +40,8 @@ def _reject_subresources(request: web.Request) -> None:
 
 
 async def load_bucket(request: web.Request, name: str, action: Action) -> Bucket:
-    """The bucket, after checking the caller may ``action`` it (anonymous callers get
-    AccessDenied for buckets that do not exist, signed ones NoSuchBucket)."""
+    """The bucket, after checking the caller may ``action`` it (NoSuchBucket when it does not
+    exist)."""
     check_bucket_name(name)
     bucket = await bucket_store.get_bucket(request.app[POOL], name)
     authorize(request[PRINCIPAL], bucket, action)

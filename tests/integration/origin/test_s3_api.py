@@ -25,11 +25,11 @@ async def test_error_documents_are_s3_xml_with_request_ids(cluster: Cluster) -> 
     async with aiohttp.ClientSession() as anon:
         async with anon.get(cluster.endpoint + "/no-such-bucket-here/key") as resp:
             body = await resp.read()
-            assert resp.status == 403  # anonymous callers learn nothing about other buckets
+            assert resp.status == 404  # as S3: bucket names are no secret
             assert resp.headers["Content-Type"].startswith("application/xml")
             root = ET.fromstring(body)
             assert root.tag == "Error"
-            assert root.findtext("Code") == "AccessDenied"
+            assert root.findtext("Code") == "NoSuchBucket"
             assert root.findtext("Resource") == "/no-such-bucket-here/key"
             assert root.findtext("RequestId") == resp.headers["x-amz-request-id"]
 
