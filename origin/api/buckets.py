@@ -46,7 +46,7 @@ async def load_bucket(request: web.Request, name: str, action: Action) -> Bucket
     bucket = await bucket_store.get_bucket(request.app[POOL], name)
     authorize(request[PRINCIPAL], bucket, action)
     if bucket is None:
-        raise NoSuchBucket(resource=f"/{name}")
+        raise NoSuchBucket()
     return bucket
 
 
