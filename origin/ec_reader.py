@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 
 from origin.cpu import run_cpu
 from origin.erasure import ECScheme, ErasureError, InsufficientFragmentsError, SegmentSlice
@@ -128,7 +128,7 @@ class ECReader:
         size: int,
         slices: list[SegmentSlice],
         load_map: MapLoader,
-    ) -> AsyncIterator[bytes]:
+    ) -> AsyncGenerator[bytes, None]:
         """Yield the bytes of ``slices`` in order, reading up to ``pipeline_depth`` segments
         ahead. Closing the generator early cancels the read-ahead."""
         if not slices:

@@ -149,7 +149,7 @@ class ECWriter:
         return stored
 
     async def _await_quorum(
-        self, tasks: dict[asyncio.Future[FragmentLocation | None], int]
+        self, tasks: dict[asyncio.Task[FragmentLocation | None], int]
     ) -> dict[int, FragmentLocation]:
         """Collect stored fragments until all slots answered, or the quorum became
         impossible, or the quorum was reached and stragglers had ``straggler_wait`` more

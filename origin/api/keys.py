@@ -26,4 +26,4 @@ READER = web.AppKey("reader", ECReader)
 
 REQUEST_ID = web.RequestKey("request_id", str)
 # None for an anonymous request.
-PRINCIPAL = web.RequestKey("principal", Principal)
+PRINCIPAL: web.RequestKey[Principal | None] = web.RequestKey("principal")

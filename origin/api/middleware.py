@@ -74,7 +74,7 @@ async def s3_middleware(request: web.Request, handler: Handler) -> web.StreamRes
     started = time.perf_counter()
     response: web.StreamResponse
     try:
-        request[PRINCIPAL] = await _authenticate(request)  # type: ignore[assignment]
+        request[PRINCIPAL] = await _authenticate(request)
         response = await handler(request)
     except OriginError as exc:
         response = error_response(exc, request)
