@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,12 +24,17 @@ def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     if external:
         yield external
         return
-    server = EmbeddedPostgres(tmp_path_factory.mktemp("pg") / "data", free_port())
+    # Not under pytest's basetemp: a concurrent pytest session resets that tree to 0700, and
+    # PostgreSQL runs as another user (as root) so it would lose its own data folder.
+    root = Path(tempfile.mkdtemp(prefix="cdn-test-pg-"))
+    root.chmod(0o755)
+    server = EmbeddedPostgres(root / "data", free_port())
     server.start()
     try:
         yield server.url
     finally:
         server.stop()
+        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
@@ -70,6 +77,15 @@ def fresh_database_url(database_url: str) -> Iterator[str]:
         yield _with_database(database_url, name)
     finally:
         asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture(scope="module")
+def shared_tmp() -> Iterator[Path]:
+    """A temp folder outside pytest's basetemp, for data an unprivileged server must reach."""
+    root = Path(tempfile.mkdtemp(prefix="cdn-test-"))
+    root.chmod(0o755)
+    yield root
+    shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture

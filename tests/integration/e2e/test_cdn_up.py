@@ -44,8 +44,8 @@ def _start_up(data_dir: Path, timeout: float = 120) -> tuple[subprocess.Popen, d
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise AssertionError(f"cdn up exited {proc.returncode}:\n"
-                                 + (data_dir.parent / f"{data_dir.name}-up.log").read_text()[-4000:])
+            up_log = (data_dir.parent / f"{data_dir.name}-up.log").read_text()
+            raise AssertionError(f"cdn up exited {proc.returncode}:\n{up_log[-4000:]}")
         if topo_path.exists():
             topo = json.loads(topo_path.read_text())
             if topo.get("status") == "running" and topo.get("supervisor_pid") == proc.pid:
@@ -91,8 +91,8 @@ def _wait_all_gone(pids: list[int], timeout: float = 20) -> list[int]:
 
 
 @pytest.fixture(scope="module")
-def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("e2e") / "cdn-data"
+def data_dir(shared_tmp: Path) -> Path:
+    return shared_tmp / "cdn-data"
 
 
 @pytest.fixture(scope="module")
@@ -254,7 +254,8 @@ async def test_bad_signature_is_403_at_the_edge_with_no_shield_request(topology)
     good = topology["edges"][0]["signed_demo_url"]
     parts = urllib.parse.urlsplit(good)
     query = dict(urllib.parse.parse_qsl(parts.query))
-    tampered_sig = {**query, "sig": query["sig"][:-2] + ("AA" if query["sig"][-2:] != "AA" else "BB")}
+    flipped = "AA" if query["sig"][-2:] != "AA" else "BB"
+    tampered_sig = {**query, "sig": query["sig"][:-2] + flipped}
     expired = sign_url(edge + "/private/secret.txt", key_id=topology["signing"]["key_id"],
                        secret=topology["signing"]["secret"], expires_at=int(time.time()) - 10)
     before = shield_requests(topology)
