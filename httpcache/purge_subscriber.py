@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -58,6 +59,11 @@ class PurgeEvent:
     urls: tuple[str, ...] = ()
     prefixes: tuple[str, ...] = ()
     soft: bool = False
+    # When the control plane logged it (epoch seconds); 0 when unknown.
+    created_at: float = 0.0
+
+    def age(self, now: float) -> float:
+        return max(0.0, now - self.created_at) if self.created_at else 0.0
 
     @classmethod
     def from_json(cls, obj: Any) -> PurgeEvent:
@@ -76,18 +82,23 @@ class PurgeEvent:
         soft = obj.get("soft", False)
         if not isinstance(soft, bool):
             raise PurgeError(f"purge event 'soft' must be a boolean, got {soft!r}")
-        return cls(seq, lists["tags"], lists["urls"], lists["prefixes"], soft)
+        created_at = obj.get("created_at", 0.0)
+        if not isinstance(created_at, int | float) or isinstance(created_at, bool):
+            raise PurgeError(f"purge event created_at must be a number, got {created_at!r}")
+        return cls(seq, lists["tags"], lists["urls"], lists["prefixes"], soft, float(created_at))
 
 
-def apply_event(store: MemoryStore, event: PurgeEvent) -> PurgeResult:
-    """Remove (hard) or invalidate (soft) everything the event names."""
+def apply_event(store: MemoryStore, event: PurgeEvent, now: float) -> PurgeResult:
+    """Remove (hard) or invalidate (soft) everything the event names; ``now`` is wall-clock
+    time, to date the purge by when it was made."""
     result = PurgeResult()
+    age = event.age(now)
     for tag in event.tags:
-        result += store.purge_tag(tag, soft=event.soft)
+        result += store.purge_tag(tag, soft=event.soft, age=age)
     for url in event.urls:
-        result += store.purge_url(url, soft=event.soft)
+        result += store.purge_url(url, soft=event.soft, age=age)
     for prefix in event.prefixes:
-        result += store.purge_prefix(prefix, soft=event.soft)
+        result += store.purge_prefix(prefix, soft=event.soft, age=age)
     return result
 
 
@@ -113,7 +124,7 @@ class PurgeSubscriber:
         """Apply ``event`` unless already applied; ``False`` when skipped."""
         if event.seq and event.seq <= self.last_seq:
             return False
-        result = apply_event(self.store, event)
+        result = apply_event(self.store, event, time.time())
         if event.seq > self.last_seq + 1 and self.settings.control_url:
             # A gap: something was missed (or a sequence number was skipped). Applied anyway
             # (purging twice is harmless), but last_seq stays put so the catch-up asks the

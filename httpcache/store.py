@@ -161,19 +161,20 @@ class MemoryStore:
                 removed += 1
         return PurgeResult(removed, invalidated)
 
-    def purge_tag(self, tag: str, *, soft: bool = False) -> PurgeResult:
-        self._remember("tag", tag)
+    def purge_tag(self, tag: str, *, soft: bool = False, age: float = 0.0) -> PurgeResult:
+        """``age``: how long ago the purge was made (see ``_remember``)."""
+        self._remember("tag", tag, age)
         return self.purge_keys(self.keys_for_tag(tag), soft=soft)
 
-    def purge_url(self, url: str, *, soft: bool = False) -> PurgeResult:
+    def purge_url(self, url: str, *, soft: bool = False, age: float = 0.0) -> PurgeResult:
         """A path purges every query variant of it; a path with a query purges that key."""
-        self._remember("url", url)
+        self._remember("url", url, age)
         if "?" in url:
             return self.purge_keys([url], soft=soft)
         return self.purge_keys(set(self._paths.get(url, ())), soft=soft)
 
-    def purge_prefix(self, prefix: str, *, soft: bool = False) -> PurgeResult:
-        self._remember("prefix", prefix)
+    def purge_prefix(self, prefix: str, *, soft: bool = False, age: float = 0.0) -> PurgeResult:
+        self._remember("prefix", prefix, age)
         return self.purge_keys([k for k in self._lru.keys() if k.startswith(prefix)], soft=soft)
 
     # -- purges racing with fetches ------------------------------------------------------------
@@ -182,9 +183,17 @@ class MemoryStore:
         """Take before fetching; pass to ``put``."""
         return FetchMark(self._serial, self._clock())
 
-    def _remember(self, kind: str, value: str) -> None:
+    def _remember(self, kind: str, value: str, age: float = 0.0) -> None:
+        """Record a purge for the race check, dated when it was *made* (``age`` seconds ago),
+        not when this node learned of it: a purge caught up from the log long after it was
+        issued has reached every tier already and must not invalidate fresh fetches.
+        Dates never go backwards, so the newest-first scan in ``_purged_since`` may stop at
+        the first old entry."""
         self._serial += 1
-        self._recent.append((self._serial, self._clock(), kind, value))
+        when = self._clock() - max(0.0, age)
+        if self._recent:
+            when = max(when, self._recent[-1][1])
+        self._recent.append((self._serial, when, kind, value))
 
     def _purged_since(self, stored: StoredResponse, mark: FetchMark) -> bool:
         horizon = mark.time - self.purge_grace

@@ -22,22 +22,22 @@ def filled_store() -> MemoryStore:
 def test_event_from_json_validates_fields() -> None:
     event = PurgeEvent.from_json({"seq": 3, "tags": ["a"], "urls": ["/b/a"], "soft": True,
                                   "created_at": 1.0})
-    assert event == PurgeEvent(3, ("a",), ("/b/a",), (), True)
+    assert event == PurgeEvent(3, ("a",), ("/b/a",), (), True, created_at=1.0)
     bad: object
-    for bad in ([], {"seq": -1}, {"seq": "1"}, {"tags": "a"}, {"soft": "yes"}):
+    for bad in ([], {"seq": -1}, {"seq": "1"}, {"tags": "a"}, {"soft": "yes"}, {"created_at": "x"}):
         with pytest.raises(PurgeError):
             PurgeEvent.from_json(bad)
 
 
 def test_apply_event_by_tag_url_and_prefix() -> None:
     store = filled_store()
-    result = apply_event(store, PurgeEvent(1, tags=("t1",), prefixes=("/b/dir/",)))
+    result = apply_event(store, PurgeEvent(1, tags=("t1",), prefixes=("/b/dir/",)), now=0.0)
     assert result.removed == 2 and len(store) == 1
 
 
 def test_apply_soft_event_invalidates() -> None:
     store = filled_store()
-    assert apply_event(store, PurgeEvent(1, urls=("/c/y",), soft=True)).invalidated == 1
+    assert apply_event(store, PurgeEvent(1, urls=("/c/y",), soft=True), now=0.0).invalidated == 1
     assert store.peek("/c/y").invalidated  # type: ignore[union-attr]
 
 
@@ -66,3 +66,10 @@ async def test_subscriber_ignores_malformed_messages() -> None:
     assert not sub.apply_message(b"not json")
     assert not sub.apply_message(b'{"seq": "x"}')
     assert sub.apply_message(b'{"seq": 1, "urls": ["/b/a"]}')
+
+
+def test_event_age_comes_from_its_log_timestamp() -> None:
+    event = PurgeEvent.from_json({"seq": 3, "tags": ["a"], "created_at": 1000.0})
+    assert event.age(now=1010.0) == 10.0
+    assert PurgeEvent.from_json({"seq": 3, "tags": ["a"]}).age(now=1010.0) == 0.0
+    assert event.age(now=990.0) == 0.0  # clock skew never makes a purge "from the future"

@@ -158,3 +158,24 @@ def test_purge_just_before_a_fetch_is_suspect_within_the_grace_period() -> None:
     clock.now += 5.0
     store.put(entry("/kb", tags=("red",)), fetched=store.fetch_mark())
     assert not store.peek("/kb").invalidated  # type: ignore[union-attr]
+
+
+def test_a_purge_made_long_ago_and_caught_up_now_does_not_taint_new_fetches() -> None:
+    # A node (re)starting replays the purge log: those purges reached every tier long ago.
+    clock = Clock()
+    clock.now = 100.0
+    store = MemoryStore(max_bytes=10 * ONE, clock=clock, purge_grace=2.0)
+    store.purge_tag("red", age=3600.0)
+    clock.now += 0.5
+    store.put(entry("/ka", tags=("red",)), fetched=store.fetch_mark())
+    assert not store.peek("/ka").invalidated  # type: ignore[union-attr]
+
+
+def test_purge_dates_never_go_backwards_so_a_recent_purge_is_not_hidden() -> None:
+    clock = Clock()
+    clock.now = 100.0
+    store = MemoryStore(max_bytes=10 * ONE, clock=clock, purge_grace=2.0)
+    store.purge_tag("red")  # live, just now
+    store.purge_tag("blue", age=3600.0)  # replayed from the log right after
+    store.put(entry("/ka", tags=("red",)), fetched=store.fetch_mark())
+    assert store.peek("/ka").invalidated  # type: ignore[union-attr]
