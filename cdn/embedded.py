@@ -108,8 +108,8 @@ def _stop_process(proc: subprocess.Popen, sig: int, timeout: float) -> None:
 
 
 @dataclass
-class EmbeddedPostgres:
-    """A PostgreSQL server in ``data_dir`` on 127.0.0.1:``port`` (state kept across restarts)."""
+class _EmbeddedServer:
+    """A server binary we run as our own child process on ``host:port``."""
 
     data_dir: Path
     port: int
@@ -117,12 +117,17 @@ class EmbeddedPostgres:
     proc: subprocess.Popen | None = field(default=None, init=False)
 
     @property
-    def url(self) -> str:
-        return f"postgresql://postgres@{self.host}:{self.port}/postgres"
-
-    @property
     def pid(self) -> int | None:
         return self.proc.pid if self.proc else None
+
+
+@dataclass
+class EmbeddedPostgres(_EmbeddedServer):
+    """A PostgreSQL server in ``data_dir`` on 127.0.0.1:``port`` (state kept across restarts)."""
+
+    @property
+    def url(self) -> str:
+        return f"postgresql://postgres@{self.host}:{self.port}/postgres"
 
     def _bin(self, name: str) -> str:
         # Located without importing pgserver, whose import has side effects (runtime dirs).
@@ -202,21 +207,12 @@ class EmbeddedPostgres:
 
 
 @dataclass
-class EmbeddedRedis:
+class EmbeddedRedis(_EmbeddedServer):
     """A redis-server on 127.0.0.1:``port`` with no persistence (purges are durable in PG)."""
-
-    data_dir: Path
-    port: int
-    host: str = "127.0.0.1"
-    proc: subprocess.Popen | None = field(default=None, init=False)
 
     @property
     def url(self) -> str:
         return f"redis://{self.host}:{self.port}/0"
-
-    @property
-    def pid(self) -> int | None:
-        return self.proc.pid if self.proc else None
 
     @staticmethod
     def binary() -> str:

@@ -5,19 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from cdn.settings import ConfigError
+from httpcache.tier import CacheTierConfig, is_http_url
 
-MiB = 1024 * 1024
 DEFAULT_SHIELDS = {"shield-1": "http://127.0.0.1:8101"}
 
 
-def _is_url(value: str) -> bool:
-    return value.startswith(("http://", "https://"))
-
-
 @dataclass(frozen=True)
-class EdgeConfig:
+class EdgeConfig(CacheTierConfig):
     region: str = field(default="local", metadata={"help": "region name (Cache-Status/Via)"})
-    host: str = "127.0.0.1"
     port: int = 8001
     shields: dict[str, str] = field(default_factory=dict, metadata={
         "help": "name=url,… of shields (rendezvous-hashed); empty with no upstream = "
@@ -29,38 +24,20 @@ class EdgeConfig:
         "help": "key-id=secret,… for signed URLs (several for rotation)"})
     signed_buckets: tuple[str, ...] = field(default=(), metadata={
         "help": "buckets that need signed URLs, comma separated; * = all"})
-    cache_max_bytes: int = field(default=256 * MiB, metadata={"help": "memory tier size"})
-    max_object_bytes: int = field(default=32 * MiB,
-                                  metadata={"help": "largest body kept in memory"})
-    redis_url: str = field(default="", metadata={"help": "purge fan-out; empty = none"})
-    control_url: str = field(default="", metadata={"help": "control plane for purge catch-up"})
-    purge_token: str = ""
-    purge_channel: str = "cdn:purge"
     shield_health_interval: float = 1.0
-    upstream_connect_timeout: float = 5.0
     upstream_read_timeout: float = field(default=70.0, metadata={
         "help": "longer than the shield's, so its 504 arrives before ours"})
 
     def __post_init__(self) -> None:
-        if not 0 < self.port < 65536:
-            raise ConfigError(f"edge.port must be 1..65535, got {self.port}")
+        self.check_tier("edge")
         for name, url in self.shields.items():
-            if not _is_url(url):
+            if not is_http_url(url):
                 raise ConfigError(f"edge.shields: {name}={url!r} is not an http(s) URL")
-        if self.upstream and not _is_url(self.upstream):
+        if self.upstream and not is_http_url(self.upstream):
             raise ConfigError(f"edge.upstream must be an http(s) URL, got {self.upstream!r}")
-        if self.control_url and not _is_url(self.control_url):
-            raise ConfigError(f"edge.control_url must be an http(s) URL, got "
-                              f"{self.control_url!r}")
         if self.signed_buckets and not self.signing_keys:
             raise ConfigError(f"edge.signed_buckets {list(self.signed_buckets)} need at least "
                               "one entry in edge.signing_keys")
-        if self.cache_max_bytes <= 0:
-            raise ConfigError(f"edge.cache_max_bytes must be positive, got "
-                              f"{self.cache_max_bytes}")
-        if not 0 < self.max_object_bytes <= self.cache_max_bytes:
-            raise ConfigError(f"edge.max_object_bytes must be 1..cache_max_bytes "
-                              f"({self.cache_max_bytes}), got {self.max_object_bytes}")
         if self.shield_health_interval <= 0:
             raise ConfigError(f"edge.shield_health_interval must be positive, got "
                               f"{self.shield_health_interval}")

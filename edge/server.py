@@ -25,10 +25,10 @@ from cdn.roles import run_role
 from edge import signing
 from edge.config import EdgeConfig
 from edge.shield_selection import HealthChecker, ShieldPool, ShieldUpstream
-from httpcache.app import METRICS, SESSION, build_cache_app
+from httpcache.app import METRICS, SESSION
 from httpcache.cache_key import make_target, split_target
 from httpcache.engine import EngineConfig, Gate
-from httpcache.purge_subscriber import PurgeSettings, purge_context
+from httpcache.tier import build_tier_app
 from httpcache.upstream import HttpUpstream, RequestSigner
 from shield import edge_auth
 
@@ -91,15 +91,7 @@ def build_app(config: EdgeConfig, *, clock: Callable[[], float] = time.time
 
     if pool is not None:
         contexts.append(_health_context(pool, config.shield_health_interval))
-    if config.redis_url:
-        contexts.append(purge_context(PurgeSettings(
-            redis_url=config.redis_url, channel=config.purge_channel,
-            control_url=config.control_url, token=config.purge_token)))
-    app = build_cache_app(
-        engine_config, upstream, max_bytes=config.cache_max_bytes,
-        max_object_bytes=config.max_object_bytes, clock=clock, contexts=contexts,
-        connect_timeout=config.upstream_connect_timeout,
-        read_timeout=config.upstream_read_timeout)
+    app = build_tier_app(config, engine_config, upstream, clock=clock, contexts=contexts)
     app[CONFIG] = config
     if pool is not None:
         app[SHIELD_POOL] = pool

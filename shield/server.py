@@ -15,9 +15,8 @@ import aiohttp
 from aiohttp import web
 
 from cdn.roles import run_role
-from httpcache.app import build_cache_app
 from httpcache.engine import EngineConfig, Gate
-from httpcache.purge_subscriber import PurgeSettings, purge_context
+from httpcache.tier import build_tier_app
 from httpcache.upstream import HttpUpstream
 from shield import edge_auth
 from shield.config import ShieldConfig
@@ -45,16 +44,7 @@ def build_app(config: ShieldConfig, *, clock: Callable[[], float] = time.time
     def upstream(_app: web.Application, session: aiohttp.ClientSession) -> HttpUpstream:
         return HttpUpstream(session, config.origin)
 
-    contexts = []
-    if config.redis_url:
-        contexts.append(purge_context(PurgeSettings(
-            redis_url=config.redis_url, channel=config.purge_channel,
-            control_url=config.control_url, token=config.purge_token)))
-    app = build_cache_app(
-        engine_config, upstream, max_bytes=config.cache_max_bytes,
-        max_object_bytes=config.max_object_bytes, clock=clock, contexts=contexts,
-        connect_timeout=config.upstream_connect_timeout,
-        read_timeout=config.upstream_read_timeout)
+    app = build_tier_app(config, engine_config, upstream, clock=clock)
     app[CONFIG] = config
     return app
 
