@@ -77,15 +77,23 @@ def _ensure_user(name: str) -> None:
                        capture_output=True)
 
 
-def _as_user(name: str | None) -> dict[str, object]:
-    """Popen arguments that drop to ``name`` with its own group (``user=`` alone keeps root's
-    group, whose permission bits then deny access to the data folder)."""
+@dataclass(frozen=True)
+class _Identity:
+    """Who a child runs as: the user *and* its own group (``user=`` alone keeps root's group,
+    whose permission bits then deny access to the data folder)."""
+
+    user: int | None = None
+    group: int | None = None
+    extra_groups: tuple[int, ...] | None = None
+
+
+def _as_user(name: str | None) -> _Identity:
     if name is None:
-        return {}
+        return _Identity()
     import pwd
 
     entry = pwd.getpwnam(name)
-    return {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
+    return _Identity(entry.pw_uid, entry.pw_gid, ())
 
 
 def _make_traversable(path: Path) -> None:
@@ -157,10 +165,12 @@ class EmbeddedPostgres(_EmbeddedServer):
             os.chown(pgdata, entry.pw_uid, entry.pw_gid)
             pgdata.chmod(0o700)
         if not (pgdata / "PG_VERSION").exists():
+            who = _as_user(user)
             result = subprocess.run(
                 [self._bin("initdb"), "-D", str(pgdata), "-U", "postgres", "--auth=trust",
                  "--encoding=UTF8", "--no-instructions"],
-                **_as_user(user), capture_output=True, text=True, check=False,
+                user=who.user, group=who.group, extra_groups=who.extra_groups,
+                capture_output=True, text=True, check=False,
             )
             if result.returncode != 0:
                 raise EmbeddedServerError(f"initdb failed: {result.stderr.strip()}")
@@ -172,11 +182,13 @@ class EmbeddedPostgres(_EmbeddedServer):
         # itself when the PID in it is gone, so nothing to do here.
         log = open(self.data_dir.parent / "postgres.log", "ab")  # noqa: SIM115
         sock_dir = self.data_dir
+        who = _as_user(user)
         self.proc = subprocess.Popen(
             [self._bin("postgres"), "-D", str(self.data_dir), "-h", self.host,
              "-p", str(self.port), "-k", str(sock_dir), "-c", "max_connections=200",
              "-c", "shared_buffers=64MB"],
-            **_as_user(user), stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            user=who.user, group=who.group, extra_groups=who.extra_groups,
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
             preexec_fn=child_preexec(),
         )
         log.close()

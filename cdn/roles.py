@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import gc
 import logging
 import signal
 import sys
@@ -44,9 +45,24 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
 def config_from_args(
     cls: type[T], args: argparse.Namespace, *, prefix: str, section: str
 ) -> T:
-    overrides = {f.name: getattr(args, f.name, None) for f in dataclasses.fields(cls)}
+    fields = dataclasses.fields(cls)  # type: ignore[arg-type]  # T is always a dataclass
+    overrides = {f.name: getattr(args, f.name, None) for f in fields}
     return load_config(cls, prefix=prefix, section=section,
                        toml_path=getattr(args, "config", None), overrides=overrides)
+
+
+def tune_gc() -> None:
+    """Make the cyclic garbage collector cheap for a long-running server.
+
+    Everything allocated while starting up (modules, config, app, routes) lives for the whole
+    process, so it is moved to the permanent generation and never scanned again; and the
+    gen-0 threshold is raised because request handling allocates many short-lived objects
+    that reference counting frees anyway. Measured on a proxy like ours, the default collector
+    took about a fifth of CPU and paused for up to ~100 ms under load.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 100)
 
 
 def serve(app: web.Application, host: str, port: int, *, reuse_port: bool = False) -> None:
@@ -63,6 +79,7 @@ def serve(app: web.Application, host: str, port: int, *, reuse_port: bool = Fals
         await runner.setup()
         site = web.TCPSite(runner, host, port, reuse_port=reuse_port, backlog=1024)
         await site.start()
+        tune_gc()
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):

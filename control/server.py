@@ -37,7 +37,6 @@ log = logging.getLogger("cdn.control")
 CONFIG = web.AppKey("config", ControlConfig)
 POOL = web.AppKey("pool", asyncpg.Pool)
 REDIS = web.AppKey("redis", aioredis.Redis)
-METRICS = web.AppKey("metrics", "ControlMetrics")
 
 
 class ControlMetrics:
@@ -53,6 +52,9 @@ class ControlMetrics:
         self.commit_seconds = Histogram("cdn_purge_commit_seconds",
                                         "Time to make a purge durable and publish it",
                                         registry=self.registry)
+
+
+METRICS = web.AppKey("metrics", ControlMetrics)
 
 
 def check_token(request: web.Request, token: str) -> str:
