@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import asyncpg
 
 from origin.errors import BucketAlreadyExists, BucketNotEmpty, NoSuchBucket
@@ -10,7 +12,11 @@ from origin.metadata.models import Bucket
 
 
 def _bucket(row: asyncpg.Record) -> Bucket:
-    return Bucket(row["name"], row["owner"], row["public_read"], row["created"])
+    return Bucket(row["name"], row["owner"], row["public_read"], row["created"],
+                  row["versioning"], row["lifecycle"])
+
+
+_COLUMNS = "name, owner, public_read, created, versioning, lifecycle"
 
 
 @translate_db_errors
@@ -33,7 +39,7 @@ async def create_bucket(pool: asyncpg.Pool, name: str, owner: str, public_read: 
 @translate_db_errors
 async def get_bucket(pool: asyncpg.Pool, name: str) -> Bucket | None:
     row = await pool.fetchrow(
-        "SELECT name, owner, public_read, created FROM buckets WHERE name = $1", name)
+        f"SELECT {_COLUMNS} FROM buckets WHERE name = $1", name)
     return _bucket(row) if row else None
 
 
@@ -41,7 +47,7 @@ async def get_bucket(pool: asyncpg.Pool, name: str) -> Bucket | None:
 async def list_buckets(pool: asyncpg.Pool, owner: str | None) -> list[Bucket]:
     """Buckets of ``owner`` (all buckets when ``owner`` is ``None``), by name."""
     rows = await pool.fetch(
-        """SELECT name, owner, public_read, created FROM buckets
+        f"""SELECT {_COLUMNS} FROM buckets
            WHERE $1::text IS NULL OR owner = $1 ORDER BY name""", owner)
     return [_bucket(r) for r in rows]
 
@@ -60,3 +66,28 @@ async def delete_bucket(pool: asyncpg.Pool, name: str) -> None:
         if await get_bucket(pool, name) is None:
             raise NoSuchBucket(resource=f"/{name}")
         raise BucketNotEmpty(resource=f"/{name}")
+
+
+@translate_db_errors
+async def set_versioning(pool: asyncpg.Pool, name: str, status: str) -> None:
+    """``Enabled`` or ``Suspended`` (a bucket never returns to unversioned, as in S3)."""
+    await pool.execute("UPDATE buckets SET versioning = $2 WHERE name = $1", name, status)
+
+
+@translate_db_errors
+async def set_public_read(pool: asyncpg.Pool, name: str, public_read: bool) -> None:
+    await pool.execute("UPDATE buckets SET public_read = $2 WHERE name = $1", name, public_read)
+
+
+@translate_db_errors
+async def set_lifecycle(pool: asyncpg.Pool, name: str,
+                        rules: list[dict[str, Any]] | None) -> None:
+    """Store parsed lifecycle rules (``None`` removes the configuration)."""
+    await pool.execute("UPDATE buckets SET lifecycle = $2 WHERE name = $1", name, rules)
+
+
+@translate_db_errors
+async def buckets_with_lifecycle(pool: asyncpg.Pool) -> list[Bucket]:
+    rows = await pool.fetch(
+        f"SELECT {_COLUMNS} FROM buckets WHERE lifecycle IS NOT NULL ORDER BY name")
+    return [_bucket(r) for r in rows]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -19,6 +20,8 @@ class Bucket:
     owner: str
     public_read: bool
     created: datetime
+    versioning: str | None = None  # None (never enabled), "Enabled" or "Suspended"
+    lifecycle: list[dict[str, Any]] | None = None  # rules as stored (origin.lifecycle.rules)
 
 
 @dataclass(frozen=True)
@@ -49,13 +52,21 @@ class NewObject:
     surrogate_keys: tuple[str, ...] = ()
     metadata: dict[str, str] = field(default_factory=dict)
     missing_fragments: int = 0
+    # S3 features (versioning, tagging, checksums, multipart).
+    version_id: str = "null"
+    tags: dict[str, str] = field(default_factory=dict)
+    checksum: tuple[str, str] | None = None  # (algorithm such as "CRC32", base64 value)
+    part_count: int | None = None  # completed multipart upload: its data is in object_parts
+    delete_marker: bool = False
 
 
 @dataclass(frozen=True)
 class ObjectRecord(NewObject):
-    """A committed object: a ``NewObject`` plus the commit time."""
+    """A committed object version: a ``NewObject`` plus the commit time."""
 
     last_modified: datetime = datetime.min
+    is_latest: bool = True
+    lifecycle_storage_class: str | None = None
 
 
 @dataclass(frozen=True)

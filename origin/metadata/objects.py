@@ -9,16 +9,23 @@ future collector, which is also what keeps in-flight reads of the old version wo
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 import asyncpg
 
 from origin.errors import NoSuchBucket
 from origin.layout import FragmentLocation, FragmentMap
 from origin.metadata.db import translate_db_errors
 from origin.metadata.models import ListedObject, ListPage, NewObject, ObjectRecord, StorageScheme
+from origin.metadata.rows import lock_key, make_room, purge_rows
+
+# A step run inside ``commit_object``'s transaction, given the committed row.
+InTransaction = Callable[[asyncpg.Connection, ObjectRecord], Awaitable[None]]
 
 _OBJECT_COLUMNS = """id, bucket, key, size, etag, content_type, cache_control,
     content_disposition, content_encoding, surrogate_keys, metadata, last_modified, ec_type,
-    ec_ndata, ec_nparity, segment_size, missing_fragments"""
+    ec_ndata, ec_nparity, segment_size, missing_fragments, version_id, is_latest, delete_marker,
+    tags, checksum, part_count, lifecycle_storage_class"""
 
 
 def _object(row: asyncpg.Record) -> ObjectRecord:
@@ -30,32 +37,45 @@ def _object(row: asyncpg.Record) -> ObjectRecord:
         cache_control=row["cache_control"], content_disposition=row["content_disposition"],
         content_encoding=row["content_encoding"],
         surrogate_keys=tuple(row["surrogate_keys"]), metadata=dict(row["metadata"]),
-        missing_fragments=row["missing_fragments"], last_modified=row["last_modified"])
+        missing_fragments=row["missing_fragments"], last_modified=row["last_modified"],
+        version_id=row["version_id"], is_latest=row["is_latest"],
+        delete_marker=row["delete_marker"], tags=dict(row["tags"]),
+        checksum=(row["checksum"]["algorithm"], row["checksum"]["value"])
+        if row["checksum"] else None,
+        part_count=row["part_count"], lifecycle_storage_class=row["lifecycle_storage_class"])
 
 
 @translate_db_errors
-async def commit_object(pool: asyncpg.Pool, obj: NewObject, fragments: FragmentMap) -> ObjectRecord:
-    """Make ``obj`` the current version of its key, atomically replacing any previous one."""
+async def commit_object(
+    pool: asyncpg.Pool, obj: NewObject, fragments: FragmentMap,
+    also: InTransaction | None = None,
+) -> ObjectRecord:
+    """Make ``obj`` the current version of its key, atomically replacing the previous 'null'
+    version (or keeping the previous version as noncurrent when ``obj`` has a version id).
+    ``also`` runs in the same transaction (multipart completion links the parts there)."""
     rows = [(seg, idx, loc) for seg, frags in fragments.items() for idx, loc in frags.items()]
     volumes = sorted({(loc.node_id, loc.volume) for _s, _i, loc in rows})
     async with pool.acquire() as conn, conn.transaction():
         # Serialise writers of one key so "delete old, insert new" cannot race into a
-        # unique violation; unrelated keys only collide on a 64-bit hash clash.
-        await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
-                           f"{obj.bucket}/{obj.key}")
-        await conn.execute("DELETE FROM objects WHERE bucket = $1 AND key = $2",
-                           obj.bucket, obj.key)
+        # unique violation.
+        await lock_key(conn, obj.bucket, obj.key)
+        await make_room(conn, obj.bucket, obj.key, obj.version_id)
         try:
             row = await conn.fetchrow(
                 f"""INSERT INTO objects (id, bucket, key, size, etag, content_type,
                         cache_control, content_disposition, content_encoding, surrogate_keys,
-                        metadata, ec_type, ec_ndata, ec_nparity, segment_size, missing_fragments)
-                    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
+                        metadata, ec_type, ec_ndata, ec_nparity, segment_size, missing_fragments,
+                        version_id, tags, checksum, part_count)
+                    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16,
+                        $17, $18, $19, $20)
                     RETURNING {_OBJECT_COLUMNS}""",
                 obj.id, obj.bucket, obj.key, obj.size, obj.etag, obj.content_type,
                 obj.cache_control, obj.content_disposition, obj.content_encoding,
                 list(obj.surrogate_keys), obj.metadata, obj.scheme.ec_type, obj.scheme.ndata,
-                obj.scheme.nparity, obj.scheme.segment_size, obj.missing_fragments)
+                obj.scheme.nparity, obj.scheme.segment_size, obj.missing_fragments,
+                obj.version_id, obj.tags,
+                {"algorithm": obj.checksum[0], "value": obj.checksum[1]} if obj.checksum
+                else None, obj.part_count)
         except asyncpg.ForeignKeyViolationError:
             raise NoSuchBucket(resource=f"/{obj.bucket}") from None
         if rows:
@@ -72,14 +92,19 @@ async def commit_object(pool: asyncpg.Pool, obj: NewObject, fragments: FragmentM
                 """INSERT INTO volumes (node_id, volume)
                    SELECT * FROM unnest($1::text[], $2::int[]) ON CONFLICT DO NOTHING""",
                 [n for n, _v in volumes], [v for _n, v in volumes])
-    assert row is not None
-    return _object(row)
+        assert row is not None
+        record = _object(row)
+        if also is not None:
+            await also(conn, record)
+    return record
 
 
 @translate_db_errors
 async def get_object(pool: asyncpg.Pool, bucket: str, key: str) -> ObjectRecord | None:
+    """The latest version of ``bucket/key`` (which may be a delete marker)."""
     row = await pool.fetchrow(
-        f"SELECT {_OBJECT_COLUMNS} FROM objects WHERE bucket = $1 AND key = $2", bucket, key)
+        f"SELECT {_OBJECT_COLUMNS} FROM objects WHERE bucket = $1 AND key = $2 AND is_latest",
+        bucket, key)
     return _object(row) if row else None
 
 
@@ -102,13 +127,21 @@ async def get_fragments(
 
 @translate_db_errors
 async def delete_object(pool: asyncpg.Pool, bucket: str, key: str) -> bool:
-    """Remove the key; ``False`` if it did not exist (S3 answers 204 either way)."""
+    """Remove every version of the key (an unversioned bucket's DELETE); ``False`` if it did
+    not exist (S3 answers 204 either way)."""
     async with pool.acquire() as conn, conn.transaction():
-        await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
-                           f"{bucket}/{key}")
-        deleted = await conn.fetchval(
-            "DELETE FROM objects WHERE bucket = $1 AND key = $2 RETURNING id", bucket, key)
-    return deleted is not None
+        await lock_key(conn, bucket, key)
+        ids = await conn.fetch(
+            "SELECT id FROM objects WHERE bucket = $1 AND key = $2 AND kind = 'object'",
+            bucket, key)
+        await purge_rows(conn, [str(r["id"]) for r in ids])
+    return bool(ids)
+
+
+# One listing step: a range scan of the ``objects_current`` index (bucket, key) WHERE is_latest.
+LISTING_QUERY = """SELECT key, size, etag, last_modified FROM objects
+    WHERE bucket = $1 AND is_latest AND key {op} $2 AND ($3::text IS NULL OR key < $3)
+    AND NOT delete_marker ORDER BY key LIMIT $4"""
 
 
 def key_successor(value: str) -> str:
@@ -161,10 +194,7 @@ async def list_objects(
 
         async def fetch(limit: int) -> list[asyncpg.Record]:
             op = ">=" if inclusive else ">"
-            return await conn.fetch(
-                f"""SELECT key, size, etag, last_modified FROM objects
-                    WHERE bucket = $1 AND key {op} $2 AND ($3::text IS NULL OR key < $3)
-                    ORDER BY key LIMIT $4""", bucket, bound, upper, limit)
+            return await conn.fetch(LISTING_QUERY.format(op=op), bucket, bound, upper, limit)
 
         while len(contents) + len(prefixes) < max_keys:
             limit = max_keys - len(contents) - len(prefixes)
