@@ -154,6 +154,62 @@ class InvalidRange(ClientError):
         self.object_size = object_size
 
 
+# -- 4xx of S3 features (multipart, versioning, tagging, lifecycle) ---------------------------
+
+class MalformedXML(ClientError):
+    code = "MalformedXML"
+    default_message = "The XML you provided was not well-formed or did not validate against " \
+                      "our published schema."
+
+
+class InvalidPart(ClientError):
+    code = "InvalidPart"
+    default_message = "One or more of the specified parts could not be found. The part may " \
+                      "not have been uploaded, or the specified entity tag may not match the " \
+                      "part's entity tag."
+
+
+class InvalidPartOrder(ClientError):
+    code = "InvalidPartOrder"
+    default_message = "The list of parts was not in ascending order. Parts must be ordered " \
+                      "by part number."
+
+
+class EntityTooSmall(ClientError):
+    code = "EntityTooSmall"
+    default_message = "Your proposed upload is smaller than the minimum allowed object size."
+
+
+class InvalidTag(ClientError):
+    code = "InvalidTag"
+    default_message = "The tag provided was not a valid tag."
+
+
+class NoSuchUpload(ClientError):
+    status = 404
+    code = "NoSuchUpload"
+    default_message = "The specified multipart upload does not exist. The upload ID might be " \
+                      "invalid, or the multipart upload might have been aborted or completed."
+
+
+class NoSuchVersion(ClientError):
+    status = 404
+    code = "NoSuchVersion"
+    default_message = "The specified version does not exist."
+
+
+class NoSuchLifecycleConfiguration(ClientError):
+    status = 404
+    code = "NoSuchLifecycleConfiguration"
+    default_message = "The lifecycle configuration does not exist."
+
+
+class BucketAlreadyOwnedByYou(ClientError):
+    status = 409
+    code = "BucketAlreadyOwnedByYou"
+    default_message = "The bucket you tried to create already exists, and you own it."
+
+
 # -- 5xx --------------------------------------------------------------------------------------
 
 class InternalError(ServerError):
