@@ -53,8 +53,6 @@ async def commit_object(
     """Make ``obj`` the current version of its key, atomically replacing the previous 'null'
     version (or keeping the previous version as noncurrent when ``obj`` has a version id).
     ``also`` runs in the same transaction (multipart completion links the parts there)."""
-    rows = [(seg, idx, loc) for seg, frags in fragments.items() for idx, loc in frags.items()]
-    volumes = sorted({(loc.node_id, loc.volume) for _s, _i, loc in rows})
     async with pool.acquire() as conn, conn.transaction():
         # Serialise writers of one key so "delete old, insert new" cannot race into a
         # unique violation.
@@ -78,25 +76,35 @@ async def commit_object(
                 else None, obj.part_count)
         except asyncpg.ForeignKeyViolationError:
             raise NoSuchBucket(resource=f"/{obj.bucket}") from None
-        if rows:
-            await conn.execute(
-                """INSERT INTO fragments (object_id, segment, frag_index, node_id, volume,
-                       "offset", length, checksum)
-                   SELECT $1, * FROM unnest($2::int[], $3::smallint[], $4::text[], $5::int[],
-                       $6::bigint[], $7::int[], $8::bigint[])""",
-                obj.id, [s for s, _i, _l in rows], [i for _s, i, _l in rows],
-                [loc.node_id for *_x, loc in rows], [loc.volume for *_x, loc in rows],
-                [loc.offset for *_x, loc in rows], [loc.length for *_x, loc in rows],
-                [loc.checksum for *_x, loc in rows])
-            await conn.execute(
-                """INSERT INTO volumes (node_id, volume)
-                   SELECT * FROM unnest($1::text[], $2::int[]) ON CONFLICT DO NOTHING""",
-                [n for n, _v in volumes], [v for _n, v in volumes])
+        await insert_fragments(conn, obj.id, fragments)
         assert row is not None
         record = _object(row)
         if also is not None:
             await also(conn, record)
     return record
+
+
+async def insert_fragments(conn: asyncpg.Connection, object_id: str,
+                           fragments: FragmentMap) -> None:
+    """The fragment rows of ``object_id`` (and the volumes they live in), in the caller's
+    transaction."""
+    rows = [(seg, idx, loc) for seg, frags in fragments.items() for idx, loc in frags.items()]
+    if not rows:
+        return
+    volumes = sorted({(loc.node_id, loc.volume) for _s, _i, loc in rows})
+    await conn.execute(
+        """INSERT INTO fragments (object_id, segment, frag_index, node_id, volume,
+               "offset", length, checksum)
+           SELECT $1, * FROM unnest($2::int[], $3::smallint[], $4::text[], $5::int[],
+               $6::bigint[], $7::int[], $8::bigint[])""",
+        object_id, [s for s, _i, _l in rows], [i for _s, i, _l in rows],
+        [loc.node_id for *_x, loc in rows], [loc.volume for *_x, loc in rows],
+        [loc.offset for *_x, loc in rows], [loc.length for *_x, loc in rows],
+        [loc.checksum for *_x, loc in rows])
+    await conn.execute(
+        """INSERT INTO volumes (node_id, volume)
+           SELECT * FROM unnest($1::text[], $2::int[]) ON CONFLICT DO NOTHING""",
+        [n for n, _v in volumes], [v for _n, v in volumes])
 
 
 @translate_db_errors
