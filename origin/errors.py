@@ -81,6 +81,17 @@ class AuthorizationHeaderMalformed(ClientError):
     default_message = "The authorization header is malformed."
 
 
+class RequestTimeout(ClientError):
+    code = "RequestTimeout"
+    default_message = "Your socket connection to the server was not read from or written to " \
+                      "within the timeout period."
+
+
+class InvalidStorageClass(ClientError):
+    code = "InvalidStorageClass"
+    default_message = "The storage class you specified is not valid."
+
+
 class AccessDenied(ClientError):
     status = 403
     code = "AccessDenied"
