@@ -1,0 +1,194 @@
+"""Our edge against nginx proxy_cache and Varnish over the same origin: hits and misses.
+
+    python bench/edge_vs_peers.py                # 1 KiB, 100 KiB, 1 MiB; warm-up + 3 runs each
+    python bench/edge_vs_peers.py --quick        # 1 short run each
+    python bench/edge_vs_peers.py --sizes 1k,1m --modes hits --json out.json
+
+For every object size and mode, each server gets a warm-up run and then ``--runs`` wrk runs
+(64 connections, 2 threads, ``--seconds`` long), interleaved server by server so drift on a
+shared machine hits all alike; the table shows medians. HITS cycle over a small pre-warmed URL
+set (each URL checked to be a hit first); MISSES ask for a URL nobody asked before on every
+request (``lua/misses.lua``). Server CPU is utime+stime of the server's process tree read from
+``/proc`` around each run, divided by the requests wrk completed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.loadgen import WrkResult, median, run_wrk, spread  # noqa: E402
+from bench.origins import start_origin  # noqa: E402
+from bench.peers import Server, start_edge, start_nginx, start_varnish  # noqa: E402
+from bench.static_origin import body  # noqa: E402
+
+UNITS = {"k": 1024, "m": 1024 * 1024, "": 1}
+
+
+def parse_size(text: str) -> int:
+    text = text.strip().lower().removesuffix("ib").removesuffix("b")
+    unit = text[-1] if text[-1] in "km" else ""
+    return int(float(text[:-1] if unit else text) * UNITS[unit])
+
+
+def label(size: int) -> str:
+    if size >= 1024 * 1024 and size % (1024 * 1024) == 0:
+        return f"{size // (1024 * 1024)} MiB"
+    if size >= 1024 and size % 1024 == 0:
+        return f"{size // 1024} KiB"
+    return f"{size} B"
+
+
+def check_body(server: Server, path: str, size: int) -> None:
+    with urllib.request.urlopen(server.url + path, timeout=30) as resp:
+        got = resp.read()
+    if got != body(size):
+        raise RuntimeError(f"{server.name}: wrong body for {path} ({len(got)} bytes)")
+
+
+def prewarm(server: Server, size: int, urls: int) -> None:
+    for k in range(1, urls + 1):
+        check_body(server, f"/{size}/hit-{k}", size)
+    cold = [k for k in range(1, urls + 1) if not server.is_hit(f"/{size}/hit-{k}")]
+    if cold:
+        raise RuntimeError(f"{server.name}: /{size}/hit-{cold[0]} is not a hit after warming")
+
+
+def measure(server: Server, mode: str, size: int, tag: str, seconds: float,
+            args: argparse.Namespace) -> tuple[WrkResult, float]:
+    script, extra = (("hits.lua", [str(size), str(args.hit_urls)]) if mode == "hits"
+                     else ("misses.lua", [str(size), tag]))
+    cpu0 = server.proc.cpu_seconds()
+    result = run_wrk(server.url, script, extra, seconds=seconds,
+                     connections=args.connections, threads=args.threads)
+    cpu = server.proc.cpu_seconds() - cpu0
+    server.proc.check_alive()
+    return result, cpu / max(1, result.requests) * 1e6
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="1k,100k,1m", help="e.g. 1k,100k,1m")
+    parser.add_argument("--modes", default="hits,misses")
+    parser.add_argument("--servers", default="edge,nginx,varnish")
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--seconds", type=float, default=8.0)
+    parser.add_argument("--warmup", type=float, default=3.0)
+    parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--hit-urls", type=int, default=16)
+    parser.add_argument("--origin", choices=("nginx", "aiohttp"), default="nginx")
+    parser.add_argument("--nginx-sendfile", choices=("auto", "on", "off", "both"),
+                        default="auto", help="auto: off below 1 MiB, on from 1 MiB")
+    parser.add_argument("--quick", action="store_true", help="1 run of 4 s, 1 s warm-up")
+    parser.add_argument("--json", help="also write every run's figures here")
+    args = parser.parse_args()
+    if args.quick:
+        args.runs, args.seconds, args.warmup = 1, 4.0, 1.0
+    sizes = [parse_size(s) for s in args.sizes.split(",")]
+    modes = args.modes.split(",")
+    wanted = args.servers.split(",")
+
+    work = Path(tempfile.mkdtemp(prefix="bench-peers-"))
+    print(f"# work dir {work}; {args.runs} run(s) x {args.seconds:g}s, warm-up "
+          f"{args.warmup:g}s, wrk -t{args.threads} -c{args.connections}", flush=True)
+    origin = start_origin(args.origin, work, sizes)
+    print(f"# origin: {args.origin} at {origin.url}", flush=True)
+    started: list[Server] = []
+    records: list[dict[str, object]] = []
+    try:
+        if "edge" in wanted:
+            started.append(start_edge(origin.url, work))
+            print("# edge: one process (no reuse_port workers yet), no shields, uvloop",
+                  flush=True)
+        nginx: dict[bool, Server] = {}
+        if "nginx" in wanted:
+            modes_sf = {"on": [True], "off": [False]}.get(args.nginx_sendfile, [False, True])
+            if args.nginx_sendfile == "auto":
+                modes_sf = sorted({s >= 1024 * 1024 for s in sizes})
+            for sf in modes_sf:
+                server = start_nginx(origin.port, work, sendfile=sf)
+                if server:
+                    nginx[sf] = server
+                    started.append(server)
+        if "varnish" in wanted:
+            varnish = start_varnish(origin.port, work)
+            if varnish:
+                started.append(varnish)
+        for size in sizes:
+            servers = [s for s in started if not s.name.startswith("nginx")]
+            if args.nginx_sendfile == "auto":
+                pick = nginx.get(size >= 1024 * 1024)
+                servers[1:1] = [pick] if pick else []
+            else:
+                servers[1:1] = list(nginx.values())
+            for mode in modes:
+                if mode == "hits":
+                    for server in servers:
+                        prewarm(server, size, args.hit_urls)
+                else:
+                    for server in servers:
+                        check_body(server, f"/{size}/check-{time.time_ns()}", size)
+                stamp = time.time_ns()
+                for server in servers:
+                    measure(server, mode, size, f"w{stamp}", args.warmup, args)
+                for run in range(args.runs):
+                    for server in servers:
+                        result, cpu_us = measure(server, mode, size, f"r{run}x{stamp}",
+                                                 args.seconds, args)
+                        records.append({"mode": mode, "size": size, "server": server.name,
+                                        "run": run, "rps": result.rps, "p50_ms": result.p50_ms,
+                                        "p99_ms": result.p99_ms, "cpu_us": cpu_us,
+                                        "requests": result.requests, "errors": result.errors})
+                        print(f"  {mode:<6} {label(size):>8} {server.name:<18} run {run + 1}: "
+                              f"{result.rps:>9.0f} req/s p50 {result.p50_ms:7.2f} ms p99 "
+                              f"{result.p99_ms:7.2f} ms cpu {cpu_us:6.1f} us/req "
+                              f"errors {result.errors}", flush=True)
+    finally:
+        for server in reversed(started):
+            server.stop()
+        origin.stop()
+    if args.json:
+        Path(args.json).write_text(json.dumps(records, indent=1))
+    print_table(records, sizes, modes)
+    return 0
+
+
+def print_table(records: list[dict], sizes: list[int], modes: list[str]) -> None:
+    print()
+    print(f"{'mode':<6} {'size':>8} {'server':<18} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} "
+          f"{'cpu us/req':>10} {'errors':>6} {'req/s spread':>12}")
+    for mode in modes:
+        for size in sizes:
+            rows = [r for r in records if r["mode"] == mode and r["size"] == size]
+            names = list(dict.fromkeys(r["server"] for r in rows))
+            med: dict[str, dict[str, float]] = {}
+            for name in names:
+                mine = [r for r in rows if r["server"] == name]
+                med[name] = {k: median([r[k] for r in mine])
+                             for k in ("rps", "p50_ms", "p99_ms", "cpu_us")}
+                errors = sum(r["errors"] for r in mine)
+                print(f"{mode:<6} {label(size):>8} {name:<18} {med[name]['rps']:>9.0f} "
+                      f"{med[name]['p50_ms']:>8.2f} {med[name]['p99_ms']:>8.2f} "
+                      f"{med[name]['cpu_us']:>10.1f} {errors:>6} "
+                      f"{spread([r['rps'] for r in mine]):>11.0%}")
+            if "edge" in med:
+                peers = [n for n in med if n != "edge"]
+                parts = [f"edge/{n} {med['edge']['rps'] / med[n]['rps']:.2f}x" for n in peers]
+                if peers:
+                    best = max(peers, key=lambda n: med[n]["rps"])
+                    parts.append(f"edge/best({best}) {med['edge']['rps'] / med[best]['rps']:.2f}x"
+                                 f" req/s, p99 {med['edge']['p99_ms']:.2f} vs "
+                                 f"{med[best]['p99_ms']:.2f} ms")
+                print(f"{'':<16} ratio: " + "; ".join(parts))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
