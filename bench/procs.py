@@ -57,7 +57,7 @@ class Proc:
     def start(self) -> Proc:
         with open(self.log_path, "ab") as out:
             self.proc = subprocess.Popen(self.argv, stdout=out, stderr=subprocess.STDOUT,
-                                         stdin=subprocess.DEVNULL, env=self.env,
+                                         stdin=subprocess.DEVNULL, env=self.env, cwd=ROOT,
                                          start_new_session=True, preexec_fn=_raise_fd_limit)
         return self
 
