@@ -21,6 +21,12 @@ from urllib.parse import quote, unquote
 
 ALGORITHM = "AWS4-HMAC-SHA256"
 UNSIGNED_PAYLOAD = "UNSIGNED-PAYLOAD"
+# aws-chunked bodies (``Content-Encoding: aws-chunked``): each chunk signed, chained from the
+# request's (seed) signature; the -TRAILER forms end with trailing headers (checksums).
+STREAMING_SIGNED = "STREAMING-AWS4-HMAC-SHA256-PAYLOAD"
+STREAMING_SIGNED_TRAILER = "STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER"
+STREAMING_UNSIGNED_TRAILER = "STREAMING-UNSIGNED-PAYLOAD-TRAILER"
+STREAMING_MODES = (STREAMING_SIGNED, STREAMING_SIGNED_TRAILER, STREAMING_UNSIGNED_TRAILER)
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 SERVICE = "s3"
 TERMINATOR = "aws4_request"
@@ -140,6 +146,26 @@ def signing_key(secret_key: str, scope: Scope) -> bytes:
 
 def signature(secret_key: str, scope: Scope, to_sign: str) -> str:
     return hmac.new(signing_key(secret_key, scope), to_sign.encode(), hashlib.sha256).hexdigest()
+
+
+def sign_with_key(key: bytes, to_sign: str) -> str:
+    return hmac.new(key, to_sign.encode(), hashlib.sha256).hexdigest()
+
+
+def chunk_string_to_sign(amz_date: str, scope: Scope, previous_signature: str,
+                         chunk_sha256_hex: str) -> str:
+    """What signs one aws-chunked chunk ("Signature Calculations for the Authorization Header:
+    Transferring Payload in Multiple Chunks")."""
+    return "\n".join(["AWS4-HMAC-SHA256-PAYLOAD", amz_date, str(scope), previous_signature,
+                      EMPTY_SHA256, chunk_sha256_hex])
+
+
+def trailer_string_to_sign(amz_date: str, scope: Scope, previous_signature: str,
+                           trailer_sha256_hex: str) -> str:
+    """What signs the trailing headers of an aws-chunked body; the hash is over
+    ``name:value\n`` of each trailer (the signature trailer excluded)."""
+    return "\n".join(["AWS4-HMAC-SHA256-TRAILER", amz_date, str(scope), previous_signature,
+                      trailer_sha256_hex])
 
 
 def signatures_match(expected: str, given: str) -> bool:

@@ -57,9 +57,14 @@ async def delete_bucket(pool: asyncpg.Pool, name: str) -> None:
     """Delete an empty bucket; a concurrent PUT that commits first makes this fail with
     ``BucketNotEmpty`` through the foreign key, never leaves an orphaned object."""
     try:
-        deleted = await pool.fetchval(
-            """DELETE FROM buckets WHERE name = $1
-               AND NOT EXISTS (SELECT 1 FROM objects WHERE bucket = $1) RETURNING name""", name)
+        async with pool.acquire() as conn, conn.transaction():
+            # Records of completed uploads only remember a result; they do not hold a bucket.
+            await conn.execute("""DELETE FROM multipart_uploads
+                                  WHERE bucket = $1 AND completed IS NOT NULL""", name)
+            deleted = await conn.fetchval(
+                """DELETE FROM buckets WHERE name = $1
+                   AND NOT EXISTS (SELECT 1 FROM objects WHERE bucket = $1) RETURNING name""",
+                name)
     except asyncpg.ForeignKeyViolationError:
         raise BucketNotEmpty(resource=f"/{name}") from None
     if deleted is None:
