@@ -27,7 +27,7 @@ from edge.config import EdgeConfig
 from edge.shield_selection import HealthChecker, ShieldPool, ShieldUpstream
 from httpcache.app import METRICS, SESSION
 from httpcache.cache_key import make_target, split_target
-from httpcache.engine import EngineConfig, Gate
+from httpcache.engine import Gate
 from httpcache.tier import build_tier_app
 from httpcache.upstream import HttpUpstream, RequestSigner
 from shield import edge_auth
@@ -72,9 +72,12 @@ def build_app(config: EdgeConfig, *, clock: Callable[[], float] = time.time
     gates: list[Gate] = []
     if config.signed_buckets:
         gates.append(signed_url_gate(dict(config.signing_keys), config.signed_buckets))
-    engine_config = EngineConfig(
-        name=config.cache_name,
-        strip_response_fields=frozenset({"surrogate-key"}),
+    engine_config = config.engine_config(
+        config.cache_name,
+        # tier-private fields: tags, and the targeted fields of RFC 9213 that our tiers obey
+        # ("CDN-Cache-Control ... is not forwarded" to clients past the edge)
+        strip_response_fields=frozenset({"surrogate-key", "cdn-cache-control",
+                                         "surrogate-control"}),
         drop_request_fields=frozenset({edge_auth.HEADER}),
         gates=tuple(gates),
     )

@@ -194,9 +194,14 @@ Producer = Callable[[Flight], Awaitable[None]]
 class Collapser:
     """Flights by cache key. ``join`` either starts one (caller is the owner) or joins one."""
 
-    def __init__(self) -> None:
+    def __init__(self, max_waiters: int = 1000) -> None:
+        self.max_waiters = max_waiters
         self._flights: dict[str, Flight] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+
+    def busy(self, key: str) -> bool:
+        """Whether a shared flight for ``key`` is running."""
+        return key in self._flights
 
     def __len__(self) -> int:
         return len(self._flights)
@@ -206,9 +211,13 @@ class Collapser:
         """A reader of the flight for ``key`` and whether the caller started it (owns it).
 
         ``shared=False`` starts a private flight nobody else can join (requests that must not
-        be collapsed, e.g. with Authorization); it still runs in its own task.
+        be collapsed, e.g. with Authorization); it still runs in its own task. A flight with
+        ``max_waiters`` readers already takes no more: the next request fetches on its own
+        (a bound on what one slow upstream response can hold up).
         """
         flight = self._flights.get(key) if shared else None
+        if flight is not None and flight.joined >= self.max_waiters:
+            flight, shared = None, False
         if flight is not None:
             flight.joined += 1
             return flight.reader(), False

@@ -17,6 +17,7 @@ fetched) complete response; the upstream is asked for the full representation.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 import logging
@@ -31,7 +32,7 @@ from httpcache.cache_key import cache_key, split_target
 from httpcache.cache_status import CacheStatus, ForwardReason
 from httpcache.collapse import Collapser, Flight, FlightHead, FlightReader, NotShareable
 from httpcache.conditional import if_range_matches, not_modified, not_modified_fields
-from httpcache.errors import OnlyIfCachedMiss, UpstreamError
+from httpcache.errors import CacheError, OnlyIfCachedMiss, UpstreamError
 from httpcache.forwarding import (
     client_response_fields,
     fill_request_fields,
@@ -49,20 +50,26 @@ from httpcache.policy import (
     Pass,
     PolicyConfig,
     Revalidate,
+    StaleHit,
     current_age,
     decide,
+    effective_request_directives,
     fields_to_store,
-    invalidated_paths,
+    invalidated_targets,
     invalidates,
     is_storable,
     is_worth_storing,
     make_stored_response,
+    may_serve_stale_on_error,
     response_304_matches,
     selecting_fields,
+    stored_age,
+    stored_lifetime,
     update_from_304,
+    validators_for,
     vary_matches,
 )
-from httpcache.ranges import ByteRange, Unsatisfiable, parse_range
+from httpcache.ranges import ByteRange, Unsatisfiable, multipart_byteranges, parse_ranges
 from httpcache.store import FetchMark, MemoryStore
 from httpcache.upstream import CHUNK_SIZE, Upstream, UpstreamResponse
 
@@ -82,6 +89,13 @@ class EngineConfig:
     strip_response_fields: frozenset[str] = frozenset()  # never sent to our clients
     drop_request_fields: frozenset[str] = frozenset()  # never sent upstream
     gates: Sequence[Gate] = field(default_factory=tuple)
+    collapse_max_waiters: int = 1000  # beyond this, requests fetch on their own
+    collapse_timeout: float = 10.0  # waiters give up on a slow head and fetch themselves
+
+
+# Upstream statuses that count as an error for stale-if-error (RFC 5861 §4: "An error is any
+# situation that would result in a 500, 502, 503, or 504 HTTP response status code").
+ERROR_STATUSES = frozenset({500, 502, 503, 504})
 
 
 class CacheEngine:
@@ -92,7 +106,7 @@ class CacheEngine:
         self.store = store
         self.metrics = metrics
         self.clock = clock
-        self.collapser = Collapser()
+        self.collapser = Collapser(max_waiters=config.collapse_max_waiters)
         self._strip = frozenset(n.lower() for n in config.strip_response_fields)
         self._drop = frozenset(n.lower() for n in config.drop_request_fields)
 
@@ -110,11 +124,20 @@ class CacheEngine:
             target = gate(request, target, now)
         key = cache_key(*split_target(target))
         creq = CacheRequest(request.method, key, Fields(request.headers.items()))
-        stored = self.store.get(key) if request.method in CACHEABLE_METHODS else None
-        match decide(creq, stored, now, self.config.policy):
+        stored, vary_miss = (self.store.lookup(key, creq.headers)
+                             if request.method in CACHEABLE_METHODS else (None, False))
+        match decide(creq, stored, now, self.config.policy, vary_miss=vary_miss):
             case FreshHit(stored=hit, age=age, ttl=ttl):
                 self.metrics.requests.labels("hit").inc()
                 status = CacheStatus(self.config.name, hit=True, ttl=int(ttl))
+                return self._answer_complete(request, creq, hit.status, hit.headers, hit.body,
+                                             status, age=int(age))
+            case StaleHit(stored=hit, age=age, ttl=ttl, why=why, revalidate=revalidate):
+                self.metrics.requests.labels("stale").inc()
+                if revalidate:
+                    self._revalidate_in_background(request, creq, hit)
+                status = CacheStatus(self.config.name, hit=True, ttl=int(ttl) - (ttl < 0),
+                                     detail=why)
                 return self._answer_complete(request, creq, hit.status, hit.headers, hit.body,
                                              status, age=int(age))
             case Revalidate() | Miss() as decision:
@@ -124,6 +147,22 @@ class CacheEngine:
             case GatewayTimeout():
                 raise OnlyIfCachedMiss("only-if-cached: no usable stored response")
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _revalidate_in_background(self, request: web.Request, creq: CacheRequest,
+                                  stored: StoredResponse) -> None:
+        """RFC 5861 §3: serve stale now, revalidate once in the background. A flight already
+        running for the key (another revalidation or a miss) is that one revalidation."""
+        if self.collapser.busy(creq.target):
+            return
+        validators = validators_for(stored)
+        producer = functools.partial(
+            self._produce, creq=creq, method="GET",
+            headers=fill_request_fields(creq.headers, via=self.config.name,
+                                        peer=request.remote, drop=self._drop,
+                                        validators=validators or None),
+            stored=stored if validators else None, fills=True)
+        reader, _owner = self.collapser.join(creq.target, producer)
+        reader.close()  # nobody reads it: the flight only refreshes the store
 
     # -- answering from a complete body --------------------------------------------------------
 
@@ -136,10 +175,16 @@ class CacheEngine:
                                         strip=self._strip)
         if not_modified(creq.method, creq.headers, status, headers):
             return self._not_modified(fields)
-        match self._requested_range(creq, status, headers, len(body)):
-            case ByteRange() as part:
+        match self._requested_ranges(creq, status, headers, len(body)):
+            case [ByteRange() as part]:
                 fields = fields.with_field("Content-Range", part.content_range())
                 return _response(206, fields, body[part.first:part.last + 1])
+            case [ByteRange(), ByteRange(), *_] as parts:
+                content_type, payload = multipart_byteranges(
+                    body, parts, headers.first("content-type"))
+                fields = fields.without("content-range").with_field("Content-Type",
+                                                                     content_type)
+                return _response(206, fields, payload)
             case Unsatisfiable() as bad:
                 return self._unsatisfiable(fields, bad)
         if status == 200 and "accept-ranges" not in fields.names():
@@ -157,17 +202,17 @@ class CacheEngine:
         return _response(416, fields, b"")
 
     @staticmethod
-    def _requested_range(creq: CacheRequest, status: int, headers: Fields,
-                         length: int) -> ByteRange | Unsatisfiable | None:
-        """The single range to serve from a complete 200, if the client asked for one and
-        its If-Range (RFC 9110 §13.1.5) still holds."""
+    def _requested_ranges(creq: CacheRequest, status: int, headers: Fields,
+                          length: int) -> list[ByteRange] | Unsatisfiable | None:
+        """The ranges to serve from a complete 200, if the client asked for some and its
+        If-Range (RFC 9110 §13.1.5) still holds."""
         requested = creq.headers.first("range")
         if status != 200 or requested is None or creq.method != "GET":
             return None
         if_range = creq.headers.first("if-range")
         if if_range is not None and not if_range_matches(if_range, headers):
             return None
-        return parse_range(requested, length)
+        return parse_ranges(requested, length)
 
     # -- misses and revalidations --------------------------------------------------------------
 
@@ -186,19 +231,57 @@ class CacheEngine:
             fills=fills,
         )
         reader, owner = self.collapser.join(creq.target, producer, shared=decision.collapse)
+        fallback = decision.stored if isinstance(decision, Revalidate) else decision.stale
         try:
             try:
-                head = await reader.head(owner=owner)
-                if not owner and not vary_matches(head.vary, creq):
+                head = await self._wait_head(reader, owner)
+                if not owner and not vary_matches(head.vary, creq.headers):
                     raise NotShareable(creq.target)  # another variant (RFC 9111 §4.1)
-            except NotShareable:  # someone else's private answer: fetch our own
+            except (NotShareable, TimeoutError):
+                # someone else's private answer, or a head too slow in coming: fetch our own
+                # (the slow flight goes on and still stores what it gets)
                 reader.close()
                 reader, owner = self.collapser.join(creq.target, producer, shared=False)
                 head = await reader.head(owner=True)
+        except UpstreamError as exc:
+            reader.close()
+            if fallback is not None and self._may_serve_stale(creq, fallback):
+                return self._serve_stale_on_error(request, creq, fallback, None, exc)
+            raise
+        try:
+            if (head.fwd_status in ERROR_STATUSES and fallback is not None
+                    and self._may_serve_stale(creq, fallback)):
+                return self._serve_stale_on_error(request, creq, fallback, head.fwd_status,
+                                                  None)
             return await self._answer_from_flight(request, creq, decision, reader, head, owner,
                                                   revalidated=stored is not None)
         finally:
             reader.close()
+
+    async def _wait_head(self, reader: FlightReader, owner: bool) -> FlightHead:
+        if owner:
+            return await reader.head(owner=True)
+        return await asyncio.wait_for(reader.head(owner=False), self.config.collapse_timeout)
+
+    def _may_serve_stale(self, creq: CacheRequest, stored: StoredResponse) -> bool:
+        req = effective_request_directives(creq, self.config.policy)
+        return may_serve_stale_on_error(stored, req, self.clock(), self.config.policy)
+
+    def _serve_stale_on_error(self, request: web.Request, creq: CacheRequest,
+                              stored: StoredResponse, fwd_status: int | None,
+                              error: CacheError | None) -> web.Response:
+        """RFC 5861 §4 stale-if-error (and RFC 9111 §4.2.4 "disconnected")."""
+        self.metrics.requests.labels("stale").inc()
+        now = self.clock()
+        age = stored_age(stored, now)
+        ttl = stored_lifetime(stored, self.config.policy) - age
+        if error is not None:
+            log.warning("%s %s: serving stale: %s", request.method, request.path, error.message)
+        status = CacheStatus(self.config.name, fwd="stale",
+                             fwd_status=fwd_status if fwd_status is not None else 502,
+                             ttl=int(ttl) - (ttl < 0), detail="stale-if-error")
+        return self._answer_complete(request, creq, stored.status, stored.headers, stored.body,
+                                     status, age=int(age))
 
     async def _answer_from_flight(self, request: web.Request, creq: CacheRequest,
                                   decision: Miss | Revalidate, reader: FlightReader,
@@ -225,8 +308,12 @@ class CacheEngine:
                                          cache_status, age)
         if creq.method == "HEAD":
             return await _stream(request, head.status, fields, None)
-        match self._requested_range(creq, head.status, headers, length or 0):
-            case ByteRange() as part:
+        match self._requested_ranges(creq, head.status, headers, length or 0):
+            case [ByteRange(), ByteRange(), *_]:
+                body = await reader.body()
+                return self._answer_complete(request, creq, head.status, headers, body,
+                                             cache_status, age)
+            case [ByteRange() as part]:
                 fields = fields.with_field("Content-Range", part.content_range()).with_field(
                     "Content-Length", str(part.size))
                 return await _stream(request, 206, fields, _slice(reader.chunks(), part))
@@ -267,9 +354,11 @@ class CacheEngine:
         if keep:
             self.store.put(refreshed, fetched=since)
         else:
-            self.store.delete(creq.target)
+            self.store.delete_entry(stored.entry_key)
+        cookies = [(k, v) for k, v in up.headers if k.lower() in ("set-cookie", "set-cookie2")]
         flight.publish_head(FlightHead(
-            status=refreshed.status, headers=refreshed.headers, shared_headers=refreshed.headers,
+            status=refreshed.status, headers=Fields([*refreshed.headers, *cookies]),
+            shared_headers=refreshed.headers,
             content_length=len(refreshed.body), fwd_status=304, stored=keep,
             request_time=request_time, response_time=response_time, vary=refreshed.vary))
         flight.feed(refreshed.body)
@@ -289,7 +378,7 @@ class CacheEngine:
             shared_headers=fields_to_store(up.headers, policy) if shareable else None,
             content_length=length, fwd_status=up.status, stored=keep,
             request_time=request_time, response_time=response_time,
-            vary=selecting_fields(as_sent, up.headers)))
+            vary=selecting_fields(as_sent.headers, up.headers)))
         if not shareable:
             self.collapser.close_to_newcomers(flight)
         retaining = keep or length is None or self.store.fits(length)
@@ -310,8 +399,15 @@ class CacheEngine:
             self.store.put(make_stored_response(creq.target, as_sent, up.status, up.headers,
                                                 b"".join(kept), request_time, response_time,
                                                 policy), fetched=since)
-        elif method == "GET":
-            self.store.delete(creq.target)  # superseded by a response we do not keep
+        elif method == "GET" and up.status not in ERROR_STATUSES:
+            # superseded by a response we do not keep (an error keeps the stale one usable
+            # for stale-if-error)
+            self._delete_variant(creq)
+
+    def _delete_variant(self, creq: CacheRequest) -> None:
+        stored, _vary_miss = self.store.lookup(creq.target, creq.headers)
+        if stored is not None:
+            self.store.delete_entry(stored.entry_key)
 
     def _stop_retaining(self, flight: Flight) -> None:
         """Too big to keep: stream it through to the readers it has, take no new ones."""
@@ -328,14 +424,20 @@ class CacheEngine:
         body = request.content.iter_chunked(CHUNK_SIZE) if request.body_exists else None
         async with self._upstream(creq.method, creq.target, headers, body) as up:
             if invalidates(creq.method, up.status):
-                self.store.purge_url(creq.target)
-                for path in invalidated_paths(up.headers):
-                    self.store.purge_url(path)
+                self._invalidate(creq, up.headers)
             status = CacheStatus(self.config.name, fwd=reason, fwd_status=up.status)
             fields = client_response_fields(up.headers, status, via=self.config.name,
                                             strip=self._strip)
             chunks = up.chunks if creq.method != "HEAD" else None
             return await _stream(request, up.status, fields, chunks)
+
+    def _invalidate(self, creq: CacheRequest, headers: Fields) -> None:
+        """RFC 9111 §4.4: the target URI and same-origin Location/Content-Location URIs."""
+        locations = headers.get_all("location") + headers.get_all("content-location")
+        targets = [creq.target, *invalidated_targets(creq.target, locations,
+                                                     creq.headers.first("host"))]
+        for target in dict.fromkeys(targets):
+            self.store.purge_url(target)  # recorded, so a fetch in flight cannot undo it
 
     @contextlib.asynccontextmanager
     async def _upstream(self, method: str, target: str, headers: Fields,

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from httpcache.headers import Fields
+from httpcache.vary import variant_key
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +41,17 @@ class StoredResponse:
     @property
     def path(self) -> str:
         return self.cache_key.split("?", 1)[0]
+
+    @property
+    def vary_names(self) -> tuple[str, ...]:
+        return tuple(name for name, _value in self.vary)
+
+    @property
+    def entry_key(self) -> str:
+        """The key of this variant in a store: the cache key, plus the secondary key when
+        the response varies (RFC 9111 §4.1), so several variants of one URL coexist."""
+        secondary = variant_key(self.vary)
+        return f"{self.cache_key}\x00{secondary}" if secondary else self.cache_key
 
     def byte_size(self) -> int:
         """Approximate memory cost, used for the store's byte bound."""

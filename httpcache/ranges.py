@@ -1,12 +1,14 @@
-"""Single byte-range requests served from a complete stored body (RFC 9110 §14), pure.
+"""Byte-range requests served from a complete stored body (RFC 9110 §14), pure.
 
-Only one ``bytes=`` range is served; a multi-range request is answered with the whole
-representation, which §14.2 allows ("A server MAY ignore the Range header field").
+One range is answered with a 206 and Content-Range; several with a ``multipart/byteranges``
+206 (§14.6); none satisfiable with a 416 (§15.5.17). Syntax errors make the Range field
+ignored (§14.2: "a server MAY ignore the Range header field").
 """
 
 from __future__ import annotations
 
 import re
+import secrets
 from dataclasses import dataclass
 
 _SPEC = re.compile(r"\s*(\d*)\s*-\s*(\d*)\s*")
@@ -69,3 +71,60 @@ def parse_range(value: str | None, length: int) -> ByteRange | Unsatisfiable | N
         return Unsatisfiable(length)
     last = int(last_s) if last_s else length - 1
     return ByteRange(first, min(last, length - 1), length)
+
+
+# §14.2: a server "MAY ignore the Range header field" when it has "more than two overlapping
+# ranges" or "many small ranges that are not listed in ascending order"; we cap the count.
+MAX_RANGES = 64
+
+
+def parse_ranges(value: str | None, length: int) -> list[ByteRange] | Unsatisfiable | None:
+    """Every satisfiable range of a ``bytes=`` Range field, ``Unsatisfiable`` when none is
+    (§14.1.1: "If a valid ranges-specifier contains no satisfiable ranges, the server SHOULD
+    send a 416"), or ``None`` to ignore the field (invalid syntax, other units, too many).
+    Overlapping or adjacent ranges are coalesced (§14.2 allows it)."""
+    if not value or length <= 0:
+        return None
+    unit, _, spec = value.partition("=")
+    if unit.strip().lower() != "bytes":
+        return None
+    specs = [s for s in spec.split(",") if s.strip()]
+    if not specs or len(specs) > MAX_RANGES:
+        return None
+    parts: list[ByteRange] = []
+    for one in specs:
+        parsed = parse_range(f"bytes={one}", length)
+        if parsed is None:
+            return None  # a syntax error anywhere invalidates the whole field
+        if isinstance(parsed, ByteRange):
+            parts.append(parsed)
+    if not parts:
+        return Unsatisfiable(length)
+    return _coalesce(parts) if len(parts) > 1 else parts
+
+
+def _coalesce(parts: list[ByteRange]) -> list[ByteRange]:
+    merged: list[ByteRange] = []
+    for part in sorted(parts, key=lambda p: p.first):
+        if merged and part.first <= merged[-1].last + 1:
+            last = merged[-1]
+            merged[-1] = ByteRange(last.first, max(last.last, part.last), last.length)
+        else:
+            merged.append(part)
+    return merged
+
+
+def multipart_byteranges(body: bytes, parts: list[ByteRange], content_type: str | None,
+                         boundary: str | None = None) -> tuple[str, bytes]:
+    """(Content-Type, payload) of a ``multipart/byteranges`` answer (RFC 9110 §14.6): each
+    part carries its Content-Type (when known) and Content-Range."""
+    boundary = boundary or secrets.token_hex(12)
+    out: list[bytes] = []
+    for part in parts:
+        head = f"--{boundary}\r\n"
+        if content_type:
+            head += f"Content-Type: {content_type}\r\n"
+        head += f"Content-Range: {part.content_range()}\r\n\r\n"
+        out += [head.encode("latin-1"), body[part.first:part.last + 1], b"\r\n"]
+    out.append(f"--{boundary}--\r\n".encode("latin-1"))
+    return f"multipart/byteranges; boundary={boundary}", b"".join(out)

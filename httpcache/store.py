@@ -1,5 +1,9 @@
 """The in-memory cache tier: a byte-bounded LRU of stored responses plus purge indexes.
 
+Entries are keyed by *entry key*: the cache key, plus a secondary key for responses that
+vary (RFC 9111 §4.1), so several variants of one URL are stored side by side. The Vary field
+names last seen for a URL say how a request selects its variant (``lookup``).
+
 Two indexes are kept in step with every insert, delete and eviction, so a purge costs time
 in proportion to what it removes, not to the cache size:
 
@@ -27,7 +31,9 @@ from dataclasses import dataclass
 
 from cachetools import Cache, LRUCache
 
+from httpcache.headers import Fields
 from httpcache.messages import StoredResponse
+from httpcache.vary import request_variant_key
 
 # How many recent purges are remembered to catch a purge racing with a fetch (see ``put``).
 RECENT_PURGES = 4096
@@ -79,6 +85,8 @@ class MemoryStore:
         self._lru = _NotifyingLRU(max_bytes, self._evicted)
         self._tags: dict[str, set[str]] = {}
         self._paths: dict[str, set[str]] = {}
+        self._variants: dict[str, set[str]] = {}  # cache key -> entry keys
+        self._vary_names: dict[str, tuple[str, ...]] = {}  # cache key -> latest Vary names
         self._listener = on_evict
         self.evictions = 0
         self._clock = clock
@@ -89,8 +97,23 @@ class MemoryStore:
     # -- reading -------------------------------------------------------------------------------
 
     def get(self, key: str) -> StoredResponse | None:
-        """The stored response for ``key`` (and mark it recently used)."""
+        """The stored response for entry key ``key`` (and mark it recently used)."""
         return self._lru.get(key)
+
+    def lookup(self, key: str, request_headers: Fields) -> tuple[StoredResponse | None, bool]:
+        """The variant of ``key`` that ``request_headers`` select, and whether other variants
+        exist (a vary-miss) when none matches."""
+        names = self._vary_names.get(key)
+        if not names:
+            return self._lru.get(key), False
+        entry = f"{key}\x00{request_variant_key(names, request_headers)}"
+        found = self._lru.get(entry)
+        return found, found is None and bool(self._variants.get(key))
+
+    def variants(self, key: str) -> list[StoredResponse]:
+        """Every stored variant of ``key`` (without changing recency)."""
+        found = [self.peek(k) for k in self._variants.get(key, ())]
+        return [s for s in found if s is not None]
 
     def peek(self, key: str) -> StoredResponse | None:
         """Like ``get`` without changing the LRU order (``Cache.__getitem__`` skips LRU's
@@ -127,19 +150,28 @@ class MemoryStore:
         """
         if fetched is not None and self._purged_since(stored, fetched):
             stored = dataclasses.replace(stored, invalidated=True)
+        entry = stored.entry_key
         if stored.byte_size() > self.max_object_bytes:
-            self.delete(stored.cache_key)
+            self.delete_entry(entry)
             return False
-        self.delete(stored.cache_key)
-        self._lru[stored.cache_key] = stored  # may evict others, each reported to _evicted
-        self._index(stored)
+        self.delete_entry(entry)
+        self._lru[entry] = stored  # may evict others, each reported to _evicted
+        self._index(entry, stored)
         return True
 
     def delete(self, key: str) -> bool:
-        stored = self._lru.pop(key, None)
+        """Remove every variant of cache key ``key`` (or the one entry ``key`` names)."""
+        entries = list(self._variants.get(key, ())) or [key]
+        removed = False
+        for entry in entries:
+            removed = self.delete_entry(entry) or removed
+        return removed
+
+    def delete_entry(self, entry: str) -> bool:
+        stored = self._lru.pop(entry, None)
         if stored is None:
             return False
-        self._unindex(stored)
+        self._unindex(entry, stored)
         return True
 
     def clear(self) -> None:
@@ -149,15 +181,19 @@ class MemoryStore:
     # -- purging -------------------------------------------------------------------------------
 
     def purge_keys(self, keys: Iterable[str], *, soft: bool = False) -> PurgeResult:
+        """Purge entry keys, or every variant of cache keys."""
         removed = invalidated = 0
+        entries: list[str] = []
         for key in list(keys):
+            entries.extend(self._variants.get(key, ()) or [key])
+        for key in entries:
             if soft:
                 stored = self.peek(key)
                 if stored is not None and not stored.invalidated:
                     # same size, same key: no eviction, and no gain in recency either
                     Cache.__setitem__(self._lru, key, dataclasses.replace(stored, invalidated=True))
                     invalidated += 1
-            elif self.delete(key):
+            elif self.delete_entry(key):
                 removed += 1
         return PurgeResult(removed, invalidated)
 
@@ -175,7 +211,7 @@ class MemoryStore:
 
     def purge_prefix(self, prefix: str, *, soft: bool = False, age: float = 0.0) -> PurgeResult:
         self._remember("prefix", prefix, age)
-        return self.purge_keys([k for k in self._lru.keys() if k.startswith(prefix)], soft=soft)
+        return self.purge_keys([k for k in self._variants if k.startswith(prefix)], soft=soft)
 
     # -- purges racing with fetches ------------------------------------------------------------
 
@@ -212,18 +248,23 @@ class MemoryStore:
 
     # -- indexes -------------------------------------------------------------------------------
 
-    def _index(self, stored: StoredResponse) -> None:
+    def _index(self, entry: str, stored: StoredResponse) -> None:
         for tag in stored.surrogate_keys:
-            self._tags.setdefault(tag, set()).add(stored.cache_key)
-        self._paths.setdefault(stored.path, set()).add(stored.cache_key)
+            self._tags.setdefault(tag, set()).add(entry)
+        self._paths.setdefault(stored.path, set()).add(entry)
+        self._variants.setdefault(stored.cache_key, set()).add(entry)
+        self._vary_names[stored.cache_key] = stored.vary_names
 
-    def _unindex(self, stored: StoredResponse) -> None:
+    def _unindex(self, entry: str, stored: StoredResponse) -> None:
         for tag in stored.surrogate_keys:
-            _discard(self._tags, tag, stored.cache_key)
-        _discard(self._paths, stored.path, stored.cache_key)
+            _discard(self._tags, tag, entry)
+        _discard(self._paths, stored.path, entry)
+        _discard(self._variants, stored.cache_key, entry)
+        if stored.cache_key not in self._variants:
+            self._vary_names.pop(stored.cache_key, None)
 
     def _evicted(self, key: str, stored: StoredResponse) -> None:
-        self._unindex(stored)
+        self._unindex(key, stored)
         self.evictions += 1
         if self._listener is not None:
             self._listener(stored)
@@ -233,13 +274,16 @@ class MemoryStore:
         entries = {k: self.peek(k) for k in self._lru.keys()}
         tags: dict[str, set[str]] = {}
         paths: dict[str, set[str]] = {}
+        variants: dict[str, set[str]] = {}
         for key, stored in entries.items():
             assert stored is not None
             for tag in stored.surrogate_keys:
                 tags.setdefault(tag, set()).add(key)
             paths.setdefault(stored.path, set()).add(key)
+            variants.setdefault(stored.cache_key, set()).add(key)
         assert tags == self._tags, (tags, self._tags)
         assert paths == self._paths, (paths, self._paths)
+        assert variants == self._variants, (variants, self._variants)
 
 
 def _purge_matches(kind: str, value: str, stored: StoredResponse) -> bool:

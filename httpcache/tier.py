@@ -8,12 +8,14 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from aiohttp import web
 
 from cdn.settings import ConfigError
 from httpcache.app import CleanupContext, UpstreamFactory, build_cache_app
 from httpcache.engine import EngineConfig
+from httpcache.policy_config import PolicyConfig
 from httpcache.purge_subscriber import PurgeSettings, purge_context
 
 MiB = 1024 * 1024
@@ -38,6 +40,19 @@ class CacheTierConfig:
     purge_channel: str = "cdn:purge"
     upstream_connect_timeout: float = 5.0
     upstream_read_timeout: float = 60.0
+    cache_set_cookie: bool = field(default=True, metadata={
+        "help": "store responses that set cookies, without the Set-Cookie field"})
+    honor_request_cache_control: bool = field(default=True, metadata={
+        "help": "obey clients' Cache-Control (max-age, no-cache, no-store, max-stale, "
+                "min-fresh); only-if-cached is always obeyed"})
+    stale_if_error: float = field(default=300.0, metadata={
+        "help": "seconds a stale response may be served when the upstream fails and the "
+                "response has no stale-if-error of its own; 0 = off"})
+    collapse_max_waiters: int = field(default=1000, metadata={
+        "help": "requests that may wait on one upstream fetch; more fetch on their own"})
+    collapse_timeout: float = field(default=10.0, metadata={
+        "help": "seconds a collapsed request waits for the response head before fetching "
+                "on its own (the first fetch still fills the cache)"})
 
     def check_tier(self, section: str) -> None:
         """Validate the shared fields; errors name ``section.field`` and the value."""
@@ -49,9 +64,30 @@ class CacheTierConfig:
         if self.cache_max_bytes <= 0:
             raise ConfigError(f"{section}.cache_max_bytes must be positive, got "
                               f"{self.cache_max_bytes}")
+        if self.stale_if_error < 0:
+            raise ConfigError(f"{section}.stale_if_error must be >= 0, got {self.stale_if_error}")
+        if self.collapse_max_waiters < 0:
+            raise ConfigError(f"{section}.collapse_max_waiters must be >= 0, got "
+                              f"{self.collapse_max_waiters}")
+        if self.collapse_timeout <= 0:
+            raise ConfigError(f"{section}.collapse_timeout must be positive, got "
+                              f"{self.collapse_timeout}")
         if not 0 < self.max_object_bytes <= self.cache_max_bytes:
             raise ConfigError(f"{section}.max_object_bytes must be 1..cache_max_bytes "
                               f"({self.cache_max_bytes}), got {self.max_object_bytes}")
+
+    @property
+    def policy(self) -> PolicyConfig:
+        """The RFC choices of this tier (see ``PolicyConfig``)."""
+        return PolicyConfig(cache_set_cookie=self.cache_set_cookie,
+                            honor_request_cache_control=self.honor_request_cache_control,
+                            stale_if_error_default=self.stale_if_error)
+
+    def engine_config(self, name: str, **kwargs: Any) -> EngineConfig:
+        """The engine settings of this tier; roles add their own (gates, stripped fields)."""
+        return EngineConfig(name=name, policy=self.policy,
+                            collapse_max_waiters=self.collapse_max_waiters,
+                            collapse_timeout=self.collapse_timeout, **kwargs)
 
     @property
     def purge_settings(self) -> PurgeSettings | None:

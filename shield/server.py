@@ -15,7 +15,7 @@ import aiohttp
 from aiohttp import web
 
 from cdn.roles import run_role
-from httpcache.engine import EngineConfig, Gate
+from httpcache.engine import Gate
 from httpcache.tier import build_tier_app
 from httpcache.upstream import HttpUpstream
 from shield import edge_auth
@@ -35,8 +35,8 @@ def edge_auth_gate(secret: str) -> Gate:
 
 def build_app(config: ShieldConfig, *, clock: Callable[[], float] = time.time
               ) -> web.Application:
-    engine_config = EngineConfig(
-        name=config.cache_name,
+    engine_config = config.engine_config(
+        config.cache_name,
         drop_request_fields=frozenset({edge_auth.HEADER}),
         gates=(edge_auth_gate(config.edge_secret),) if config.edge_secret else (),
     )

@@ -98,12 +98,23 @@ async def test_no_store_and_private_are_not_cached(topo: Topology) -> None:
         assert topo.origin.count(path) == 2
 
 
-async def test_set_cookie_response_is_not_cached_nor_shared(topo: Topology) -> None:
+async def test_set_cookie_is_never_served_from_cache(topo: Topology) -> None:
     topo.origin.set("/b/login", b"hi", headers={"Cache-Control": "max-age=60",
                                                 "Set-Cookie": "session=alice"})
     first, _ = await topo.get("/b/login")
+    second, body = await topo.get("/b/login")
+    assert first.headers.get("Set-Cookie") == "session=alice"  # to the client that caused it
+    assert topo.origin.count("/b/login") == 1 and body == b"hi"
+    assert "Set-Cookie" not in second.headers  # stored without the cookie
+
+
+async def test_set_cookie_response_is_not_stored_when_configured_off(make_topology) -> None:  # type: ignore[no-untyped-def]
+    topo = await make_topology(edge={"cache_set_cookie": False},
+                               shield={"cache_set_cookie": False})
+    topo.origin.set("/b/login", b"hi", headers={"Cache-Control": "max-age=60",
+                                                "Set-Cookie": "session=alice"})
+    await topo.get("/b/login")
     second, _ = await topo.get("/b/login")
-    assert first.headers.get("Set-Cookie") == "session=alice"
     assert topo.origin.count("/b/login") == 2
     assert second.headers.get("Set-Cookie") == "session=alice"  # fetched anew, not cached
 

@@ -22,7 +22,7 @@ from httpcache.policy import (
     decide,
     fields_to_store,
     freshness_lifetime,
-    invalidated_paths,
+    invalidated_targets,
     invalidates,
     is_fresh,
     is_storable,
@@ -109,11 +109,12 @@ def test_is_storable_authorization_needs_explicit_permission(cc: str, allowed: b
     assert is_storable(request, 200, h(Cache_Control=cc)) is allowed
 
 
-def test_is_storable_set_cookie_needs_explicit_permission() -> None:
+def test_is_storable_set_cookie_needs_permission_when_configured_off() -> None:
     cookie = {"Set-Cookie": "a=1"}
-    assert not is_storable(GET, 200, Fields.of({"Cache-Control": "max-age=60", **cookie}))
+    off = PolicyConfig(cache_set_cookie=False)
+    assert not is_storable(GET, 200, Fields.of({"Cache-Control": "max-age=60", **cookie}), off)
     assert is_storable(GET, 200, Fields.of({"Cache-Control": 'max-age=60, private="Set-Cookie"',
-                                            **cookie}))
+                                            **cookie}), off)
     assert is_storable(GET, 200, Fields.of({"Cache-Control": "max-age=60", **cookie}),
                        PolicyConfig(cache_set_cookie=True))
 
@@ -276,7 +277,7 @@ def test_decide_stale_response_revalidates_with_its_validators() -> None:
 
 def test_decide_stale_response_without_validators_is_refetched() -> None:
     entry = stored(h(Cache_Control="max-age=60", Date=date()))
-    assert decide(GET, entry, NOW + 61) == Miss("stale")
+    assert decide(GET, entry, NOW + 61) == Miss("stale", stale=entry)
 
 
 def test_decide_response_no_cache_always_revalidates() -> None:
@@ -299,7 +300,7 @@ def test_decide_request_no_cache_revalidates() -> None:
 def test_decide_request_no_cache_ignored_when_configured() -> None:
     entry = stored(h(Cache_Control="max-age=60", Date=date(), ETag='"v"'))
     request = CacheRequest("GET", "/b/k", h(Cache_Control="no-cache"))
-    decision = decide(request, entry, NOW + 1, PolicyConfig(honor_request_no_cache=False))
+    decision = decide(request, entry, NOW + 1, PolicyConfig(honor_request_cache_control=False))
     assert isinstance(decision, FreshHit)
 
 
@@ -310,10 +311,11 @@ def test_decide_request_max_age_limits_acceptable_age() -> None:
     assert isinstance(decide(request, entry, NOW + 2), FreshHit)
 
 
-def test_decide_pragma_no_cache_revalidates() -> None:
+def test_decide_pragma_no_cache_is_ignored() -> None:
+    """RFC 9111 §5.4 deprecates Pragma; it no longer asks caches to honour it."""
     entry = stored(h(Cache_Control="max-age=60", Date=date(), ETag='"v"'))
     request = CacheRequest("GET", "/b/k", h(Pragma="no-cache"))
-    assert isinstance(decide(request, entry, NOW + 1), Revalidate)
+    assert isinstance(decide(request, entry, NOW + 1), FreshHit)
 
 
 def test_decide_only_if_cached_without_stored_is_504() -> None:
@@ -407,6 +409,7 @@ def test_invalidates_on_unsafe_method_with_non_error_status() -> None:
     assert not invalidates("GET", 200)
 
 
-def test_invalidated_paths_are_same_origin_locations() -> None:
-    headers = h(Location="/b/new", Content_Location="http://other/x")
-    assert invalidated_paths(headers) == ["/b/new"]
+def test_invalidated_targets_are_same_origin_locations() -> None:
+    found = invalidated_targets("/b/k", ["/b/new", "http://other/x", "rel?q=1",
+                                         "http://cdn.example/abs"], "cdn.example")
+    assert found == ["/b/new", "/b/rel?q=1", "/abs"]
