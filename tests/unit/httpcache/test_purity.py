@@ -10,7 +10,8 @@ import pytest
 import httpcache
 
 PURE = ["cache_control", "policy", "conditional", "ranges", "cache_status", "headers",
-        "dates", "messages", "cache_key", "forwarding"]
+        "dates", "messages", "cache_key", "forwarding", "freshness", "storability", "vary",
+        "validation", "invalidation", "policy_config"]
 FORBIDDEN = {"aiohttp", "asyncio", "redis", "time", "socket", "multidict", "asyncpg"}
 
 
