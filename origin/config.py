@@ -12,9 +12,12 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cdn.settings import ConfigError
+
+if TYPE_CHECKING:
+    from origin.storage_class import StorageClassPolicy
 
 GIB = 1 << 30
 
@@ -76,6 +79,24 @@ class OriginConfig:
                                    "writes stop waiting for it (after quorum)")
     db_pool_max: int = _opt(16, "PostgreSQL connections per origin process")
     max_clock_skew: int = _opt(900, "allowed X-Amz-Date skew in seconds (S3: 15 min)")
+    # Durability (issue 4): storage classes and the background workers.
+    storage_classes: dict[str, str] = field(default_factory=dict, metadata={
+        "help": "extra storage classes as NAME=ec:K+M or NAME=replicated:N,... (STANDARD = "
+                "ec_ndata+ec_nparity and REPLICATED = ec_nparity+1 copies always exist)"})
+    small_object_threshold: int = _opt(512, "objects smaller than this (bytes) in an erasure-"
+                                            "coded class are stored as m+1 replicas")
+    background_workers: bool = _opt(True, "run reconstructor, scrubber, GC and compactor")
+    worker_interval: float = _opt(60.0, "seconds between background worker passes")
+    gc_grace: float = _opt(72 * 3600.0, "seconds an unreferenced fragment is kept before GC")
+    max_put_seconds: float = _opt(3600.0, "longest a PUT may take (GC safety: gc_grace must "
+                                          "be at least twice this)")
+    repair_rate: float = _opt(50e6, "reconstructor bytes/s cap")
+    scrub_rate: float = _opt(20e6, "scrubber bytes/s cap per origin")
+    compact_dead_ratio: float = _opt(0.5, "dead fraction of a volume that triggers compaction")
+    compact_drain: float = _opt(10.0, "seconds an old volume is kept after compaction moved "
+                                      "its live records (in-flight reads finish)")
+    node_lost_after: float = _opt(3600.0, "seconds of silence after which a node counts as "
+                                          "lost and its fragments are rebuilt elsewhere")
 
     def __post_init__(self) -> None:
         if not self.effective_database_url:
@@ -104,6 +125,19 @@ class OriginConfig:
                 f"({self.pipeline_depth}) >= 1 and node_timeout ({self.node_timeout}) > 0")
         if not self.admin_access_key or not self.admin_secret_key:
             raise ConfigError("origin: admin_access_key and admin_secret_key must not be empty")
+        if self.gc_grace < 2 * self.max_put_seconds:
+            raise ConfigError(f"origin: gc_grace ({self.gc_grace} s) must be at least twice "
+                              f"max_put_seconds ({self.max_put_seconds} s), or GC could reclaim "
+                              f"fragments of a PUT still in flight")
+        from origin.storage_class import StorageClassError
+
+        try:
+            policy = self.storage_policy
+        except StorageClassError as exc:
+            raise ConfigError(f"origin: {exc}") from None
+        if policy.widest > len(nodes):
+            raise ConfigError(f"origin: a storage class needs {policy.widest} distinct nodes, "
+                              f"{len(nodes)} are configured")
         from origin.erasure import ECScheme, ErasureError
 
         try:
@@ -129,6 +163,14 @@ class OriginConfig:
         return min(self.ec_ndata + 1, self.fragments_per_segment)
 
     @property
+    def storage_policy(self) -> StorageClassPolicy:
+        """The storage classes this origin offers (STANDARD, REPLICATED and configured)."""
+        from origin.storage_class import default_policy
+
+        return default_policy(self.ec_ndata, self.ec_nparity, self.ec_type,
+                              self.storage_classes, self.small_object_threshold)
+
+    @property
     def storage_nodes(self) -> tuple[NodeSpec, ...]:
         """The configured nodes, parsed, in a stable order (sorted by node id)."""
         specs = [parse_node_spec(name, url) for name, url in self.nodes.items()]
@@ -152,6 +194,12 @@ class StorageNodeConfig:
     # Off only for throwaway test data: an acknowledged fragment must survive power loss.
     fsync: bool = _opt(True, "fsync before acknowledging a fragment")
     max_fragment_bytes: int = _opt(64 << 20, "largest fragment accepted in one POST")
+    # Registration: with a database URL the node records itself (id, zone, address, capacity)
+    # in the origin's metadata and heartbeats, so origins place on it without reconfiguration.
+    database_url: str = _opt("", "origin metadata PostgreSQL URL to register and heartbeat in "
+                                 "(empty: no self-registration)")
+    advertise_url: str = _opt("", "URL origins reach this node at; empty = http://host:port")
+    heartbeat_interval: float = _opt(5.0, "seconds between heartbeats")
 
     def __post_init__(self) -> None:
         if not self.node_id or "/" in self.node_id or "@" in self.node_id:

@@ -1,5 +1,9 @@
 """The read half of the data path: fetch k fragments per segment, decode, stream bytes out.
 
+A fragment that comes back corrupt (checksum mismatch, wrong record) or not found counts as
+missing for this read and is reported through ``on_bad_fragment`` (the origin queues it for
+the reconstructor).
+
 For each segment the reader asks for ``ndata`` fragments in parallel, data fragments first
 (decoding from them is a plain copy), and on any failure (node down, timeout, checksum mismatch,
 missing record) asks for the next candidate (parity) instead. A node that is slow to answer
@@ -29,6 +33,9 @@ from origin.nodehealth import NodeHealth
 # (first segment, last segment) -> fragment map of those segments
 MapLoader = Callable[[int, int], Awaitable[FragmentMap]]
 
+# (object_id, segment, fragment index, failure kind): a fragment found corrupt or missing.
+BadFragmentReporter = Callable[[str, int, int, str], None]
+
 # Segments whose fragment map is loaded per metadata query during a long read.
 MAP_WINDOW = 128
 
@@ -42,7 +49,9 @@ class ECReader:
         pipeline_depth: int,
         metrics: OriginMetrics,
         hedge_after: float = 1.0,
+        on_bad_fragment: BadFragmentReporter | None = None,
     ) -> None:
+        self._on_bad_fragment = on_bad_fragment
         self._nodes = nodes
         self._health = health
         self._depth = pipeline_depth
@@ -96,6 +105,10 @@ class ECReader:
                         self._metrics.fragment_reads.labels(result="ok").inc()
                     except NodeRequestError as exc:
                         self._note_failure(exc)
+                        if exc.kind in ("corrupt", "not-found") and self._on_bad_fragment:
+                            # Counted as missing for this read, and queued for the
+                            # reconstructor so the next reader finds it healed.
+                            self._on_bad_fragment(object_id, segment, index, exc.kind)
                         failures.append(f"#{index} {exc}")
                         if len(got) + len(running) < scheme.ndata:
                             launch()

@@ -9,6 +9,16 @@ seconds and are then left missing (the reconstructor fills them). Any segment mi
 quorum fails the whole write with ``InsufficientNodes`` and nothing is committed: the caller
 writes metadata only after ``write`` returns, so a failure leaves orphan fragments (for GC),
 never dangling metadata.
+
+The storage class is chosen per object: ``write`` reads the first segment before placing
+anything, so an object that turns out smaller than the policy's small-object threshold is
+stored replicated (``m + 1`` copies) instead of erasure coded, even when its length was not
+declared. ``WrittenObject.scheme`` says what was used; it goes into the object row.
+
+Write deadline (the garbage collector's safety rests on it): ``write`` refuses to finish when
+more than ``max_write_seconds`` passed since it started, so no PUT ever commits metadata that
+references fragments older than that. The collector only reclaims records older than its grace
+period, which configuration keeps at least twice as long (see ``origin.workers.gc``).
 """
 
 from __future__ import annotations
@@ -19,13 +29,14 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
 from origin.cpu import run_cpu
-from origin.erasure import ECScheme, ErasureError
-from origin.errors import EntityTooLarge, InsufficientNodes, InternalError
+from origin.erasure import ECScheme, ErasureError, cached_scheme
+from origin.errors import EntityTooLarge, InsufficientNodes, InternalError, RequestTimeout
 from origin.layout import FragmentLocation, FragmentMap, fragment_id
 from origin.metrics import OriginMetrics
 from origin.nodeclient import NodeClient, NodeRequestError
 from origin.nodehealth import NodeHealth
 from origin.placement import Candidate, choose_nodes
+from origin.storage_class import StorageClass, StorageClassPolicy
 
 # ``read(n)`` returns exactly n bytes, or fewer only at the end of the body (b"" at EOF).
 BodyReader = Callable[[int], Awaitable[bytes]]
@@ -38,6 +49,7 @@ class WrittenObject:
     sha256_hex: str | None
     fragments: FragmentMap
     missing_fragments: int
+    scheme: ECScheme
 
 
 class _Digests:
@@ -65,34 +77,60 @@ class ECWriter:
         pipeline_depth: int,
         metrics: OriginMetrics,
         straggler_wait: float = 1.0,
+        policy: StorageClassPolicy | None = None,
+        max_write_seconds: float = 3600.0,
     ) -> None:
         self.scheme = scheme
         self._nodes = nodes
         self._health = health
-        self._zones = dict(zones)
+        # Shared with whoever learns about new nodes (zones of late registrations).
+        self._zones = zones if isinstance(zones, dict) else dict(zones)
         self._quorum = quorum
+        self._policy = policy
+        self._max_write_seconds = max_write_seconds
         self._depth = pipeline_depth
         self._metrics = metrics
         self._straggler_wait = straggler_wait
 
-    def place(self, object_id: str) -> list[str | None]:
+    def quorum(self, scheme: ECScheme) -> int:
+        """The configured quorum for the default scheme; ``k + 1`` (at most the width) for
+        any other class."""
+        if scheme is self.scheme:
+            return self._quorum
+        return min(scheme.ndata + 1, scheme.fragments_per_segment)
+
+    def scheme_for(self, storage_class: StorageClass | None, size: int | None) -> ECScheme:
+        """The scheme an object of ``size`` bytes (``None``: larger than one segment) in
+        ``storage_class`` is written with."""
+        if self._policy is None:
+            return self.scheme
+        cls = self._policy.for_object(storage_class or self._policy.get(None), size)
+        return cached_scheme(cls.ndata, cls.nparity, self.scheme.segment_size, cls.ec_type)
+
+    def place(self, object_id: str, scheme: ECScheme | None = None) -> list[str | None]:
         """Slot → node among the nodes believed up; empty slots (``None``) when fewer than
         k+m are up. Fails at once when even the quorum cannot be met."""
-        width = self.scheme.fragments_per_segment
-        up = [Candidate(n, self._zones[n]) for n in self._health.up_nodes()]
+        scheme = scheme or self.scheme
+        width = scheme.fragments_per_segment
+        quorum = self.quorum(scheme)
+        up = [Candidate(n, self._zones[n]) for n in self._health.up_nodes() if n in self._zones]
         chosen: list[str | None] = list(choose_nodes(object_id, up, width))
-        if len(chosen) < self._quorum:
+        if len(chosen) < quorum:
             raise InsufficientNodes(f"{len(chosen)} of {width} storage nodes are up; "
-                                    f"{self._quorum} are needed to store an object")
+                                    f"{quorum} are needed to store an object")
         return chosen + [None] * (width - len(chosen))
 
     async def write(
-        self, object_id: str, read: BodyReader, *, max_size: int, want_sha256: bool = False
+        self, object_id: str, read: BodyReader, *, max_size: int, want_sha256: bool = False,
+        storage_class: StorageClass | None = None,
     ) -> WrittenObject:
         """Store the body ``read`` yields; returns sizes, digests and the fragment map."""
+        loop = asyncio.get_running_loop()
+        started = loop.time()
         digests = _Digests(want_sha256)
         step = self.scheme.segment_size
         size = 0
+        scheme = self.scheme
         slots: list[str | None] | None = None
         tasks: list[asyncio.Task[dict[int, FragmentLocation]]] = []
         room = asyncio.Semaphore(self._depth)
@@ -106,11 +144,13 @@ class ECWriter:
                     raise EntityTooLarge(f"object exceeds the maximum size of {max_size} bytes")
                 await run_cpu(len(data), digests.update, data)
                 if slots is None:
-                    slots = self.place(object_id)
+                    scheme = self.scheme_for(storage_class,
+                                             len(data) if len(data) < step else None)
+                    slots = self.place(object_id, scheme)
                 await room.acquire()
                 _raise_first_failure(tasks)
                 task = asyncio.ensure_future(
-                    self._store_segment(object_id, len(tasks), data, slots))
+                    self._store_segment(object_id, len(tasks), data, slots, scheme))
                 task.add_done_callback(lambda _t: room.release())
                 tasks.append(task)
                 if len(data) < step:
@@ -121,35 +161,44 @@ class ECWriter:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             raise
-        width = self.scheme.fragments_per_segment
+        if slots is None:  # empty body: nothing placed, record the class it would have used
+            scheme = self.scheme_for(storage_class, 0)
+        elapsed = loop.time() - started
+        if elapsed > self._max_write_seconds:
+            # Its fragments may already be past the GC grace period's safety margin.
+            raise RequestTimeout(f"the upload took {elapsed:.0f} s, more than the "
+                                 f"{self._max_write_seconds:.0f} s a PUT may take")
+        width = scheme.fragments_per_segment
         missing = sum(width - len(s) for s in stored)
         return WrittenObject(size, digests.md5.hexdigest(),
                              digests.sha256.hexdigest() if digests.sha256 else None,
-                             dict(enumerate(stored)), missing)
+                             dict(enumerate(stored)), missing, scheme)
 
     async def _store_segment(
-        self, object_id: str, segment: int, data: bytes, slots: list[str | None]
+        self, object_id: str, segment: int, data: bytes, slots: list[str | None],
+        scheme: ECScheme,
     ) -> dict[int, FragmentLocation]:
         try:
-            fragments = await run_cpu(len(data), self.scheme.encode, data)
+            fragments = await run_cpu(len(data), scheme.encode, data)
         except ErasureError as exc:
             raise InternalError(f"erasure coding failed: {exc}") from exc
         tasks = {
             asyncio.ensure_future(self._store_fragment(
                 node_id, fragment_id(object_id, segment, i), fragments[i])): i
             for i, node_id in enumerate(slots)}
-        stored = await self._await_quorum(tasks)
-        if len(stored) < self._quorum:
+        quorum = self.quorum(scheme)
+        stored = await self._await_quorum(tasks, quorum)
+        if len(stored) < quorum:
             self._metrics.failed_segment_writes.inc()
             raise InsufficientNodes(
                 f"segment {segment}: {len(stored)} of {len(slots)} fragments stored, "
-                f"write quorum is {self._quorum}")
+                f"write quorum is {quorum}")
         if len(stored) < len(slots):
             self._metrics.incomplete_segment_writes.inc()
         return stored
 
     async def _await_quorum(
-        self, tasks: dict[asyncio.Task[FragmentLocation | None], int]
+        self, tasks: dict[asyncio.Task[FragmentLocation | None], int], quorum: int
     ) -> dict[int, FragmentLocation]:
         """Collect stored fragments until all slots answered, or the quorum became
         impossible, or the quorum was reached and stragglers had ``straggler_wait`` more
@@ -170,9 +219,9 @@ class ECWriter:
                     location = task.result()
                     if location is not None:
                         stored[tasks[task]] = location
-                if deadline is None and len(stored) >= self._quorum:
+                if deadline is None and len(stored) >= quorum:
                     deadline = loop.time() + self._straggler_wait
-                if len(stored) + len(pending) < self._quorum:
+                if len(stored) + len(pending) < quorum:
                     break
         finally:
             for task in pending:

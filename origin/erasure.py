@@ -37,24 +37,55 @@ class SegmentSlice:
         return self.stop - self.start
 
 
+REPLICATED = "replicated"
+
+
 class ECScheme:
-    """``ndata`` + ``nparity`` Reed-Solomon (or any pyeclib ``ec_type``) over fixed segments."""
+    """``ndata`` + ``nparity`` Reed-Solomon (or any pyeclib ``ec_type``) over fixed segments.
+
+    ``ReplicatedScheme`` below is the degenerate case with the same interface: one data
+    fragment and ``nparity`` identical copies, so the data path, the fragment map and every
+    worker treat both alike.
+    """
 
     def __init__(self, ndata: int, nparity: int, segment_size: int, ec_type: str) -> None:
         if segment_size < 1:
             raise ErasureError(f"segment_size must be positive, got {segment_size}")
-        try:
-            self._driver = ECDriver(k=ndata, m=nparity, ec_type=ec_type)
-        except ECDriverError as exc:
-            raise ErasureError(str(exc)) from None
         self.ndata = ndata
         self.nparity = nparity
         self.segment_size = segment_size
         self.ec_type = ec_type
+        self._driver = self._make_driver()
+
+    def _make_driver(self) -> ECDriver | None:
+        try:
+            return ECDriver(k=self.ndata, m=self.nparity, ec_type=self.ec_type)
+        except ECDriverError as exc:
+            raise ErasureError(str(exc)) from None
 
     def __repr__(self) -> str:
-        return (f"ECScheme({self.ec_type} {self.ndata}+{self.nparity}, "
+        return (f"{type(self).__name__}({self.ec_type} {self.ndata}+{self.nparity}, "
                 f"segment_size={self.segment_size})")
+
+    @property
+    def is_replicated(self) -> bool:
+        return False
+
+    @property
+    def tolerated_losses(self) -> int:
+        """Fragments of a segment that may be lost while it stays readable."""
+        return self.nparity
+
+    def rebuild(self, fragments: Mapping[int, bytes], wanted: list[int],
+                segment_length: int) -> dict[int, bytes]:
+        """Fragments ``wanted`` of a segment, recomputed from any ``ndata`` others (decode,
+        then encode again: the codec is deterministic, and the decoded length is checked
+        against the metadata on the way)."""
+        all_fragments = self.encode(self.decode(fragments, segment_length))
+        for index, payload in fragments.items():
+            if all_fragments[index] != payload:
+                raise ErasureError(f"fragment {index} differs from its re-encoding")
+        return {i: all_fragments[i] for i in wanted}
 
     @property
     def fragments_per_segment(self) -> int:
@@ -72,6 +103,7 @@ class ECScheme:
         if len(segment) > self.segment_size:
             raise ErasureError(f"segment of {len(segment)} bytes exceeds segment_size "
                                f"{self.segment_size}")
+        assert self._driver is not None
         try:
             return list(self._driver.encode(segment))
         except ECDriverError as exc:
@@ -87,6 +119,7 @@ class ECScheme:
             raise InsufficientFragmentsError(
                 f"{len(fragments)} fragments given, {self.ndata} needed")
         chosen = [fragments[i] for i in sorted(fragments)[: self.ndata]]
+        assert self._driver is not None
         try:
             data = self._driver.decode(chosen)
         except ECInsufficientFragments as exc:
@@ -101,6 +134,7 @@ class ECScheme:
         """Bytes of each fragment of a segment of ``segment_length`` bytes (header included)."""
         if segment_length == 0:
             return len(self.encode(b"")[0])
+        assert self._driver is not None
         info = self._driver.get_segment_info(segment_length, self.segment_size)
         return int(info["fragment_size"])
 
@@ -131,8 +165,52 @@ class ECScheme:
         return slices
 
 
+class ReplicatedScheme(ECScheme):
+    """``1 + copies_extra`` identical copies of each segment (``ec_type == "replicated"``).
+
+    Fragment ``i`` is the segment's bytes verbatim (no codec header), so a tiny object costs
+    ``copies × (bytes + record header)`` instead of ``(k+m) × (bytes/k + 80-byte pyeclib
+    header + record header)``; with ``nparity = m`` it survives the same ``m`` losses as
+    ``k+m`` erasure coding.
+    """
+
+    def __init__(self, ndata: int, nparity: int, segment_size: int,
+                 ec_type: str = REPLICATED) -> None:
+        if ndata != 1 or nparity < 1:
+            raise ErasureError(f"replication stores 1 data copy + n >= 1 extra copies, got "
+                               f"{ndata}+{nparity}")
+        super().__init__(ndata, nparity, segment_size, REPLICATED)
+
+    def _make_driver(self) -> None:
+        return None
+
+    @property
+    def is_replicated(self) -> bool:
+        return True
+
+    def encode(self, segment: bytes) -> list[bytes]:
+        if len(segment) > self.segment_size:
+            raise ErasureError(f"segment of {len(segment)} bytes exceeds segment_size "
+                               f"{self.segment_size}")
+        return [bytes(segment)] * self.fragments_per_segment
+
+    def decode(self, fragments: Mapping[int, bytes], expected_length: int) -> bytes:
+        if not fragments:
+            raise InsufficientFragmentsError("no copy given")
+        data = fragments[min(fragments)]
+        if len(data) != expected_length:
+            raise ErasureError(f"copy holds {len(data)} bytes, metadata says {expected_length}")
+        return bytes(data)
+
+    def fragment_length(self, segment_length: int) -> int:
+        return segment_length
+
+
 @functools.lru_cache(maxsize=32)
 def cached_scheme(ndata: int, nparity: int, segment_size: int, ec_type: str) -> ECScheme:
-    """One ``ECScheme`` per distinct scheme: objects record their own scheme, and building a
-    pyeclib driver per request would be wasted work."""
+    """One scheme object per distinct scheme: objects record their own scheme, and building a
+    pyeclib driver per request would be wasted work. ``ec_type == "replicated"`` gives a
+    ``ReplicatedScheme``."""
+    if ec_type == REPLICATED:
+        return ReplicatedScheme(ndata, nparity, segment_size)
     return ECScheme(ndata, nparity, segment_size, ec_type)

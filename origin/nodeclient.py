@@ -53,6 +53,58 @@ class NodeClient:
     def spec(self, node_id: str) -> NodeSpec:
         return self._nodes[node_id]
 
+    def add_node(self, spec: NodeSpec) -> bool:
+        """Learn a node (registered after start-up) or its new address; True if it changed."""
+        if self._nodes.get(spec.node_id) == spec:
+            return False
+        self._nodes[spec.node_id] = spec
+        return True
+
+    # -- maintenance calls of the background workers ------------------------------------------
+
+    async def _json(self, method: str, node_id: str, path: str, *,
+                    params: dict[str, str] | None = None, body: object = None,
+                    timeout: aiohttp.ClientTimeout | None = None) -> dict:
+        spec = self._nodes.get(node_id)
+        if spec is None:
+            raise NodeRequestError(node_id, "unreachable", "node not configured")
+        try:
+            async with self._session.request(method, spec.url + path, params=params,
+                                              json=body, timeout=timeout or self._timeout
+                                              ) as resp:
+                if resp.status == 404:
+                    raise NodeRequestError(node_id, "not-found", await resp.text())
+                if resp.status != 200:
+                    raise NodeRequestError(node_id, "rejected",
+                                           f"HTTP {resp.status}: {(await resp.text())[:200]}")
+                return await resp.json()
+        except NodeRequestError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - mapped below, never leaks
+            raise _map_exception(node_id, exc) from exc
+
+    async def list_volumes(self, node_id: str) -> list[dict]:
+        """``[{"volume", "size", "active", "age"}]`` of one node."""
+        return list((await self._json("GET", node_id, "/volumes"))["volumes"])
+
+    async def scan_volume(self, node_id: str, volume: int, offset: int, max_bytes: int,
+                          *, verify: bool) -> dict:
+        """One page of a record walk: ``{"records": [...], "next_offset"}``."""
+        return await self._json("GET", node_id, f"/volumes/{volume}/records", params={
+            "offset": str(offset), "max_bytes": str(max_bytes), "verify": "1" if verify else "0"},
+            timeout=aiohttp.ClientTimeout(total=max(60.0, self._timeout.total or 0)))
+
+    async def seal_volume(self, node_id: str) -> int:
+        return int((await self._json("POST", node_id, "/volumes/seal"))["active"])
+
+    async def relocate(self, node_id: str, volume: int, records: list[dict]) -> dict:
+        return await self._json("POST", node_id, f"/volumes/{volume}/relocate",
+                                body={"records": records},
+                                timeout=aiohttp.ClientTimeout(total=120.0))
+
+    async def delete_volume(self, node_id: str, volume: int) -> int:
+        return int((await self._json("DELETE", node_id, f"/volumes/{volume}"))["freed"])
+
     async def put_fragment(
         self, node_id: str, fragment_id: str, payload: bytes
     ) -> FragmentLocation:

@@ -28,6 +28,22 @@ class NodeHealth:
     def is_up(self, node_id: str) -> bool:
         return node_id not in self._down
 
+    @property
+    def node_ids(self) -> list[str]:
+        return list(self._all)
+
+    def add(self, node_id: str) -> None:
+        """A node that registered after start-up: eligible at once (believed up)."""
+        if node_id not in self._all:
+            log.info("storage node %s joined", node_id)
+            self._all = sorted([*self._all, node_id])
+
+    def remove(self, node_id: str) -> None:
+        """A node declared lost for good: never placed on again."""
+        if node_id in self._all:
+            log.warning("storage node %s removed (lost)", node_id)
+            self._all = [n for n in self._all if n != node_id]
+
     def up_nodes(self) -> list[str]:
         return [n for n in self._all if n not in self._down]
 
@@ -43,13 +59,14 @@ class NodeHealth:
 
     async def probe_all(self, probe: Callable[[str], Awaitable[bool]]) -> list[str]:
         """Probe every node concurrently, update beliefs, return the ids found up."""
-        results = await asyncio.gather(*(probe(n) for n in self._all))
-        for node_id, ok in zip(self._all, results, strict=True):
+        nodes = list(self._all)
+        results = await asyncio.gather(*(probe(n) for n in nodes))
+        for node_id, ok in zip(nodes, results, strict=True):
             if ok:
                 self.mark_up(node_id)
             else:
                 self.mark_down(node_id, "health probe failed")
-        return [n for n, ok in zip(self._all, results, strict=True) if ok]
+        return [n for n, ok in zip(nodes, results, strict=True) if ok]
 
     def start(
         self,

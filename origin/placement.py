@@ -57,3 +57,39 @@ def fragments_per_zone(slots: Sequence[str | None], zone_of: dict[str, str]) -> 
             zone = zone_of[node_id]
             counts[zone] = counts.get(zone, 0) + 1
     return counts
+
+
+def choose_repair_targets(
+    key: str,
+    holders: dict[int, str],
+    wanted: Sequence[int],
+    candidates: Iterable[Candidate],
+) -> dict[int, str]:
+    """New homes for the fragment indexes ``wanted`` of one segment.
+
+    ``holders`` maps the fragment indexes that still exist to their nodes (those nodes hold a
+    fragment of this segment already and are never chosen again: two fragments on one node
+    would be lost together). Each wanted index goes to the healthy candidate in the zone that
+    holds the fewest fragments of this segment so far, ties broken by rendezvous rank of
+    ``key`` — so a rebuilt segment is spread over zones as evenly as the survivors allow.
+    Indexes for which no node is left are absent from the result.
+    """
+    by_id = {c.node_id: c for c in candidates}
+    zone_of = dict((c.node_id, c.zone) for c in by_id.values())
+    per_zone: dict[str, int] = {}
+    for node_id in holders.values():
+        zone = zone_of.get(node_id)
+        if zone is not None:
+            per_zone[zone] = per_zone.get(zone, 0) + 1
+    used = set(holders.values())
+    ranked = [n for n in rank(key, by_id) if n not in used]
+    chosen: dict[int, str] = {}
+    for index in wanted:
+        if not ranked:
+            break
+        best = min(range(len(ranked)),
+                   key=lambda pos: (per_zone.get(zone_of[ranked[pos]], 0), pos))
+        node_id = ranked.pop(best)
+        chosen[index] = node_id
+        per_zone[zone_of[node_id]] = per_zone.get(zone_of[node_id], 0) + 1
+    return chosen

@@ -1,32 +1,35 @@
-"""Object handlers: PUT, GET, HEAD, DELETE on ``/{bucket}/{key}``.
+"""Object handlers on ``/{bucket}/{key}``: PutObject, CopyObject, GetObject/HeadObject,
+DeleteObject (with versions), object tagging; multipart requests are passed on to
+``origin.api.multipart``.
 
 Thin drivers: validation and header logic are pure functions (``names``, ``preconditions``,
-``object_headers``), bytes go through ``ECWriter`` / ``ECReader``, rows through
-``origin.metadata``. The order that makes a PUT safe is visible here: data first (``write``),
-checks on the whole body (length, MD5, SHA-256) second, the metadata commit last.
+``object_headers``, ``s3xml``), bytes go through ``object_data``, rows through
+``origin.metadata``. The order that makes a PUT safe is visible here: data first, checks on
+the whole body second, the metadata commit last.
 """
 
 from __future__ import annotations
 
 import asyncio
-import binascii
 import contextlib
 import logging
 import uuid
+from collections.abc import AsyncGenerator
+from urllib.parse import unquote
 
-import aiohttp
 from aiohttp import web
 
+from origin import checksums
+from origin.api import multipart, s3xml, s3xml_in
 from origin.api.buckets import load_bucket
-from origin.api.keys import CONFIG, METRICS, POOL, PRINCIPAL, READER, WRITER
+from origin.api.keys import METRICS, POOL, PRINCIPAL
 from origin.api.names import check_key
+from origin.api.object_data import StoredData, chunk_reader, object_chunks, store_body, write_blob
 from origin.api.object_headers import (
-    content_md5,
+    new_object_fields,
+    object_attributes,
     object_headers,
     quoted_etag,
-    stored_fields,
-    surrogate_keys,
-    user_metadata,
     validator_headers,
 )
 from origin.api.paths import split_path
@@ -37,30 +40,26 @@ from origin.api.preconditions import (
     parse_range,
     range_applies,
 )
-from origin.ec_writer import BodyReader
-from origin.erasure import cached_scheme
 from origin.errors import (
-    BadDigest,
-    ContentSHA256Mismatch,
-    EntityTooLarge,
-    IncompleteBody,
+    ClientError,
     InvalidArgument,
+    MethodNotAllowed,
     NoSuchKey,
+    NoSuchVersion,
     NotImplementedYet,
     OriginError,
     PreconditionFailed,
 )
 from origin.metadata import objects as object_store
-from origin.metadata.models import NewObject, ObjectRecord, StorageScheme
+from origin.metadata import versions
+from origin.metadata.models import Bucket, NewObject, ObjectRecord
 
 log = logging.getLogger("cdn.origin.api")
 
-
-# Object sub-resources later work implements (multipart, tagging, ACLs, …): refused clearly
-# rather than answered as if the plain object had been asked for.
+# Object sub-resources not implemented: refused clearly rather than answered as if the plain
+# object had been asked for.
 _UNSUPPORTED_SUBRESOURCES = frozenset({
-    "acl", "attributes", "legal-hold", "partNumber", "restore", "retention", "select",
-    "tagging", "torrent", "uploadId", "uploads", "versionId",
+    "acl", "attributes", "legal-hold", "restore", "retention", "select", "torrent",
 })
 # GET parameters that override response headers (S3 honours them on signed requests only).
 RESPONSE_OVERRIDES = {
@@ -71,106 +70,254 @@ RESPONSE_OVERRIDES = {
     "response-content-disposition": "Content-Disposition",
     "response-content-encoding": "Content-Encoding",
 }
+COPY_CONDITIONS = {
+    "x-amz-copy-source-if-match": "If-Match",
+    "x-amz-copy-source-if-none-match": "If-None-Match",
+    "x-amz-copy-source-if-modified-since": "If-Modified-Since",
+    "x-amz-copy-source-if-unmodified-since": "If-Unmodified-Since",
+}
+
+
+def new_version_id() -> str:
+    return uuid.uuid4().hex
+
+
+def version_for_write(bucket: Bucket) -> str:
+    """The version id a new object gets: a fresh one when versioning is enabled, else
+    'null' (unversioned and suspended buckets)."""
+    return new_version_id() if bucket.versioning == "Enabled" else "null"
 
 
 def _reject_subresources(request: web.Request) -> None:
     found = _UNSUPPORTED_SUBRESOURCES.intersection(request.query)
     if found:
         raise NotImplementedYet(f"?{sorted(found)[0]} is not implemented yet")
+    if "partNumber" in request.query and "uploadId" not in request.query:
+        raise NotImplementedYet("GetObject ?partNumber is not implemented yet")
 
 
-def _bucket_and_key(request: web.Request) -> tuple[str, str]:
+def bucket_and_key(request: web.Request) -> tuple[str, str]:
     bucket, key = split_path(request.raw_path)
     assert key is not None  # the router only sends /{bucket}/{key} here
     check_key(bucket, key)
     return bucket, key
 
 
-def body_reader(request: web.Request) -> BodyReader:
-    """``read(n)``: exactly n bytes of the request body, fewer only at its end."""
-
-    async def read(n: int) -> bytes:
-        try:
-            return await request.content.readexactly(n)
-        except asyncio.IncompleteReadError as exc:
-            return exc.partial
-        except (aiohttp.ClientError, ConnectionError) as exc:
-            raise IncompleteBody(f"the request body ended early: {exc}") from exc
-
-    return read
+def _version_headers(obj: ObjectRecord | None, version_id: str | None = None) -> dict[str, str]:
+    vid = version_id or (obj.version_id if obj else None)
+    return {"x-amz-version-id": vid} if vid and vid != "null" else {}
 
 
-def _declared_length(request: web.Request, max_size: int) -> int | None:
-    raw = request.headers.get("Content-Length")
-    if raw is None:
-        return None
-    try:
-        length = int(raw)
-    except ValueError:
-        raise InvalidArgument("Content-Length is not an integer") from None
-    if length > max_size:
-        raise EntityTooLarge(f"Content-Length {length} exceeds the maximum object size "
-                             f"{max_size}")
-    return length
+def committed_object(bucket: Bucket, key: str, object_id: str, data: StoredData,
+                     attributes: dict[str, object], **extra: object) -> NewObject:
+    fields = new_object_fields(attributes)
+    return NewObject(id=object_id, bucket=bucket.name, key=key, size=data.size,
+                     etag=data.md5_hex, scheme=data.scheme, checksum=data.checksum,
+                     missing_fragments=data.missing_fragments,
+                     version_id=version_for_write(bucket), **{**fields, **extra})  # type: ignore[arg-type]
 
 
-async def put_object(request: web.Request) -> web.Response:
-    bucket_name, key = _bucket_and_key(request)
-    if "x-amz-copy-source" in request.headers:
-        raise NotImplementedYet("CopyObject is not implemented yet")
+# -- PUT ---------------------------------------------------------------------------------------
+
+async def put_object(request: web.Request) -> web.StreamResponse:
+    bucket_name, key = bucket_and_key(request)
     _reject_subresources(request)
+    if "uploadId" in request.query:
+        return await multipart.upload_part(request, bucket_name, key)
+    if "tagging" in request.query:
+        return await put_tagging(request, bucket_name, key)
+    if "x-amz-copy-source" in request.headers:
+        return await copy_object(request, bucket_name, key)
     bucket = await load_bucket(request, bucket_name, "write")
-    config = request.app[CONFIG]
-    declared = _declared_length(request, config.max_object_size)
-    expected_md5 = content_md5(request.headers.get("Content-MD5"))
-    metadata = user_metadata(request.headers.items())
-    principal = request[PRINCIPAL]
-    declared_sha256 = principal.payload_sha256 if principal else None
-
-    writer = request.app[WRITER]
+    attributes = object_attributes(request.headers)
     object_id = str(uuid.uuid4())
-    written = await writer.write(object_id, body_reader(request),
-                                 max_size=config.max_object_size,
-                                 want_sha256=declared_sha256 is not None)
-    if declared is not None and written.size != declared:
-        raise IncompleteBody(f"received {written.size} of {declared} bytes")
-    if expected_md5 is not None and binascii.hexlify(expected_md5).decode() != written.md5_hex:
-        raise BadDigest()
-    if declared_sha256 is not None and written.sha256_hex != declared_sha256:
-        raise ContentSHA256Mismatch()
-
-    scheme = writer.scheme
+    data = await store_body(request, object_id, request[PRINCIPAL])
     record = await object_store.commit_object(
-        request.app[POOL],
-        NewObject(id=object_id, bucket=bucket.name, key=key, size=written.size,
-                  etag=written.md5_hex,
-                  scheme=StorageScheme(scheme.ec_type, scheme.ndata, scheme.nparity,
-                                       scheme.segment_size),
-                  surrogate_keys=surrogate_keys(
-                      request.headers.get("Surrogate-Key")
-                      # S3 SDKs cannot send arbitrary headers, but they can send metadata.
-                      or request.headers.get("x-amz-meta-surrogate-key")),
-                  metadata=metadata, missing_fragments=written.missing_fragments,
-                  **stored_fields(request.headers)),  # type: ignore[arg-type]
-        written.fragments)
-    request.app[METRICS].bytes_in.inc(written.size)
-    return web.Response(status=200, headers={"ETag": quoted_etag(record.etag)})
+        request.app[POOL], committed_object(bucket, key, object_id, data, attributes),
+        data.fragments)
+    request.app[METRICS].bytes_in.inc(data.size)
+    headers = {"ETag": quoted_etag(record.etag), **_version_headers(record)}
+    if record.checksum:
+        headers[checksums.header_name(record.checksum[0])] = record.checksum[1]
+    return web.Response(status=200, headers=headers)
 
+
+def parse_copy_source(value: str) -> tuple[str, str, str | None]:
+    """``/bucket/key?versionId=v`` (URL-encoded) → ``(bucket, key, version id)``."""
+    path, _sep, query = value.partition("?")
+    version_id = None
+    for pair in query.split("&"):
+        name, _eq, val = pair.partition("=")
+        if name == "versionId":
+            version_id = unquote(val)
+    bucket, sep, key = unquote(path).lstrip("/").partition("/")
+    if not bucket or not sep or not key:
+        raise InvalidArgument("Copy Source must mention the source bucket and key: "
+                              "sourcebucket/sourcekey")
+    return bucket, key, version_id
+
+
+async def load_copy_source(request: web.Request) -> ObjectRecord:
+    bucket_name, key, version_id = parse_copy_source(request.headers["x-amz-copy-source"])
+    bucket = await load_bucket(request, bucket_name, "read")
+    obj = await _find_version(request, bucket, key, version_id)
+    conditions = {COPY_CONDITIONS[n.lower()]: v for n, v in request.headers.items()
+                  if n.lower() in COPY_CONDITIONS}
+    if evaluate_preconditions("PUT", conditions, obj.etag, obj.last_modified) \
+            is not Outcome.PROCEED:
+        raise PreconditionFailed()
+    return obj
+
+
+def source_reader(app: web.Application, obj: ObjectRecord, first: int, last: int):  # noqa: ANN201
+    """A ``BodyReader`` over bytes ``first..last`` of ``obj`` (and the generator to close)."""
+
+    async def nothing() -> AsyncGenerator[bytes, None]:
+        return
+        yield b""  # pragma: no cover
+
+    chunks = object_chunks(app, obj, first, last) if last >= first else nothing()
+    return chunk_reader(chunks), chunks
+
+
+async def copy_object(request: web.Request, bucket_name: str, key: str) -> web.Response:
+    """CopyObject: the bytes are read back and stored anew (the copy is independent of its
+    source's lifetime); metadata is copied or replaced per ``x-amz-metadata-directive``."""
+    bucket = await load_bucket(request, bucket_name, "write")
+    source = await load_copy_source(request)
+    directive = request.headers.get("x-amz-metadata-directive", "COPY").upper()
+    tagging = request.headers.get("x-amz-tagging-directive", "COPY").upper()
+    if directive not in ("COPY", "REPLACE") or tagging not in ("COPY", "REPLACE"):
+        raise InvalidArgument("metadata and tagging directives are COPY or REPLACE")
+    if (source.bucket, source.key) == (bucket.name, key) and directive == "COPY" \
+            and bucket.versioning is None:
+        raise ClientError("This copy request is illegal because it is trying to copy an "
+                          "object to itself without changing the object's metadata, storage "
+                          "class, website redirect location or encryption attributes.")
+    given = object_attributes(request.headers)
+    if directive == "COPY":
+        attributes: dict[str, object] = {
+            "content_type": source.content_type, "cache_control": source.cache_control,
+            "content_disposition": source.content_disposition,
+            "content_encoding": source.content_encoding, "metadata": source.metadata,
+            "surrogate_keys": list(source.surrogate_keys)}
+    else:
+        attributes = {k: v for k, v in given.items() if k != "tags"}
+    attributes["tags"] = source.tags if tagging == "COPY" else given["tags"]
+    object_id = str(uuid.uuid4())
+    read, chunks = source_reader(request.app, source, 0, source.size - 1)
+    async with contextlib.aclosing(chunks):
+        data, _sha = await write_blob(request, object_id, read)
+    data = StoredData(data.size, data.md5_hex, source.checksum, data.fragments,
+                      data.missing_fragments, data.scheme)
+    record = await object_store.commit_object(
+        request.app[POOL], committed_object(bucket, key, object_id, data, attributes),
+        data.fragments)
+    headers = _version_headers(record)
+    if source.version_id != "null":
+        headers["x-amz-copy-source-version-id"] = source.version_id
+    return web.Response(body=s3xml.copy_result_document(record.etag, record.last_modified),
+                        content_type=s3xml.CONTENT_TYPE, headers=headers)
+
+
+# -- tagging -----------------------------------------------------------------------------------
+
+async def put_tagging(request: web.Request, bucket_name: str, key: str) -> web.Response:
+    bucket = await load_bucket(request, bucket_name, "write")
+    tags = s3xml_in.parse_tagging(await request.read())
+    tagged = await versions.set_tags(request.app[POOL], bucket.name, key,
+                                     request.query.get("versionId"), tags)
+    if tagged is None:
+        raise _missing(bucket.name, key, request.query.get("versionId"))
+    return web.Response(status=200, headers=_version_headers(None, tagged))
+
+
+async def get_tagging(request: web.Request, bucket_name: str, key: str) -> web.Response:
+    bucket = await load_bucket(request, bucket_name, "read")
+    obj = await _find_version(request, bucket, key, request.query.get("versionId"))
+    return web.Response(body=s3xml.tagging_document(obj.tags), content_type=s3xml.CONTENT_TYPE,
+                        headers=_version_headers(obj))
+
+
+async def delete_tagging(request: web.Request, bucket_name: str, key: str) -> web.Response:
+    bucket = await load_bucket(request, bucket_name, "write")
+    tagged = await versions.set_tags(request.app[POOL], bucket.name, key,
+                                     request.query.get("versionId"), {})
+    if tagged is None:
+        raise _missing(bucket.name, key, request.query.get("versionId"))
+    return web.Response(status=204, headers=_version_headers(None, tagged))
+
+
+# -- DELETE ------------------------------------------------------------------------------------
 
 async def delete_object(request: web.Request) -> web.Response:
-    bucket_name, key = _bucket_and_key(request)
+    bucket_name, key = bucket_and_key(request)
     _reject_subresources(request)
+    if "uploadId" in request.query:
+        return await multipart.abort_upload(request, bucket_name, key)
+    if "tagging" in request.query:
+        return await delete_tagging(request, bucket_name, key)
     bucket = await load_bucket(request, bucket_name, "write")
-    await object_store.delete_object(request.app[POOL], bucket.name, key)
-    return web.Response(status=204)
+    outcome = await delete_key(request, bucket, key, request.query.get("versionId"))
+    return web.Response(status=204, headers=outcome)
 
 
-async def _load_object(request: web.Request) -> ObjectRecord:
-    bucket_name, key = _bucket_and_key(request)
-    bucket = await load_bucket(request, bucket_name, "read")
-    obj = await object_store.get_object(request.app[POOL], bucket.name, key)
+async def delete_key(request: web.Request, bucket: Bucket, key: str,
+                     version_id: str | None) -> dict[str, str]:
+    """Delete a key or one version; the response headers that describe what happened."""
+    pool = request.app[POOL]
+    headers: dict[str, str] = {}
+    if version_id is not None:
+        outcome = await versions.delete_version(pool, bucket.name, key, version_id)
+        headers["x-amz-version-id"] = version_id
+        if outcome is not None and outcome.delete_marker:
+            headers["x-amz-delete-marker"] = "true"
+        return headers
+    outcome = await versions.delete_current(pool, bucket.name, key, bucket.versioning,
+                                            new_version_id())
+    if outcome.delete_marker:
+        headers["x-amz-delete-marker"] = "true"
+        headers["x-amz-version-id"] = outcome.version_id or "null"
+    return headers
+
+
+# -- POST --------------------------------------------------------------------------------------
+
+async def post_object(request: web.Request) -> web.StreamResponse:
+    bucket_name, key = bucket_and_key(request)
+    if "uploads" in request.query:
+        return await multipart.create_upload(request, bucket_name, key)
+    if "uploadId" in request.query:
+        return await multipart.complete_upload(request, bucket_name, key)
+    raise MethodNotAllowed()
+
+
+# -- GET / HEAD --------------------------------------------------------------------------------
+
+def _missing(bucket: str, key: str, version_id: str | None) -> OriginError:
+    if version_id is not None:
+        return NoSuchVersion(resource=f"/{bucket}/{key}")
+    return NoSuchKey(resource=f"/{bucket}/{key}")
+
+
+async def _find_version(request: web.Request, bucket: Bucket, key: str,
+                        version_id: str | None) -> ObjectRecord:
+    """The asked-for version (latest by default) with data, or the S3 error for its
+    absence: NoSuchKey (latest is a delete marker: 404 + x-amz-delete-marker), NoSuchVersion,
+    MethodNotAllowed (that version is a delete marker)."""
+    pool = request.app[POOL]
+    if version_id is None:
+        obj = await object_store.get_object(pool, bucket.name, key)
+    else:
+        obj = await versions.get_version(pool, bucket.name, key, version_id)
     if obj is None:
-        raise NoSuchKey(resource=f"/{bucket_name}/{key}")
+        raise _missing(bucket.name, key, version_id)
+    if obj.delete_marker:
+        error: OriginError = (NoSuchKey(resource=f"/{bucket.name}/{key}") if version_id is None
+                              else MethodNotAllowed())
+        error.extra_headers = {"x-amz-delete-marker": "true",  # type: ignore[attr-defined]
+                               **_version_headers(obj)}
+        raise error
     return obj
 
 
@@ -184,8 +331,14 @@ def _requested_range(request: web.Request, obj: ObjectRecord) -> ByteRange | Non
 
 async def get_object(request: web.Request) -> web.StreamResponse:
     """GET and HEAD: validators and conditionals first, then headers, then (GET) the body."""
+    bucket_name, key = bucket_and_key(request)
     _reject_subresources(request)
-    obj = await _load_object(request)
+    if "uploadId" in request.query and request.method == "GET":
+        return await multipart.list_parts(request, bucket_name, key)
+    if "tagging" in request.query and request.method == "GET":
+        return await get_tagging(request, bucket_name, key)
+    bucket = await load_bucket(request, bucket_name, "read")
+    obj = await _find_version(request, bucket, key, request.query.get("versionId"))
     outcome = evaluate_preconditions(request.method, request.headers, obj.etag,
                                      obj.last_modified)
     if outcome is Outcome.NOT_MODIFIED:
@@ -198,6 +351,9 @@ async def get_object(request: web.Request) -> web.StreamResponse:
         for param, header in RESPONSE_OVERRIDES.items():
             if param in request.query:
                 headers[header] = request.query[param]
+    if (obj.checksum and byte_range is None
+            and request.headers.get("x-amz-checksum-mode", "").upper() == "ENABLED"):
+        headers[checksums.header_name(obj.checksum[0])] = obj.checksum[1]
     status = 200
     if byte_range is not None:
         status = 206
@@ -218,18 +374,10 @@ async def _stream_object(
     request: web.Request, obj: ObjectRecord, status: int, headers: dict[str, str],
     first: int, last: int,
 ) -> web.StreamResponse:
-    """Decode and send bytes ``first..last``. The first segment is read before any header is
+    """Decode and send bytes ``first..last``. The first chunk is read before any header is
     sent, so a read that cannot even start still gets a proper 503 document; a failure later
     aborts the connection (the client sees a short body, never wrong bytes)."""
-    s = obj.scheme
-    scheme = cached_scheme(s.ndata, s.nparity, s.segment_size, s.ec_type)
-    pool = request.app[POOL]
-
-    async def load_map(first_segment: int, last_segment: int):  # noqa: ANN202
-        return await object_store.get_fragments(pool, obj.id, first_segment, last_segment)
-
-    slices = scheme.segment_slices(obj.size, first, last)
-    chunks = request.app[READER].stream(obj.id, scheme, obj.size, slices, load_map)
+    chunks = object_chunks(request.app, obj, first, last)
     metrics = request.app[METRICS]
     async with contextlib.aclosing(chunks):
         chunk = await anext(chunks)

@@ -31,6 +31,8 @@ from origin.metadata.nodes import touch_nodes, upsert_nodes
 from origin.metrics import OriginMetrics
 from origin.nodeclient import NodeClient
 from origin.nodehealth import NodeHealth
+from origin.workers.base import ClusterContext
+from origin.workers.runtime import BackgroundWorkers, bad_fragment_reporter, refresh_node_directory
 
 
 async def health(request: web.Request) -> web.Response:
@@ -71,9 +73,11 @@ async def _storage(app: web.Application) -> AsyncIterator[None]:
     nodes = NodeClient(session, specs, config.node_timeout)
     node_health = NodeHealth(specs)
     pool = app[POOL]
+    zones = {n: s.zone for n, s in specs.items()}  # shared with the writer; grows on joins
 
     async def seen(up: list[str]) -> None:
         await touch_nodes(pool, up)
+        await refresh_node_directory(pool, nodes, node_health, zones, config.node_lost_after)
 
     node_health.start(nodes.probe, config.health_interval, seen)
     scheme = cached_scheme(config.ec_ndata, config.ec_nparity, config.segment_size,
@@ -81,13 +85,19 @@ async def _storage(app: web.Application) -> AsyncIterator[None]:
     app[SESSION] = session
     app[NODES] = nodes
     app[HEALTH] = node_health
-    app[WRITER] = ECWriter(scheme, nodes, node_health, {n: s.zone for n, s in specs.items()},
+    app[WRITER] = ECWriter(scheme, nodes, node_health, zones,
                            quorum=config.effective_write_quorum,
                            pipeline_depth=config.pipeline_depth, metrics=app[METRICS],
-                           straggler_wait=config.hedge_after)
+                           straggler_wait=config.hedge_after, policy=config.storage_policy,
+                           max_write_seconds=config.max_put_seconds)
     app[READER] = ECReader(nodes, node_health, pipeline_depth=config.pipeline_depth,
-                           metrics=app[METRICS], hedge_after=config.hedge_after)
+                           metrics=app[METRICS], hedge_after=config.hedge_after,
+                           on_bad_fragment=bad_fragment_reporter(pool))
+    workers = BackgroundWorkers(config, ClusterContext(
+        pool, nodes, node_health, config.node_lost_after)) if config.background_workers else None
     yield
+    if workers is not None:
+        await workers.close()
     await node_health.stop()
     await session.close()
 

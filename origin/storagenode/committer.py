@@ -16,8 +16,11 @@ from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from origin.storagenode.volume import Address, VolumeError, VolumeSet
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -66,6 +69,12 @@ class GroupCommitter:
         self._queue.append(_Pending(fragment_id, payload, future))
         self._wakeup.set()
         return await future
+
+    async def run_exclusive(self, fn: Callable[[], T]) -> T:
+        """Run ``fn`` on the writer thread, between batches (sealing or deleting a volume must
+        never interleave with an append)."""
+        loop = asyncio.get_running_loop()
+        return await asyncio.shield(loop.run_in_executor(self._executor, fn))
 
     def _take_batch(self) -> list[_Pending]:
         batch: list[_Pending] = []

@@ -16,7 +16,21 @@ Endpoints (all bodies are raw bytes or small JSON documents):
     409 ``corrupt-record`` (header unreadable or lengths disagree), 409
     ``fragment-id-mismatch``; 500 ``io-error``.
 ``GET /volumes``
-    ``{"volumes": [{"volume", "size", "active"}]}``, for the future compactor.
+    ``{"volumes": [{"volume", "size", "active", "age"}]}``; ``age`` is seconds since the
+    volume file was last written (node clock): no record in it is younger.
+``GET /volumes/{volume}/records?offset=&max_bytes=&verify=``
+    Walk records from ``offset``: ``{"records": [{"offset", "fragment_id", "length",
+    "error"}], "next_offset"}`` (``next_offset`` null at the end). ``verify=1`` checks every
+    payload CRC (scrubber); ``error`` is ``checksum-mismatch`` or ``corrupt-record``.
+``POST /volumes/seal``
+    Start a new active volume (so the previous one can be compacted or deleted).
+``POST /volumes/{volume}/relocate``
+    Body ``{"records": [{"offset", "length", "fragment_id"}]}``: copy those records (verified)
+    into the active volume; ``{"moved": [{"from", "volume", "offset", "length"}], "failed":
+    [{"offset", "error"}]}``. Refused (409) for the active volume itself.
+``DELETE /volumes/{volume}``
+    Remove a sealed volume file: ``{"freed": bytes}``; 409 for the active volume. The node
+    never decides what is garbage: the origin's collector and compactor do, from metadata.
 ``GET /_health`` / ``GET /_metrics``
     Liveness (JSON with node id and zone) and Prometheus metrics (app-local registry).
 """
@@ -24,6 +38,7 @@ Endpoints (all bodies are raw bytes or small JSON documents):
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Sequence
 
 from aiohttp import web
@@ -39,6 +54,7 @@ from cdn.roles import run_role
 from origin.config import StorageNodeConfig
 from origin.storagenode import record
 from origin.storagenode.committer import GroupCommitter
+from origin.storagenode.registration import registration_context
 from origin.storagenode.volume import Address, RecordNotFound, VolumeError, VolumeSet
 
 
@@ -62,6 +78,9 @@ class NodeMetrics:
                              ["result"], registry=self.registry)
         self.read_bytes = Counter("storage_node_read_bytes_total", "Payload bytes served",
                                   registry=self.registry)
+        self.scrubbed_bytes = Counter("storage_node_scrubbed_bytes_total",
+                                      "Payload bytes verified by scrub walks",
+                                      registry=self.registry)
 
     def record_batch(self, count: int, nbytes: int) -> None:
         self.commits.inc()
@@ -133,9 +152,82 @@ async def get_fragment(request: web.Request) -> web.Response:
 
 
 async def list_volumes(request: web.Request) -> web.Response:
-    volumes = request.app[VOLUMES].volumes()
+    loop = asyncio.get_running_loop()
+    volumes = await loop.run_in_executor(None, request.app[VOLUMES].volumes)
+    now = time.time()
     return web.json_response({"volumes": [
-        {"volume": v.volume, "size": v.size, "active": v.active} for v in volumes]})
+        {"volume": v.volume, "size": v.size, "active": v.active,
+         "age": max(0.0, now - v.modified)} for v in volumes]})
+
+
+def _int_query(request: web.Request, name: str, default: int) -> int:
+    try:
+        return int(request.query.get(name, default))
+    except ValueError:
+        raise web.HTTPBadRequest(text=f"{name} must be an integer") from None
+
+
+async def scan_records(request: web.Request) -> web.Response:
+    volume = int(request.match_info["volume"])
+    offset = _int_query(request, "offset", 0)
+    max_bytes = max(1, _int_query(request, "max_bytes", 8 << 20))
+    verify = request.query.get("verify", "0") in ("1", "true")
+    loop = asyncio.get_running_loop()
+    try:
+        page = await loop.run_in_executor(
+            None, lambda: request.app[VOLUMES].scan(volume, offset, max_bytes, verify=verify))
+    except RecordNotFound as exc:
+        return _error(404, "not-found", str(exc))
+    except VolumeError as exc:
+        return _error(500, "io-error", str(exc))
+    if verify:
+        request.app[METRICS].scrubbed_bytes.inc(sum(r.length for r in page.records))
+    return web.json_response({
+        "records": [{"offset": r.offset, "fragment_id": r.fragment_id.decode(errors="replace"),
+                     "length": r.length, "error": r.error} for r in page.records],
+        "next_offset": page.next_offset})
+
+
+async def seal_volume(request: web.Request) -> web.Response:
+    active = await request.app[COMMITTER].run_exclusive(request.app[VOLUMES].seal)
+    return web.json_response({"active": active})
+
+
+async def delete_volume(request: web.Request) -> web.Response:
+    volume = int(request.match_info["volume"])
+    volumes = request.app[VOLUMES]
+    try:
+        freed = await request.app[COMMITTER].run_exclusive(lambda: volumes.delete(volume))
+    except RecordNotFound as exc:
+        return _error(404, "not-found", str(exc))
+    except VolumeError as exc:
+        return _error(409, "active-volume", str(exc))
+    return web.json_response({"freed": freed})
+
+
+async def relocate_records(request: web.Request) -> web.Response:
+    volume = int(request.match_info["volume"])
+    volumes = request.app[VOLUMES]
+    if any(v.volume == volume and v.active for v in volumes.volumes()):
+        return _error(409, "active-volume", f"volume {volume} is active; seal it first")
+    try:
+        wanted = [(int(r["offset"]), int(r["length"]), str(r["fragment_id"]).encode())
+                  for r in (await request.json())["records"]]
+    except (KeyError, TypeError, ValueError) as exc:
+        return _error(400, "bad-request", f"bad relocation request: {exc!r}")
+    loop = asyncio.get_running_loop()
+    moved, failed = [], []
+    for offset, length, fragment_id in wanted:
+        try:
+            payload = await loop.run_in_executor(
+                None, volumes.read_record, volume, offset, length, fragment_id)
+            address = await request.app[COMMITTER].append(fragment_id, payload)
+        except (record.RecordError, VolumeError) as exc:
+            failed.append({"offset": offset, "error": type(exc).__name__})
+            continue
+        moved.append({"from": offset, "volume": address.volume, "offset": address.offset,
+                      "length": address.length})
+    return web.json_response({"moved": moved, "failed": failed})
 
 
 async def health(request: web.Request) -> web.Response:
@@ -166,9 +258,14 @@ def build_app(config: StorageNodeConfig) -> web.Application:
     app[CONFIG] = config
     app[METRICS] = NodeMetrics()
     app.cleanup_ctx.append(_storage)
+    app.cleanup_ctx.append(registration_context(config))
     app.router.add_post("/fragments", post_fragment)
     app.router.add_get(r"/volumes/{volume:\d+}/{offset:\d+}/{length:\d+}", get_fragment)
     app.router.add_get("/volumes", list_volumes)
+    app.router.add_get(r"/volumes/{volume:\d+}/records", scan_records)
+    app.router.add_post("/volumes/seal", seal_volume)
+    app.router.add_post(r"/volumes/{volume:\d+}/relocate", relocate_records)
+    app.router.add_delete(r"/volumes/{volume:\d+}", delete_volume)
     app.router.add_get("/_health", health)
     app.router.add_get("/_metrics", metrics)
     return app

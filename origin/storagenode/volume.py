@@ -17,6 +17,7 @@ import logging
 import os
 import re
 import threading
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,9 +47,31 @@ class Address:
 
 @dataclass(frozen=True)
 class VolumeInfo:
+    """``modified`` is the volume file's mtime (node clock): no record in it is younger, which
+    is what the garbage collector's grace period is measured against."""
+
     volume: int
     size: int
     active: bool
+    modified: float = 0.0
+
+
+@dataclass(frozen=True)
+class ScannedRecord:
+    """One record found by walking a volume. ``error`` is None for a verified record, else
+    ``"checksum-mismatch"`` (payload rotted) or ``"corrupt-record"`` (header unreadable; the
+    walk resynchronised at the next valid header, ``length`` covers the skipped bytes)."""
+
+    offset: int
+    fragment_id: bytes
+    length: int
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class ScanPage:
+    records: list[ScannedRecord]
+    next_offset: int | None  # None: end of the volume reached
 
 
 def volume_name(volume: int) -> str:
@@ -224,4 +247,103 @@ class VolumeSet:
         return header.fragment_id, bytes(payload)
 
     def volumes(self) -> list[VolumeInfo]:
-        return [VolumeInfo(v, s, v == self._active) for v, s in sorted(self._sizes.items())]
+        infos = []
+        for v, size in sorted(self._sizes.items()):
+            try:
+                modified = (self.root / volume_name(v)).stat().st_mtime
+            except OSError:
+                continue  # deleted meanwhile
+            infos.append(VolumeInfo(v, size, v == self._active, modified))
+        return infos
+
+    # -- maintenance: scrub/GC walk, sealing, deletion (see the server for the contract) ----
+
+    def scan(self, volume: int, offset: int, max_bytes: int, *, verify: bool) -> ScanPage:
+        """Walk records of ``volume`` from ``offset`` (a record start) until about
+        ``max_bytes`` were covered. With ``verify`` every payload's CRC-32 is checked (the
+        scrubber); without, only headers are read (the garbage collector)."""
+        size = self._sizes.get(volume)
+        if size is None:
+            raise RecordNotFound(f"no volume {volume}")
+        fd = self._read_fd(volume)
+        found: list[ScannedRecord] = []
+        covered = 0
+        try:
+            while offset < size and covered < max_bytes:
+                head = os.pread(fd, record.HEADER_SIZE + record.MAX_FRAGMENT_ID, offset)
+                try:
+                    header = record.parse_header(head)
+                except record.CorruptRecord:
+                    resume = self._resync(fd, offset + 1, size)
+                    found.append(ScannedRecord(offset, b"", resume - offset, "corrupt-record"))
+                    covered += resume - offset
+                    offset = resume
+                    continue
+                error = None
+                if verify:
+                    start = offset + record.HEADER_SIZE + len(header.fragment_id)
+                    payload = os.pread(fd, header.payload_length, start)
+                    if len(payload) != header.payload_length or \
+                            zlib.crc32(payload) != header.payload_crc:
+                        error = "checksum-mismatch"
+                found.append(ScannedRecord(offset, header.fragment_id, header.payload_length,
+                                           error))
+                covered += header.size
+                offset += header.size
+        except OSError as exc:
+            raise VolumeError(f"scan of volume {volume} failed: {exc}") from exc
+        return ScanPage(found, offset if offset < size else None)
+
+    def _resync(self, fd: int, start: int, size: int) -> int:
+        """The next offset at or after ``start`` holding a valid record header, else ``size``."""
+        position = start
+        while position < size:
+            chunk = os.pread(fd, 1 << 20, position)
+            if not chunk:
+                break
+            at = chunk.find(record.MAGIC)
+            while at >= 0:
+                head = os.pread(fd, record.HEADER_SIZE + record.MAX_FRAGMENT_ID, position + at)
+                try:
+                    record.parse_header(head)
+                    return position + at
+                except record.CorruptRecord:
+                    at = chunk.find(record.MAGIC, at + 1)
+            position += max(1, len(chunk) - len(record.MAGIC) + 1)
+        return size
+
+    def seal(self) -> int:
+        """Start a new active volume if the current one holds anything (writer thread only);
+        returns the active volume id afterwards."""
+        if self._sizes[self._active] > 0:
+            if self.fsync:
+                os.fdatasync(self._active_fd)
+            self._create(self._active + 1)
+        return self._active
+
+    def delete(self, volume: int) -> int:
+        """Remove a sealed volume file; returns the bytes freed. The active one is refused
+        (seal it first) so a delete never races an append."""
+        if volume == self._active:
+            raise VolumeError(f"volume {volume} is active; seal it before deleting")
+        with self._fd_lock:
+            size = self._sizes.pop(volume, None)
+            if size is None:
+                raise RecordNotFound(f"no volume {volume}")
+            fd = self._read_fds.pop(volume, None)
+            if fd is not None:
+                os.close(fd)
+        try:
+            (self.root / volume_name(volume)).unlink()
+            if self.fsync:
+                self._fsync_dir()
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            raise VolumeError(f"could not delete volume {volume}: {exc}") from exc
+        return size
+
+    def read_record(self, volume: int, offset: int, length: int,
+                    expected_id: bytes) -> bytes:
+        """The verified payload of one record (for relocation by the compactor)."""
+        return self.read(Address(volume, offset, length), expected_id)[1]

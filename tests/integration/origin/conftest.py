@@ -102,7 +102,9 @@ def cluster(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iter
         "--port", str(port), "--database-url", db_url, "--nodes", node_flag,
         "--segment-size", str(SEGMENT_SIZE), "--admin-access-key", ACCESS_KEY,
         "--admin-secret-key", SECRET_KEY, "--health-interval", "0.3",
-        "--node-timeout", "5"], port=port, log_path=logs / "origin.log")
+        "--node-timeout", "5",
+        # Workers are driven explicitly by the tests that exercise them (run_once).
+        "--no-background-workers"], port=port, log_path=logs / "origin.log")
     started: list[RoleProcess] = []
     try:
         with ThreadPoolExecutor(NODE_COUNT) as pool:

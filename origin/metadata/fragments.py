@@ -1,0 +1,359 @@
+"""Fragment-map queries of the background workers (reconstructor, scrubber, GC, compactor,
+fsck) and the storage-class change.
+
+"Referenced" is defined once, here: a record at ``(node_id, volume, offset)`` is referenced
+when ANY row of ANY table with the columns ``node_id``, ``volume`` and ``offset`` points at it
+— ``fragments`` today, and whatever else stores fragment locations (multipart parts, object
+versions) without this module having to learn about it. The tables are discovered from the
+catalogue, so a new table that references fragments is protected from GC and followed by the
+compactor as soon as it exists.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import asyncpg
+
+from origin.layout import FragmentLocation
+from origin.metadata.db import translate_db_errors
+
+_REFERENCE_TABLES_SQL = """
+    SELECT table_name FROM information_schema.columns
+    WHERE table_schema = current_schema() AND column_name IN ('node_id', 'volume', 'offset')
+    GROUP BY table_name HAVING count(*) = 3 ORDER BY table_name"""
+
+
+def _ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+async def reference_tables(conn: asyncpg.Connection | asyncpg.Pool) -> list[str]:
+    """Every table that can point at a stored fragment (``fragments`` at least)."""
+    return [r["table_name"] for r in await conn.fetch(_REFERENCE_TABLES_SQL)]
+
+
+@translate_db_errors
+async def referenced_offsets(pool: asyncpg.Pool, node_id: str, volume: int) -> set[int]:
+    """Record offsets in one volume that some row references."""
+    async with pool.acquire() as conn:
+        offsets: set[int] = set()
+        for table in await reference_tables(conn):
+            rows = await conn.fetch(
+                f'SELECT DISTINCT "offset" FROM {_ident(table)} '
+                f'WHERE node_id = $1 AND volume = $2', node_id, volume)
+            offsets.update(r["offset"] for r in rows)
+    return offsets
+
+
+@translate_db_errors
+async def count_references(pool: asyncpg.Pool, node_id: str, volume: int) -> int:
+    """Rows (in any reference table) pointing into one volume: must be 0 before deleting it."""
+    async with pool.acquire() as conn:
+        total = 0
+        for table in await reference_tables(conn):
+            total += await conn.fetchval(
+                f"SELECT count(*) FROM {_ident(table)} WHERE node_id = $1 AND volume = $2",
+                node_id, volume)
+    return total
+
+
+@translate_db_errors
+async def relocate_references(
+    pool: asyncpg.Pool, node_id: str, volume: int, moves: Sequence[tuple[int, int, int]]
+) -> int:
+    """Point every row at ``(node_id, volume, old_offset)`` to ``(new_volume, new_offset)``
+    for each ``(old_offset, new_volume, new_offset)``, in every reference table, in one
+    transaction (conditional on the old location, so a row rebuilt elsewhere meanwhile is
+    left alone). Returns the rows updated."""
+    if not moves:
+        return 0
+    updated = 0
+    async with pool.acquire() as conn, conn.transaction():
+        for table in await reference_tables(conn):
+            result = await conn.execute(
+                f"""UPDATE {_ident(table)} AS t SET volume = m.new_volume, "offset" = m.new_offset
+                    FROM unnest($3::bigint[], $4::int[], $5::bigint[])
+                         AS m(old_offset, new_volume, new_offset)
+                    WHERE t.node_id = $1 AND t.volume = $2 AND t."offset" = m.old_offset""",
+                node_id, volume, [m[0] for m in moves], [m[1] for m in moves],
+                [m[2] for m in moves])
+            updated += int(result.split()[-1])
+        await conn.execute(
+            """INSERT INTO volumes (node_id, volume)
+               SELECT $1, v FROM unnest($2::int[]) v ON CONFLICT DO NOTHING""",
+            node_id, sorted({m[1] for m in moves}))
+    return updated
+
+
+@translate_db_errors
+async def record_volume_check(
+    pool: asyncpg.Pool, node_id: str, volume: int, size: int, dead_bytes: int
+) -> None:
+    await pool.execute(
+        """INSERT INTO volumes (node_id, volume, size, dead_bytes, checked)
+           VALUES ($1, $2, $3, $4, now())
+           ON CONFLICT (node_id, volume) DO UPDATE
+           SET size = EXCLUDED.size, dead_bytes = EXCLUDED.dead_bytes, checked = now()""",
+        node_id, volume, size, dead_bytes)
+
+
+@translate_db_errors
+async def forget_volume(pool: asyncpg.Pool, node_id: str, volume: int) -> None:
+    await pool.execute("DELETE FROM volumes WHERE node_id = $1 AND volume = $2",
+                       node_id, volume)
+
+
+@translate_db_errors
+async def volumes_over_dead_ratio(pool: asyncpg.Pool, ratio: float) -> list[tuple[str, int]]:
+    """``(node_id, volume)`` whose last GC check found at least ``ratio`` of it dead."""
+    rows = await pool.fetch(
+        """SELECT node_id, volume FROM volumes
+           WHERE size > 0 AND dead_bytes IS NOT NULL AND dead_bytes >= $1 * size
+           ORDER BY dead_bytes DESC""", ratio)
+    return [(r["node_id"], r["volume"]) for r in rows]
+
+
+# -- repair queue --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FragmentRef:
+    object_id: str
+    segment: int
+    frag_index: int
+
+
+@translate_db_errors
+async def enqueue_repairs(pool: asyncpg.Pool, refs: Iterable[FragmentRef], reason: str) -> int:
+    items = sorted({(r.object_id, r.segment, r.frag_index) for r in refs})
+    if not items:
+        return 0
+    await pool.execute(
+        """INSERT INTO repair_queue (object_id, segment, frag_index, reason)
+           SELECT * , $4 FROM unnest($1::uuid[], $2::int[], $3::smallint[])
+           ON CONFLICT (object_id, segment, frag_index) DO UPDATE SET reason = EXCLUDED.reason""",
+        [i[0] for i in items], [i[1] for i in items], [i[2] for i in items], reason)
+    return len(items)
+
+
+@translate_db_errors
+async def fragments_in_range(
+    pool: asyncpg.Pool, node_id: str, volume: int, start: int, stop: int
+) -> list[FragmentRef]:
+    """Fragment rows whose record starts in ``[start, stop)`` of one volume."""
+    rows = await pool.fetch(
+        """SELECT object_id, segment, frag_index FROM fragments
+           WHERE node_id = $1 AND volume = $2 AND "offset" >= $3 AND "offset" < $4""",
+        node_id, volume, start, stop)
+    return [FragmentRef(str(r["object_id"]), r["segment"], r["frag_index"]) for r in rows]
+
+
+@translate_db_errors
+async def fragments_absent_from(
+    pool: asyncpg.Pool, node_id: str, volume_sizes: dict[int, int]
+) -> list[FragmentRef]:
+    """Rows on ``node_id`` pointing at a volume the node does not have, or past its end: the
+    node lost data (disk replaced, directory wiped)."""
+    rows = await pool.fetch(
+        """SELECT f.object_id, f.segment, f.frag_index FROM fragments f
+           LEFT JOIN unnest($2::int[], $3::bigint[]) AS v(volume, size) ON v.volume = f.volume
+           WHERE f.node_id = $1 AND (v.volume IS NULL OR f."offset" >= v.size)""",
+        node_id, list(volume_sizes), list(volume_sizes.values()))
+    return [FragmentRef(str(r["object_id"]), r["segment"], r["frag_index"]) for r in rows]
+
+
+# -- reconstructor ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SegmentState:
+    """One segment of one object as the metadata records it."""
+
+    object_id: str
+    segment: int
+    size: int
+    ec_type: str
+    ndata: int
+    nparity: int
+    segment_size: int
+    locations: dict[int, FragmentLocation]
+
+
+@translate_db_errors
+async def segments_to_repair(
+    pool: asyncpg.Pool, lost_nodes: Sequence[str], limit: int
+) -> list[tuple[str, int]]:
+    """``(object_id, segment)`` that need work: queued by readers/scrubber, with fewer than
+    ``k+m`` recorded fragments, or with a fragment on a lost node. Derived from the metadata
+    every time, so a restarted reconstructor resumes where the last one stopped."""
+    rows = await pool.fetch(
+        """(SELECT object_id, segment FROM repair_queue ORDER BY reported LIMIT $2)
+           UNION
+           (SELECT o.id, s.seg FROM objects o,
+                generate_series(0, (o.size + o.segment_size - 1) / o.segment_size - 1) AS s(seg)
+            WHERE o.missing_fragments > 0
+              AND (SELECT count(*) FROM fragments f
+                   WHERE f.object_id = o.id AND f.segment = s.seg) < o.ec_ndata + o.ec_nparity
+            LIMIT $2)
+           UNION
+           (SELECT DISTINCT object_id, segment FROM fragments WHERE node_id = ANY($1::text[])
+            LIMIT $2)
+           LIMIT $2""", list(lost_nodes), limit)
+    return [(str(r["object_id"]), r["segment"]) for r in rows]
+
+
+@translate_db_errors
+async def load_segment(pool: asyncpg.Pool, object_id: str, segment: int) -> SegmentState | None:
+    async with pool.acquire() as conn:
+        obj = await conn.fetchrow(
+            """SELECT size, ec_type, ec_ndata, ec_nparity, segment_size FROM objects
+               WHERE id = $1""", object_id)
+        if obj is None:
+            return None
+        rows = await conn.fetch(
+            """SELECT frag_index, node_id, volume, "offset", length, checksum FROM fragments
+               WHERE object_id = $1 AND segment = $2""", object_id, segment)
+    return SegmentState(object_id, segment, obj["size"], obj["ec_type"], obj["ec_ndata"],
+                        obj["ec_nparity"], obj["segment_size"],
+                        {r["frag_index"]: FragmentLocation(r["node_id"], r["volume"],
+                                                           r["offset"], r["length"],
+                                                           r["checksum"]) for r in rows})
+
+
+@translate_db_errors
+async def drop_queued(pool: asyncpg.Pool, object_id: str, segment: int) -> None:
+    await pool.execute("DELETE FROM repair_queue WHERE object_id = $1 AND segment = $2",
+                       object_id, segment)
+
+
+@translate_db_errors
+async def note_failed_attempt(pool: asyncpg.Pool, object_id: str, segment: int) -> None:
+    await pool.execute(
+        """UPDATE repair_queue SET attempts = attempts + 1, reported = now()
+           WHERE object_id = $1 AND segment = $2""", object_id, segment)
+
+
+@translate_db_errors
+async def apply_repair(
+    pool: asyncpg.Pool,
+    object_id: str,
+    segment: int,
+    replaced: dict[int, tuple[FragmentLocation | None, FragmentLocation]],
+) -> int:
+    """Swap rebuilt fragments into the map atomically: one transaction, object row locked,
+    each fragment row changed only if it still points where the reconstructor saw it (a
+    concurrent compaction or repair wins, our copy becomes garbage). Recounts
+    ``missing_fragments`` and clears the segment's queue entries. Returns rows changed, or
+    -1 when the object no longer exists."""
+    changed = 0
+    async with pool.acquire() as conn, conn.transaction():
+        exists = await conn.fetchval("SELECT 1 FROM objects WHERE id = $1 FOR UPDATE",
+                                     object_id)
+        if exists is None:
+            await conn.execute("DELETE FROM repair_queue WHERE object_id = $1", object_id)
+            return -1
+        for index, (old, new) in sorted(replaced.items()):
+            if old is None:
+                result = await conn.execute(
+                    """INSERT INTO fragments (object_id, segment, frag_index, node_id, volume,
+                           "offset", length, checksum) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+                       ON CONFLICT DO NOTHING""",
+                    object_id, segment, index, new.node_id, new.volume, new.offset,
+                    new.length, new.checksum)
+            else:
+                result = await conn.execute(
+                    """UPDATE fragments SET node_id = $4, volume = $5, "offset" = $6,
+                           length = $7, checksum = $8
+                       WHERE object_id = $1 AND segment = $2 AND frag_index = $3
+                         AND node_id = $9 AND volume = $10 AND "offset" = $11""",
+                    object_id, segment, index, new.node_id, new.volume, new.offset,
+                    new.length, new.checksum, old.node_id, old.volume, old.offset)
+            changed += int(result.split()[-1])
+            await conn.execute(
+                """INSERT INTO volumes (node_id, volume) VALUES ($1, $2)
+                   ON CONFLICT DO NOTHING""", new.node_id, new.volume)
+        await _recount_missing(conn, object_id)
+        await conn.execute("DELETE FROM repair_queue WHERE object_id = $1 AND segment = $2",
+                           object_id, segment)
+    return changed
+
+
+async def _recount_missing(conn: asyncpg.Connection, object_id: str) -> None:
+    await conn.execute(
+        """UPDATE objects o SET missing_fragments = GREATEST(0,
+               (o.size + o.segment_size - 1) / o.segment_size * (o.ec_ndata + o.ec_nparity)
+               - (SELECT count(*) FROM fragments f WHERE f.object_id = o.id))
+           WHERE o.id = $1""", object_id)
+
+
+# -- nodes -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class NodeRow:
+    node_id: str
+    zone: str
+    address: str
+    state: str
+    seconds_since_seen: float | None
+
+
+@translate_db_errors
+async def list_nodes(pool: asyncpg.Pool) -> list[NodeRow]:
+    rows = await pool.fetch(
+        """SELECT id, zone, address, state,
+                  EXTRACT(EPOCH FROM now() - GREATEST(last_seen, heartbeat))::float8 AS idle
+           FROM nodes ORDER BY id""")
+    return [NodeRow(r["id"], r["zone"], r["address"], r["state"], r["idle"]) for r in rows]
+
+
+def lost_node_ids(nodes: Iterable[NodeRow], lost_after: float) -> list[str]:
+    """Nodes marked lost, or silent (no probe answer, no heartbeat) for ``lost_after`` s."""
+    return sorted(n.node_id for n in nodes if n.state == "lost" or (
+        n.seconds_since_seen is not None and n.seconds_since_seen > lost_after))
+
+
+@translate_db_errors
+async def set_node_state(pool: asyncpg.Pool, node_id: str, state: str) -> bool:
+    result = await pool.execute("UPDATE nodes SET state = $2 WHERE id = $1", node_id, state)
+    return result.endswith(" 1")
+
+
+# -- fsck ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ObjectRedundancy:
+    """Per object: its width and k, and the fewest usable fragments any segment has."""
+
+    object_id: str
+    bucket: str
+    key: str
+    ndata: int
+    width: int
+    segments: int
+    weakest: int
+
+
+@translate_db_errors
+async def object_redundancy(
+    pool: asyncpg.Pool, unusable_nodes: Sequence[str], after: str | None, limit: int
+) -> list[ObjectRedundancy]:
+    """A page of objects (ordered by id, after ``after``) with their weakest segment's count of
+    fragments recorded on nodes not in ``unusable_nodes``."""
+    rows = await pool.fetch(
+        """SELECT o.id, o.bucket, o.key, o.ec_ndata, o.ec_nparity,
+                  (o.size + o.segment_size - 1) / o.segment_size AS segments,
+                  COALESCE((SELECT min(c) FROM (
+                      SELECT s.seg, (SELECT count(*) FROM fragments f
+                                     WHERE f.object_id = o.id AND f.segment = s.seg
+                                       AND NOT f.node_id = ANY($1::text[])) AS c
+                      FROM generate_series(0, (o.size + o.segment_size - 1) / o.segment_size - 1)
+                           AS s(seg)) per_segment), 0) AS weakest
+           FROM objects o WHERE ($2::uuid IS NULL OR o.id > $2::uuid)
+           ORDER BY o.id LIMIT $3""", list(unusable_nodes), after, limit)
+    return [ObjectRedundancy(str(r["id"]), r["bucket"], r["key"], r["ec_ndata"],
+                             r["ec_ndata"] + r["ec_nparity"], r["segments"], r["weakest"])
+            for r in rows]

@@ -1,0 +1,68 @@
+"""``cdn repair``: run the reconstructor (and optionally scrub, GC, compaction) once, now.
+
+    cdn repair [--mark-lost NODE ...] [--scrub] [--gc --grace S] [--compact]
+
+Progress is printed every few seconds (segments examined and repaired, bytes, MB/s). Work is
+derived from the metadata, so an interrupted ``cdn repair`` simply resumes when run again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from collections.abc import Sequence
+
+from origin.metadata.fragments import set_node_state
+from origin.workers.cli_context import cluster_context
+from origin.workers.compactor import Compactor
+from origin.workers.gc import DEFAULT_GRACE, GarbageCollector
+from origin.workers.reconstructor import Reconstructor
+from origin.workers.scrubber import Scrubber
+
+
+def main(argv: Sequence[str]) -> int:
+    parser = argparse.ArgumentParser(prog="cdn repair", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--database-url", default=os.environ.get("CDN_DATABASE_URL", ""))
+    parser.add_argument("--mark-lost", action="append", default=[], metavar="NODE",
+                        help="declare a node gone for good (its fragments are rebuilt)")
+    parser.add_argument("--scrub", action="store_true", help="scrub every node first")
+    parser.add_argument("--gc", action="store_true", help="collect garbage afterwards")
+    parser.add_argument("--compact", action="store_true", help="compact afterwards")
+    parser.add_argument("--grace", type=float, default=DEFAULT_GRACE,
+                        help="GC grace period in seconds (default 72 h)")
+    parser.add_argument("--rate", type=float, default=100e6, help="repair bytes/s cap")
+    parser.add_argument("--lost-after", type=float, default=3600.0)
+    args = parser.parse_args(list(argv))
+    if not args.database_url:
+        print("cdn repair: --database-url or CDN_DATABASE_URL is required", file=sys.stderr)
+        return 2
+
+    async def run() -> int:
+        async with cluster_context(args.database_url, lost_after=args.lost_after) as ctx:
+            for node_id in args.mark_lost:
+                if not await set_node_state(ctx.pool, node_id, "lost"):
+                    print(f"cdn repair: unknown node {node_id}", file=sys.stderr)
+                    return 2
+            if args.scrub:
+                print(f"scrub: {await Scrubber(ctx, bytes_per_second=0).run_once()}")
+            worker = Reconstructor(ctx, bytes_per_second=args.rate)
+            task = asyncio.ensure_future(worker.run_once())
+            while not task.done():
+                await asyncio.wait([task], timeout=2.0)
+                p = worker.progress
+                print(f"repair: {p.segments_examined} examined, {p.segments_repaired} "
+                      f"repaired, {p.bytes_written / 1e6:.1f} MB written", flush=True)
+            stats = task.result()
+            print(f"repair done: {stats.segments_repaired} segments, "
+                  f"{stats.fragments_rebuilt} fragments, {stats.throughput_mb_s:.1f} MB/s, "
+                  f"{stats.segments_unrepairable} unrepairable, "
+                  f"{stats.segments_deferred} deferred")
+            if args.gc:
+                print(f"gc: {await GarbageCollector(ctx, grace=args.grace).run_once()}")
+            if args.compact:
+                print(f"compact: {await Compactor(ctx, grace=args.grace).run_once()}")
+            return 1 if stats.segments_unrepairable else 0
+
+    return asyncio.run(run())

@@ -1,0 +1,34 @@
+"""A ``ClusterContext`` for command-line tools (``cdn repair``, ``cdn fsck``): everything
+comes from the metadata store (nodes register their address there), one health probe round
+decides which nodes are up."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+
+import aiohttp
+
+from origin.config import NodeSpec
+from origin.metadata import db
+from origin.metadata.fragments import list_nodes
+from origin.nodeclient import NodeClient
+from origin.nodehealth import NodeHealth
+from origin.workers.base import ClusterContext
+
+
+@contextlib.asynccontextmanager
+async def cluster_context(database_url: str, *, node_timeout: float = 10.0,
+                          lost_after: float = 3600.0) -> AsyncIterator[ClusterContext]:
+    pool = await db.create_pool(database_url, max_size=8)
+    try:
+        await db.migrate(pool)
+        rows = await list_nodes(pool)
+        specs = {r.node_id: NodeSpec(r.node_id, r.zone, r.address) for r in rows}
+        async with aiohttp.ClientSession(auto_decompress=False) as session:
+            nodes = NodeClient(session, specs, node_timeout)
+            health = NodeHealth(specs)
+            await health.probe_all(nodes.probe)
+            yield ClusterContext(pool, nodes, health, lost_after)
+    finally:
+        await pool.close()

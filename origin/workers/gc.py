@@ -1,0 +1,148 @@
+"""The garbage collector: reclaim records no metadata references, once they are old enough.
+
+What is garbage. Records of overwritten and deleted objects, fragments of PUTs that failed
+or whose origin crashed before the metadata commit, copies left behind by repair and
+compaction. A record is garbage when no row of any reference table points at its
+``(node, volume, offset)`` (``origin.metadata.fragments``: ``fragments``, multipart parts,
+object versions — any table with those three columns) AND its volume is older than
+``grace`` seconds (default 72 h; the volume's age is the time since its last append, measured
+on the node's own clock, so no record in it is younger).
+
+Why the grace period makes this safe with uploads in flight. A PUT writes fragments first
+and inserts the rows that reference them last; in between, its fragments are unreferenced and
+indistinguishable from garbage. Two rules close that window:
+
+1. ``ECWriter.write`` refuses to finish a PUT that took longer than ``max_write_seconds``, and
+   the metadata commit follows immediately; so a fragment can become referenced only within
+   ``max_write_seconds`` (+ the commit's own few seconds) of being written.
+2. Configuration requires ``grace >= 2 × max_write_seconds``.
+
+So when the collector sees a record unreferenced in a volume older than ``grace``, the PUT that
+wrote it started more than ``grace`` ago, is past its deadline, and can never commit: the
+record is garbage for good. The second half of ``grace`` is margin for the commit itself, for
+clock drift between the node (which measures age) and nothing else — ages are never compared
+across machines — and for a reference check that raced a commit: the check is repeated right
+before a volume is deleted. Repair and compaction write their copies into the *active* volume
+(young by definition) and reference them within one short transaction.
+
+What the collector does. For every volume on every usable node older than ``grace`` it walks
+the record headers, asks the metadata which offsets are referenced, and lets ``plan_volume``
+decide: delete a volume with no live record (after re-checking that no row references it), seal
+an active volume holding old garbage (so it can be reclaimed next pass), or record the volume's
+dead bytes for the compactor, which rewrites volumes past its dead-space threshold.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+
+from origin.metadata import fragments as fmeta
+from origin.nodeclient import NodeRequestError
+from origin.workers.base import ClusterContext, RateLimiter
+from origin.workers.planning import RecordFact, VolumeAction, VolumeFacts, VolumePlan, plan_volume
+
+log = logging.getLogger("cdn.origin.gc")
+
+DEFAULT_GRACE = 72 * 3600.0
+
+
+@dataclass
+class GCStats:
+    volumes_checked: int = 0
+    volumes_deleted: int = 0
+    volumes_sealed: int = 0
+    volumes_to_compact: int = 0
+    dead_bytes_found: int = 0
+    bytes_freed: int = 0
+    seconds: float = 0.0
+    errors: list[str] = field(default_factory=list)
+
+
+async def volume_records(ctx: ClusterContext, node_id: str, volume: int,
+                         limiter: RateLimiter | None = None,
+                         page_bytes: int = 64 << 20) -> list[RecordFact]:
+    """Every record header of one volume (no payload verification)."""
+    found: list[RecordFact] = []
+    offset: int | None = 0
+    while offset is not None:
+        if limiter is not None:
+            await limiter.acquire(4096)
+        page = await ctx.nodes.scan_volume(node_id, volume, offset, page_bytes, verify=False)
+        found.extend(RecordFact(int(r["offset"]), r["fragment_id"], int(r["length"]),
+                                r["error"]) for r in page["records"])
+        offset = page["next_offset"]
+    return found
+
+
+async def plan_node_volume(ctx: ClusterContext, facts: VolumeFacts, *, grace: float,
+                           dead_ratio: float) -> VolumePlan:
+    if facts.age <= grace:
+        return VolumePlan(VolumeAction.TOO_YOUNG)
+    records = await volume_records(ctx, facts.node_id, facts.volume)
+    referenced = await fmeta.referenced_offsets(ctx.pool, facts.node_id, facts.volume)
+    return plan_volume(facts, records, referenced, grace=grace, dead_ratio=dead_ratio)
+
+
+def volume_facts(node_id: str, raw: dict) -> VolumeFacts:
+    return VolumeFacts(node_id, int(raw["volume"]), int(raw["size"]), bool(raw["active"]),
+                       float(raw["age"]))
+
+
+async def delete_if_unreferenced(ctx: ClusterContext, node_id: str, volume: int) -> int:
+    """Delete a volume only if no row references it at this moment; bytes freed (0 if not)."""
+    if await fmeta.count_references(ctx.pool, node_id, volume):
+        return 0
+    try:
+        freed = await ctx.nodes.delete_volume(node_id, volume)
+    except NodeRequestError as exc:
+        if exc.kind == "not-found":
+            freed = 0
+        else:
+            raise
+    await fmeta.forget_volume(ctx.pool, node_id, volume)
+    return freed
+
+
+class GarbageCollector:
+    name = "gc"
+
+    def __init__(self, ctx: ClusterContext, *, grace: float = DEFAULT_GRACE,
+                 dead_ratio: float = 0.5) -> None:
+        self.ctx = ctx
+        self.grace = grace
+        self.dead_ratio = dead_ratio
+
+    async def run_once(self) -> GCStats:
+        stats = GCStats()
+        started = time.monotonic()
+        for node_id in sorted(await self.ctx.usable_nodes()):
+            try:
+                await self._collect_node(node_id, stats)
+            except NodeRequestError as exc:
+                stats.errors.append(str(exc))
+        stats.seconds = time.monotonic() - started
+        return stats
+
+    async def _collect_node(self, node_id: str, stats: GCStats) -> None:
+        for raw in await self.ctx.nodes.list_volumes(node_id):
+            facts = volume_facts(node_id, raw)
+            plan = await plan_node_volume(self.ctx, facts, grace=self.grace,
+                                          dead_ratio=self.dead_ratio)
+            if plan.action is VolumeAction.TOO_YOUNG:
+                continue
+            stats.volumes_checked += 1
+            stats.dead_bytes_found += plan.dead_bytes
+            await fmeta.record_volume_check(self.ctx.pool, node_id, facts.volume, facts.size,
+                                            plan.dead_bytes)
+            if plan.action is VolumeAction.DELETE:
+                freed = await delete_if_unreferenced(self.ctx, node_id, facts.volume)
+                if freed:
+                    stats.volumes_deleted += 1
+                    stats.bytes_freed += freed
+            elif plan.action is VolumeAction.SEAL:
+                await self.ctx.nodes.seal_volume(node_id)
+                stats.volumes_sealed += 1
+            elif plan.action is VolumeAction.COMPACT:
+                stats.volumes_to_compact += 1

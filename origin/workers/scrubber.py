@@ -1,0 +1,126 @@
+"""The scrubber: re-read every record on every node at a bounded rate and queue repairs.
+
+Per node, per volume, the node walks its records in pages (``GET /volumes/{v}/records
+?verify=1``: the payload CRC-32 of every record is checked on the node, so the scrub costs
+disk reads, not network), and the scrubber paces the pages to ``bytes_per_second``. A record
+whose checksum fails, or an unreadable span, is looked up in the fragment map by location and
+queued in ``repair_queue``; the reconstructor then rewrites it elsewhere, so a flipped bit is
+healed before a reader has to route around it.
+
+It also checks the other direction: every fragment row pointing at a node must point inside a
+volume that node still has. Rows that point at a vanished volume (a wiped or replaced disk)
+are queued too. Where a node's walk stopped is saved in ``worker_progress`` so a restart
+resumes instead of starting over.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+
+import asyncpg
+
+from origin.metadata import fragments as fmeta
+from origin.metadata.db import translate_db_errors
+from origin.nodeclient import NodeRequestError
+from origin.workers.base import ClusterContext, RateLimiter
+
+log = logging.getLogger("cdn.origin.scrubber")
+
+
+@dataclass
+class ScrubStats:
+    nodes: int = 0
+    volumes: int = 0
+    records: int = 0
+    bytes_verified: int = 0
+    corrupt_records: int = 0
+    missing_fragments: int = 0
+    repairs_queued: int = 0
+    seconds: float = 0.0
+    errors: list[str] = field(default_factory=list)
+
+
+class Scrubber:
+    name = "scrubber"
+
+    def __init__(self, ctx: ClusterContext, *, bytes_per_second: float = 20e6,
+                 page_bytes: int = 4 << 20) -> None:
+        self.ctx = ctx
+        self.limiter = RateLimiter(bytes_per_second)
+        self.page_bytes = page_bytes
+
+    async def run_once(self, nodes: list[str] | None = None) -> ScrubStats:
+        stats = ScrubStats()
+        started = time.monotonic()
+        targets = nodes if nodes is not None else sorted(await self.ctx.usable_nodes())
+        for node_id in targets:
+            try:
+                await self.scrub_node(node_id, stats)
+                stats.nodes += 1
+            except NodeRequestError as exc:
+                stats.errors.append(str(exc))
+        stats.seconds = time.monotonic() - started
+        return stats
+
+    async def scrub_node(self, node_id: str, stats: ScrubStats) -> None:
+        volumes = await self.ctx.nodes.list_volumes(node_id)
+        sizes = {int(v["volume"]): int(v["size"]) for v in volumes}
+        absent = await fmeta.fragments_absent_from(self.ctx.pool, node_id, sizes)
+        if absent:
+            stats.missing_fragments += len(absent)
+            stats.repairs_queued += await fmeta.enqueue_repairs(self.ctx.pool, absent,
+                                                                "missing-on-node")
+        position = await _load_position(self.ctx.pool, node_id)
+        for volume in sorted(sizes):
+            if position and volume < position[0]:
+                continue
+            offset = position[1] if position and volume == position[0] else 0
+            position = None
+            stats.volumes += 1
+            while offset is not None:
+                await self.limiter.acquire(self.page_bytes)
+                page = await self.ctx.nodes.scan_volume(node_id, volume, offset,
+                                                        self.page_bytes, verify=True)
+                for rec in page["records"]:
+                    stats.records += 1
+                    stats.bytes_verified += int(rec["length"])
+                    if rec["error"]:
+                        await self._report(node_id, volume, rec, stats)
+                offset = page["next_offset"]
+                await _save_position(self.ctx.pool, node_id, volume, offset)
+        await _save_position(self.ctx.pool, node_id, 0, 0)  # a full pass: start over next time
+
+    async def _report(self, node_id: str, volume: int, rec: dict, stats: ScrubStats) -> None:
+        stats.corrupt_records += 1
+        start = int(rec["offset"])
+        stop = start + (int(rec["length"]) if rec["error"] == "corrupt-record" else 1)
+        refs = await fmeta.fragments_in_range(self.ctx.pool, node_id, volume, start, stop)
+        log.warning("scrub: %s volume %d offset %d: %s (%d fragment rows)", node_id, volume,
+                    start, rec["error"], len(refs))
+        stats.repairs_queued += await fmeta.enqueue_repairs(self.ctx.pool, refs, rec["error"])
+
+
+@translate_db_errors
+async def _load_position(pool: asyncpg.Pool, node_id: str) -> tuple[int, int] | None:
+    raw = await pool.fetchval(
+        "SELECT position FROM worker_progress WHERE worker = 'scrubber' AND scope = $1",
+        node_id)
+    if raw is None:
+        return None
+    data = raw if isinstance(raw, dict) else json.loads(raw)
+    return int(data["volume"]), int(data["offset"])
+
+
+@translate_db_errors
+async def _save_position(pool: asyncpg.Pool, node_id: str, volume: int,
+                         offset: int | None) -> None:
+    if offset is None:
+        return
+    await pool.execute(
+        """INSERT INTO worker_progress (worker, scope, position) VALUES ('scrubber', $1, $2)
+           ON CONFLICT (worker, scope) DO UPDATE SET position = EXCLUDED.position,
+                                                     updated = now()""",
+        node_id, {"volume": volume, "offset": offset})
