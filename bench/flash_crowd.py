@@ -20,6 +20,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,6 +32,9 @@ from bench.edge_vs_peers import parse_size  # noqa: E402
 from bench.origins import start_origin  # noqa: E402
 from bench.peers import start_edge  # noqa: E402
 from bench.static_origin import body  # noqa: E402
+
+
+LONE_SAMPLES = 5  # the lone request's TTFB is the median of this many cold fetches
 
 
 @dataclass(frozen=True)
@@ -73,22 +77,24 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-async def crowd_round(edge: str, origin: str, size: int, clients: int, tag: str
-                      ) -> dict[str, float]:
+async def crowd_round(edge: str, origin: str, size: int, clients: int, tag: str,
+                      edge_cpu: Callable[[], float]) -> dict[str, float]:
     expected = body(size)
     connector = aiohttp.TCPConnector(limit=0, force_close=False)
     timeout = aiohttp.ClientTimeout(total=300)
     async with aiohttp.ClientSession(connector=connector, timeout=timeout,
                                      auto_decompress=False) as session:
-        lone = await fetch(session, f"{edge}/{size}/lone-{tag}", expected)
+        lones = [await fetch(session, f"{edge}/{size}/lone-{tag}-{i}", expected)
+                 for i in range(LONE_SAMPLES)]
         await open_connections(session, edge, clients)
         url = f"{edge}/{size}/crowd-{tag}"
-        start = time.perf_counter()
+        cpu0, client0, start = edge_cpu(), time.process_time(), time.perf_counter()
         crowd = await asyncio.gather(*(fetch(session, url, expected) for _ in range(clients)))
         crowd_time = time.perf_counter() - start
-        start = time.perf_counter()
+        cpu1, client1, start = edge_cpu(), time.process_time(), time.perf_counter()
         hits = await asyncio.gather(*(fetch(session, url, expected) for _ in range(clients)))
         hits_time = time.perf_counter() - start
+        cpu2, client2 = edge_cpu(), time.process_time()
         async with session.get(origin + "/_count") as resp:
             counts = json.loads(await resp.read())
     ttfbs = [f.ttfb for f in crowd]
@@ -96,10 +102,14 @@ async def crowd_round(edge: str, origin: str, size: int, clients: int, tag: str
         "origin_gets": counts.get(f"/{size}/crowd-{tag}", 0),
         "exact": sum(f.exact for f in crowd), "hits_exact": sum(f.exact for f in hits),
         "hit_answers": sum("hit" in f.cache_status for f in hits),
-        "lone_ttfb_ms": lone.ttfb * 1e3, "lone_total_ms": lone.total * 1e3,
+        "lone_ttfb_ms": statistics.median(f.ttfb for f in lones) * 1e3,
+        "lone_total_ms": statistics.median(f.total for f in lones) * 1e3,
+        "lones_exact": sum(f.exact for f in lones),
         "ttfb_p50_ms": statistics.median(ttfbs) * 1e3, "ttfb_p99_ms": pct(ttfbs, 0.99) * 1e3,
         "ttfb_max_ms": max(ttfbs) * 1e3,
         "crowd_s": crowd_time, "hits_s": hits_time,
+        "edge_cpu_crowd_s": cpu1 - cpu0, "edge_cpu_hits_s": cpu2 - cpu1,
+        "client_cpu_crowd_s": client1 - client0, "client_cpu_hits_s": client2 - client1,
     }
 
 
@@ -128,15 +138,17 @@ def main() -> int:
               f" per body; edge one process; work dir {work}", flush=True)
         for r in range(args.repeat):
             got = asyncio.run(crowd_round(edge.url, origin.url, size, args.clients,
-                                          f"{time.time_ns()}"))
+                                          f"{time.time_ns()}", edge.proc.cpu_seconds))
             rounds.append(got)
             print(f"round {r + 1}: origin GETs {got['origin_gets']}, exact bytes "
                   f"{got['exact']}/{args.clients} (as hits {got['hits_exact']}, hit answers "
-                  f"{got['hit_answers']}); TTFB lone {got['lone_ttfb_ms']:.1f} ms (its total "
+                  f"{got['hit_answers']}); TTFB lone (median of {LONE_SAMPLES}) {got['lone_ttfb_ms']:.1f} ms (total "
                   f"{got['lone_total_ms']:.1f} ms), crowd p50 {got['ttfb_p50_ms']:.1f} p99 "
                   f"{got['ttfb_p99_ms']:.1f} max {got['ttfb_max_ms']:.1f} ms; crowd done in "
                   f"{got['crowd_s']:.2f} s vs as hits {got['hits_s']:.2f} s "
-                  f"({got['crowd_s'] / got['hits_s']:.2f}x)", flush=True)
+                  f"({got['crowd_s'] / got['hits_s']:.2f}x); CPU s edge/client: crowd "
+                  f"{got['edge_cpu_crowd_s']:.1f}/{got['client_cpu_crowd_s']:.1f}, hits "
+                  f"{got['edge_cpu_hits_s']:.1f}/{got['client_cpu_hits_s']:.1f}", flush=True)
             edge.proc.check_alive()
     finally:
         if edge:
