@@ -1,0 +1,388 @@
+"""The origin's data path against this machine's own limits.
+
+    python bench/origin_datapath.py [--dir /tmp] [--seconds 5] [--objects 200000]
+
+Starts its own cluster under a temporary folder in ``--dir``: an embedded PostgreSQL, 9
+storage nodes (3 zones, fsync on) and the origin (6+3 by default). Prints, side by side:
+
+* raw disk: sequential write of ``--raw-mib`` MiB with fsync at the end, then a read of the
+  same file after dropping its pages (``posix_fadvise(DONTNEED)``), an ``O_DIRECT`` read,
+  and a page-cache read;
+* pyeclib alone: encode and decode (from data fragments, and with 3 data fragments lost)
+  of 1 MiB segments, MB/s of segment bytes;
+* PUT and GET throughput (MB/s of object bytes) for 4 KiB, 1 MiB and 256 MiB objects;
+* 4 KiB PUT and GET ops/s at several concurrency levels;
+* the issue's goals as ratios;
+* with ``--objects N``: 4 KiB PUT/GET ops/s as the store grows (10 k … N objects).
+
+Clients sign every request (SigV4) in this process and share the 2 cores with the servers;
+server CPU (origin + nodes + PostgreSQL) per MB is printed so the client's share can be told.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import mmap
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+import zlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.procs import Proc, cdn_role, free_port, tree_cpu_seconds  # noqa: E402
+
+KiB, MiB = 1024, 1024 * 1024
+ZONES = ("zone-a", "zone-b", "zone-c")
+ACCESS, SECRET = "benchadmin", "bench-secret-key-0123456789"
+
+
+# -- the machine's own limits ------------------------------------------------------------------
+
+def raw_disk(folder: Path, mib: int) -> dict[str, float]:
+    path = folder / "raw-disk-probe"
+    block = os.urandom(MiB)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    start = time.perf_counter()
+    for _ in range(mib):
+        os.write(fd, block)
+    os.fsync(fd)
+    write_s = time.perf_counter() - start
+    os.close(fd)
+    out = {"write_fsync_MBps": mib * MiB / write_s / 1e6}
+
+    fd = os.open(path, os.O_RDONLY)
+    os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    start = time.perf_counter()
+    while os.read(fd, MiB):
+        pass
+    out["read_dropped_MBps"] = mib * MiB / (time.perf_counter() - start) / 1e6
+    start = time.perf_counter()
+    os.lseek(fd, 0, os.SEEK_SET)
+    while os.read(fd, MiB):
+        pass
+    out["read_cached_MBps"] = mib * MiB / (time.perf_counter() - start) / 1e6
+    os.close(fd)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECT)
+        buf = mmap.mmap(-1, MiB)  # page aligned, as O_DIRECT wants
+        start = time.perf_counter()
+        while os.readv(fd, [buf]):
+            pass
+        out["read_direct_MBps"] = mib * MiB / (time.perf_counter() - start) / 1e6
+        os.close(fd)
+    except OSError as exc:
+        print(f"# O_DIRECT read not possible here: {exc}")
+    path.unlink()
+    return out
+
+
+def pyeclib_rates(ndata: int, nparity: int, ec_type: str, seconds: float = 2.0
+                  ) -> dict[str, float]:
+    from pyeclib.ec_iface import ECDriver
+
+    driver = ECDriver(k=ndata, m=nparity, ec_type=ec_type)
+    segment = os.urandom(MiB)
+    out: dict[str, float] = {}
+
+    def rate(fn: Callable[[], object]) -> float:
+        n, start = 0, time.perf_counter()
+        while time.perf_counter() - start < seconds:
+            fn()
+            n += 1
+        return n * MiB / (time.perf_counter() - start) / 1e6
+
+    fragments = driver.encode(segment)
+    out["encode_MBps"] = rate(lambda: driver.encode(segment))
+    out["decode_data_MBps"] = rate(lambda: driver.decode(fragments[:ndata]))
+    lost = fragments[nparity:]  # first nparity (data) fragments missing
+    out["decode_parity_MBps"] = rate(lambda: driver.decode(lost[:ndata]))
+    assert driver.decode(lost[:ndata]) == segment
+    return out
+
+
+# -- the cluster -------------------------------------------------------------------------------
+
+class Cluster:
+    def __init__(self, root: Path, nodes: int) -> None:
+        self.root = root
+        self.nodes: list[Proc] = []
+        self.origin: Proc | None = None
+        self.postgres = None
+        self.node_count = nodes
+        self.url = ""
+
+    def start(self, extra_origin_args: list[str]) -> None:
+        from cdn.embedded import EmbeddedPostgres
+
+        logs = self.root / "logs"
+        logs.mkdir()
+        self.postgres = EmbeddedPostgres(self.root / "pg" / "data", free_port())
+        db_url = self.postgres.start()
+        specs = []
+        for i in range(self.node_count):
+            port, zone = free_port(), ZONES[i % len(ZONES)]
+            proc = cdn_role(f"node-{i + 1}", "storage-node", [
+                "--node-id", f"node-{i + 1}", "--zone", zone, "--port", str(port),
+                "--data-dir", str(self.root / "nodes" / f"node-{i + 1}"),
+                "--log-level", "WARNING"], logs).start()
+            self.nodes.append(proc)
+            specs.append((f"node-{i + 1}@{zone}", f"http://127.0.0.1:{port}", proc))
+        for _name, url, proc in specs:
+            proc.ready(url + "/_health")
+        port = free_port()
+        self.url = f"http://127.0.0.1:{port}"
+        self.origin = cdn_role("origin", "origin", [
+            "--port", str(port), "--database-url", db_url,
+            "--nodes", ",".join(f"{n}={u}" for n, u, _p in specs),
+            "--admin-access-key", ACCESS, "--admin-secret-key", SECRET,
+            "--log-level", "WARNING", *extra_origin_args], logs).start()
+        self.origin.ready(self.url + "/_health")
+        self._wait_nodes_up()
+
+    def _wait_nodes_up(self, timeout: float = 30.0) -> None:
+        import json
+        import urllib.request
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with urllib.request.urlopen(self.url + "/_health", timeout=2) as resp:
+                if json.load(resp).get("storage_nodes_up") == self.node_count:
+                    return
+            time.sleep(0.2)
+        raise RuntimeError("the origin does not see every storage node up")
+
+    def cpu_seconds(self) -> float:
+        pids = [p.pid for p in [*self.nodes, *([self.origin] if self.origin else [])]]
+        if self.postgres and self.postgres.pid:
+            pids.append(self.postgres.pid)
+        return sum(tree_cpu_seconds(pid) for pid in pids)
+
+    def stop(self) -> None:
+        if self.origin:
+            self.origin.stop()
+        for node in self.nodes:
+            node.stop()
+        if self.postgres:
+            self.postgres.stop()
+
+
+# -- load ----------------------------------------------------------------------------------------
+
+async def chunks_of(data: memoryview, step: int = MiB) -> AsyncIterator[bytes]:
+    for offset in range(0, len(data), step):
+        yield bytes(data[offset:offset + step])
+
+
+async def run_for(seconds: float, concurrency: int,
+                  op: Callable[[int], Awaitable[None]]) -> tuple[int, float]:
+    """Run ``op(i)`` with ``concurrency`` workers for ``seconds``; (ops done, elapsed)."""
+    counter = iter(range(10**12))
+    deadline = time.perf_counter() + seconds
+    done = 0
+
+    async def worker() -> None:
+        nonlocal done
+        while time.perf_counter() < deadline:
+            await op(next(counter))
+            done += 1
+
+    start = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return done, time.perf_counter() - start
+
+
+async def run_count(count: int, concurrency: int, op: Callable[[int], Awaitable[None]]) -> float:
+    counter = iter(range(count))
+
+    async def worker() -> None:
+        for i in counter:
+            await op(i)
+
+    start = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return time.perf_counter() - start
+
+
+class Load:
+    def __init__(self, client: object, bucket: str, data: bytes) -> None:
+        self.s3 = client
+        self.bucket = bucket
+        self.data = memoryview(data)
+
+    async def put(self, key: str, size: int) -> None:
+        if size < MiB:
+            await self.s3.put_object(self.bucket, key, bytes(self.data[:size]))  # type: ignore[attr-defined]
+        else:
+            await self.s3.put_object(self.bucket, key, chunks_of(self.data[:size]),  # type: ignore[attr-defined]
+                                     content_length=size)
+
+    async def get(self, key: str, size: int, verify: bool = False) -> None:
+        got, crc = 0, 0
+        async for chunk in self.s3.iter_object(self.bucket, key):  # type: ignore[attr-defined]
+            got += len(chunk)
+            if verify:
+                crc = zlib.crc32(chunk, crc)
+        if got != size or (verify and crc != zlib.crc32(self.data[:size])):
+            raise RuntimeError(f"GET {key}: {got} bytes (wanted {size}), content ok: "
+                               f"{not verify or crc == zlib.crc32(self.data[:size])}")
+
+
+async def throughput(load: Load, cluster: Cluster, size: int, count: int, concurrency: int
+                     ) -> dict[str, float]:
+    tag = f"t{size}-{time.time_ns()}"
+    cpu0 = cluster.cpu_seconds()
+    put_s = await run_count(count, concurrency, lambda i: load.put(f"{tag}/{i}", size))
+    cpu1 = cluster.cpu_seconds()
+    await load.get(f"{tag}/0", size, verify=True)
+    cpu2 = cluster.cpu_seconds()
+    get_s = await run_count(count, concurrency, lambda i: load.get(f"{tag}/{i}", size))
+    cpu3 = cluster.cpu_seconds()
+    mb = size * count / 1e6
+    return {"put_MBps": mb / put_s, "get_MBps": mb / get_s, "put_ops": count / put_s,
+            "get_ops": count / get_s, "put_cpu_s_per_GB": (cpu1 - cpu0) / mb * 1e3,
+            "get_cpu_s_per_GB": (cpu3 - cpu2) / mb * 1e3}
+
+
+async def small_ops(load: Load, seconds: float, concurrency: int, keys: list[str]
+                    ) -> tuple[float, float]:
+    tag = f"o{concurrency}-{time.time_ns()}"
+    done, took = await run_for(seconds, concurrency, lambda i: load.put(f"{tag}/{i}", 4 * KiB))
+    puts = done / took
+    done, took = await run_for(seconds, concurrency,
+                               lambda i: load.get(keys[i % len(keys)], 4 * KiB))
+    return puts, done / took
+
+
+async def bench_cluster(cluster: Cluster, args: argparse.Namespace) -> dict[str, object]:
+    from origin.client import S3Client
+
+    import aiohttp
+
+    data = os.urandom(256 * MiB)
+    session = aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=256), auto_decompress=False,
+        timeout=aiohttp.ClientTimeout(total=600))
+    results: dict[str, object] = {}
+    async with S3Client(cluster.url, ACCESS, SECRET, session=session) as s3:
+        await s3.create_bucket("bench")
+        load = Load(s3, "bench", data)
+        plan = [(4 * KiB, 2000, 16), (MiB, 96, 4), (256 * MiB, 2, 1)]
+        for size, count, conc in plan:
+            got = await throughput(load, cluster, size, count, conc)
+            results[f"tp_{size}"] = got
+            print(f"  {size:>10} B x{count} conc {conc}: PUT {got['put_MBps']:8.1f} MB/s "
+                  f"({got['put_ops']:.0f} ops/s, server CPU {got['put_cpu_s_per_GB']:.1f} s/GB)"
+                  f"  GET {got['get_MBps']:8.1f} MB/s ({got['get_ops']:.0f} ops/s, server CPU "
+                  f"{got['get_cpu_s_per_GB']:.1f} s/GB)", flush=True)
+        keys = [f"small/{i}" for i in range(500)]
+        await run_count(len(keys), 32, lambda i: load.put(keys[i], 4 * KiB))
+        for conc in args.concurrency:
+            puts, gets = await small_ops(load, args.seconds, conc, keys)
+            results[f"ops_{conc}"] = (puts, gets)
+            print(f"  4 KiB concurrency {conc:>3}: {puts:7.0f} PUT/s  {gets:7.0f} GET/s",
+                  flush=True)
+        if args.objects:
+            results["growth"] = await growth(load, args)
+    await session.close()
+    return results
+
+
+async def growth(load: Load, args: argparse.Namespace) -> list[tuple[int, float, float]]:
+    """4 KiB ops/s at concurrency 32 as the store fills up to ``--objects``."""
+    marks = sorted({m for m in (10_000, 50_000, 100_000, 200_000, args.objects)
+                    if m <= args.objects})
+    stored, rows = 0, []
+    fill_conc = 64
+    for mark in marks:
+        start = time.perf_counter()
+        base = stored
+        await run_count(mark - stored, fill_conc,
+                        lambda i: load.put(f"fill/{base + i}", 4 * KiB))
+        fill_rate = (mark - stored) / (time.perf_counter() - start)
+        stored = mark
+        keys = [f"fill/{i}" for i in range(0, stored, max(1, stored // 5000))]
+        puts, gets = await small_ops(load, args.seconds, 32, keys)
+        rows.append((stored, puts, gets))
+        print(f"  {stored:>7} objects: fill {fill_rate:6.0f} PUT/s (conc {fill_conc}); "
+              f"conc 32: {puts:6.0f} PUT/s {gets:6.0f} GET/s", flush=True)
+    return rows
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dir", default=tempfile.gettempdir(),
+                        help="where the cluster's data (and the raw-disk probe) goes")
+    parser.add_argument("--raw-mib", type=int, default=512)
+    parser.add_argument("--seconds", type=float, default=5.0, help="per ops/s measurement")
+    parser.add_argument("--concurrency", default="1,8,32,64")
+    parser.add_argument("--objects", type=int, default=0,
+                        help="also fill to this many 4 KiB objects, measuring on the way")
+    parser.add_argument("--keep", action="store_true", help="keep the data folder")
+    parser.add_argument("--ndata", type=int, default=6)
+    parser.add_argument("--nparity", type=int, default=3)
+    parser.add_argument("--ec-type", default="isa_l_rs_cauchy")
+    args = parser.parse_args()
+    args.concurrency = [int(c) for c in args.concurrency.split(",")]
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:
+        pass
+    root = Path(tempfile.mkdtemp(prefix="bench-origin-", dir=args.dir))
+    root.chmod(0o755)  # PostgreSQL runs as an unprivileged user when we are root
+    print(f"# data under {root}")
+    disk = raw_disk(root, args.raw_mib)
+    print(f"raw disk ({args.raw_mib} MiB): write+fsync {disk['write_fsync_MBps']:.0f} MB/s; read "
+          f"after fadvise(DONTNEED) {disk['read_dropped_MBps']:.0f} MB/s, O_DIRECT "
+          f"{disk.get('read_direct_MBps', float('nan')):.0f} MB/s, page cache "
+          f"{disk['read_cached_MBps']:.0f} MB/s", flush=True)
+    ec = pyeclib_rates(args.ndata, args.nparity, args.ec_type)
+    print(f"pyeclib {args.ec_type} {args.ndata}+{args.nparity}, 1 MiB segments: encode "
+          f"{ec['encode_MBps']:.0f} MB/s, decode from data {ec['decode_data_MBps']:.0f} MB/s, "
+          f"with {args.nparity} data fragments lost {ec['decode_parity_MBps']:.0f} MB/s",
+          flush=True)
+    cluster = Cluster(root, args.ndata + args.nparity)
+    try:
+        cluster.start(["--ec-ndata", str(args.ndata), "--ec-nparity", str(args.nparity),
+                       "--ec-type", args.ec_type])
+        print(f"# cluster up: origin {cluster.url}, {len(cluster.nodes)} nodes", flush=True)
+        results = asyncio.run(bench_cluster(cluster, args))
+    finally:
+        cluster.stop()
+        if not args.keep:
+            shutil.rmtree(root, ignore_errors=True)
+    overhead = (args.ndata + args.nparity) / args.ndata
+    big = results[f"tp_{256 * MiB}"]
+    assert isinstance(big, dict)
+    put_goal = 0.5 * disk["write_fsync_MBps"] / overhead
+    read_ref = disk.get("read_direct_MBps", disk["read_dropped_MBps"])
+    best_ops = max((results[f"ops_{c}"] for c in args.concurrency), key=lambda x: x[0])
+    best_get = max(results[f"ops_{c}"][1] for c in args.concurrency)  # type: ignore[index]
+    print("\ngoals:")
+    print(f"  256 MiB PUT {big['put_MBps']:.0f} MB/s vs goal 50% of raw write / EC overhead "
+          f"{overhead:.2f} = {put_goal:.0f} MB/s -> {big['put_MBps'] / put_goal:.2f}x of goal; "
+          f"EC encode alone {ec['encode_MBps']:.0f} MB/s")
+    print(f"  256 MiB GET {big['get_MBps']:.0f} MB/s vs goal 60% of raw read ({read_ref:.0f} "
+          f"MB/s uncached) = {0.6 * read_ref:.0f} MB/s -> "
+          f"{big['get_MBps'] / (0.6 * read_ref):.2f}x of goal (page-cache read "
+          f"{disk['read_cached_MBps']:.0f} MB/s)")
+    print(f"  4 KiB: best {best_ops[0]:.0f} PUT/s (goal 1000), best {best_get:.0f} GET/s "
+          f"(goal 3000)")
+    if results.get("growth"):
+        rows = results["growth"]
+        assert isinstance(rows, list)
+        print("  growth: " + ", ".join(f"{n}: {p:.0f} PUT/s {g:.0f} GET/s" for n, p, g in rows))
+    print("# one pass: run it again to see the noise")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
