@@ -15,6 +15,7 @@ from typing import Literal
 from urllib.parse import unquote
 
 from origin import sigv4
+from origin.aws_chunked import ChunkSigning
 from origin.errors import (
     AccessDenied,
     AuthorizationHeaderMalformed,
@@ -45,6 +46,10 @@ class Principal:
     access_key: str
     owner: str
     payload_sha256: str | None = None
+    # aws-chunked bodies: the declared STREAMING-* mode and, for the signed modes, what
+    # verifies each chunk's signature.
+    streaming: str | None = None
+    chunk_signing: ChunkSigning | None = None
 
     @property
     def is_admin(self) -> bool:
@@ -95,7 +100,9 @@ async def _verify(
     amz_date: str,
     payload_hash: str,
     lookup: CredentialLookup,
-) -> Credential:
+) -> tuple[Credential, str]:
+    """The credential of a correctly signed request, and the signature (the seed of an
+    aws-chunked body's chunk signatures)."""
     credential = await lookup(info.access_key)
     if credential is None:
         raise InvalidAccessKeyId()
@@ -110,7 +117,7 @@ async def _verify(
                                sigv4.string_to_sign(amz_date, info.scope, canonical))
     if not sigv4.signatures_match(expected, info.signature):
         raise SignatureDoesNotMatch()
-    return credential
+    return credential, expected
 
 
 async def authenticate(
@@ -151,12 +158,20 @@ async def _authenticate_header(
     payload_hash = parts.header("X-Amz-Content-SHA256")
     if payload_hash is None:
         raise ClientError("Missing required header for this request: x-amz-content-sha256")
-    if payload_hash.startswith("STREAMING-"):
-        raise NotImplementedYet(f"aws-chunked payloads ({payload_hash}) are not supported; "
-                                f"send UNSIGNED-PAYLOAD or the body's SHA-256")
-    if payload_hash != sigv4.UNSIGNED_PAYLOAD and not _SHA256_HEX.match(payload_hash):
-        raise InvalidArgument("x-amz-content-sha256 must be UNSIGNED-PAYLOAD or a hex SHA-256")
-    credential = await _verify(parts, info, query, amz_date, payload_hash, lookup)
+    streaming = payload_hash in sigv4.STREAMING_MODES
+    if payload_hash.startswith("STREAMING-") and not streaming:
+        raise NotImplementedYet(f"x-amz-content-sha256 {payload_hash} is not supported")
+    if (payload_hash != sigv4.UNSIGNED_PAYLOAD and not streaming
+            and not _SHA256_HEX.match(payload_hash)):
+        raise InvalidArgument("x-amz-content-sha256 must be UNSIGNED-PAYLOAD, STREAMING-* or "
+                              "a hex SHA-256")
+    credential, seed = await _verify(parts, info, query, amz_date, payload_hash, lookup)
+    if streaming:
+        signing = None
+        if payload_hash != sigv4.STREAMING_UNSIGNED_TRAILER:
+            signing = ChunkSigning(sigv4.signing_key(credential.secret_key, info.scope),
+                                   amz_date, info.scope, seed)
+        return Principal(credential.access_key, credential.owner, None, payload_hash, signing)
     declared = None if payload_hash == sigv4.UNSIGNED_PAYLOAD else payload_hash
     return Principal(credential.access_key, credential.owner, declared)
 
@@ -190,7 +205,7 @@ async def _authenticate_presigned(
     info = sigv4.SignedRequestInfo(access_key, scope, signed, given)
     unsigned = [(k, v) for k, v in query if k != sigv4.PRESIGN_SIGNATURE]
     payload_hash = params.get("X-Amz-Content-Sha256", sigv4.UNSIGNED_PAYLOAD)
-    credential = await _verify(parts, info, unsigned, amz_date, payload_hash, lookup)
+    credential, _seed = await _verify(parts, info, unsigned, amz_date, payload_hash, lookup)
     return Principal(credential.access_key, credential.owner)
 
 

@@ -48,6 +48,7 @@ def error_response(exc: OriginError, request: web.Request) -> web.Response:
     headers = {"Content-Type": s3xml.CONTENT_TYPE}
     if isinstance(exc, InvalidRange):
         headers["Content-Range"] = f"bytes */{exc.object_size}"
+    headers.update(getattr(exc, "extra_headers", {}))  # e.g. x-amz-delete-marker
     if request.method == "HEAD":  # S3 answers HEAD errors with the status only
         return web.Response(status=exc.status, headers=headers)
     return web.Response(status=exc.status, body=body, headers=headers)

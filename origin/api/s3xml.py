@@ -9,8 +9,13 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from origin.metadata.models import Bucket, ListPage
+
+if TYPE_CHECKING:
+    from origin.metadata.multipart import ListedPart, Upload
+    from origin.metadata.versions import VersionPage
 
 NAMESPACE = "http://s3.amazonaws.com/doc/2006-03-01/"
 CONTENT_TYPE = "application/xml"
@@ -107,6 +112,183 @@ def list_objects_document(
         _child(entry, "ETag", f'"{item.etag}"')
         _child(entry, "Size", item.size)
         _child(entry, "StorageClass", "STANDARD")
+    for common in page.common_prefixes:
+        _child(_child(root, "CommonPrefixes"), "Prefix", encode(common))
+    return _document(root)
+
+
+def _owner(parent: ET.Element, owner: str, tag: str = "Owner") -> None:
+    who = _child(parent, tag)
+    _child(who, "ID", owner)
+    _child(who, "DisplayName", owner)
+
+
+def copy_result_document(etag: str, last_modified: datetime, *, part: bool = False) -> bytes:
+    root = ET.Element("CopyPartResult" if part else "CopyObjectResult", xmlns=NAMESPACE)
+    _child(root, "LastModified", iso8601(last_modified))
+    _child(root, "ETag", f'"{etag}"')
+    return _document(root)
+
+
+def initiate_multipart_document(bucket: str, key: str, upload_id: str) -> bytes:
+    root = ET.Element("InitiateMultipartUploadResult", xmlns=NAMESPACE)
+    _child(root, "Bucket", bucket)
+    _child(root, "Key", key)
+    _child(root, "UploadId", upload_id)
+    return _document(root)
+
+
+def complete_multipart_document(location: str, bucket: str, key: str, etag: str) -> bytes:
+    root = ET.Element("CompleteMultipartUploadResult", xmlns=NAMESPACE)
+    _child(root, "Location", location)
+    _child(root, "Bucket", bucket)
+    _child(root, "Key", key)
+    _child(root, "ETag", f'"{etag}"')
+    return _document(root)
+
+
+def list_parts_document(
+    *, bucket: str, key: str, upload_id: str, owner: str, parts: Sequence[ListedPart],
+    marker: int, max_parts: int, truncated: bool,
+) -> bytes:
+    root = ET.Element("ListPartsResult", xmlns=NAMESPACE)
+    _child(root, "Bucket", bucket)
+    _child(root, "Key", key)
+    _child(root, "UploadId", upload_id)
+    _owner(root, owner, "Initiator")
+    _owner(root, owner)
+    _child(root, "StorageClass", "STANDARD")
+    _child(root, "PartNumberMarker", marker)
+    if parts:
+        _child(root, "NextPartNumberMarker", parts[-1].number)
+    _child(root, "MaxParts", max_parts)
+    _child(root, "IsTruncated", "true" if truncated else "false")
+    for part in parts:
+        entry = _child(root, "Part")
+        _child(entry, "PartNumber", part.number)
+        _child(entry, "LastModified", iso8601(part.last_modified))
+        _child(entry, "ETag", f'"{part.etag}"')
+        _child(entry, "Size", part.size)
+    return _document(root)
+
+
+def list_uploads_document(
+    *, bucket: str, uploads: Sequence[Upload], prefix: str, key_marker: str,
+    upload_id_marker: str, max_uploads: int, truncated: bool,
+) -> bytes:
+    root = ET.Element("ListMultipartUploadsResult", xmlns=NAMESPACE)
+    _child(root, "Bucket", bucket)
+    _child(root, "KeyMarker", key_marker)
+    _child(root, "UploadIdMarker", upload_id_marker)
+    if truncated and uploads:
+        _child(root, "NextKeyMarker", uploads[-1].key)
+        _child(root, "NextUploadIdMarker", uploads[-1].upload_id)
+    _child(root, "Prefix", prefix)
+    _child(root, "MaxUploads", max_uploads)
+    _child(root, "IsTruncated", "true" if truncated else "false")
+    for upload in uploads:
+        entry = _child(root, "Upload")
+        _child(entry, "Key", upload.key)
+        _child(entry, "UploadId", upload.upload_id)
+        _owner(entry, upload.owner, "Initiator")
+        _owner(entry, upload.owner)
+        _child(entry, "StorageClass", "STANDARD")
+        _child(entry, "Initiated", iso8601(upload.initiated))
+    return _document(root)
+
+
+def delete_result_document(
+    deleted: Sequence[tuple[str, str | None, bool, str | None]],
+    errors: Sequence[tuple[str, str | None, str, str]],
+) -> bytes:
+    """``deleted``: (key, version id asked for, delete marker, delete marker version id);
+    ``errors``: (key, version id, code, message)."""
+    root = ET.Element("DeleteResult", xmlns=NAMESPACE)
+    for key, version_id, marker, marker_version in deleted:
+        entry = _child(root, "Deleted")
+        _child(entry, "Key", key)
+        if version_id:
+            _child(entry, "VersionId", version_id)
+        if marker:
+            _child(entry, "DeleteMarker", "true")
+            if marker_version:
+                _child(entry, "DeleteMarkerVersionId", marker_version)
+    for key, version_id, code, message in errors:
+        entry = _child(root, "Error")
+        _child(entry, "Key", key)
+        if version_id:
+            _child(entry, "VersionId", version_id)
+        _child(entry, "Code", code)
+        _child(entry, "Message", message)
+    return _document(root)
+
+
+def tagging_document(tags: dict[str, str]) -> bytes:
+    root = ET.Element("Tagging", xmlns=NAMESPACE)
+    tag_set = _child(root, "TagSet")
+    for key, value in tags.items():
+        tag = _child(tag_set, "Tag")
+        _child(tag, "Key", key)
+        _child(tag, "Value", value)
+    return _document(root)
+
+
+def versioning_document(status: str | None) -> bytes:
+    root = ET.Element("VersioningConfiguration", xmlns=NAMESPACE)
+    if status:
+        _child(root, "Status", status)
+    return _document(root)
+
+
+def acl_document(owner: str, public_read: bool) -> bytes:
+    root = ET.Element("AccessControlPolicy", xmlns=NAMESPACE)
+    _owner(root, owner)
+    grants = _child(root, "AccessControlList")
+    xsi = "http://www.w3.org/2001/XMLSchema-instance"
+    full = _child(grants, "Grant")
+    grantee = ET.SubElement(full, "Grantee", {"xmlns:xsi": xsi, "xsi:type": "CanonicalUser"})
+    _child(grantee, "ID", owner)
+    _child(grantee, "DisplayName", owner)
+    _child(full, "Permission", "FULL_CONTROL")
+    if public_read:
+        read = _child(grants, "Grant")
+        everyone = ET.SubElement(read, "Grantee", {"xmlns:xsi": xsi, "xsi:type": "Group"})
+        _child(everyone, "URI", "http://acs.amazonaws.com/groups/global/AllUsers")
+        _child(read, "Permission", "READ")
+    return _document(root)
+
+
+def list_versions_document(
+    *, bucket: str, page: VersionPage, prefix: str, delimiter: str, key_marker: str,
+    version_id_marker: str, max_keys: int, owner: str, encode: Callable[[str], str],
+    encoding_type: str | None,
+) -> bytes:
+    root = ET.Element("ListVersionsResult", xmlns=NAMESPACE)
+    _child(root, "Name", bucket)
+    _child(root, "Prefix", encode(prefix))
+    _child(root, "KeyMarker", encode(key_marker))
+    _child(root, "VersionIdMarker", version_id_marker)
+    if page.truncated:
+        _child(root, "NextKeyMarker", encode(page.next_key_marker or ""))
+        if page.next_version_id_marker:
+            _child(root, "NextVersionIdMarker", page.next_version_id_marker)
+    _child(root, "MaxKeys", max_keys)
+    if delimiter:
+        _child(root, "Delimiter", encode(delimiter))
+    if encoding_type:
+        _child(root, "EncodingType", encoding_type)
+    _child(root, "IsTruncated", "true" if page.truncated else "false")
+    for entry in page.entries:
+        node = _child(root, "DeleteMarker" if entry.delete_marker else "Version")
+        _child(node, "Key", encode(entry.key))
+        _child(node, "VersionId", entry.version_id)
+        _child(node, "IsLatest", "true" if entry.is_latest else "false")
+        _child(node, "LastModified", iso8601(entry.last_modified))
+        if not entry.delete_marker:
+            _child(node, "ETag", f'"{entry.etag}"')
+            _child(node, "Size", entry.size)
+            _child(node, "StorageClass", "STANDARD")
+        _owner(node, owner)
     for common in page.common_prefixes:
         _child(_child(root, "CommonPrefixes"), "Prefix", encode(common))
     return _document(root)

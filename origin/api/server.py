@@ -120,11 +120,13 @@ def build_app(config: OriginConfig) -> web.Application:
         r.add_get(path, buckets.get_bucket, allow_head=False)
         r.add_head(path, buckets.head_bucket)
         r.add_delete(path, buckets.delete_bucket)
+        r.add_post(path, buckets.post_bucket)
         r.add_route("*", path, not_allowed)
     key_path = "/{bucket}/{key:.+}"
     r.add_put(key_path, objects.put_object)
     r.add_get(key_path, objects.get_object)  # allow_head: HEAD shares the handler
     r.add_delete(key_path, objects.delete_object)
+    r.add_post(key_path, objects.post_object)
     r.add_route("*", key_path, not_allowed)
     return app
 

@@ -1,0 +1,123 @@
+"""Bytes in and out of the data path for the object handlers.
+
+``store_body`` writes a request body (plain or aws-chunked) as one erasure-coded blob and
+checks it (length, Content-MD5, signed SHA-256, x-amz-checksum-*) before the caller commits
+anything. ``object_chunks`` streams a byte range of an object: one blob, or for a completed
+multipart upload the part blobs it references, in order.
+"""
+
+from __future__ import annotations
+
+import binascii
+import contextlib
+from collections.abc import AsyncGenerator, AsyncIterator
+from dataclasses import dataclass
+
+import asyncpg
+from aiohttp import web
+
+from origin.api.auth import Principal
+from origin.api.body import IncomingBody
+from origin.api.keys import CONFIG, POOL, READER, WRITER
+from origin.api.object_headers import content_md5
+from origin.ec_reader import ECReader
+from origin.ec_writer import BodyReader
+from origin.erasure import cached_scheme
+from origin.errors import BadDigest, ContentSHA256Mismatch
+from origin.layout import FragmentMap
+from origin.metadata import multipart as upload_store
+from origin.metadata import objects as object_store
+from origin.metadata.models import ObjectRecord, StorageScheme
+from origin.multipart import part_ranges
+
+
+@dataclass(frozen=True)
+class StoredData:
+    size: int
+    md5_hex: str
+    checksum: tuple[str, str] | None
+    fragments: FragmentMap
+    missing_fragments: int
+    scheme: StorageScheme
+
+
+async def write_blob(request: web.Request, object_id: str, read: BodyReader,
+                     want_sha256: bool = False) -> tuple[StoredData, str | None]:
+    writer = request.app[WRITER]
+    written = await writer.write(object_id, read, max_size=request.app[CONFIG].max_object_size,
+                                 want_sha256=want_sha256)
+    s = writer.scheme
+    return StoredData(written.size, written.md5_hex, None, written.fragments,
+                      written.missing_fragments,
+                      StorageScheme(s.ec_type, s.ndata, s.nparity, s.segment_size)), \
+        written.sha256_hex
+
+
+async def store_body(request: web.Request, object_id: str,
+                     principal: Principal | None) -> StoredData:
+    """Write the request body; raise the S3 error of the first check that fails."""
+    body = IncomingBody(request, principal, request.app[CONFIG].max_object_size)
+    expected_md5 = content_md5(request.headers.get("Content-MD5"))
+    declared_sha256 = principal.payload_sha256 if principal else None
+    stored, sha256_hex = await write_blob(request, object_id, body.read,
+                                          want_sha256=declared_sha256 is not None)
+    checksum = body.finish()
+    if expected_md5 is not None and binascii.hexlify(expected_md5).decode() != stored.md5_hex:
+        raise BadDigest()
+    if declared_sha256 is not None and sha256_hex != declared_sha256:
+        raise ContentSHA256Mismatch()
+    return StoredData(stored.size, stored.md5_hex, checksum, stored.fragments,
+                      stored.missing_fragments, stored.scheme)
+
+
+async def _blob_chunks(reader: ECReader, pool: asyncpg.Pool, blob_id: str, s: StorageScheme,
+                       size: int, first: int, last: int) -> AsyncGenerator[bytes, None]:
+    scheme = cached_scheme(s.ndata, s.nparity, s.segment_size, s.ec_type)
+
+    async def load_map(first_segment: int, last_segment: int) -> FragmentMap:
+        return await object_store.get_fragments(pool, blob_id, first_segment, last_segment)
+
+    slices = scheme.segment_slices(size, first, last)
+    chunks = reader.stream(blob_id, scheme, size, slices, load_map)
+    async with contextlib.aclosing(chunks):
+        async for chunk in chunks:
+            yield chunk
+
+
+async def object_chunks(app: web.Application, obj: ObjectRecord, first: int,
+                        last: int) -> AsyncGenerator[bytes, None]:
+    """Bytes ``first..last`` (inclusive) of ``obj``, in order."""
+    pool, reader = app[POOL], app[READER]
+    if not obj.part_count:
+        async with contextlib.aclosing(
+                _blob_chunks(reader, pool, obj.id, obj.scheme, obj.size, first, last)) as it:
+            async for chunk in it:
+                yield chunk
+        return
+    parts = await upload_store.object_parts(pool, obj.id)
+    for span in part_ranges([p.size for p in parts], first, last):
+        part = parts[span.index]
+        async with contextlib.aclosing(_blob_chunks(
+                reader, pool, part.object_id, part.scheme, part.size, span.first,
+                span.last)) as it:
+            async for chunk in it:
+                yield chunk
+
+
+def chunk_reader(chunks: AsyncIterator[bytes]) -> BodyReader:
+    """Adapt a stream of chunks of any size to ``read(n)`` (exactly n, fewer at the end)."""
+    buffer = bytearray()
+    done = False
+
+    async def read(n: int) -> bytes:
+        nonlocal done
+        while len(buffer) < n and not done:
+            try:
+                buffer.extend(await anext(chunks))
+            except StopAsyncIteration:
+                done = True
+        data = bytes(buffer[:n])
+        del buffer[:n]
+        return data
+
+    return read

@@ -1,0 +1,1 @@
+"""Bucket lifecycle: rules (pure: parse, render, match) and the worker that applies them."""
