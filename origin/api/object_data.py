@@ -23,12 +23,13 @@ from origin.api.object_headers import content_md5
 from origin.ec_reader import ECReader
 from origin.ec_writer import BodyReader
 from origin.erasure import cached_scheme
-from origin.errors import BadDigest, ContentSHA256Mismatch
+from origin.errors import BadDigest, ContentSHA256Mismatch, InvalidStorageClass
 from origin.layout import FragmentMap
 from origin.metadata import multipart as upload_store
 from origin.metadata import objects as object_store
 from origin.metadata.models import ObjectRecord, StorageScheme
 from origin.multipart import part_ranges
+from origin.storage_class import StorageClassError
 
 
 @dataclass(frozen=True)
@@ -44,9 +45,14 @@ class StoredData:
 async def write_blob(request: web.Request, object_id: str, read: BodyReader,
                      want_sha256: bool = False) -> tuple[StoredData, str | None]:
     writer = request.app[WRITER]
+    try:  # x-amz-storage-class: STANDARD (EC), REPLICATED, or a configured class
+        storage_class = request.app[CONFIG].storage_policy.get(
+            request.headers.get("x-amz-storage-class"))
+    except StorageClassError as exc:
+        raise InvalidStorageClass(str(exc)) from None
     written = await writer.write(object_id, read, max_size=request.app[CONFIG].max_object_size,
-                                 want_sha256=want_sha256)
-    s = writer.scheme
+                                 want_sha256=want_sha256, storage_class=storage_class)
+    s = written.scheme  # the class's scheme; tiny objects are stored replicated
     return StoredData(written.size, written.md5_hex, None, written.fragments,
                       written.missing_fragments,
                       StorageScheme(s.ec_type, s.ndata, s.nparity, s.segment_size)), \
