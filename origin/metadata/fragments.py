@@ -241,6 +241,7 @@ async def apply_repair(
     object_id: str,
     segment: int,
     replaced: dict[int, tuple[FragmentLocation | None, FragmentLocation]],
+    scheme: tuple[str, int, int, int] | None = None,
 ) -> int:
     """Swap rebuilt fragments into the map atomically: one transaction, object row locked,
     each fragment row changed only if it still points where the reconstructor saw it (a
@@ -249,11 +250,14 @@ async def apply_repair(
     -1 when the object no longer exists."""
     changed = 0
     async with pool.acquire() as conn, conn.transaction():
-        exists = await conn.fetchval("SELECT 1 FROM objects WHERE id = $1 FOR UPDATE",
-                                     object_id)
-        if exists is None:
+        row = await conn.fetchrow(
+            """SELECT ec_type, ec_ndata, ec_nparity, segment_size FROM objects
+               WHERE id = $1 FOR UPDATE""", object_id)
+        if row is None:
             await conn.execute("DELETE FROM repair_queue WHERE object_id = $1", object_id)
             return -1
+        if scheme is not None and tuple(row) != scheme:
+            return 0  # the storage class changed meanwhile: these fragments are garbage
         for index, (old, new) in sorted(replaced.items()):
             if old is None:
                 result = await conn.execute(
@@ -341,8 +345,9 @@ class ObjectRedundancy:
 async def object_redundancy(
     pool: asyncpg.Pool, unusable_nodes: Sequence[str], after: str | None, limit: int
 ) -> list[ObjectRedundancy]:
-    """A page of objects (ordered by id, after ``after``) with their weakest segment's count of
-    fragments recorded on nodes not in ``unusable_nodes``."""
+    """A page of blobs (rows that own fragments: object versions and multipart parts; a
+    completed multipart object owns none, its parts do), ordered by id after ``after``, with
+    their weakest segment's count of fragments recorded on nodes not in ``unusable_nodes``."""
     rows = await pool.fetch(
         """SELECT o.id, o.bucket, o.key, o.ec_ndata, o.ec_nparity,
                   (o.size + o.segment_size - 1) / o.segment_size AS segments,
@@ -353,7 +358,69 @@ async def object_redundancy(
                       FROM generate_series(0, (o.size + o.segment_size - 1) / o.segment_size - 1)
                            AS s(seg)) per_segment), 0) AS weakest
            FROM objects o WHERE ($2::uuid IS NULL OR o.id > $2::uuid)
+             AND o.part_count IS NULL AND NOT o.delete_marker
            ORDER BY o.id LIMIT $3""", list(unusable_nodes), after, limit)
     return [ObjectRedundancy(str(r["id"]), r["bucket"], r["key"], r["ec_ndata"],
                              r["ec_ndata"] + r["ec_nparity"], r["segments"], r["weakest"])
             for r in rows]
+
+
+@translate_db_errors
+async def swap_scheme(
+    pool: asyncpg.Pool,
+    object_id: str,
+    expected: tuple[str, int, int, int],
+    new: tuple[str, int, int, int],
+    fragments: dict[int, dict[int, FragmentLocation]],
+    missing: int,
+) -> bool:
+    """Replace an object's whole fragment map and scheme in one transaction, if its scheme is
+    still ``expected`` (storage-class change). The old fragments become garbage."""
+    rows = [(seg, idx, loc) for seg, frags in fragments.items() for idx, loc in frags.items()]
+    async with pool.acquire() as conn, conn.transaction():
+        current = await conn.fetchrow(
+            """SELECT ec_type, ec_ndata, ec_nparity, segment_size FROM objects
+               WHERE id = $1 FOR UPDATE""", object_id)
+        if current is None or tuple(current) != expected:
+            return False
+        await conn.execute("DELETE FROM fragments WHERE object_id = $1", object_id)
+        await conn.execute(
+            """INSERT INTO fragments (object_id, segment, frag_index, node_id, volume,
+                   "offset", length, checksum)
+               SELECT $1, * FROM unnest($2::int[], $3::smallint[], $4::text[], $5::int[],
+                   $6::bigint[], $7::int[], $8::bigint[])""",
+            object_id, [s for s, _i, _l in rows], [i for _s, i, _l in rows],
+            [loc.node_id for *_x, loc in rows], [loc.volume for *_x, loc in rows],
+            [loc.offset for *_x, loc in rows], [loc.length for *_x, loc in rows],
+            [loc.checksum for *_x, loc in rows])
+        await conn.execute(
+            """UPDATE objects SET ec_type = $2, ec_ndata = $3, ec_nparity = $4,
+                   segment_size = $5, missing_fragments = $6 WHERE id = $1""",
+            object_id, *new, missing)
+        await conn.execute(
+            """INSERT INTO volumes (node_id, volume)
+               SELECT DISTINCT * FROM unnest($1::text[], $2::int[]) ON CONFLICT DO NOTHING""",
+            [loc.node_id for *_x, loc in rows], [loc.volume for *_x, loc in rows])
+        await conn.execute("DELETE FROM repair_queue WHERE object_id = $1", object_id)
+    return True
+
+
+@dataclass(frozen=True)
+class Blob:
+    """A row that owns fragments: its id, size, scheme and MD5 (if its ETag is one)."""
+
+    id: str
+    size: int
+    scheme: tuple[str, int, int, int]
+    etag: str
+
+
+@translate_db_errors
+async def part_blobs(pool: asyncpg.Pool, object_id: str) -> list[Blob]:
+    """The part rows a completed multipart object consists of, in order."""
+    rows = await pool.fetch(
+        """SELECT o.id, o.size, o.ec_type, o.ec_ndata, o.ec_nparity, o.segment_size, o.etag
+           FROM object_parts p JOIN objects o ON o.id = p.part_object_id
+           WHERE p.object_id = $1 ORDER BY p.part_number""", object_id)
+    return [Blob(str(r["id"]), r["size"], (r["ec_type"], r["ec_ndata"], r["ec_nparity"],
+                                           r["segment_size"]), r["etag"]) for r in rows]

@@ -151,7 +151,9 @@ class Reconstructor:
         if not replaced:
             stats.segments_deferred += 1
             return
-        changed = await fmeta.apply_repair(self.ctx.pool, object_id, segment, replaced)
+        changed = await fmeta.apply_repair(
+            self.ctx.pool, object_id, segment, replaced,
+            (state.ec_type, state.ndata, state.nparity, state.segment_size))
         if changed > 0:
             stats.fragments_rebuilt += changed
             stats.segments_repaired += 1

@@ -1,0 +1,241 @@
+"""Background workers against the session cluster: storage classes, reconstructor, scrubber,
+GC and compaction, fsck. Workers are driven with ``run_once`` from the test process."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import AsyncIterator
+
+import asyncpg
+import pytest
+
+from origin.client import S3Client, S3ClientError
+from origin.fsck import fsck
+from origin.workers.base import ClusterContext
+from origin.workers.cli_context import cluster_context
+from origin.workers.compactor import Compactor
+from origin.workers.gc import GarbageCollector
+from origin.workers.planning import Redundancy
+from origin.workers.reconstructor import Reconstructor
+from origin.workers.scrubber import Scrubber
+from tests.integration.origin.conftest import SEGMENT_SIZE, Cluster
+
+
+@pytest.fixture
+async def ctx(cluster: Cluster) -> AsyncIterator[ClusterContext]:
+    async with cluster_context(cluster.database_url, node_timeout=5) as context:
+        yield context
+
+
+async def _object_row(cluster: Cluster, bucket: str, key: str) -> asyncpg.Record:
+    conn = await asyncpg.connect(cluster.database_url)
+    try:
+        return await conn.fetchrow(
+            """SELECT id, ec_type, ec_ndata, ec_nparity, missing_fragments,
+                      (SELECT count(*) FROM fragments f WHERE f.object_id = o.id) AS stored
+               FROM objects o WHERE bucket = $1 AND key = $2""", bucket, key)
+    finally:
+        await conn.close()
+
+
+async def _fragments(cluster: Cluster, bucket: str, key: str) -> list[asyncpg.Record]:
+    conn = await asyncpg.connect(cluster.database_url)
+    try:
+        return await conn.fetch(
+            """SELECT f.* FROM fragments f JOIN objects o ON o.id = f.object_id
+               WHERE o.bucket = $1 AND o.key = $2 ORDER BY segment, frag_index""", bucket, key)
+    finally:
+        await conn.close()
+
+
+def _flip(cluster: Cluster, row: asyncpg.Record) -> None:
+    path = cluster.data_dirs[row["node_id"]] / "volumes" / f"{row['volume']:06d}.vol"
+    with path.open("r+b") as fh:
+        position = row["offset"] + row["length"]  # inside the payload
+        fh.seek(position)
+        byte = fh.read(1)
+        fh.seek(position)
+        fh.write(bytes([byte[0] ^ 0x10]))
+
+
+async def test_tiny_objects_are_replicated_and_classes_are_chosen_at_put(
+    s3: S3Client, bucket: str, cluster: Cluster
+) -> None:
+    await s3.put_object(bucket, "tiny", b"x" * 100)
+    row = await _object_row(cluster, bucket, "tiny")
+    assert (row["ec_type"], row["ec_ndata"], row["ec_nparity"], row["stored"]) == \
+        ("replicated", 1, 3, 4)
+    assert await s3.get_object(bucket, "tiny") == b"x" * 100
+    body = os.urandom(100_000)
+    async with await s3.request("PUT", bucket, "replicated", data=body,
+                                headers={"x-amz-storage-class": "REPLICATED"}) as resp:
+        assert resp.status == 200
+    row = await _object_row(cluster, bucket, "replicated")
+    assert (row["ec_type"], row["stored"]) == ("replicated", 4)
+    assert await s3.get_object(bucket, "replicated") == body
+    await s3.put_object(bucket, "big", os.urandom(2000))
+    assert (await _object_row(cluster, bucket, "big"))["ec_type"] != "replicated"
+    async with await s3.request("PUT", bucket, "bad-class", data=b"abc",
+                                headers={"x-amz-storage-class": "NOPE"}) as resp:
+        assert resp.status == 400
+        assert b"InvalidStorageClass" in await resp.read()
+
+
+async def test_change_storage_class_rewrites_and_swaps_the_map(
+    s3: S3Client, bucket: str, cluster: Cluster, ctx: ClusterContext
+) -> None:
+    from origin.ec_reader import ECReader
+    from origin.ec_writer import ECWriter
+    from origin.erasure import cached_scheme
+    from origin.metadata.objects import get_object
+    from origin.metrics import OriginMetrics
+    from origin.storage_class import default_policy
+    from origin.storage_class_change import change_storage_class
+
+    body = os.urandom(2 * SEGMENT_SIZE + 77)
+    await s3.put_object(bucket, "mover", body)
+    metrics = OriginMetrics()
+    zones = {r.node_id: r.zone for r in await ctx.node_rows()}
+    policy = default_policy(6, 3, "isa_l_rs_cauchy")
+    writer = ECWriter(cached_scheme(6, 3, SEGMENT_SIZE, "isa_l_rs_cauchy"), ctx.nodes,
+                      ctx.health, zones, quorum=7, pipeline_depth=2, metrics=metrics,
+                      policy=policy)
+    reader = ECReader(ctx.nodes, ctx.health, pipeline_depth=2, metrics=metrics)
+    obj = await get_object(ctx.pool, bucket, "mover")
+    assert obj is not None
+    assert await change_storage_class(ctx.pool, writer, reader, obj, policy.get("REPLICATED"))
+    row = await _object_row(cluster, bucket, "mover")
+    assert (row["ec_type"], row["stored"], row["missing_fragments"]) == ("replicated", 3 * 4, 0)
+    assert await s3.get_object(bucket, "mover") == body
+    obj = await get_object(ctx.pool, bucket, "mover")
+    assert obj is not None
+    assert await change_storage_class(ctx.pool, writer, reader, obj, policy.get("STANDARD"))
+    assert (await _object_row(cluster, bucket, "mover"))["stored"] == 3 * 9
+    assert await s3.get_object(bucket, "mover", byte_range=(SEGMENT_SIZE, None)) == \
+        body[SEGMENT_SIZE:]
+
+
+async def test_reconstructor_fills_fragments_a_degraded_write_left_out(
+    s3: S3Client, bucket: str, healthy_cluster: Cluster, ctx: ClusterContext
+) -> None:
+    healthy_cluster.kill(list(healthy_cluster.nodes)[:2])
+    body = os.urandom(3 * SEGMENT_SIZE)
+    await s3.put_object(bucket, "gappy", body)
+    row = await _object_row(healthy_cluster, bucket, "gappy")
+    assert row["missing_fragments"] == 6
+    healthy_cluster.restore()
+    await ctx.health.probe_all(ctx.nodes.probe)
+    stats = await Reconstructor(ctx, bytes_per_second=0).run_once()
+    assert stats.fragments_rebuilt >= 6 and not stats.errors
+    row = await _object_row(healthy_cluster, bucket, "gappy")
+    assert (row["missing_fragments"], row["stored"]) == (0, 27)
+    for segment in range(3):
+        nodes = {f["node_id"] for f in await _fragments(healthy_cluster, bucket, "gappy")
+                 if f["segment"] == segment}
+        assert len(nodes) == 9  # every fragment of a segment on its own node
+    assert await s3.get_object(bucket, "gappy") == body
+
+
+async def test_flipped_bit_is_found_by_the_scrubber_and_healed(
+    s3: S3Client, bucket: str, cluster: Cluster, ctx: ClusterContext
+) -> None:
+    body = os.urandom(SEGMENT_SIZE + 1234)
+    await s3.put_object(bucket, "bitrot", body)
+    victim = (await _fragments(cluster, bucket, "bitrot"))[1]
+    _flip(cluster, victim)
+    stats = await Scrubber(ctx, bytes_per_second=0).run_once(nodes=[victim["node_id"]])
+    assert stats.corrupt_records >= 1 and stats.repairs_queued >= 1
+    repair = await Reconstructor(ctx, bytes_per_second=0).run_once()
+    assert repair.fragments_rebuilt >= 1
+    healed = [f for f in await _fragments(cluster, bucket, "bitrot")
+              if (f["segment"], f["frag_index"]) == (victim["segment"], victim["frag_index"])]
+    assert (healed[0]["node_id"], healed[0]["volume"], healed[0]["offset"]) != \
+        (victim["node_id"], victim["volume"], victim["offset"])
+    again = await Scrubber(ctx, bytes_per_second=0).run_once(nodes=[healed[0]["node_id"]])
+    assert again.repairs_queued == 0 or again.corrupt_records <= 1  # the old record may remain
+    assert await s3.get_object(bucket, "bitrot") == body
+
+
+async def test_a_read_that_meets_a_corrupt_fragment_queues_its_repair(
+    s3: S3Client, bucket: str, cluster: Cluster, ctx: ClusterContext
+) -> None:
+    body = os.urandom(50_000)
+    await s3.put_object(bucket, "reported", body)
+    victim = (await _fragments(cluster, bucket, "reported"))[0]
+    _flip(cluster, victim)
+    assert await s3.get_object(bucket, "reported") == body
+    queued = None
+    for _ in range(50):
+        queued = await ctx.pool.fetchrow(
+            "SELECT reason FROM repair_queue WHERE object_id = $1 AND frag_index = 0",
+            victim["object_id"])
+        if queued:
+            break
+        await asyncio.sleep(0.05)
+    assert queued is not None and queued["reason"] == "corrupt"
+    await Reconstructor(ctx, bytes_per_second=0).run_once()
+    assert await ctx.pool.fetchval("SELECT count(*) FROM repair_queue WHERE object_id = $1",
+                                   victim["object_id"]) == 0
+
+
+async def test_gc_reclaims_deleted_objects_and_compaction_keeps_the_live_ones(
+    s3: S3Client, bucket: str, cluster: Cluster, ctx: ClusterContext
+) -> None:
+    bodies = {f"k{i}": os.urandom(60_000) for i in range(24)}
+    for key, body in bodies.items():
+        await s3.put_object(bucket, key, body)
+    doomed = [k for i, k in enumerate(bodies) if i % 4]  # three quarters die
+    for key in doomed:
+        await s3.delete_object(bucket, key)
+    survivors = {k: v for k, v in bodies.items() if k not in doomed}
+    for node_id in cluster.nodes:
+        await ctx.nodes.seal_volume(node_id)
+    await asyncio.sleep(1.2)
+    gc = await GarbageCollector(ctx, grace=1.0, dead_ratio=0.5).run_once()
+    assert gc.dead_bytes_found > 0 and not gc.errors
+
+    stop = asyncio.Event()
+    reads = 0
+
+    async def reader() -> None:
+        nonlocal reads
+        while not stop.is_set():
+            for key, body in survivors.items():
+                assert await s3.get_object(bucket, key) == body
+                reads += 1
+
+    reading = asyncio.ensure_future(reader())
+    try:
+        compaction = await Compactor(ctx, grace=1.0, dead_ratio=0.5, drain=0.5,
+                                     bytes_per_second=0).run_once()
+    finally:
+        stop.set()
+        await reading
+    assert compaction.records_moved > 0 and compaction.bytes_freed > 0, compaction
+    assert reads > 0
+    for key, body in survivors.items():
+        assert await s3.get_object(bucket, key) == body
+    for key in doomed[:3]:
+        with pytest.raises(S3ClientError):
+            await s3.get_object(bucket, key)
+    report = await fsck(ctx)
+    assert report.counts.get(Redundancy.LOST, 0) == 0
+
+
+async def test_fsck_reports_degraded_objects_while_nodes_are_down(
+    s3: S3Client, bucket: str, healthy_cluster: Cluster
+) -> None:
+    await s3.put_object(bucket, "watched", os.urandom(20_000))
+    async with cluster_context(healthy_cluster.database_url, node_timeout=2) as ctx:
+        clean = await fsck(ctx)
+    assert clean.counts.get(Redundancy.LOST, 0) == 0
+    healthy_cluster.kill(list(healthy_cluster.nodes)[:4])
+    started = time.monotonic()
+    async with cluster_context(healthy_cluster.database_url, node_timeout=2) as ctx:
+        report = await fsck(ctx)
+    assert time.monotonic() - started < 30
+    assert len(report.unusable_nodes) == 4
+    assert report.counts.get(Redundancy.DEGRADED, 0) + report.counts.get(Redundancy.LOST, 0) \
+        >= 1
