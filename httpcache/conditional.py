@@ -108,13 +108,15 @@ def if_range_matches(condition: str, headers: Fields) -> bool:
     return since is not None and since == modified
 
 
-# Fields a 304 carries (RFC 9110 §15.4.5: "the server generating a 304 response MUST generate
-# any of the following header fields that would have been sent in a 200 (OK) response").
-NOT_MODIFIED_FIELDS = ("cache-control", "content-location", "date", "etag", "expires", "vary",
-                       "last-modified", "cdn-cache-control", "surrogate-key", "cache-status",
-                       "age", "via")
+# Fields a 304 carries. RFC 9110 §15.4.5: "the server generating a 304 response MUST generate
+# any of the following header fields that would have been sent in a 200 (OK) response:
+# Content-Location, Date, ETag, and Vary; Cache-Control and Expires" and "SHOULD NOT generate
+# representation metadata other than the above listed fields unless said metadata exists for
+# the purpose of guiding cache updates". Our 304s do guide cache updates: the next tier (an
+# edge behind a shield, a browser) refreshes its stored headers from them (RFC 9111 §4.3.4),
+# so every stored field is sent except the framing of the body this 304 does not have.
+NOT_IN_304 = frozenset({"content-length", "content-range", "transfer-encoding"})
 
 
 def not_modified_fields(headers: Fields) -> Fields:
-    keep = set(NOT_MODIFIED_FIELDS)
-    return Fields((k, v) for k, v in headers if k.lower() in keep)
+    return headers.without(NOT_IN_304)

@@ -79,7 +79,9 @@ class ScriptableOrigin:
         if script.conditional and inm is not None and not if_none_match_passes(inm, etag):
             keep = {k: v for k, v in headers.items()
                     if k.lower() in ("date", "etag", "cache-control", "expires", "vary",
-                                     "last-modified", "surrogate-key", "cdn-cache-control")}
+                                     "last-modified", "surrogate-key", "cdn-cache-control",
+                                     "content-length", "set-cookie")
+                    or k.lower().startswith("x-")}
             return web.Response(status=304, headers=keep)
         if not script.chunk_size:
             return web.Response(status=script.status, body=script.body, headers=headers)
