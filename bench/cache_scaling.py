@@ -1,0 +1,137 @@
+"""How the memory tier's costs grow: lookup, eviction and purge by tag at 10 k and 1 M cached
+objects, plus resident memory per cached byte and a full GC pass at that size.
+
+    python bench/cache_scaling.py [--counts 10000,1000000] [--body 1024]
+
+Uses ``httpcache.store.MemoryStore`` directly (``put``, ``get``, ``purge_tag``, ``len``,
+``current_bytes``), so it measures the store and nothing around it. Every object has its own
+body and one tag shared with 9 others (``g{i // 10}``), so a tag purge removes 10 keys at
+any cache size; a 1,000-key tag is measured too. The store's API is being reworked: the script
+prints the commit of ``httpcache/store.py`` it ran against.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import os
+import random
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from httpcache.headers import Fields  # noqa: E402
+from httpcache.messages import StoredResponse  # noqa: E402
+from httpcache.store import MemoryStore  # noqa: E402
+
+PAGE = os.sysconf("SC_PAGE_SIZE")
+HEADERS = (("content-type", "application/octet-stream"), ("cache-control", "public, max-age=3600"),
+           ("etag", '"5d41402abc4b2a76b9719d911017c592"'),
+           ("last-modified", "Sat, 21 Nov 2026 08:00:00 GMT"),
+           ("date", "Sat, 21 Nov 2026 09:00:00 GMT"))
+
+
+def rss() -> int:
+    return int(Path("/proc/self/statm").read_text().split()[1]) * PAGE
+
+
+def response(i: int, body_size: int, now: float) -> StoredResponse:
+    body = (i.to_bytes(8, "little") * (body_size // 8 + 1))[:body_size]  # a new object each
+    headers = Fields((*HEADERS, ("content-length", str(body_size)), ("surrogate-key",
+                                                                      f"g{i // 10}")))
+    return StoredResponse(cache_key=f"/bucket/object-{i:08d}", status=200, headers=headers,
+                          body=body, request_time=now, response_time=now,
+                          surrogate_keys=frozenset({f"g{i // 10}", f"k{i // 1000}"}))
+
+
+def per_op(seconds: float, ops: int) -> str:
+    return f"{seconds / ops * 1e9:8.0f} ns"
+
+
+def run(count: int, body_size: int, ops: int) -> None:
+    gc.collect()
+    now = time.time()
+    base_rss = rss()
+    probe = response(0, body_size, now)
+    store = MemoryStore(probe.byte_size() * count + 1, max_object_bytes=probe.byte_size() * 2)
+    start = time.perf_counter()
+    for i in range(count):
+        store.put(response(i, body_size, now))
+    fill = time.perf_counter() - start
+    assert len(store) == count and store.evictions == 0, (len(store), store.evictions)
+    grown = rss() - base_rss
+    body_bytes = count * body_size
+
+    keys = [f"/bucket/object-{random.randrange(count):08d}" for _ in range(ops)]
+    start = time.perf_counter()
+    for key in keys:
+        store.get(key)
+    lookup = time.perf_counter() - start
+    start = time.perf_counter()
+    for key in keys:
+        store.get(key + "-absent")
+    lookup_miss = time.perf_counter() - start
+
+    fresh = [response(count + i, body_size, now) for i in range(ops)]
+    start = time.perf_counter()
+    for stored in fresh:
+        store.put(stored)  # the store is full: each put evicts the least recently used
+    evicting = time.perf_counter() - start
+    evicted = store.evictions
+    del fresh
+
+    gc_start = time.perf_counter()
+    gc.collect()
+    gc_full = time.perf_counter() - gc_start
+
+    # tags of objects still present (the oldest were evicted above)
+    first_tag = (ops + 10) // 10 + 1
+    tags = [f"g{t}" for t in range(first_tag, first_tag + 1000)]
+    start = time.perf_counter()
+    removed = sum(store.purge_tag(tag).removed for tag in tags)
+    purge10 = time.perf_counter() - start
+    big_tag = f"k{(count - 1) // 1000}"
+    start = time.perf_counter()
+    big_removed = store.purge_tag(big_tag).removed
+    purge_big = time.perf_counter() - start
+
+    print(f"{count:>9} objects of {body_size} B (store {store.current_bytes / 1e6:.0f} MB "
+          f"accounted):")
+    print(f"    insert (no eviction) {per_op(fill, count)}/put   lookup hit "
+          f"{per_op(lookup, ops)}/get   lookup miss {per_op(lookup_miss, ops)}/get")
+    print(f"    put with eviction    {per_op(evicting, ops)}/put ({evicted} evicted)")
+    print(f"    purge_tag, 10 keys   {purge10 / len(tags) * 1e6:8.1f} us/tag "
+          f"({removed} keys removed by {len(tags)} tags, "
+          f"{purge10 / max(1, removed) * 1e9:.0f} ns/key)")
+    print(f"    purge_tag, {big_removed} keys {purge_big * 1e3:8.2f} ms "
+          f"({purge_big / max(1, big_removed) * 1e9:.0f} ns/key)")
+    print(f"    RSS grew {grown / 1e6:.0f} MB for {body_bytes / 1e6:.0f} MB of bodies: "
+          f"{grown / body_bytes - 1:+.0%} overhead per body byte "
+          f"({(grown - body_bytes) / count:.0f} B per object)")
+    print(f"    gc.collect() with the store alive: {gc_full * 1e3:.0f} ms "
+          f"({len(gc.get_objects()) / 1e6:.1f} M tracked objects)", flush=True)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--counts", default="10000,1000000")
+    parser.add_argument("--body", type=int, default=1024, help="body bytes per object")
+    parser.add_argument("--ops", type=int, default=100_000, help="lookups / evicting puts")
+    args = parser.parse_args()
+    commit = subprocess.run(["git", "log", "-1", "--format=%h %cs", "--", "httpcache/store.py"],
+                            cwd=ROOT, capture_output=True, text=True, check=False).stdout.strip()
+    print(f"# httpcache/store.py at {commit or 'unknown (not a git checkout)'}; "
+          f"python {sys.version.split()[0]}")
+    random.seed(1)
+    for count in (int(c) for c in args.counts.split(",")):
+        run(count, args.body, min(args.ops, count // 2))
+        gc.collect()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
