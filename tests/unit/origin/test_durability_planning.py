@@ -1,0 +1,158 @@
+"""Pure durability decisions: GC/compaction plans, repair plans, fsck classification, repair
+targets, storage classes, replication scheme, the rate limiter."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from origin.erasure import ReplicatedScheme, cached_scheme
+from origin.placement import Candidate, choose_repair_targets
+from origin.storage_class import StorageClassError, default_policy, parse_class_spec
+from origin.workers.base import RateLimiter
+from origin.workers.planning import (
+    RecordFact,
+    Redundancy,
+    VolumeAction,
+    VolumeFacts,
+    classify,
+    fsck_exit_code,
+    plan_segment_repair,
+    plan_volume,
+)
+
+RECS = [RecordFact(0, "a/0/0", 100), RecordFact(164, "b/0/0", 100),
+        RecordFact(328, "c/0/0", 100)]
+
+
+def _facts(age: float = 100.0, active: bool = False) -> VolumeFacts:
+    return VolumeFacts("n1", 1, 492, active, age)
+
+
+def test_nothing_is_garbage_within_the_grace_period() -> None:
+    assert plan_volume(_facts(age=5), RECS, set(), grace=10, dead_ratio=0.5).action is \
+        VolumeAction.TOO_YOUNG
+
+
+def test_an_old_volume_with_no_reference_is_deleted() -> None:
+    plan = plan_volume(_facts(), RECS, set(), grace=10, dead_ratio=0.5)
+    assert plan.action is VolumeAction.DELETE and plan.dead_bytes == 3 * (24 + 5 + 100)
+
+
+def test_a_fully_referenced_volume_is_clean() -> None:
+    plan = plan_volume(_facts(), RECS, {0, 164, 328}, grace=10, dead_ratio=0.5)
+    assert plan.action is VolumeAction.CLEAN and plan.dead_bytes == 0
+
+
+def test_dead_space_past_the_threshold_compacts_only_the_live_records() -> None:
+    plan = plan_volume(_facts(), RECS, {164}, grace=10, dead_ratio=0.5)
+    assert plan.action is VolumeAction.COMPACT
+    assert [r.offset for r in plan.live] == [164]
+    assert plan_volume(_facts(), RECS, {0, 164}, grace=10, dead_ratio=0.5).action is \
+        VolumeAction.KEEP
+
+
+def test_the_active_volume_is_sealed_before_it_is_reclaimed() -> None:
+    assert plan_volume(_facts(active=True), RECS, {0}, grace=10, dead_ratio=0.5).action is \
+        VolumeAction.SEAL
+
+
+def test_a_referenced_unreadable_record_blocks_compaction() -> None:
+    recs = [RecordFact(0, "", 200, "corrupt-record"), RecordFact(200, "b/0/0", 10)]
+    assert plan_volume(_facts(), recs, {100}, grace=10, dead_ratio=0.1).action is \
+        VolumeAction.BLOCKED
+
+
+def test_segment_repair_rebuilds_bad_and_absent_but_not_unreachable() -> None:
+    plan = plan_segment_repair(9, recorded={0, 1, 2, 3, 4, 5, 6, 7}, bad={2}, unreachable={3})
+    assert plan.wanted == (2, 8)
+    assert plan.good == frozenset({0, 1, 4, 5, 6, 7})
+    assert plan.possible(6)
+    assert not plan_segment_repair(9, set(range(9)), set(), set()).wanted
+
+
+@pytest.mark.parametrize(("weakest", "state"), [(9, Redundancy.FULL), (7, Redundancy.DEGRADED),
+                                                (6, Redundancy.DEGRADED), (5, Redundancy.LOST)])
+def test_fsck_classification(weakest: int, state: Redundancy) -> None:
+    assert classify(6, 9, 3, weakest) is state
+    assert classify(6, 9, 0, 0) is Redundancy.FULL  # empty objects have no segment
+
+
+def test_fsck_exit_code() -> None:
+    assert fsck_exit_code({Redundancy.FULL: 10}, 0) == 0
+    assert fsck_exit_code({Redundancy.DEGRADED: 2}, 5) == 0
+    assert fsck_exit_code({Redundancy.DEGRADED: 2}, 1) == 1
+    assert fsck_exit_code({Redundancy.LOST: 1, Redundancy.FULL: 9}, 100) == 2
+
+
+NODES = [Candidate(f"node-{i}", f"zone-{'abc'[i % 3]}") for i in range(9)]
+
+
+def test_repair_targets_avoid_holders_and_even_out_zones() -> None:
+    holders = {i: f"node-{i}" for i in range(8) if i != 3}  # node-3 (zone-a) lost slot 3
+    targets = choose_repair_targets("obj/0", holders, [3, 8], NODES)
+    assert set(targets) == {3, 8}
+    assert not set(targets.values()) & set(holders.values())
+    zones = [n.zone for n in NODES if n.node_id in targets.values()]
+    assert sorted(zones) == ["zone-a", "zone-c"]  # the zones short of fragments
+
+
+def test_repair_targets_stop_when_no_node_is_left() -> None:
+    holders = {i: f"node-{i}" for i in range(8)}
+    assert choose_repair_targets("k", holders, [8], NODES[:8]) == {}
+
+
+def test_storage_classes_and_the_small_object_rule() -> None:
+    policy = default_policy(6, 3, "isa_l_rs_cauchy", {"cold": "ec:10+4"})
+    standard = policy.get(None)
+    assert standard.describe() == "ec:6+3"
+    assert policy.get("replicated").describe() == "replicated:4"
+    assert policy.get("COLD").width == 14
+    tiny = policy.for_object(standard, 100)
+    assert tiny.is_replicated and tiny.nparity == 3  # same losses tolerated
+    assert policy.for_object(standard, 1024) == standard
+    assert policy.for_object(standard, None) == standard
+    assert policy.name_of("replicated", 1, 3) == "REPLICATED"
+    with pytest.raises(StorageClassError):
+        policy.get("GLACIER")
+    with pytest.raises(StorageClassError):
+        parse_class_spec("X", "replicated:1", "isa_l_rs_cauchy")
+    with pytest.raises(StorageClassError):
+        parse_class_spec("X", "raid:5", "isa_l_rs_cauchy")
+
+
+def test_replicated_scheme_round_trip_and_rebuild() -> None:
+    scheme = cached_scheme(1, 3, 4096, "replicated")
+    assert isinstance(scheme, ReplicatedScheme)
+    copies = scheme.encode(b"hello")
+    assert copies == [b"hello"] * 4
+    assert scheme.decode({3: b"hello"}, 5) == b"hello"
+    assert scheme.rebuild({2: b"hello"}, [0, 1], 5) == {0: b"hello", 1: b"hello"}
+
+
+def test_ec_rebuild_recomputes_lost_fragments_exactly() -> None:
+    scheme = cached_scheme(6, 3, 4096, "isa_l_rs_cauchy")
+    data = bytes(range(256)) * 10
+    fragments = scheme.encode(data)
+    survivors = {i: fragments[i] for i in (1, 3, 5, 6, 7, 8)}
+    assert scheme.rebuild(survivors, [0, 2, 4], len(data)) == \
+        {0: fragments[0], 2: fragments[2], 4: fragments[4]}
+
+
+def test_rate_limiter_sleeps_for_the_excess() -> None:
+    now = [0.0]
+    slept: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        now[0] += seconds
+
+    async def run() -> None:
+        limiter = RateLimiter(1000, clock=lambda: now[0], sleep=sleep)
+        await limiter.acquire(500)   # within the first second's burst
+        await limiter.acquire(1500)  # 1000 over: one second
+        await RateLimiter(0).acquire(10**9)  # unlimited
+
+    asyncio.run(run())
+    assert slept == [pytest.approx(1.0)]
