@@ -3,13 +3,24 @@
 ``CacheEngine.handle`` turns an aiohttp request into a ``CacheRequest``, looks up the store,
 asks ``policy.decide`` and then does exactly one thing:
 
-* ``FreshHit``    → answer from the stored response (304 / 206 / 416 / 200 / HEAD);
+* ``FreshHit``    → answer from the stored response (304 / 206 / multipart 206 / 416 / 200 /
+  HEAD), with ``Age`` and ``Cache-Status: hit; ttl=…``;
+* ``StaleHit``    → the same for a stale response the client (max-stale) or the origin
+  (stale-while-revalidate) allows; for the latter one background revalidation is started
+  unless a fetch for the key is already running;
 * ``Miss``        → fetch (collapsed into one flight per key), stream, maybe store;
 * ``Revalidate``  → conditional fetch with the stored validators (also collapsed); a 304 is
   merged by ``policy.update_from_304``, anything else replaces the stored response;
 * ``Pass``        → forward the request as is, any method, body streamed; unsafe methods
   invalidate the key (RFC 9111 §4.4);
 * ``GatewayTimeout`` → 504 for ``only-if-cached``.
+
+When a revalidation or refetch fails (connection error, timeout, or a 500/502/503/504 from
+upstream) and ``may_serve_stale_on_error`` allows it (RFC 5861 stale-if-error, or the tier's
+default window), the stale response is served with ``Cache-Status: fwd=stale;
+fwd-status=…; detail=stale-if-error``. A collapsed request waits at most
+``collapse_timeout`` for the head, then fetches on its own; the first fetch goes on and still
+fills the cache.
 
 Clients' own conditionals and ranges are always answered here from the (stored or just
 fetched) complete response; the upstream is asked for the full representation.
