@@ -95,9 +95,9 @@ async def commit_part(pool: asyncpg.Pool, upload_id: str, number: int, part: New
         await conn.execute(
             """INSERT INTO objects (id, bucket, key, size, etag, content_type, ec_type, ec_ndata,
                    ec_nparity, segment_size, missing_fragments, version_id, is_latest, kind)
-               VALUES ($1, $2, $3, $4, $5, '', $6, $7, $8, $9, $10, $1::text, false, 'part')""",
+               VALUES ($1, $2, $3, $4, $5, '', $6, $7, $8, $9, $10, $11, false, 'part')""",
             part.id, part.bucket, part.key, part.size, part.etag, s.ec_type, s.ndata, s.nparity,
-            s.segment_size, part.missing_fragments)
+            s.segment_size, part.missing_fragments, part.id)
         await insert_fragments(conn, part.id, fragments)
         old = await conn.fetchval(
             "SELECT object_id FROM upload_parts WHERE upload_id = $1 AND part_number = $2",
