@@ -56,7 +56,7 @@ def run(count: int, body_size: int, ops: int) -> None:
     gc.collect()
     now = time.time()
     base_rss = rss()
-    probe = response(0, body_size, now)
+    probe = response(count - 1, body_size, now)  # the largest (longest tag names)
     store = MemoryStore(probe.byte_size() * count + 1, max_object_bytes=probe.byte_size() * 2)
     start = time.perf_counter()
     for i in range(count):
@@ -65,6 +65,7 @@ def run(count: int, body_size: int, ops: int) -> None:
     assert len(store) == count and store.evictions == 0, (len(store), store.evictions)
     grown = rss() - base_rss
     body_bytes = count * body_size
+    accounted = store.current_bytes
 
     keys = [f"/bucket/object-{random.randrange(count):08d}" for _ in range(ops)]
     start = time.perf_counter()
@@ -86,21 +87,21 @@ def run(count: int, body_size: int, ops: int) -> None:
 
     gc_start = time.perf_counter()
     gc.collect()
-    gc_full = time.perf_counter() - gc_start
+    gc_full = time.perf_counter() - gc_start  # what one full pass costs, even with gc "off"
 
-    # tags of objects still present (the oldest were evicted above)
-    first_tag = (ops + 10) // 10 + 1
-    tags = [f"g{t}" for t in range(first_tag, first_tag + 1000)]
-    start = time.perf_counter()
-    removed = sum(store.purge_tag(tag).removed for tag in tags)
-    purge10 = time.perf_counter() - start
-    big_tag = f"k{(count - 1) // 1000}"
+    # tags of objects certainly present: the ones just put (lookups above reordered the rest)
+    big_tag = f"k{(count + ops // 2) // 1000}"
     start = time.perf_counter()
     big_removed = store.purge_tag(big_tag).removed
     purge_big = time.perf_counter() - start
+    first_tag = count // 10 + 1
+    tags = [f"g{t}" for t in range(first_tag, first_tag + min(1000, ops // 10 - 1))]
+    start = time.perf_counter()
+    removed = sum(store.purge_tag(tag).removed for tag in tags)
+    purge10 = time.perf_counter() - start
 
-    print(f"{count:>9} objects of {body_size} B (store {store.current_bytes / 1e6:.0f} MB "
-          f"accounted):")
+    print(f"{count:>9} objects of {body_size} B (store {accounted / 1e6:.0f} MB "
+          f"accounted, gc {'on' if gc.isenabled() else 'off'}):")
     print(f"    insert (no eviction) {per_op(fill, count)}/put   lookup hit "
           f"{per_op(lookup, ops)}/get   lookup miss {per_op(lookup_miss, ops)}/get")
     print(f"    put with eviction    {per_op(evicting, ops)}/put ({evicted} evicted)")
@@ -120,13 +121,19 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--counts", default="10000,1000000")
     parser.add_argument("--body", type=int, default=1024, help="body bytes per object")
+    parser.add_argument("--gc", choices=("on", "off"), default="on",
+                        help="off: gc.disable() while measuring (shows the collector's share)")
     parser.add_argument("--ops", type=int, default=100_000, help="lookups / evicting puts")
     args = parser.parse_args()
-    commit = subprocess.run(["git", "log", "-1", "--format=%h %cs", "--", "httpcache/store.py"],
-                            cwd=ROOT, capture_output=True, text=True, check=False).stdout.strip()
+    snapshot = ROOT / ".bench-commit"  # written by bench/snapshot.sh
+    commit = snapshot.read_text().strip() if snapshot.exists() else subprocess.run(
+        ["git", "log", "-1", "--format=%h %cs", "--", "httpcache/store.py"],
+        cwd=ROOT, capture_output=True, text=True, check=False).stdout.strip()
     print(f"# httpcache/store.py at {commit or 'unknown (not a git checkout)'}; "
           f"python {sys.version.split()[0]}")
     random.seed(1)
+    if args.gc == "off":
+        gc.disable()
     for count in (int(c) for c in args.counts.split(",")):
         run(count, args.body, min(args.ops, count // 2))
         gc.collect()
