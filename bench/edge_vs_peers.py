@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 import tempfile
 import time
@@ -155,6 +156,7 @@ def main() -> int:
         for server in reversed(started):
             server.stop()
         origin.stop()
+        shutil.rmtree(work, ignore_errors=True)
     if args.json:
         Path(args.json).write_text(json.dumps(records, indent=1))
     print_table(records, sizes, modes)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import shutil
 import statistics
 import sys
 import tempfile
@@ -154,6 +155,7 @@ def main() -> int:
         if edge:
             edge.stop()
         origin.stop()
+        shutil.rmtree(work, ignore_errors=True)
     med = {k: statistics.median(r[k] for r in rounds) for k in rounds[0]}
     print(f"\nmedian of {len(rounds)}: origin GETs {med['origin_gets']:g} (goal 1); exact "
           f"{med['exact']:g}/{args.clients}; waiter TTFB p50 {med['ttfb_p50_ms']:.1f} ms = "
