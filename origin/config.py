@@ -79,6 +79,8 @@ class OriginConfig:
                                    "writes stop waiting for it (after quorum)")
     db_pool_max: int = _opt(16, "PostgreSQL connections per origin process")
     max_clock_skew: int = _opt(900, "allowed X-Amz-Date skew in seconds (S3: 15 min)")
+    lifecycle_interval: float = _opt(3600.0, "seconds between lifecycle passes (expiration, "
+                                              "transitions, abandoned uploads); 0 disables")
     # Durability (issue 4): storage classes and the background workers.
     storage_classes: dict[str, str] = field(default_factory=dict, metadata={
         "help": "extra storage classes as NAME=ec:K+M or NAME=replicated:N,... (STANDARD = "

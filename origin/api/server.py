@@ -8,6 +8,8 @@ and reader). Handlers reach them through typed ``AppKey``s only.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Sequence
 
 import aiohttp
@@ -102,12 +104,37 @@ async def _storage(app: web.Application) -> AsyncIterator[None]:
     await session.close()
 
 
+async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
+    """The lifecycle worker (issue 5); transitions rewrite data through the storage-class
+    code (``origin.storage_class_change``)."""
+    config = app[CONFIG]
+    if config.lifecycle_interval <= 0:
+        yield
+        return
+    from origin.lifecycle.worker import LifecycleWorker, data_mover
+    from origin.storage_class_change import change_storage_class
+
+    pool, writer, reader = app[POOL], app[WRITER], app[READER]
+
+    async def move(obj, target: str) -> bool:  # noqa: ANN001 - ObjectRecord
+        return await change_storage_class(pool, writer, reader, obj,
+                                          config.storage_policy.get(target))
+
+    worker = LifecycleWorker(pool, interval=config.lifecycle_interval,
+                             transition=data_mover(pool, move))
+    task = asyncio.create_task(worker.run_forever())
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
 def build_app(config: OriginConfig) -> web.Application:
     # client_max_size bounds only bodies read whole (bucket creation); object bodies stream.
     app = web.Application(middlewares=[s3_middleware], client_max_size=1 << 20)
     app[CONFIG] = config
     app[METRICS] = OriginMetrics()
-    app.cleanup_ctx.extend([_metadata, _storage])
+    app.cleanup_ctx.extend([_metadata, _storage, _lifecycle])
     app.on_response_prepare.append(add_request_id)
     r = app.router
     r.add_get("/_health", health)

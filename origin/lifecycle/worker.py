@@ -198,3 +198,16 @@ class LifecycleWorker:
 
 def stats_dict(stats: LifecycleStats) -> dict[str, Any]:
     return dict(stats.__dict__)
+
+
+def data_mover(pool: asyncpg.Pool, move: Callable[[Any, str], Awaitable[bool]]) -> TransitionHook:
+    """A ``TransitionHook`` that loads the object and hands it to ``move(obj, class name)``
+    (the storage-class code's rewrite), so the worker itself never touches bytes."""
+    from origin.metadata.versions import get_by_id
+
+    async def hook(object_id: str, target: str) -> None:
+        obj = await get_by_id(pool, object_id)
+        if obj is not None:
+            await move(obj, target)
+
+    return hook

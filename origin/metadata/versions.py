@@ -64,6 +64,13 @@ async def get_version(
 
 
 @translate_db_errors
+async def get_by_id(pool: asyncpg.Pool, object_id: str) -> ObjectRecord | None:
+    row = await pool.fetchrow(f"SELECT {_OBJECT_COLUMNS} FROM objects WHERE id = $1",
+                              object_id)
+    return _object(row) if row else None
+
+
+@translate_db_errors
 async def delete_current(
     pool: asyncpg.Pool, bucket: str, key: str, versioning: str | None, new_version_id: str
 ) -> DeleteOutcome:
