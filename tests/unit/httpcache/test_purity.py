@@ -10,7 +10,7 @@ import pytest
 import httpcache
 
 PURE = ["cache_control", "policy", "conditional", "ranges", "cache_status", "headers",
-        "dates", "messages", "cache_key", "forwarding", "freshness", "storability", "vary",
+        "dates", "messages", "cache_key", "forwarding", "freshness", "storability", "vary", "s3fifo",
         "validation", "invalidation", "policy_config"]
 FORBIDDEN = {"aiohttp", "asyncio", "redis", "time", "socket", "multidict", "asyncpg"}
 

@@ -1,4 +1,4 @@
-"""The memory tier: byte bound, LRU order, purge indexes kept in step with eviction."""
+"""The memory tier: byte bound, S3-FIFO eviction, purge indexes kept in step with eviction."""
 
 from __future__ import annotations
 
@@ -17,24 +17,47 @@ def entry(key: str, size: int = 100, tags: tuple[str, ...] = ()) -> StoredRespon
 ONE = entry("/k0").byte_size()  # cost of one 100-byte entry with a 3-character key
 
 
-def test_byte_bound_evicts_least_recently_used() -> None:
+def test_byte_bound_evicts_the_oldest_entry_not_read_again() -> None:
     store = MemoryStore(max_bytes=3 * ONE)
     for key in ("/ka", "/kb", "/kc"):
         store.put(entry(key))
-    store.get("/ka")  # /kb is now the least recently used
+    store.get("/ka")  # read again: promoted, /kb is the oldest unread one
     store.put(entry("/kd"))
     assert [k for k in ("/ka", "/kb", "/kc", "/kd") if k in store] == ["/ka", "/kc", "/kd"]
     assert store.current_bytes <= 3 * ONE
     assert store.evictions == 1
 
 
-def test_peek_does_not_change_lru_order() -> None:
+def test_peek_does_not_count_as_a_read() -> None:
     store = MemoryStore(max_bytes=2 * ONE)
     store.put(entry("/ka"))
     store.put(entry("/kb"))
     store.peek("/ka")
     store.put(entry("/kc"))
     assert "/ka" not in store and "/kb" in store
+
+
+def test_replacing_an_entry_keeps_the_byte_count_exact() -> None:
+    store = MemoryStore(max_bytes=10 * ONE)
+    store.put(entry("/ka", size=100))
+    store.put(entry("/ka", size=300))
+    assert store.current_bytes == entry("/ka", size=300).byte_size() and len(store) == 1
+
+
+def test_indexes_stay_consistent_under_a_long_random_workload() -> None:
+    import random
+    rng = random.Random(7)
+    store = MemoryStore(max_bytes=20 * ONE)
+    for _ in range(3000):
+        key = f"/k{rng.randrange(60)}"
+        if rng.random() < 0.5:
+            store.get(key)
+        elif rng.random() < 0.9:
+            store.put(entry(key, size=rng.randrange(10, 400), tags=(f"t{rng.randrange(5)}",)))
+        else:
+            store.purge_tag(f"t{rng.randrange(5)}", soft=rng.random() < 0.5)
+        assert store.current_bytes <= store.max_bytes
+    store.check_indexes()
 
 
 def test_objects_larger_than_the_limit_are_not_stored() -> None:
