@@ -22,6 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "put": ("origin.client_cli", "upload a file to the origin"),
     "get": ("origin.client_cli", "download an object from the origin"),
     "mb": ("origin.client_cli", "create a bucket on the origin"),
+    "user": ("origin.user_cli", "create S3 credentials: cdn user create NAME"),
 }
 
 

@@ -130,7 +130,11 @@ def build_plan(
         ProcessSpec(
             name=f"shield-{i + 1}", role="shield", port=port("shield", i), host=host,
             args=("--name", f"shield-{i + 1}", "--host", host, "--port", str(port("shield", i)),
-                  "--origin", origin.url, "--edge-secret", secrets.edge_secret, *purge_args),
+                  "--origin", origin.url, "--edge-secret", secrets.edge_secret,
+                  # Shields read private buckets with their own SigV4 signature; locally the
+                  # admin key (a production shield gets a read-only user of its own).
+                  "--origin-access-key", secrets.admin_access_key,
+                  "--origin-secret-key", secrets.admin_secret_key, *purge_args),
         )
         for i in range(shield_count)
     )

@@ -191,7 +191,9 @@ class Supervisor:
 
 
 async def create_demo_content(plan: Plan, secrets: Secrets) -> dict[str, Any]:
-    """A public bucket ``demo`` and a private (signed-URL) bucket ``private``, one object each."""
+    """A public bucket ``demo`` and a private bucket ``private``, one object each. ``private``
+    is closed at the origin (shields read it with their SigV4 key) and needs a signed URL at
+    the edge."""
     from origin.client import S3Client
 
     async with S3Client(plan.origin.url, secrets.admin_access_key,
@@ -203,7 +205,7 @@ async def create_demo_content(plan: Plan, secrets: Secrets) -> dict[str, Any]:
             content_type="text/plain; charset=utf-8",
             cache_control="public, max-age=60", surrogate_keys=("demo", "hello"),
         )
-        await client.create_bucket("private", public=True)
+        await client.create_bucket("private", public=False)
         await client.put_object(
             "private", "secret.txt", b"Only signed URLs reach this.\n",
             content_type="text/plain; charset=utf-8",

@@ -16,9 +16,16 @@ class ShieldConfig(CacheTierConfig):
                         metadata={"help": "any HTTP/1.1 origin URL"})
     edge_secret: str = field(default="", metadata={
         "help": "shared HMAC secret edges sign with; empty = no edge authentication"})
+    origin_access_key: str = field(default="", metadata={
+        "help": "S3 key the shield signs origin requests with (SigV4); empty = unsigned"})
+    origin_secret_key: str = ""
+    origin_region: str = "us-east-1"
 
     def __post_init__(self) -> None:
         self.check_tier("shield")
+        if bool(self.origin_access_key) != bool(self.origin_secret_key):
+            raise ConfigError("shield.origin_access_key and shield.origin_secret_key must be "
+                              "set together")
         if not is_http_url(self.origin):
             raise ConfigError(f"shield.origin must be an http(s) URL, got {self.origin!r}")
 

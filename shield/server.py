@@ -20,6 +20,7 @@ from httpcache.tier import build_tier_app
 from httpcache.upstream import HttpUpstream
 from shield import edge_auth
 from shield.config import ShieldConfig
+from shield.origin_auth import sigv4_signer
 
 CONFIG = web.AppKey("shield_config", ShieldConfig)
 
@@ -41,8 +42,13 @@ def build_app(config: ShieldConfig, *, clock: Callable[[], float] = time.time
         gates=(edge_auth_gate(config.edge_secret),) if config.edge_secret else (),
     )
 
+    signer = None
+    if config.origin_access_key:
+        signer = sigv4_signer(config.origin, config.origin_access_key, config.origin_secret_key,
+                              config.origin_region)
+
     def upstream(_app: web.Application, session: aiohttp.ClientSession) -> HttpUpstream:
-        return HttpUpstream(session, config.origin)
+        return HttpUpstream(session, config.origin, signer)
 
     app = build_tier_app(config, engine_config, upstream, clock=clock)
     app[CONFIG] = config

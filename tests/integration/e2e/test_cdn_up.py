@@ -161,6 +161,11 @@ async def test_demo_object_is_served_by_every_edge(topology):
                 assert b"Hello from the CDN" in await resp.read()
             async with http.get(edge["signed_demo_url"]) as resp:
                 assert resp.status == 200, await resp.text()
+                assert b"Only signed URLs" in await resp.read()
+        # The private bucket is closed at the origin: only the shields' SigV4 key reads it.
+        async with http.get(topology["origin"]["endpoint"] + "/private/secret.txt") as resp:
+            assert resp.status == 403
+            assert "<Code>AccessDenied</Code>" in await resp.text()
 
 
 @pytest.mark.parametrize("size", SIZES)
@@ -296,6 +301,26 @@ async def test_bad_input_answers_4xx_with_a_clear_body(topology):
             await s3.create_bucket("Bad_Bucket!")
         with pytest.raises(Exception, match="KeyTooLong|400"):
             await s3.put_object("e2e", "k" * 1100, b"x")
+
+
+def test_cdn_user_create_makes_working_credentials(topology, data_dir):
+    out = subprocess.run(
+        [sys.executable, "-m", "cdn.cli", "user", "create", "alice", "--data-dir", str(data_dir)],
+        capture_output=True, text=True, timeout=60, check=True,
+    )
+    creds = json.loads(out.stdout)
+    assert set(creds) >= {"access_key", "secret_key"}
+
+    async def check() -> None:
+        endpoint = topology["origin"]["endpoint"]
+        async with S3Client(endpoint, creds["access_key"], creds["secret_key"]) as alice:
+            await alice.create_bucket("alice-bucket")
+            await alice.put_object("alice-bucket", "a.txt", b"mine")
+            assert await alice.get_object("alice-bucket", "a.txt") == b"mine"
+            with pytest.raises(Exception, match="AccessDenied"):
+                await alice.get_object("private", "secret.txt")
+
+    asyncio.run(check())
 
 
 def _node_pids(topology: dict[str, Any]) -> list[int]:
