@@ -202,6 +202,8 @@ class StorageNodeConfig:
                                  "(empty: no self-registration)")
     advertise_url: str = _opt("", "URL origins reach this node at; empty = http://host:port")
     heartbeat_interval: float = _opt(5.0, "seconds between heartbeats")
+    volume_max_age: float = _opt(3600.0, "seal the active volume after this many seconds (so "
+                                         "garbage in it can age past the GC grace period)")
 
     def __post_init__(self) -> None:
         if not self.node_id or "/" in self.node_id or "@" in self.node_id:

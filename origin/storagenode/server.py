@@ -242,7 +242,8 @@ async def metrics(request: web.Request) -> web.Response:
 
 async def _storage(app: web.Application) -> AsyncIterator[None]:
     config = app[CONFIG]
-    volumes = VolumeSet(config.volumes_path, config.volume_max_bytes, fsync=config.fsync)
+    volumes = VolumeSet(config.volumes_path, config.volume_max_bytes, fsync=config.fsync,
+                        max_age=config.volume_max_age)
     await asyncio.get_running_loop().run_in_executor(None, volumes.open)
     committer = GroupCommitter(volumes, on_batch=app[METRICS].record_batch)
     committer.start()

@@ -17,7 +17,9 @@ import logging
 import os
 import re
 import threading
+import time
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -93,10 +95,16 @@ def _pwrite_all(fd: int, buffers: list[bytes], offset: int) -> int:
 class VolumeSet:
     """The volume files under ``root`` and the write position in the active one."""
 
-    def __init__(self, root: Path, max_bytes: int, *, fsync: bool = True) -> None:
+    def __init__(self, root: Path, max_bytes: int, *, fsync: bool = True,
+                 max_age: float = 0.0, clock: Callable[[], float] = time.monotonic) -> None:
         self.root = root
         self.max_bytes = max_bytes
         self.fsync = fsync
+        # An active volume older than this is sealed before the next append (0: never), so
+        # garbage in it starts to age: the GC grace period counts from a volume's last append.
+        self.max_age = max_age
+        self._clock = clock
+        self._active_since = clock()
         self._sizes: dict[int, int] = {}
         self._read_fds: dict[int, int] = {}
         self._fd_lock = threading.Lock()
@@ -138,6 +146,7 @@ class VolumeSet:
             os.close(self._active_fd)
         self._active, self._active_fd = volume, fd
         self._sizes[volume] = 0
+        self._active_since = self._clock()
 
     def _fsync_dir(self) -> None:
         dir_fd = os.open(self.root, os.O_RDONLY)
@@ -184,7 +193,8 @@ class VolumeSet:
             for fragment_id, payload in items:
                 size = record.record_size(fragment_id, len(payload))
                 current = self._sizes[self._active]
-                if current > 0 and current + size > self.max_bytes:
+                too_old = self.max_age > 0 and self._clock() - self._active_since > self.max_age
+                if current > 0 and (current + size > self.max_bytes or too_old):
                     self._seal_active(dirty)
                     current = 0
                 if not dirty or dirty[-1][0] != self._active:

@@ -76,17 +76,18 @@ class Reconstructor:
                 break
             seen.update(todo)
             gate = asyncio.Semaphore(self.concurrency)
+            usable = await self.ctx.usable_nodes()  # once per batch, not per segment
 
             async def one(item: tuple[str, int]) -> None:
                 async with gate:
-                    await self._repair_segment(item[0], item[1], set(lost), stats)
+                    await self._repair_segment(item[0], item[1], set(lost), usable, stats)
 
             await asyncio.gather(*(one(item) for item in todo))
         stats.seconds = time.monotonic() - started
         return stats
 
     async def _repair_segment(self, object_id: str, segment: int, lost: set[str],
-                              stats: ReconstructorStats) -> None:
+                              usable: dict[str, str], stats: ReconstructorStats) -> None:
         stats.segments_examined += 1
         state = await fmeta.load_segment(self.ctx.pool, object_id, segment)
         if state is None:
@@ -131,7 +132,6 @@ class Reconstructor:
             stats.segments_unrepairable += 1
             stats.errors.append(f"{object_id}/{segment}: {exc}")
             return
-        usable = await self.ctx.usable_nodes()
         holders = {i: state.locations[i].node_id for i in plan.good}
         holders.update({i: state.locations[i].node_id for i in unreachable})
         targets = choose_repair_targets(f"{object_id}/{segment}", holders, plan.wanted,
