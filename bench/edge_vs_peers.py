@@ -48,8 +48,11 @@ def label(size: int) -> str:
 
 
 def check_body(server: Server, path: str, size: int) -> None:
-    with urllib.request.urlopen(server.url + path, timeout=30) as resp:
-        got = resp.read()
+    try:
+        with urllib.request.urlopen(server.url + path, timeout=30) as resp:
+            got = resp.read()
+    except OSError as exc:
+        raise RuntimeError(f"{server.name}: GET {path} failed: {exc}") from None
     if got != body(size):
         raise RuntimeError(f"{server.name}: wrong body for {path} ({len(got)} bytes)")
 

@@ -134,7 +134,10 @@ def start_varnish(origin_port: int, work: Path) -> Server | None:
     state = work / "varnish"
     state.mkdir(exist_ok=True)
     argv = [binary, "-F", "-a", f"127.0.0.1:{port}", "-b", f"127.0.0.1:{origin_port}",
-            "-s", f"malloc,{CACHE_BYTES // (1024 * 1024)}m", "-n", str(state), "-T", "none"]
+            "-s", f"malloc,{CACHE_BYTES // (1024 * 1024)}m", "-n", str(state), "-T", "none",
+            # many small objects cached by the miss runs must be evictable to make room for
+            # one large one; the default (50) answers 503 "Could not get storage" instead
+            "-p", "nuke_limit=100000"]
     if os.geteuid() == 0:
         argv += ["-j", "none"]
     proc = Proc("varnish", argv, work / "varnish.log").start()
