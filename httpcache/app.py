@@ -20,16 +20,20 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from httpcache.cache_status import CacheStatus
+from httpcache.disk_store import DiskStore
 from httpcache.engine import CacheEngine, EngineConfig
 from httpcache.errors import CacheError, ClientSideError
 from httpcache.metrics import CacheMetrics
+from httpcache.shared_store import SharedStore
 from httpcache.store import MemoryStore
+from httpcache.tiers import CacheTiers
 from httpcache.upstream import Upstream, new_client_session
 
 log = logging.getLogger("cdn.httpcache")
 
 ENGINE_CONFIG = web.AppKey("engine_config", EngineConfig)
 STORE = web.AppKey("cache_store", MemoryStore)
+TIERS = web.AppKey("cache_tiers", CacheTiers)
 METRICS = web.AppKey("cache_metrics", CacheMetrics)
 SESSION = web.AppKey("http_session", aiohttp.ClientSession)
 ENGINE = web.AppKey("cache_engine", CacheEngine)
@@ -87,8 +91,11 @@ def build_cache_app(
     contexts: Sequence[CleanupContext] = (),
     connect_timeout: float = 5.0,
     read_timeout: float = 60.0,
+    disk: Callable[[], DiskStore] | None = None,
+    shared: Callable[[CacheMetrics], SharedStore] | None = None,
 ) -> web.Application:
-    """An application running ``config``'s engine in front of ``upstream_factory``'s hop."""
+    """An application running ``config``'s engine in front of ``upstream_factory``'s hop;
+    ``disk`` and ``shared`` make the optional lower tiers (at start-up, closed at cleanup)."""
     metrics = CacheMetrics(config.name)
     store = MemoryStore(max_bytes, max_object_bytes, on_evict=lambda _s: metrics.evictions.inc())
     metrics.cache_objects.set_function(lambda: len(store))
@@ -102,10 +109,21 @@ def build_cache_app(
     async def engine_context(app: web.Application) -> AsyncIterator[None]:
         session = new_client_session(connect_timeout, read_timeout)
         app[SESSION] = session
-        engine = CacheEngine(config, upstream_factory(app, session), store, metrics, clock=clock)
+        disk_store = disk() if disk is not None else None
+        if disk_store is not None:
+            metrics.disk_objects.set_function(lambda: len(disk_store))
+            metrics.disk_bytes.set_function(lambda: disk_store.current_bytes)
+        shared_store = shared(metrics) if shared is not None else None
+        engine = CacheEngine(config, upstream_factory(app, session), store, metrics, clock=clock,
+                             disk=disk_store, shared=shared_store)
         app[ENGINE] = engine
+        app[TIERS] = engine.tiers
         yield
         await engine.aclose()
+        if shared_store is not None:
+            await shared_store.aclose()
+        if disk_store is not None:
+            disk_store.close()
         await session.close()
 
     app.cleanup_ctx.append(engine_context)

@@ -29,6 +29,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
 from httpcache.headers import Fields
+from httpcache.messages import StoredResponse
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +45,7 @@ class FlightHead:
     request_time: float = 0.0  # for the age calculation (RFC 9111 §4.2.3)
     response_time: float = 0.0
     vary: tuple[tuple[str, str | None], ...] = ()  # the owner's values of the Vary fields
+    refreshed: StoredResponse | None = None  # a 304 refreshed this stored response
 
 
 class NotShareable(Exception):

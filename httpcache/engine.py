@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import logging
 import time
@@ -39,11 +40,13 @@ from dataclasses import dataclass, field
 from aiohttp import web
 from multidict import CIMultiDict
 
+from httpcache.body_sink import BodySink
 from httpcache.cache_key import cache_key, split_target
 from httpcache.cache_status import CacheStatus, ForwardReason
 from httpcache.collapse import Collapser, Flight, FlightHead, FlightReader, NotShareable
 from httpcache.conditional import if_range_matches, not_modified, not_modified_fields
-from httpcache.errors import CacheError, OnlyIfCachedMiss, UpstreamError
+from httpcache.disk_store import DiskStore, file_multipart, read_range
+from httpcache.errors import CacheError, OnlyIfCachedMiss, StoreError, UpstreamError
 from httpcache.forwarding import (
     client_response_fields,
     fill_request_fields,
@@ -80,8 +83,17 @@ from httpcache.policy import (
     validators_for,
     vary_matches,
 )
-from httpcache.ranges import ByteRange, Unsatisfiable, multipart_byteranges, parse_ranges
+from httpcache.ranges import (
+    ByteRange,
+    Unsatisfiable,
+    multipart_byteranges,
+    multipart_content_type,
+    new_boundary,
+    parse_ranges,
+)
+from httpcache.shared_store import SharedStore
 from httpcache.store import FetchMark, MemoryStore
+from httpcache.tiers import CacheTiers
 from httpcache.upstream import CHUNK_SIZE, Upstream, UpstreamResponse
 
 log = logging.getLogger("cdn.httpcache.engine")
@@ -111,10 +123,15 @@ ERROR_STATUSES = frozenset({500, 502, 503, 504})
 
 class CacheEngine:
     def __init__(self, config: EngineConfig, upstream: Upstream, store: MemoryStore,
-                 metrics: CacheMetrics, *, clock: Callable[[], float] = time.time) -> None:
+                 metrics: CacheMetrics, *, clock: Callable[[], float] = time.time,
+                 disk: DiskStore | None = None, shared: SharedStore | None = None) -> None:
         self.config = config
         self.upstream = upstream
         self.store = store
+        self.disk = disk
+        self.shared = shared
+        self.tiers = CacheTiers(store, disk, shared)
+        self._lower_tiers = disk is not None or shared is not None
         self.metrics = metrics
         self.clock = clock
         self.collapser = Collapser(max_waiters=config.collapse_max_waiters)
@@ -135,12 +152,17 @@ class CacheEngine:
             target = gate(request, target, now)
         key = cache_key(*split_target(target))
         creq = CacheRequest(request.method, key, Fields(request.headers.items()))
-        stored, vary_miss = (self.store.lookup(key, creq.headers)
-                             if request.method in CACHEABLE_METHODS else (None, False))
+        cacheable = request.method in CACHEABLE_METHODS
+        stored, vary_miss = self.store.lookup(key, creq.headers) if cacheable else (None, False)
+        if stored is None and cacheable and self._lower_tiers:
+            stored, vary_miss = await self._lookup_lower(key, creq, vary_miss)
         match decide(creq, stored, now, self.config.policy, vary_miss=vary_miss):
             case FreshHit(stored=hit, age=age, ttl=ttl):
                 self.metrics.requests.labels("hit").inc()
                 status = CacheStatus(self.config.name, hit=True, ttl=int(ttl))
+                if hit.file is not None:
+                    return await self._answer_file(request, creq, hit, hit.headers, status,
+                                                   int(age))
                 return self._answer_complete(request, creq, hit.status, hit.headers, hit.body,
                                              status, age=int(age))
             case StaleHit(stored=hit, age=age, ttl=ttl, why=why, revalidate=revalidate):
@@ -149,6 +171,9 @@ class CacheEngine:
                     self._revalidate_in_background(request, creq, hit)
                 status = CacheStatus(self.config.name, hit=True, ttl=int(ttl) - (ttl < 0),
                                      detail=why)
+                if hit.file is not None:
+                    return await self._answer_file(request, creq, hit, hit.headers, status,
+                                                   int(age))
                 return self._answer_complete(request, creq, hit.status, hit.headers, hit.body,
                                              status, age=int(age))
             case Revalidate() | Miss() as decision:
@@ -158,6 +183,23 @@ class CacheEngine:
             case GatewayTimeout():
                 raise OnlyIfCachedMiss("only-if-cached: no usable stored response")
         raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _lookup_lower(self, key: str, creq: CacheRequest, vary_miss: bool
+                            ) -> tuple[StoredResponse | None, bool]:
+        """After a memory miss: the disk tier (metadata in memory, no I/O), then the shared
+        tier (one Redis round trip), whose entries are promoted into memory."""
+        if self.disk is not None:
+            found, disk_vary_miss = self.disk.lookup(key, creq.headers)
+            if found is not None:
+                return found, False
+            vary_miss = vary_miss or disk_vary_miss
+        if self.shared is not None:
+            found = await self.shared.get(key, creq.headers)
+            if found is not None:
+                self.metrics.shared_hits.inc()
+                self.store.put(found)
+                return found, False
+        return None, vary_miss
 
     def _revalidate_in_background(self, request: web.Request, creq: CacheRequest,
                                   stored: StoredResponse) -> None:
@@ -212,6 +254,54 @@ class CacheEngine:
             "Content-Range", bad.content_range())
         return _response(416, fields, b"")
 
+    async def _answer_file(self, request: web.Request, creq: CacheRequest,
+                           stored: StoredResponse, headers: Fields, cache_status: CacheStatus,
+                           age: int | None) -> web.StreamResponse:
+        """Serve a response whose body is a disk-tier file, streamed from the file: the same
+        answers as ``_answer_complete`` (304, 206, multipart 206, 416, HEAD, 200)."""
+        assert self.disk is not None and stored.file is not None
+        try:
+            handle = self.disk.open(stored)
+        except FileNotFoundError:  # removed under us (by hand?): forget it, fetch again
+            log.warning("disk tier: body of %s is gone; fetching it again", stored.cache_key)
+            self.disk.delete_entry(stored.entry_key)
+            decision = decide(creq, None, self.clock(), self.config.policy)
+            if not isinstance(decision, Miss):
+                raise OnlyIfCachedMiss("only-if-cached: no usable stored response") from None
+            return await self._fetch_and_answer(request, creq, decision)
+        length = stored.file.length
+        fields = client_response_fields(headers, cache_status, via=self.config.name, age=age,
+                                        strip=self._strip)
+        with contextlib.ExitStack() as cleanup:
+            cleanup.callback(handle.close)
+            if not_modified(creq.method, creq.headers, stored.status, headers):
+                return self._not_modified(fields)
+            status = stored.status
+            match self._requested_ranges(creq, stored.status, headers, length):
+                case [ByteRange() as part]:
+                    fields = fields.with_field("Content-Range", part.content_range()).with_field(
+                        "Content-Length", str(part.size))
+                    status, chunks = 206, read_range(handle, part.first, part.last)
+                case [ByteRange(), ByteRange(), *_] as parts:
+                    boundary = new_boundary()
+                    fields = fields.without("content-range", "content-length").with_field(
+                        "Content-Type", multipart_content_type(boundary))
+                    status = 206
+                    chunks = file_multipart(handle, parts, headers.first("content-type"),
+                                             boundary)
+                case Unsatisfiable() as bad:
+                    return self._unsatisfiable(fields, bad)
+                case _:
+                    fields = fields.with_field("Content-Length", str(length))
+                    if status == 200 and "accept-ranges" not in fields.names():
+                        fields = fields.appended("Accept-Ranges", "bytes")
+                    chunks = read_range(handle, 0, length - 1) if length else None
+            if creq.method == "HEAD":
+                chunks = None
+            if chunks is not None:
+                cleanup.pop_all()  # the generator closes the file when it is done
+            return await _stream(request, status, fields, chunks)
+
     @staticmethod
     def _requested_ranges(creq: CacheRequest, status: int, headers: Fields,
                           length: int) -> list[ByteRange] | Unsatisfiable | None:
@@ -257,13 +347,13 @@ class CacheEngine:
         except UpstreamError as exc:
             reader.close()
             if fallback is not None and self._may_serve_stale(creq, fallback):
-                return self._serve_stale_on_error(request, creq, fallback, None, exc)
+                return await self._serve_stale_on_error(request, creq, fallback, None, exc)
             raise
         try:
             if (head.fwd_status in ERROR_STATUSES and fallback is not None
                     and self._may_serve_stale(creq, fallback)):
-                return self._serve_stale_on_error(request, creq, fallback, head.fwd_status,
-                                                  None)
+                return await self._serve_stale_on_error(request, creq, fallback,
+                                                        head.fwd_status, None)
             return await self._answer_from_flight(request, creq, decision, reader, head, owner,
                                                   revalidated=stored is not None)
         finally:
@@ -278,9 +368,9 @@ class CacheEngine:
         req = effective_request_directives(creq, self.config.policy)
         return may_serve_stale_on_error(stored, req, self.clock(), self.config.policy)
 
-    def _serve_stale_on_error(self, request: web.Request, creq: CacheRequest,
-                              stored: StoredResponse, fwd_status: int | None,
-                              error: CacheError | None) -> web.Response:
+    async def _serve_stale_on_error(self, request: web.Request, creq: CacheRequest,
+                                    stored: StoredResponse, fwd_status: int | None,
+                                    error: CacheError | None) -> web.StreamResponse:
         """RFC 5861 §4 stale-if-error (and RFC 9111 §4.2.4 "disconnected")."""
         self.metrics.requests.labels("stale").inc()
         now = self.clock()
@@ -291,6 +381,9 @@ class CacheEngine:
         status = CacheStatus(self.config.name, fwd="stale",
                              fwd_status=fwd_status if fwd_status is not None else 502,
                              ttl=int(ttl) - (ttl < 0), detail="stale-if-error")
+        if stored.file is not None:
+            return await self._answer_file(request, creq, stored, stored.headers, status,
+                                           int(age))
         return self._answer_complete(request, creq, stored.status, stored.headers, stored.body,
                                      status, age=int(age))
 
@@ -307,6 +400,10 @@ class CacheEngine:
         age = None
         if head.shared_headers is not None:
             age = int(current_age(headers, head.request_time, head.response_time, self.clock()))
+        if head.refreshed is not None and head.refreshed.file is not None:
+            # a 304 refreshed a disk-tier entry: its body is the file
+            return await self._answer_file(request, creq, head.refreshed, headers,
+                                           cache_status, age)
         fields = client_response_fields(headers, cache_status, via=self.config.name, age=age,
                                         strip=self._strip)
         if not_modified(creq.method, creq.headers, head.status, headers):
@@ -362,17 +459,24 @@ class CacheEngine:
                                     self.config.policy)
         as_get = CacheRequest("GET", creq.target, creq.headers)
         keep = is_storable(as_get, refreshed.status, refreshed.headers, self.config.policy)
-        if keep:
+        on_disk = stored.file is not None and self.disk is not None
+        if keep and on_disk:
+            if self.store.purged_since(refreshed, since):
+                refreshed = dataclasses.replace(refreshed, invalidated=True)
+            keep = self.disk.put_metadata(refreshed)  # type: ignore[union-attr]
+        elif keep:
             self.store.put(refreshed, fetched=since)
         else:
-            self.store.delete_entry(stored.entry_key)
+            self.tiers.delete_entry(stored.entry_key)
         cookies = [(k, v) for k, v in up.headers if k.lower() in ("set-cookie", "set-cookie2")]
         flight.publish_head(FlightHead(
             status=refreshed.status, headers=Fields([*refreshed.headers, *cookies]),
             shared_headers=refreshed.headers,
-            content_length=len(refreshed.body), fwd_status=304, stored=keep,
-            request_time=request_time, response_time=response_time, vary=refreshed.vary))
-        flight.feed(refreshed.body)
+            content_length=refreshed.body_length, fwd_status=304, stored=keep,
+            request_time=request_time, response_time=response_time, vary=refreshed.vary,
+            refreshed=refreshed))
+        if refreshed.file is None:
+            flight.feed(refreshed.body)
 
     async def _receive(self, flight: Flight, creq: CacheRequest, method: str,
                        up: UpstreamResponse, request_time: float, response_time: float,
@@ -381,44 +485,70 @@ class CacheEngine:
         as_sent = CacheRequest(method, creq.target, creq.headers)
         shareable = is_storable(as_sent, up.status, up.headers, policy)
         length = _content_length(up.headers)
-        keep = (fills and shareable
-                and is_worth_storing(up.status, up.headers, response_time, policy)
-                and (length is None or self.store.fits(length)))
+        sink = (BodySink(self.store, self.disk, length)
+                if fills and shareable
+                and is_worth_storing(up.status, up.headers, response_time, policy) else None)
         flight.publish_head(FlightHead(
             status=up.status, headers=up.headers,
             shared_headers=fields_to_store(up.headers, policy) if shareable else None,
-            content_length=length, fwd_status=up.status, stored=keep,
+            content_length=length, fwd_status=up.status,
+            stored=sink is not None and sink.keeping,
             request_time=request_time, response_time=response_time,
             vary=selecting_fields(as_sent.headers, up.headers)))
         if not shareable:
             self.collapser.close_to_newcomers(flight)
-        retaining = keep or length is None or self.store.fits(length)
+        # chunks are retained for late joiners while they fit in memory as one object
+        retaining = length is None or self.store.fits(length)
         if not retaining:
             self._stop_retaining(flight)
-        kept: list[bytes] = []
         size = 0
-        async for chunk in up.chunks:
-            flight.feed(chunk)
-            size += len(chunk)
-            if retaining and not self.store.fits(size):
-                keep = retaining = False
-                kept.clear()
-                self._stop_retaining(flight)
-            elif keep:
-                kept.append(chunk)
-        if keep:
-            self.store.put(make_stored_response(creq.target, as_sent, up.status, up.headers,
-                                                b"".join(kept), request_time, response_time,
-                                                policy), fetched=since)
+        try:
+            async for chunk in up.chunks:
+                flight.feed(chunk)
+                size += len(chunk)
+                if retaining and not self.store.fits(size):
+                    retaining = False
+                    self._stop_retaining(flight)
+                if sink is not None:
+                    await sink.add(chunk)
+        except BaseException:
+            if sink is not None:
+                sink.drop()
+            raise
+        if sink is not None and sink.keeping:
+            stored = make_stored_response(creq.target, as_sent, up.status, up.headers,
+                                          sink.body(), request_time, response_time, policy)
+            await self._keep(stored, sink, since)
         elif method == "GET" and up.status not in ERROR_STATUSES:
             # superseded by a response we do not keep (an error keeps the stale one usable
             # for stale-if-error)
             self._delete_variant(creq)
 
+    async def _keep(self, stored: StoredResponse, sink: BodySink, since: FetchMark) -> None:
+        """Store a fetched response in memory or on disk (removing an older copy from the
+        other tier, which would shadow or outlive it) and offer it to the shared tier."""
+        entry = stored.entry_key
+        if sink.writer is not None:
+            assert self.disk is not None
+            if self.store.purged_since(stored, since):
+                stored = dataclasses.replace(stored, invalidated=True)
+            if await self.disk.commit(sink.writer, stored):
+                self.store.delete_entry(entry)
+            return
+        if not self.store.put(stored, fetched=since):
+            return
+        if self.disk is not None:
+            self.disk.delete_entry(entry)
+        kept = self.store.peek(entry)
+        if self.shared is not None and kept is not None and not kept.invalidated:
+            self.shared.put_later(kept)
+
     def _delete_variant(self, creq: CacheRequest) -> None:
         stored, _vary_miss = self.store.lookup(creq.target, creq.headers)
+        if stored is None and self.disk is not None:
+            stored, _vary_miss = self.disk.lookup(creq.target, creq.headers)
         if stored is not None:
-            self.store.delete_entry(stored.entry_key)
+            self.tiers.delete_entry(stored.entry_key)
 
     def _stop_retaining(self, flight: Flight) -> None:
         """Too big to keep: stream it through to the readers it has, take no new ones."""
@@ -448,7 +578,7 @@ class CacheEngine:
         targets = [creq.target, *invalidated_targets(creq.target, locations,
                                                      creq.headers.first("host"))]
         for target in dict.fromkeys(targets):
-            self.store.purge_url(target)  # recorded, so a fetch in flight cannot undo it
+            self.tiers.purge_url(target)  # recorded, so a fetch in flight cannot undo it
 
     @contextlib.asynccontextmanager
     async def _upstream(self, method: str, target: str, headers: Fields,
@@ -519,7 +649,7 @@ async def _stream(request: web.Request, status: int, fields: Fields,
         try:
             async for chunk in chunks:
                 await response.write(chunk)
-        except UpstreamError as exc:
+        except (UpstreamError, StoreError) as exc:
             log.warning("%s %s: aborting response: %s", request.method, request.path,
                         exc.message)
             if request.transport is not None:

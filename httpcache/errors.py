@@ -60,3 +60,8 @@ class UpstreamBodyError(UpstreamError):
 
 class PurgeError(CacheError):
     """A purge message or the purge log could not be read."""
+
+
+class StoreError(CacheError):
+    """A cache tier could not read or write what it holds (a disk body, the shared Redis
+    tier). A lookup that fails is a miss; a body that fails mid-stream cuts the response."""

@@ -19,6 +19,15 @@ class CacheRequest:
 
 
 @dataclass(frozen=True, slots=True)
+class BodyFile:
+    """Where a stored body lives when it is not in memory: a complete, committed file of the
+    disk tier (``httpcache.disk_store``) of ``length`` bytes."""
+
+    path: str
+    length: int
+
+
+@dataclass(frozen=True, slots=True)
 class StoredResponse:
     """A response in the cache, with the two timestamps the age calculation needs.
 
@@ -26,6 +35,7 @@ class StoredResponse:
     clock when the cache made the request" and "... received the response". ``vary`` holds the
     request's values of the fields named by ``Vary`` when it was stored (§4.1). ``invalidated``
     is set by a soft purge: the response must be validated before it is used again.
+    ``file`` is set (and ``body`` empty) when the body is in the disk tier.
     """
 
     cache_key: str
@@ -37,6 +47,11 @@ class StoredResponse:
     surrogate_keys: frozenset[str] = frozenset()
     vary: tuple[tuple[str, str | None], ...] = ()
     invalidated: bool = False
+    file: BodyFile | None = None
+
+    @property
+    def body_length(self) -> int:
+        return len(self.body) if self.file is None else self.file.length
 
     @property
     def path(self) -> str:

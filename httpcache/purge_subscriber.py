@@ -24,7 +24,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import aiohttp
 import redis.asyncio as aioredis
@@ -33,10 +33,10 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
-from httpcache.app import METRICS, SESSION, STORE
+from httpcache.app import METRICS, SESSION, TIERS
 from httpcache.errors import PurgeError
 from httpcache.metrics import CacheMetrics
-from httpcache.store import MemoryStore, PurgeResult
+from httpcache.store import PurgeResult
 
 log = logging.getLogger("cdn.httpcache.purge")
 
@@ -88,9 +88,21 @@ class PurgeEvent:
         return cls(seq, lists["tags"], lists["urls"], lists["prefixes"], soft, float(created_at))
 
 
-def apply_event(store: MemoryStore, event: PurgeEvent, now: float) -> PurgeResult:
+class Purgeable(Protocol):
+    """A ``MemoryStore``, or every tier of a process (``httpcache.tiers.CacheTiers``)."""
+
+    def purge_tag(self, tag: str, *, soft: bool = ..., age: float = ...) -> PurgeResult: ...
+    def purge_url(self, url: str, *, soft: bool = ..., age: float = ...) -> PurgeResult: ...
+    def purge_prefix(self, prefix: str, *, soft: bool = ..., age: float = ...
+                     ) -> PurgeResult: ...
+
+
+def apply_event(store: Purgeable, event: PurgeEvent, now: float) -> PurgeResult:
     """Remove (hard) or invalidate (soft) everything the event names; ``now`` is wall-clock
     time, to date the purge by when it was made."""
+    begin = getattr(store, "begin_purge", None)
+    if begin is not None:  # tiers that date entries by purge sequence (the shared tier)
+        begin(event.seq)
     result = PurgeResult()
     age = event.age(now)
     for tag in event.tags:
@@ -105,7 +117,7 @@ def apply_event(store: MemoryStore, event: PurgeEvent, now: float) -> PurgeResul
 class PurgeSubscriber:
     """Keeps one store in step with the purge stream; ``run`` until cancelled."""
 
-    def __init__(self, settings: PurgeSettings, store: MemoryStore, metrics: CacheMetrics,
+    def __init__(self, settings: PurgeSettings, store: Purgeable, metrics: CacheMetrics,
                  session: aiohttp.ClientSession | None = None,
                  sleep: Callable[[float], Any] = asyncio.sleep) -> None:
         self.settings = settings
@@ -275,7 +287,7 @@ def purge_context(settings: PurgeSettings) -> Callable[[web.Application], AsyncI
     """A cleanup context running the subscriber as a background task of the app."""
 
     async def context(app: web.Application) -> AsyncIterator[None]:
-        subscriber = PurgeSubscriber(settings, app[STORE], app[METRICS], app[SESSION])
+        subscriber = PurgeSubscriber(settings, app[TIERS], app[METRICS], app[SESSION])
         app[PURGE_SUBSCRIBER] = subscriber
         task = asyncio.create_task(subscriber.run(), name="purge-subscriber")
         yield

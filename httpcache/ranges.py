@@ -114,17 +114,37 @@ def _coalesce(parts: list[ByteRange]) -> list[ByteRange]:
     return merged
 
 
+def multipart_heads(parts: list[ByteRange], content_type: str | None, boundary: str
+                    ) -> tuple[list[bytes], bytes]:
+    """The framing of a ``multipart/byteranges`` payload (RFC 9110 §14.6): the head before
+    each part (its Content-Type when known, and Content-Range) and the closing delimiter.
+    Each part's bytes are followed by CRLF, which the heads after the first begin with."""
+    heads: list[bytes] = []
+    for index, part in enumerate(parts):
+        head = ("\r\n" if index else "") + f"--{boundary}\r\n"
+        if content_type:
+            head += f"Content-Type: {content_type}\r\n"
+        head += f"Content-Range: {part.content_range()}\r\n\r\n"
+        heads.append(head.encode("latin-1"))
+    return heads, f"\r\n--{boundary}--\r\n".encode("latin-1")
+
+
+def multipart_content_type(boundary: str) -> str:
+    return f"multipart/byteranges; boundary={boundary}"
+
+
+def new_boundary() -> str:
+    return secrets.token_hex(12)
+
+
 def multipart_byteranges(body: bytes, parts: list[ByteRange], content_type: str | None,
                          boundary: str | None = None) -> tuple[str, bytes]:
     """(Content-Type, payload) of a ``multipart/byteranges`` answer (RFC 9110 §14.6): each
     part carries its Content-Type (when known) and Content-Range."""
-    boundary = boundary or secrets.token_hex(12)
+    boundary = boundary or new_boundary()
+    heads, tail = multipart_heads(parts, content_type, boundary)
     out: list[bytes] = []
-    for part in parts:
-        head = f"--{boundary}\r\n"
-        if content_type:
-            head += f"Content-Type: {content_type}\r\n"
-        head += f"Content-Range: {part.content_range()}\r\n\r\n"
-        out += [head.encode("latin-1"), body[part.first:part.last + 1], b"\r\n"]
-    out.append(f"--{boundary}--\r\n".encode("latin-1"))
-    return f"multipart/byteranges; boundary={boundary}", b"".join(out)
+    for head, part in zip(heads, parts, strict=True):
+        out += [head, body[part.first:part.last + 1]]
+    out.append(tail)
+    return multipart_content_type(boundary), b"".join(out)

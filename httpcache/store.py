@@ -69,7 +69,8 @@ class MemoryStore:
                  on_evict: Callable[[StoredResponse], None] | None = None,
                  clock: Callable[[], float] = time.monotonic,
                  purge_grace: float = PURGE_GRACE,
-                 sizeof: Callable[[StoredResponse], int] = StoredResponse.byte_size) -> None:
+                 sizeof: Callable[[StoredResponse], int] = StoredResponse.byte_size,
+                 on_remove: Callable[[StoredResponse], None] | None = None) -> None:
         if max_bytes <= 0:
             raise ValueError(f"cache max_bytes must be positive, got {max_bytes}")
         self.max_bytes = max_bytes
@@ -81,6 +82,7 @@ class MemoryStore:
         self._variants: dict[str, set[str]] = {}  # cache key -> entry keys
         self._vary_names: dict[str, tuple[str, ...]] = {}  # cache key -> latest Vary names
         self._listener = on_evict
+        self._on_remove = on_remove  # every value that leaves: evicted, deleted, replaced
         self.evictions = 0
         self._clock = clock
         self.purge_grace = purge_grace
@@ -150,6 +152,8 @@ class MemoryStore:
         # a replacement keeps its place and read count; may evict others (or, rarely, this
         # very entry), each reported to _evicted, which unindexes it
         self._cache[entry] = stored
+        if old is not None and self._on_remove is not None:
+            self._on_remove(old)
         return True
 
     def delete(self, key: str) -> bool:
@@ -165,6 +169,8 @@ class MemoryStore:
         if stored is None:
             return False
         self._unindex(entry, stored)
+        if self._on_remove is not None:
+            self._on_remove(stored)
         return True
 
     def clear(self) -> None:
@@ -224,6 +230,11 @@ class MemoryStore:
             when = max(when, self._recent[-1][1])
         self._recent.append((self._serial, when, kind, value))
 
+    def purged_since(self, stored: StoredResponse, mark: FetchMark) -> bool:
+        """Whether a purge matching ``stored`` happened since ``mark`` (or just before): the
+        other tiers ask the memory tier, which sees every purge."""
+        return self._purged_since(stored, mark)
+
     def _purged_since(self, stored: StoredResponse, mark: FetchMark) -> bool:
         horizon = mark.time - self.purge_grace
         if not self._recent or (self._recent[-1][1] < horizon and mark.serial >= self._serial):
@@ -261,6 +272,8 @@ class MemoryStore:
         self.evictions += 1
         if self._listener is not None:
             self._listener(stored)
+        if self._on_remove is not None:
+            self._on_remove(stored)
 
     def check_indexes(self) -> None:
         """Assert the indexes describe exactly the stored entries (for tests)."""

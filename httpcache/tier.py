@@ -5,6 +5,7 @@ authentication at the shield)."""
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -14,9 +15,12 @@ from aiohttp import web
 
 from cdn.settings import ConfigError
 from httpcache.app import CleanupContext, UpstreamFactory, build_cache_app
+from httpcache.disk_store import DiskStore
 from httpcache.engine import EngineConfig
+from httpcache.metrics import CacheMetrics
 from httpcache.policy_config import PolicyConfig
 from httpcache.purge_subscriber import PurgeSettings, purge_context
+from httpcache.shared_store import SharedStore
 
 MiB = 1024 * 1024
 
@@ -53,6 +57,20 @@ class CacheTierConfig:
     collapse_timeout: float = field(default=10.0, metadata={
         "help": "seconds a collapsed request waits for the response head before fetching "
                 "on its own (the first fetch still fills the cache)"})
+    cache_dir: str = field(default="", metadata={
+        "help": "disk tier folder for large bodies (wiped of dead processes' files at "
+                "start); empty = no disk tier"})
+    disk_max_bytes: int = field(default=10 * 1024 * MiB, metadata={
+        "help": "disk tier size (bodies + metadata), S3-FIFO eviction"})
+    disk_min_object_bytes: int = field(default=MiB, metadata={
+        "help": "bodies at least this large go to the disk tier (when there is one)"})
+    shared_cache_url: str = field(default="", metadata={
+        "help": "Redis shared by the processes of one PoP, redis://host:port/db; "
+                "empty = none"})
+    shared_cache_prefix: str = field(default="cdn:cache:", metadata={
+        "help": "key prefix in the shared Redis (one per PoP and tier)"})
+    shared_max_object_bytes: int = field(default=MiB, metadata={
+        "help": "largest body written to the shared tier"})
 
     def check_tier(self, section: str) -> None:
         """Validate the shared fields; errors name ``section.field`` and the value."""
@@ -72,6 +90,19 @@ class CacheTierConfig:
         if self.collapse_timeout <= 0:
             raise ConfigError(f"{section}.collapse_timeout must be positive, got "
                               f"{self.collapse_timeout}")
+        if self.disk_max_bytes <= 0:
+            raise ConfigError(f"{section}.disk_max_bytes must be positive, got "
+                              f"{self.disk_max_bytes}")
+        if not 0 <= self.disk_min_object_bytes <= self.disk_max_bytes:
+            raise ConfigError(f"{section}.disk_min_object_bytes must be 0..disk_max_bytes "
+                              f"({self.disk_max_bytes}), got {self.disk_min_object_bytes}")
+        if self.shared_cache_url and not self.shared_cache_url.startswith(
+                ("redis://", "rediss://")):
+            raise ConfigError(f"{section}.shared_cache_url must be redis://host:port/db, got "
+                              f"{self.shared_cache_url!r}")
+        if self.shared_max_object_bytes <= 0:
+            raise ConfigError(f"{section}.shared_max_object_bytes must be positive, got "
+                              f"{self.shared_max_object_bytes}")
         if not 0 < self.max_object_bytes <= self.cache_max_bytes:
             raise ConfigError(f"{section}.max_object_bytes must be 1..cache_max_bytes "
                               f"({self.cache_max_bytes}), got {self.max_object_bytes}")
@@ -88,6 +119,26 @@ class CacheTierConfig:
         return EngineConfig(name=name, policy=self.policy,
                             collapse_max_waiters=self.collapse_max_waiters,
                             collapse_timeout=self.collapse_timeout, **kwargs)
+
+    @property
+    def disk_factory(self) -> Callable[[], DiskStore] | None:
+        if not self.cache_dir:
+            return None
+        return functools.partial(DiskStore, self.cache_dir, self.disk_max_bytes,
+                                 self.disk_min_object_bytes)
+
+    def shared_factory(self, clock: Callable[[], float]
+                       ) -> Callable[[CacheMetrics], SharedStore] | None:
+        if not self.shared_cache_url:
+            return None
+
+        def make(metrics: CacheMetrics) -> SharedStore:
+            return SharedStore(self.shared_cache_url, prefix=self.shared_cache_prefix,
+                               max_object_bytes=self.shared_max_object_bytes,
+                               policy=self.policy, clock=clock,
+                               on_error=metrics.shared_errors.inc)
+
+        return make
 
     @property
     def purge_settings(self) -> PurgeSettings | None:
@@ -112,4 +163,5 @@ def build_tier_app(
     return build_cache_app(
         engine_config, upstream, max_bytes=tier.cache_max_bytes,
         max_object_bytes=tier.max_object_bytes, clock=clock, contexts=all_contexts,
-        connect_timeout=tier.upstream_connect_timeout, read_timeout=tier.upstream_read_timeout)
+        connect_timeout=tier.upstream_connect_timeout, read_timeout=tier.upstream_read_timeout,
+        disk=tier.disk_factory, shared=tier.shared_factory(clock))

@@ -10,8 +10,8 @@ import pytest
 import httpcache
 
 PURE = ["cache_control", "policy", "conditional", "ranges", "cache_status", "headers",
-        "dates", "messages", "cache_key", "forwarding", "freshness", "storability", "vary", "s3fifo",
-        "validation", "invalidation", "policy_config"]
+        "dates", "messages", "cache_key", "forwarding", "freshness", "storability", "vary",
+        "validation", "invalidation", "policy_config", "s3fifo"]
 FORBIDDEN = {"aiohttp", "asyncio", "redis", "time", "socket", "multidict", "asyncpg"}
 
 

@@ -1,0 +1,63 @@
+"""Where a body being fetched is kept while it streams in: memory while it is small, a
+disk-tier temp file once it is (or is announced to be) large, nowhere once it is too large
+for both.
+
+With a known ``Content-Length`` the place is chosen up front: at least the disk tier's
+``min_object_bytes`` (and no more than it holds) → disk; otherwise memory if one object may be
+that large. Without one, the body starts in memory and moves to a temp file when it reaches
+the disk threshold (or is dropped when it outgrows memory and there is no disk tier).
+"""
+
+from __future__ import annotations
+
+from httpcache.disk_store import BodyWriter, DiskStore
+from httpcache.store import MemoryStore
+
+
+class BodySink:
+    def __init__(self, memory: MemoryStore, disk: DiskStore | None, length: int | None) -> None:
+        self.memory = memory
+        self.disk = disk
+        self.size = 0
+        self.writer: BodyWriter | None = None
+        self._kept: list[bytes] = []
+        self.keeping = True
+        if length is None:
+            return
+        if disk is not None and disk.min_object_bytes <= length and disk.fits(length):
+            self.writer = disk.writer()
+        elif not memory.fits(length):
+            self.keeping = False
+
+    async def add(self, chunk: bytes) -> None:
+        if not self.keeping:
+            return
+        self.size += len(chunk)
+        if self.writer is not None:
+            assert self.disk is not None
+            if self.disk.fits(self.size):
+                await self.writer.write(chunk)
+            else:
+                self.drop()
+            return
+        self._kept.append(chunk)
+        disk = self.disk
+        if disk is not None and self.size >= disk.min_object_bytes and disk.fits(self.size):
+            self.writer = disk.writer()
+            for kept in self._kept:
+                await self.writer.write(kept)
+            self._kept = []
+        elif not self.memory.fits(self.size):
+            self.drop()
+
+    def body(self) -> bytes:
+        """The body kept in memory (empty when it went to a file)."""
+        return b"".join(self._kept)
+
+    def drop(self) -> None:
+        """Keep nothing (too large, or the fetch failed): the temp file is removed."""
+        self.keeping = False
+        self._kept = []
+        if self.writer is not None:
+            self.writer.abort()
+            self.writer = None

@@ -1,0 +1,262 @@
+"""The shared tier: stored responses in Redis (through ``aiocache``), shared by the processes of
+one PoP, looked up after a memory/disk miss and before going upstream.
+
+Bounded: only bodies up to ``max_object_bytes`` go there (the big ones are the disk tier's
+job), each with a TTL of its remaining freshness plus the windows it may still be used in
+(stale-while-revalidate, stale-if-error or the tier's default, and ``revalidate_grace`` when it
+has validators, so an expired entry can still be revalidated with a 304). Redis' own
+``maxmemory`` policy bounds the total; each key carries a TTL, so ``volatile-*`` policies work.
+
+Layout under ``prefix`` (one per PoP, or per test): ``e:<entry key>`` an entry, ``n:<cache
+key>`` the Vary field names last stored for a URL, ``t:<tag>`` and ``p:<path>`` sets of entry
+keys (the purge indexes). A lookup is one MGET of ``e:<key>`` and ``n:<key>`` (a second GET
+for a varying URL). Entries are written in the background (``put_later``), never on the
+request path.
+
+Purges: every process applies every purge event to Redis (delete the members of ``t:<tag>``
+/ ``p:<path>``, SCAN for a prefix); several processes applying the same purge is harmless (it
+deletes what is already gone). Soft purges delete too: the processes' own memory tiers keep
+their revalidatable copies. Because a process may write an entry it fetched just before a
+purge it has not seen yet, every entry carries the purge sequence its writer had applied; a
+reader that has applied later purges matching the entry (or whose purge history no longer
+reaches back that far) marks it invalidated, so it is revalidated before use.
+
+Failures (Redis down, timeouts) count in ``cdn_shared_errors_total`` and make a lookup a
+miss: the shared tier never makes a request fail.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from aiocache import RedisCache
+from aiocache.serializers import BaseSerializer
+from redis.exceptions import RedisError
+from yarl import URL
+
+from httpcache.cache_control import response_directives
+from httpcache.headers import Fields
+from httpcache.messages import StoredResponse
+from httpcache.policy import PolicyConfig, stored_age, stored_lifetime, validators_for
+from httpcache.vary import request_variant_key
+
+log = logging.getLogger("cdn.httpcache.shared")
+
+MAGIC = b"CDN1"
+RECENT_PURGES = 4096
+MAX_PENDING_WRITES = 256
+
+
+class _Bytes(BaseSerializer):
+    """Values are our own bytes; no decoding."""
+
+    DEFAULT_ENCODING = None
+
+    def dumps(self, value: Any) -> Any:
+        return value
+
+    def loads(self, value: Any) -> Any:
+        return value
+
+
+def encode_entry(stored: StoredResponse, purge_seq: int) -> bytes:
+    meta = json.dumps({
+        "k": stored.cache_key, "s": stored.status, "h": list(stored.headers),
+        "rq": stored.request_time, "rs": stored.response_time,
+        "t": sorted(stored.surrogate_keys), "v": list(stored.vary), "q": purge_seq,
+    }, separators=(",", ":")).encode()
+    return MAGIC + len(meta).to_bytes(4, "big") + meta + stored.body
+
+
+def decode_entry(raw: bytes) -> tuple[StoredResponse, int]:
+    """The stored response and its writer's purge sequence; ``ValueError`` if malformed."""
+    if raw[:4] != MAGIC:
+        raise ValueError("not a shared-tier entry")
+    size = int.from_bytes(raw[4:8], "big")
+    meta = json.loads(raw[8:8 + size])
+    stored = StoredResponse(
+        cache_key=meta["k"], status=int(meta["s"]),
+        headers=Fields((str(k), str(v)) for k, v in meta["h"]), body=raw[8 + size:],
+        request_time=float(meta["rq"]), response_time=float(meta["rs"]),
+        surrogate_keys=frozenset(meta["t"]),
+        vary=tuple((str(n), v if v is None else str(v)) for n, v in meta["v"]))
+    return stored, int(meta["q"])
+
+
+def entry_ttl(stored: StoredResponse, now: float, policy: PolicyConfig,
+              revalidate_grace: float) -> int:
+    """Seconds the entry is worth keeping: remaining freshness plus the stale windows."""
+    lifetime = stored_lifetime(stored, policy)
+    remaining = max(0.0, lifetime - stored_age(stored, now))
+    cc = response_directives(stored.headers, policy.targeted_fields).cc
+    stale = max(cc.stale_while_revalidate or 0, cc.stale_if_error or 0,
+                policy.stale_if_error_default)
+    grace = revalidate_grace if validators_for(stored) else 0.0
+    return max(1, int(remaining + max(stale, grace)))
+
+
+class SharedStore:
+    def __init__(self, url: str, *, prefix: str = "cdn:", max_object_bytes: int = 1024 * 1024,
+                 policy: PolicyConfig, revalidate_grace: float = 300.0,
+                 timeout: float = 0.5, clock: Callable[[], float] = time.time,
+                 on_error: Callable[[], None] | None = None) -> None:
+        parsed = URL(url)
+        if parsed.scheme not in ("redis", "rediss"):
+            raise ValueError(f"shared cache URL must be redis://host:port/db, got {url!r}")
+        db = int(parsed.path.strip("/") or 0)
+        self.prefix = prefix
+        self.max_object_bytes = max_object_bytes
+        self.policy = policy
+        self.revalidate_grace = revalidate_grace
+        self.clock = clock
+        self._on_error = on_error
+        self.cache = RedisCache(serializer=_Bytes(), endpoint=parsed.host or "127.0.0.1",
+                                port=parsed.port or 6379, db=db, password=parsed.password,
+                                ssl=parsed.scheme == "rediss", namespace=prefix,
+                                timeout=timeout)
+        self.purge_seq = 0  # the last purge sequence this process applied
+        self._applying = 0
+        self._recent: deque[tuple[int, str, str]] = deque(maxlen=RECENT_PURGES)
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def aclose(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.cache.close()
+
+    async def drain(self) -> None:
+        """Wait for background writes and purges (tests)."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    def _failed(self, what: str, exc: BaseException) -> None:
+        log.warning("shared tier: %s failed: %r", what, exc)
+        if self._on_error is not None:
+            self._on_error()
+
+    def _spawn(self, coro: Any) -> None:
+        if len(self._tasks) >= MAX_PENDING_WRITES:
+            coro.close()  # Redis is slow: drop the write rather than pile up tasks
+            return
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # -- reading -------------------------------------------------------------------------------
+
+    async def get(self, key: str, request_headers: Fields) -> StoredResponse | None:
+        try:
+            raw, names_raw = await self.cache.multi_get([f"e:{key}", f"n:{key}"])
+            if names_raw is not None:
+                names = tuple(json.loads(names_raw))
+                variant = request_variant_key(names, request_headers)
+                raw = await self.cache.get(f"e:{key}\x00{variant}")
+            if raw is None:
+                return None
+            stored, seq = decode_entry(raw)
+        except (RedisError, OSError, TimeoutError) as exc:
+            self._failed("lookup", exc)
+            return None
+        except (ValueError, KeyError, TypeError) as exc:
+            self._failed("decoding an entry", exc)
+            return None
+        if stored.cache_key != key:
+            return None
+        if self._purged_after(stored, seq):
+            stored = dataclasses.replace(stored, invalidated=True)
+        return stored
+
+    def _purged_after(self, stored: StoredResponse, seq: int) -> bool:
+        if seq >= self.purge_seq:
+            return False
+        if not self._recent or self._recent[0][0] > seq + 1:
+            return True  # our history does not reach back to the writer's: assume it matched
+        for purge_seq, kind, value in reversed(self._recent):
+            if purge_seq <= seq:
+                break
+            if _matches(kind, value, stored):
+                return True
+        return False
+
+    # -- writing -------------------------------------------------------------------------------
+
+    def put_later(self, stored: StoredResponse) -> None:
+        """Write ``stored`` in the background if it is small enough."""
+        if stored.file is not None or len(stored.body) > self.max_object_bytes:
+            return
+        self._spawn(self.put(stored))
+
+    async def put(self, stored: StoredResponse) -> None:
+        ttl = entry_ttl(stored, self.clock(), self.policy, self.revalidate_grace)
+        entry = stored.entry_key
+        try:
+            await self.cache.set(f"e:{entry}", encode_entry(stored, self.purge_seq), ttl=ttl)
+            if stored.vary:
+                await self.cache.set(f"n:{stored.cache_key}",
+                                     json.dumps(list(stored.vary_names)).encode(), ttl=ttl)
+            else:
+                await self.cache.delete(f"n:{stored.cache_key}")
+            for index in [f"t:{tag}" for tag in stored.surrogate_keys] + [f"p:{stored.path}"]:
+                name = self.cache.build_key(index)
+                await self.cache.raw("sadd", name, entry)
+                if await self.cache.raw("ttl", name) < ttl:  # as long as its longest member
+                    await self.cache.raw("expire", name, ttl)
+        except (RedisError, OSError, TimeoutError) as exc:
+            self._failed("write", exc)
+
+    # -- purging -------------------------------------------------------------------------------
+
+    def begin_purge(self, seq: int) -> None:
+        """The purges recorded next belong to event ``seq`` of the purge log."""
+        self._applying = seq
+        self.purge_seq = max(self.purge_seq, seq)
+
+    def purge_later(self, kind: str, value: str) -> None:
+        self._recent.append((self._applying or self.purge_seq, kind, value))
+        self._spawn(self.purge(kind, value))
+
+    async def purge(self, kind: str, value: str) -> int:
+        """Delete the entries a purge names; how many."""
+        try:
+            if kind == "prefix":
+                pattern = self.cache.build_key("e:" + _glob_escape(value) + "*")
+                names = [k async for k in self.cache.client.scan_iter(match=pattern, count=500)]
+                return int(await self.cache.client.delete(*names)) if names else 0
+            if kind == "url" and "?" in value:  # one query of a path: its entries only
+                members = await self.cache.raw("smembers", self.cache.build_key(
+                    f"p:{value.split('?', 1)[0]}"))
+                entries = {m for m in members if m.split(b"\x00", 1)[0] == value.encode()}
+                index = None
+            else:
+                index = self.cache.build_key(f"t:{value}" if kind == "tag" else f"p:{value}")
+                entries = set(await self.cache.raw("smembers", index))
+            names = [self.cache.build_key("e:" + e.decode()) for e in entries]
+            removed = int(await self.cache.client.delete(*names)) if names else 0
+            if index is not None:
+                await self.cache.client.delete(index)
+            return removed
+        except (RedisError, OSError, TimeoutError) as exc:
+            self._failed(f"purge {kind} {value}", exc)
+            return 0
+
+
+def _matches(kind: str, value: str, stored: StoredResponse) -> bool:
+    if kind == "tag":
+        return value in stored.surrogate_keys
+    if kind == "url":
+        return value == (stored.cache_key if "?" in value else stored.path)
+    return stored.cache_key.startswith(value)
+
+
+def _glob_escape(text: str) -> str:
+    """Redis MATCH patterns are globs: escape their special characters."""
+    return "".join("\\" + c if c in "*?[]\\" else c for c in text)
+
