@@ -14,8 +14,7 @@ Names and labels (stable: end-to-end tests and dashboards count on them):
   is the HTTP status or ``error``.
 * ``cdn_cache_objects``, ``cdn_cache_bytes``, ``cdn_cache_evictions_total`` (memory tier);
   ``cdn_disk_objects``, ``cdn_disk_bytes`` (disk tier); ``cdn_shared_hits_total``,
-  ``cdn_shared_errors_total`` (shared Redis tier); ``cdn_slice_fetches_total`` (slices asked
-  upstream with Range).
+  ``cdn_shared_errors_total`` (shared Redis tier).
 * ``cdn_purge_last_seq``, ``cdn_purge_events_total``, ``cdn_purged_objects_total{mode}``,
   ``cdn_purge_subscriber_connected``, ``cdn_purge_catchups_total{result}``.
 """
@@ -46,8 +45,6 @@ class CacheMetrics:
                                    "Memory misses answered by the shared tier", registry=r)
         self.shared_errors = Counter("cdn_shared_errors_total",
                                      "Shared tier operations that failed", registry=r)
-        self.slice_fetches = Counter("cdn_slice_fetches_total",
-                                     "Slices fetched upstream with Range", registry=r)
         self.purge_last_seq = Gauge("cdn_purge_last_seq", "Last purge sequence applied",
                                     registry=r)
         self.purge_events = Counter("cdn_purge_events_total", "Purge events applied",
