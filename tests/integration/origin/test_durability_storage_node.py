@@ -1,0 +1,76 @@
+"""The storage node's maintenance endpoints: record walk with verification, seal, relocate,
+delete, and sealing by age."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from origin.config import StorageNodeConfig
+from origin.storagenode.server import build_app
+from origin.storagenode.volume import VolumeSet
+
+
+def _app(tmp_path: Path):  # noqa: ANN202
+    return build_app(StorageNodeConfig(node_id="n1", zone="z1", data_dir=str(tmp_path),
+                                       fsync=False))
+
+
+async def _post(client, fragment_id: str, payload: bytes) -> dict:  # noqa: ANN001
+    resp = await client.post("/fragments", data=payload, headers={"X-Fragment-Id": fragment_id})
+    assert resp.status == 200
+    return await resp.json()
+
+
+async def test_scan_finds_rot_and_resynchronises_after_a_broken_header(
+    aiohttp_client, tmp_path: Path
+) -> None:
+    client = await aiohttp_client(_app(tmp_path))
+    addrs = [await _post(client, f"o/0/{i}", bytes([i]) * 1000) for i in range(4)]
+    path = tmp_path / "volumes" / "000001.vol"
+    data = bytearray(path.read_bytes())
+    data[addrs[1]["offset"] + 2] ^= 0xFF           # header of record 1: unreadable
+    data[addrs[2]["offset"] + 24 + 5 + 10] ^= 0xFF  # payload of record 2: rot
+    path.write_bytes(bytes(data))
+    page = await (await client.get("/volumes/1/records?verify=1")).json()
+    errors = [(r["offset"], r["error"]) for r in page["records"]]
+    assert errors == [(addrs[0]["offset"], None), (addrs[1]["offset"], "corrupt-record"),
+                      (addrs[2]["offset"], "checksum-mismatch"), (addrs[3]["offset"], None)]
+    assert page["next_offset"] is None
+    quick = await (await client.get("/volumes/1/records?max_bytes=1")).json()
+    assert len(quick["records"]) == 1 and quick["next_offset"] == addrs[1]["offset"]
+
+
+async def test_seal_relocate_and_delete(aiohttp_client, tmp_path: Path) -> None:
+    client = await aiohttp_client(_app(tmp_path))
+    keep = await _post(client, "k/0/0", b"keep" * 100)
+    await _post(client, "g/0/0", b"garbage" * 100)
+    assert (await client.post("/volumes/1/relocate", json={"records": []})).status == 409
+    assert (await client.delete("/volumes/1")).status == 409  # active
+    assert (await (await client.post("/volumes/seal")).json())["active"] == 2
+    resp = await client.post("/volumes/1/relocate", json={"records": [
+        {"offset": keep["offset"], "length": keep["length"], "fragment_id": "k/0/0"},
+        {"offset": 5, "length": 3, "fragment_id": "x/0/0"}]})
+    answer = await resp.json()
+    assert [m["volume"] for m in answer["moved"]] == [2] and len(answer["failed"]) == 1
+    moved = answer["moved"][0]
+    got = await client.get(f"/volumes/2/{moved['offset']}/{moved['length']}",
+                           headers={"X-Fragment-Id": "k/0/0"})
+    assert await got.read() == b"keep" * 100
+    freed = await (await client.delete("/volumes/1")).json()
+    assert freed["freed"] > 0
+    assert (await client.get(f"/volumes/1/{keep['offset']}/{keep['length']}")).status == 404
+    listing = await (await client.get("/volumes")).json()
+    assert [v["volume"] for v in listing["volumes"]] == [2]
+    assert listing["volumes"][0]["age"] >= 0
+
+
+def test_an_old_active_volume_is_sealed_before_the_next_append(tmp_path: Path) -> None:
+    now = [0.0]
+    volumes = VolumeSet(tmp_path, 1 << 20, fsync=False, max_age=10, clock=lambda: now[0])
+    volumes.open()
+    assert volumes.append_batch([(b"a/0/0", b"x")])[0].volume == 1
+    now[0] = 5
+    assert volumes.append_batch([(b"a/0/1", b"x")])[0].volume == 1
+    now[0] = 16
+    assert volumes.append_batch([(b"a/0/2", b"x")])[0].volume == 2
+    volumes.close()
