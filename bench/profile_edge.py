@@ -95,6 +95,7 @@ def main() -> int:
     parser.add_argument("--rate", type=int, default=250, help="samples per second")
     parser.add_argument("--py-spy", default=shutil.which("py-spy") or "/tmp/bench-tools/bin/py-spy")
     parser.add_argument("--native", action="store_true", help="also sample C frames")
+    parser.add_argument("--nonblocking", action="store_true")
     parser.add_argument("--top", type=int, default=25)
     parser.add_argument("--keep", help="copy the raw py-spy output here")
     args = parser.parse_args()
@@ -106,10 +107,12 @@ def main() -> int:
     try:
         if args.mode == "hits":
             prewarm(edge, size, 16)
-        cmd = [args.py_spy, "record", "--format", "raw", "--nonblocking", "-r", str(args.rate),
+        cmd = [args.py_spy, "record", "--format", "raw", "-r", str(args.rate),
                "-d", str(int(args.seconds)), "-p", str(edge.proc.pid), "-o", str(raw)]
         if args.native:
             cmd.append("--native")
+        if args.nonblocking:
+            cmd.append("--nonblocking")  # less overhead, but stacks come out torn
         spy = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         result: list = []
         load = threading.Thread(target=lambda: result.append(run_wrk(
