@@ -22,8 +22,11 @@ fwd-status=…; detail=stale-if-error``. A collapsed request waits at most
 ``collapse_timeout`` for the head, then fetches on its own; the first fetch goes on and still
 fills the cache.
 
-Clients' own conditionals and ranges are always answered here from the (stored or just
-fetched) complete response; the upstream is asked for the full representation.
+Clients' own conditionals and ranges are answered here from the (stored or just fetched)
+complete response; the upstream is asked for the full representation. The exception is a
+ranged miss, and any request for an object already cached in slices: ``SliceDriver``
+(``httpcache.slice_driver``, rules in ``httpcache.slices``) fetches and stores only the fixed
+slices the request touches, with ``Range`` requests upstream.
 """
 
 from __future__ import annotations
@@ -92,6 +95,8 @@ from httpcache.ranges import (
     parse_ranges,
 )
 from httpcache.shared_store import SharedStore
+from httpcache.slice_driver import SliceDriver
+from httpcache.slices import DEFAULT_SLICE_SIZE
 from httpcache.store import FetchMark, MemoryStore
 from httpcache.tiers import CacheTiers
 from httpcache.upstream import CHUNK_SIZE, Upstream, UpstreamResponse
@@ -114,6 +119,7 @@ class EngineConfig:
     gates: Sequence[Gate] = field(default_factory=tuple)
     collapse_max_waiters: int = 1000  # beyond this, requests fetch on their own
     collapse_timeout: float = 10.0  # waiters give up on a slow head and fetch themselves
+    slice_size: int = DEFAULT_SLICE_SIZE  # large objects cached in slices; 0 = never
 
 
 # Upstream statuses that count as an error for stale-if-error (RFC 5861 §4: "An error is any
@@ -137,6 +143,10 @@ class CacheEngine:
         self.collapser = Collapser(max_waiters=config.collapse_max_waiters)
         self._strip = frozenset(n.lower() for n in config.strip_response_fields)
         self._drop = frozenset(n.lower() for n in config.drop_request_fields)
+        size = config.slice_size
+        # sliced only where a slice can be kept (memory, or the disk tier)
+        self.slices = (SliceDriver(self, size) if size and (
+            store.fits(size) or (disk is not None and disk.wants(size))) else None)
 
     async def aclose(self) -> None:
         await self.collapser.aclose()
@@ -176,6 +186,12 @@ class CacheEngine:
                                                    int(age))
                 return self._answer_complete(request, creq, hit.status, hit.headers, hit.body,
                                              status, age=int(age))
+            case Miss(reason="uri-miss") as decision if self.slices is not None \
+                    and creq.headers.first("authorization") is None:
+                record = self.slices.record(key)
+                if record is not None or (creq.method == "GET" and creq.headers.first("range")):
+                    return await self.slices.serve(request, creq, decision, record)
+                return await self._fetch_and_answer(request, creq, decision)
             case Revalidate() | Miss() as decision:
                 return await self._fetch_and_answer(request, creq, decision)
             case Pass(reason=reason):

@@ -58,6 +58,11 @@ class UpstreamBodyError(UpstreamError):
     """The upstream broke off while sending the body (after the head was sent on)."""
 
 
+class SliceMismatch(UpstreamError):
+    """A slice fetched after the response head was sent belongs to another representation
+    (ETag, Last-Modified or length changed): the response can only be cut short."""
+
+
 class PurgeError(CacheError):
     """A purge message or the purge log could not be read."""
 

@@ -35,7 +35,9 @@ class StoredResponse:
     clock when the cache made the request" and "... received the response". ``vary`` holds the
     request's values of the fields named by ``Vary`` when it was stored (§4.1). ``invalidated``
     is set by a soft purge: the response must be validated before it is used again.
-    ``file`` is set (and ``body`` empty) when the body is in the disk tier.
+    ``file`` is set (and ``body`` empty) when the body is in the disk tier. ``slot`` is set
+    for the parts of a sliced object (``httpcache.slices``): its representation record and
+    its slices live next to the cache key's variants, under their own entry keys.
     """
 
     cache_key: str
@@ -48,6 +50,7 @@ class StoredResponse:
     vary: tuple[tuple[str, str | None], ...] = ()
     invalidated: bool = False
     file: BodyFile | None = None
+    slot: str = ""
 
     @property
     def body_length(self) -> int:
@@ -64,7 +67,10 @@ class StoredResponse:
     @property
     def entry_key(self) -> str:
         """The key of this variant in a store: the cache key, plus the secondary key when
-        the response varies (RFC 9111 §4.1), so several variants of one URL coexist."""
+        the response varies (RFC 9111 §4.1), so several variants of one URL coexist; or the
+        ``slot`` of a sliced object's record or slice."""
+        if self.slot:
+            return f"{self.cache_key}\x00{self.slot}"
         secondary = variant_key(self.vary)
         return f"{self.cache_key}\x00{secondary}" if secondary else self.cache_key
 

@@ -257,7 +257,8 @@ class MemoryStore:
             self._tags.setdefault(tag, set()).add(entry)
         self._paths.setdefault(stored.path, set()).add(entry)
         self._variants.setdefault(stored.cache_key, set()).add(entry)
-        self._vary_names[stored.cache_key] = stored.vary_names
+        if not stored.slot:  # slices and their record do not say how variants are selected
+            self._vary_names[stored.cache_key] = stored.vary_names
 
     def _unindex(self, entry: str, stored: StoredResponse) -> None:
         for tag in stored.surrogate_keys:

@@ -21,6 +21,7 @@ from httpcache.metrics import CacheMetrics
 from httpcache.policy_config import PolicyConfig
 from httpcache.purge_subscriber import PurgeSettings, purge_context
 from httpcache.shared_store import SharedStore
+from httpcache.slices import DEFAULT_SLICE_SIZE, MIN_SLICE_SIZE
 
 MiB = 1024 * 1024
 
@@ -71,6 +72,10 @@ class CacheTierConfig:
         "help": "key prefix in the shared Redis (one per PoP and tier)"})
     shared_max_object_bytes: int = field(default=MiB, metadata={
         "help": "largest body written to the shared tier"})
+    slice_size: int = field(default=DEFAULT_SLICE_SIZE, metadata={
+        "help": "ranged misses fetch and cache objects in slices of this many bytes "
+                "(align with the origin's segment size); 0 = off; also off when a slice is larger "
+                "than max_object_bytes and there is no disk tier to hold it"})
 
     def check_tier(self, section: str) -> None:
         """Validate the shared fields; errors name ``section.field`` and the value."""
@@ -103,6 +108,9 @@ class CacheTierConfig:
         if self.shared_max_object_bytes <= 0:
             raise ConfigError(f"{section}.shared_max_object_bytes must be positive, got "
                               f"{self.shared_max_object_bytes}")
+        if self.slice_size and self.slice_size < MIN_SLICE_SIZE:
+            raise ConfigError(f"{section}.slice_size must be 0 (off) or at least "
+                              f"{MIN_SLICE_SIZE}, got {self.slice_size}")
         if not 0 < self.max_object_bytes <= self.cache_max_bytes:
             raise ConfigError(f"{section}.max_object_bytes must be 1..cache_max_bytes "
                               f"({self.cache_max_bytes}), got {self.max_object_bytes}")
@@ -118,7 +126,8 @@ class CacheTierConfig:
         """The engine settings of this tier; roles add their own (gates, stripped fields)."""
         return EngineConfig(name=name, policy=self.policy,
                             collapse_max_waiters=self.collapse_max_waiters,
-                            collapse_timeout=self.collapse_timeout, **kwargs)
+                            collapse_timeout=self.collapse_timeout,
+                            slice_size=self.slice_size, **kwargs)
 
     @property
     def disk_factory(self) -> Callable[[], DiskStore] | None:

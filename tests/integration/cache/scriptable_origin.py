@@ -2,7 +2,8 @@
 
 Each path has a ``Script`` (status, headers, body, optional chunking and delays). The origin
 answers ``If-None-Match`` with 304 when the script's ETag matches (like a real origin would),
-stamps ``Date`` from the test's clock, and records every request (method, target, headers,
+a ``Range`` GET of a 200 with a single range with 206 and ``Content-Range`` (416 when
+unsatisfiable; several ranges get the whole body; ``ranges=False`` ignores Range), stamps ``Date`` from the test's clock, and records every request (method, target, headers,
 body) so tests can assert on exactly what reached it.
 """
 
@@ -17,6 +18,7 @@ from aiohttp import web
 
 from httpcache.conditional import if_none_match_passes
 from httpcache.dates import format_http_date
+from httpcache.ranges import ByteRange, Unsatisfiable, parse_ranges
 
 
 @dataclass
@@ -31,6 +33,7 @@ class Script:
     release: asyncio.Event | None = None  # wait for this before the last chunk
     abort_after: int | None = None  # cut the connection after this many body bytes
     arrived: asyncio.Event | None = None  # set when a request for this path arrives
+    ranges: bool = True  # answer a single-range GET with 206 + Content-Range (416 if none)
 
 
 @dataclass(frozen=True)
@@ -46,6 +49,7 @@ class ScriptableOrigin:
         self.clock = clock
         self.scripts: dict[str, Script] = {}
         self.seen: list[Seen] = []
+        self.on_request: Callable[[Seen], None] | None = None  # e.g. change a script mid-test
         self.app = web.Application()
         self.app.router.add_route("*", "/{tail:.*}", self.handle)
 
@@ -59,12 +63,19 @@ class ScriptableOrigin:
                    if (path is None or s.target.split("?")[0] == path)
                    and (method is None or s.method == method))
 
+    def ranges_seen(self, path: str) -> list[str | None]:
+        """The Range field of each request for ``path``, in order."""
+        return [s.headers.get("Range") for s in self.seen if s.target.split("?")[0] == path]
+
     def last(self, path: str) -> Seen:
         return [s for s in self.seen if s.target.split("?")[0] == path][-1]
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         body = await request.read()
-        self.seen.append(Seen(request.method, request.raw_path, dict(request.headers), body))
+        seen = Seen(request.method, request.raw_path, dict(request.headers), body)
+        self.seen.append(seen)
+        if self.on_request is not None:
+            self.on_request(seen)
         script = self.scripts.get(request.path)
         if script is None:
             return web.Response(status=404, text="no script\n",
@@ -83,13 +94,22 @@ class ScriptableOrigin:
                                      "content-length", "set-cookie")
                     or k.lower().startswith("x-")}
             return web.Response(status=304, headers=keep)
+        status, data = script.status, script.body
+        requested = request.headers.get("Range")
+        if script.ranges and requested and request.method == "GET" and status == 200:
+            match parse_ranges(requested, len(data)):
+                case Unsatisfiable() as bad:
+                    headers["Content-Range"] = bad.content_range()
+                    return web.Response(status=416, headers=headers)
+                case [ByteRange() as part]:
+                    headers["Content-Range"] = part.content_range()
+                    status, data = 206, data[part.first:part.last + 1]
         if not script.chunk_size:
-            return web.Response(status=script.status, body=script.body, headers=headers)
-        response = web.StreamResponse(status=script.status, headers=headers)
-        response.content_length = len(script.body)
+            return web.Response(status=status, body=data, headers=headers)
+        response = web.StreamResponse(status=status, headers=headers)
+        response.content_length = len(data)
         await response.prepare(request)
         if request.method != "HEAD":
-            data = script.body
             for start in range(0, len(data), script.chunk_size):
                 if script.release is not None and start + script.chunk_size >= len(data):
                     await script.release.wait()

@@ -1,0 +1,214 @@
+"""Large objects cached in fixed slices, end to end (origin → shield → edge): a ranged miss
+fetches only the slices it needs, later requests only the missing ones."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+
+import aiohttp
+import pytest
+
+from httpcache.app import ENGINE, STORE, TIERS
+from httpcache.cache_status import parse_members
+from httpcache.slices import RECORD_SLOT
+from tests.integration.cache.conftest import Topology
+from tests.integration.cache.scriptable_origin import Seen
+
+MiB = 1024 * 1024
+BODY = random.Random(7).randbytes(5 * MiB)  # no repeating pattern: misplaced bytes show
+OTHER = random.Random(8).randbytes(5 * MiB)
+HEADERS = {"Cache-Control": "max-age=60", "ETag": '"v1"', "Surrogate-Key": "big",
+           "Content-Type": "application/octet-stream"}
+
+
+def slice_range(index: int) -> str:
+    return f"bytes={index * MiB}-{(index + 1) * MiB - 1}"
+
+
+def edge_status(resp: aiohttp.ClientResponse) -> dict[str, str | bool]:
+    return parse_members(resp.headers.get("Cache-Status"))[-1][1]
+
+
+async def settled(topo: Topology) -> None:
+    """Wait until no slice fetch is still running (they go on after the client has its
+    bytes, to store the whole slice)."""
+    for _ in range(200):
+        if not any(len(app[ENGINE].collapser) for app in (topo.edge_app, topo.shield_app())):
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("fetches still running")
+
+
+def slice_entries(topo: Topology, app_name: str = "edge") -> list[str]:
+    app = topo.edge_app if app_name == "edge" else topo.shield_app()
+    return [k for k in app[STORE]._cache.keys() if "\x00#slice:" in k]
+
+
+async def test_ranged_miss_fetches_only_the_slice_it_needs(topo: Topology) -> None:
+    topo.origin.set("/b/big", BODY, headers=HEADERS, chunk_size=256 * 1024)
+
+    resp, got = await topo.get("/b/big", headers={"Range": "bytes=2500000-2600000"})
+
+    assert resp.status == 206 and got == BODY[2500000:2600001]
+    assert resp.headers["Content-Range"] == f"bytes 2500000-2600000/{len(BODY)}"
+    assert topo.origin.ranges_seen("/b/big") == [slice_range(2)]
+    assert edge_status(resp) == {"fwd": "uri-miss", "fwd-status": "206", "stored": True}
+    await settled(topo)
+    assert len(slice_entries(topo)) == 1 and len(slice_entries(topo, "shield")) == 1
+
+    again, got = await topo.get("/b/big", headers={"Range": "bytes=2100000-2200000"})
+    assert again.status == 206 and got == BODY[2100000:2200001]
+    assert edge_status(again).get("hit") is True
+    assert topo.origin.count("/b/big") == 1
+
+
+async def test_full_get_after_a_ranged_miss_fetches_only_the_missing_slices(
+        topo: Topology) -> None:
+    topo.origin.set("/b/big", BODY, headers=HEADERS)
+    await topo.get("/b/big", headers={"Range": "bytes=2500000-2600000"})
+    await settled(topo)
+
+    resp, got = await topo.get("/b/big")
+
+    assert resp.status == 200 and got == BODY
+    assert resp.headers["Content-Length"] == str(len(BODY))
+    assert resp.headers["ETag"] == '"v1"' and "Content-Range" not in resp.headers
+    assert edge_status(resp)["fwd"] == "partial"
+    assert topo.origin.ranges_seen("/b/big") == [slice_range(i) for i in (2, 0, 1, 3, 4)]
+    hit, got = await topo.get("/b/big")
+    assert got == BODY and edge_status(hit).get("hit") is True
+    head, _ = await topo.request("HEAD", "/b/big")
+    assert head.status == 200 and head.headers["Content-Length"] == str(len(BODY))
+    assert topo.origin.count("/b/big") == 5
+
+
+async def test_multiple_ranges_if_range_and_416_over_slices(topo: Topology) -> None:
+    topo.origin.set("/b/big", BODY, headers=HEADERS)
+    await topo.get("/b/big", headers={"Range": "bytes=0-10"})
+    await settled(topo)
+
+    multi, body = await topo.get("/b/big", headers={"Range": "bytes=0-9,4194304-4194313"})
+    assert multi.status == 206
+    assert multi.headers["Content-Type"].startswith("multipart/byteranges; boundary=")
+    assert (f"Content-Range: bytes 0-9/{len(BODY)}\r\n\r\n".encode() + BODY[0:10]) in body
+    assert (f"Content-Range: bytes 4194304-4194313/{len(BODY)}\r\n\r\n".encode()
+            + BODY[4194304:4194314]) in body
+    assert topo.origin.ranges_seen("/b/big") == [slice_range(0), slice_range(4)]
+
+    bad, _ = await topo.get("/b/big", headers={"Range": f"bytes={len(BODY)}-"})
+    assert bad.status == 416 and bad.headers["Content-Range"] == f"bytes */{len(BODY)}"
+    tail, got = await topo.get("/b/big", headers={"Range": "bytes=-100"})
+    assert tail.status == 206 and got == BODY[-100:]
+    other, got = await topo.get("/b/big", headers={"Range": "bytes=0-9", "If-Range": '"v0"'})
+    assert other.status == 200 and got == BODY  # If-Range failed: the whole representation
+    same, got = await topo.get("/b/big", headers={"Range": "bytes=5-9", "If-Range": '"v1"'})
+    assert same.status == 206 and got == BODY[5:10]
+    cond, _ = await topo.get("/b/big", headers={"If-None-Match": '"v1"'})
+    assert cond.status == 304
+
+
+async def test_cold_suffix_range_learns_the_length_from_slice_zero(topo: Topology) -> None:
+    topo.origin.set("/b/big", BODY, headers=HEADERS)
+    resp, got = await topo.get("/b/big", headers={"Range": "bytes=-10"})
+    assert resp.status == 206 and got == BODY[-10:]
+    assert topo.origin.ranges_seen("/b/big") == [slice_range(0), slice_range(4)]
+
+
+async def test_changed_representation_is_detected_before_the_head(topo: Topology) -> None:
+    topo.origin.set("/b/big", BODY, headers=HEADERS)
+    await topo.get("/b/big", headers={"Range": "bytes=0-10"})
+    await settled(topo)
+    topo.origin.set("/b/big", OTHER, headers={**HEADERS, "ETag": '"v2"'})
+
+    resp, got = await topo.get("/b/big")  # slice 0 is cached (v1), slice 1 comes back v2
+
+    assert resp.status == 200 and got == OTHER and resp.headers["ETag"] == '"v2"'
+    again, got = await topo.get("/b/big", headers={"Range": "bytes=0-10"})
+    assert got == OTHER[:11] and edge_status(again).get("hit") is True
+
+
+async def test_stale_slices_are_revalidated_with_range_and_if_none_match(
+        topo: Topology) -> None:
+    topo.origin.set("/b/big", BODY, headers={**HEADERS, "Cache-Control": "max-age=5"})
+    await topo.get("/b/big", headers={"Range": "bytes=0-10"})
+    await settled(topo)
+    topo.clock.advance(6)
+
+    resp, got = await topo.get("/b/big", headers={"Range": "bytes=100-200"})
+
+    assert resp.status == 206 and got == BODY[100:201]
+    last = topo.origin.last("/b/big")
+    assert last.headers.get("Range") == slice_range(0)
+    assert last.headers.get("If-None-Match") == '"v1"'
+    assert edge_status(resp)["fwd"] == "stale"
+    fresh, _ = await topo.get("/b/big", headers={"Range": "bytes=0-1"})
+    assert edge_status(fresh).get("hit") is True and topo.origin.count("/b/big") == 2
+
+
+async def test_representation_change_mid_stream_cuts_the_response(topo: Topology) -> None:
+    topo.origin.set("/b/big", BODY, headers=HEADERS)
+
+    def change_after_first(seen: Seen) -> None:
+        if topo.origin.count("/b/big") == 1:
+            topo.origin.set("/b/big", OTHER, headers={**HEADERS, "ETag": '"v2"'})
+
+    topo.origin.on_request = change_after_first
+    with pytest.raises(aiohttp.ClientPayloadError):
+        await topo.get("/b/big", headers={"Range": "bytes=0-"})  # head sent after slice 0
+    topo.origin.on_request = None
+
+    resp, got = await topo.get("/b/big")
+    assert resp.status == 200 and got == OTHER
+
+
+async def test_purge_by_tag_removes_slices_and_their_record(topo: Topology) -> None:
+    topo.origin.set("/b/big", BODY, headers=HEADERS)
+    await topo.get("/b/big", headers={"Range": "bytes=0-10,3000000-3000010"})
+    await settled(topo)
+    assert len(slice_entries(topo)) == 2
+
+    for app in (topo.edge_app, topo.shield_app()):
+        assert app[TIERS].purge_tag("big").removed == 3  # record + 2 slices
+        assert not [k for k in app[STORE]._cache.keys() if k.startswith("/b/big")]
+        app[STORE].check_indexes()
+    await topo.get("/b/big", headers={"Range": "bytes=0-10"})
+    await settled(topo)
+    assert topo.origin.count("/b/big") == 3
+
+
+async def test_concurrent_ranged_misses_on_one_slice_collapse(topo: Topology) -> None:
+    topo.origin.set("/b/big", BODY, headers=HEADERS, head_delay=0.2)
+
+    results = await asyncio.gather(*(
+        topo.get("/b/big", headers={"Range": f"bytes={1100000 + i}-{1200000 + i}"})
+        for i in range(20)))
+
+    assert all(got == BODY[1100000 + i:1200001 + i] for i, (_r, got) in enumerate(results))
+    assert topo.origin.ranges_seen("/b/big") == [slice_range(1)]
+    assert sum(1 for r, _ in results if edge_status(r).get("collapsed")) == 19
+
+
+async def test_origin_ignoring_range_is_cached_whole(topo: Topology) -> None:
+    topo.origin.set("/b/big", BODY, headers=HEADERS, ranges=False)
+
+    resp, got = await topo.get("/b/big", headers={"Range": "bytes=3000000-3000099"})
+    await settled(topo)
+    assert resp.status == 206 and got == BODY[3000000:3000100]
+    again, got = await topo.get("/b/big", headers={"Range": "bytes=10-19"})
+    assert again.status == 206 and got == BODY[10:20]
+    assert edge_status(again).get("hit") is True
+    assert topo.origin.count("/b/big") == 1
+    assert not slice_entries(topo)
+
+
+async def test_partial_response_without_strong_validator_is_forwarded_not_stored(
+        topo: Topology) -> None:
+    topo.origin.set("/b/weak", BODY, headers={**HEADERS, "ETag": 'W/"v1"'})
+
+    resp, got = await topo.get("/b/weak", headers={"Range": "bytes=2000000-2000009"})
+
+    assert resp.status == 206 and got == BODY[2000000:2000010]
+    assert topo.origin.ranges_seen("/b/weak")[-1] == "bytes=2000000-2000009"
+    assert not slice_entries(topo) and not slice_entries(topo, "shield")
+    assert f"/b/weak\x00{RECORD_SLOT}" not in topo.edge_store()
