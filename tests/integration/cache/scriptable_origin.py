@@ -3,8 +3,9 @@
 Each path has a ``Script`` (status, headers, body, optional chunking and delays). The origin
 answers ``If-None-Match`` with 304 when the script's ETag matches (like a real origin would),
 a ``Range`` GET of a 200 with a single range with 206 and ``Content-Range`` (416 when
-unsatisfiable; several ranges get the whole body; ``ranges=False`` ignores Range), stamps ``Date`` from the test's clock, and records every request (method, target, headers,
-body) so tests can assert on exactly what reached it.
+unsatisfiable; several ranges get the whole body; ``ranges=False`` ignores Range), stamps
+``Date`` from the test's clock, and records every request (method, target, headers, body)
+so tests can assert on exactly what reached it. ``on_request`` runs before each answer.
 """
 
 from __future__ import annotations

@@ -40,6 +40,14 @@ async def settled(topo: Topology) -> None:
     raise AssertionError("fetches still running")
 
 
+async def settled_edge(topo: Topology) -> None:
+    for _ in range(200):
+        if not len(topo.edge_app[ENGINE].collapser):
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("fetches still running")
+
+
 def slice_entries(topo: Topology, app_name: str = "edge") -> list[str]:
     app = topo.edge_app if app_name == "edge" else topo.shield_app()
     return [k for k in app[STORE]._cache.keys() if "\x00#slice:" in k]
@@ -149,8 +157,8 @@ async def test_stale_slices_are_revalidated_with_range_and_if_none_match(
 async def test_representation_change_mid_stream_cuts_the_response(topo: Topology) -> None:
     topo.origin.set("/b/big", BODY, headers=HEADERS)
 
-    def change_after_first(seen: Seen) -> None:
-        if topo.origin.count("/b/big") == 1:
+    def change_after_first(seen: Seen) -> None:  # runs before the origin answers `seen`
+        if topo.origin.count("/b/big") == 2:
             topo.origin.set("/b/big", OTHER, headers={**HEADERS, "ETag": '"v2"'})
 
     topo.origin.on_request = change_after_first
@@ -195,11 +203,30 @@ async def test_origin_ignoring_range_is_cached_whole(topo: Topology) -> None:
     resp, got = await topo.get("/b/big", headers={"Range": "bytes=3000000-3000099"})
     await settled(topo)
     assert resp.status == 206 and got == BODY[3000000:3000100]
+    assert topo.origin.ranges_seen("/b/big") == [slice_range(2)]
+    # the shield stored the whole 200 and answers the edge's slice requests from it
+    assert "/b/big" in topo.shield_app()[STORE] and not slice_entries(topo, "shield")
+    again, got = await topo.get("/b/big", headers={"Range": "bytes=10-19"})
+    assert again.status == 206 and got == BODY[10:20]
+    assert parse_members(again.headers["Cache-Status"])[0][1].get("hit") is True
+    full, got = await topo.get("/b/big")
+    assert full.status == 200 and got == BODY
+    assert topo.origin.count("/b/big") == 1
+
+
+async def test_edge_straight_to_an_origin_ignoring_range_caches_it_whole(
+        make_topology) -> None:  # type: ignore[no-untyped-def]
+    topo = await make_topology(shields=0)
+    topo.origin.set("/b/big", BODY, headers=HEADERS, ranges=False)
+
+    resp, got = await topo.get("/b/big", headers={"Range": "bytes=3000000-3000099"})
+    await settled_edge(topo)
+    assert resp.status == 206 and got == BODY[3000000:3000100]
     again, got = await topo.get("/b/big", headers={"Range": "bytes=10-19"})
     assert again.status == 206 and got == BODY[10:20]
     assert edge_status(again).get("hit") is True
     assert topo.origin.count("/b/big") == 1
-    assert not slice_entries(topo)
+    assert "/b/big" in topo.edge_store() and not slice_entries(topo)
 
 
 async def test_partial_response_without_strong_validator_is_forwarded_not_stored(
