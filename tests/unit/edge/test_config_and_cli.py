@@ -35,10 +35,17 @@ def test_upstream_without_shields_goes_direct_and_default_is_local_shield() -> N
     ({"shields": {"s": "ftp://x"}}, "ftp://x"),
     ({"signed_buckets": ("private",)}, "signing_keys"),
     ({"cache_max_bytes": 10, "max_object_bytes": 20}, "20"),
+    ({"slice_size": 1000}, "slice_size .* 1000"),
+    ({"slice_size": -1}, "-1"),
 ])
 def test_invalid_config_names_the_value(kwargs: dict, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         EdgeConfig(**kwargs)
+
+
+def test_slice_size_defaults_to_the_origin_segment_size_and_0_turns_it_off() -> None:
+    assert EdgeConfig().engine_config("e").slice_size == 1024 * 1024
+    assert EdgeConfig(slice_size=0).engine_config("e").slice_size == 0
 
 
 def test_sign_cli_prints_a_verifiable_url(capsys: pytest.CaptureFixture[str],

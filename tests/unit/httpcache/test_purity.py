@@ -11,7 +11,7 @@ import httpcache
 
 PURE = ["cache_control", "policy", "conditional", "ranges", "cache_status", "headers",
         "dates", "messages", "cache_key", "forwarding", "freshness", "storability", "vary",
-        "validation", "invalidation", "policy_config", "s3fifo"]
+        "validation", "invalidation", "policy_config", "s3fifo", "slices"]
 FORBIDDEN = {"aiohttp", "asyncio", "redis", "time", "socket", "multidict", "asyncpg"}
 
 
