@@ -75,6 +75,17 @@ class FaultCluster:
         self.origin.start()
         return self
 
+    def add_node(self, node_id: str, zone: str) -> None:
+        """Start a node the origin was never told about; it registers itself."""
+        port = free_port()
+        self.zones[node_id] = zone
+        self.nodes[node_id] = RoleProcess("storage-node", [
+            "--node-id", node_id, "--zone", zone, "--port", str(port),
+            "--data-dir", str(self.data_dir(node_id)), "--volume-max-bytes", str(1 << 20),
+            "--database-url", self.database_url, "--heartbeat-interval", "1",
+            "--volume-max-age", "2"], port=port, log_path=self.root / "logs" / f"{node_id}.log")
+        self.nodes[node_id].start()
+
     def stop(self) -> None:
         procs = [p for p in [self.origin, *self.nodes.values()] if p is not None]
         for proc in procs:
@@ -105,10 +116,13 @@ class FaultCluster:
         assert self.origin is not None
         self.origin.start()
 
-    def restart_postgres(self, down_for: float = 1.0) -> None:
+    def stop_postgres(self) -> None:
         self.postgres.stop()
         self.faults.append("restart PostgreSQL")
-        time.sleep(down_for)
+
+    def start_postgres(self) -> None:
+        """Call from the main thread: the server gets a parent-death signal bound to the
+        thread that starts it, and a worker thread's exit would stop it again."""
         self.postgres.start()
 
     def up_count(self) -> int:
