@@ -55,6 +55,7 @@ from httpcache.forwarding import (
     fill_request_fields,
     forward_request_fields,
 )
+from httpcache.freshness import ERROR_STATUSES
 from httpcache.headers import Fields
 from httpcache.messages import CacheRequest, StoredResponse
 from httpcache.metrics import CacheMetrics
@@ -122,9 +123,6 @@ class EngineConfig:
     slice_size: int = DEFAULT_SLICE_SIZE  # large objects cached in slices; 0 = never
 
 
-# Upstream statuses that count as an error for stale-if-error (RFC 5861 §4: "An error is any
-# situation that would result in a 500, 502, 503, or 504 HTTP response status code").
-ERROR_STATUSES = frozenset({500, 502, 503, 504})
 
 
 class CacheEngine:
@@ -164,7 +162,8 @@ class CacheEngine:
         creq = CacheRequest(request.method, key, Fields(request.headers.items()))
         cacheable = request.method in CACHEABLE_METHODS
         stored, vary_miss = self.store.lookup(key, creq.headers) if cacheable else (None, False)
-        if stored is None and cacheable and self._lower_tiers:
+        if stored is None and cacheable and self._lower_tiers \
+                and (self.slices is None or not self.slices.has_record(key)):
             stored, vary_miss = await self._lookup_lower(key, creq, vary_miss)
         match decide(creq, stored, now, self.config.policy, vary_miss=vary_miss):
             case FreshHit(stored=hit, age=age, ttl=ttl):

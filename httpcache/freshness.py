@@ -15,6 +15,10 @@ from httpcache.policy_config import DEFAULT_POLICY, PolicyConfig
 # RFC 9110 §15.1: "Responses with status codes that are defined as heuristically cacheable
 # (e.g., 200, 203, 204, 206, 300, 301, 308, 404, 405, 410, 414, and 501 in this
 # specification) can be reused by a cache with heuristic expiration".
+# Upstream statuses that count as an error for stale-if-error (RFC 5861 §4: "An error is any
+# situation that would result in a 500, 502, 503, or 504 HTTP response status code").
+ERROR_STATUSES = frozenset({500, 502, 503, 504})
+
 HEURISTICALLY_CACHEABLE = frozenset({200, 203, 204, 206, 300, 301, 308, 404, 405, 410, 414,
                                      501})
 

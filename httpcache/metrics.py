@@ -7,7 +7,8 @@ Names and labels (stable: end-to-end tests and dashboards count on them):
 
 * ``cdn_requests_total{result}`` — client requests by outcome: ``hit``, ``miss``,
   ``revalidated`` (stale/soft-purged, upstream said 304), ``refetched`` (stale, upstream sent
-  a new 200), ``collapsed`` (joined another request's fetch), ``pass`` (forwarded: method,
+  a new 200), ``collapsed`` (joined another request's fetch), ``partial`` (a sliced object
+  with some of the needed slices cached, the rest fetched), ``pass`` (forwarded: method,
   bypass), ``not_modified`` (client conditional answered 304 from cache — counted in addition
   to hit), ``denied`` (403), ``error`` (5xx we generated).
 * ``cdn_upstream_requests_total{method,status}`` — requests this tier sent upstream; status

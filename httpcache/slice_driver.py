@@ -42,8 +42,9 @@ from httpcache.cache_status import CacheStatus
 from httpcache.collapse import Flight, FlightHead, FlightReader, NotShareable
 from httpcache.conditional import if_range_matches, not_modified
 from httpcache.disk_store import read_range
-from httpcache.errors import OnlyIfCachedMiss, SliceMismatch
+from httpcache.errors import OnlyIfCachedMiss, SliceMismatch, UpstreamError
 from httpcache.forwarding import client_response_fields, fill_request_fields
+from httpcache.freshness import ERROR_STATUSES
 from httpcache.headers import Fields
 from httpcache.messages import CacheRequest, StoredResponse
 from httpcache.policy import (
@@ -124,6 +125,10 @@ class SliceDriver:
     def record(self, key: str) -> StoredResponse | None:
         return self.engine.store.get(f"{key}\x00{RECORD_SLOT}")
 
+    def has_record(self, key: str) -> bool:
+        """Whether ``key`` is cached in slices (without counting a read)."""
+        return f"{key}\x00{RECORD_SLOT}" in self.engine.store
+
     def _slice_key(self, key: str, rep: Representation, index: int) -> str:
         return f"{key}\x00{slice_slot(rep, self.size, index)}"
 
@@ -180,12 +185,24 @@ class SliceDriver:
             probe = self._probe_for(creq, record, validate)
             fwd_status: int | None = None
             collapsed = False
+            stale_error: int | None = None  # serving stale on this upstream failure
             if probe is not None:
                 index, validators = probe
                 fetch = self._join(creq, index, validators)
-                head = await self._head(creq, index, fetch, validators)
+                try:
+                    head = await self._head(creq, index, fetch, validators)
+                except UpstreamError:
+                    fetch.reader.close()
+                    if not self._may_serve_stale(creq, record, validators):
+                        raise
+                    head = FlightHead(status=502, headers=Fields(), shared_headers=None,
+                                      fwd_status=502)
                 fwd_status, collapsed = head.fwd_status, not fetch.owner
-                if head.status == 304 or (head.status == 206 and head.refreshed is not None):
+                if head.fwd_status in ERROR_STATUSES \
+                        and self._may_serve_stale(creq, record, validators):
+                    fetch.reader.close()
+                    stale_error = head.fwd_status
+                elif head.status == 304 or (head.status == 206 and head.refreshed is not None):
                     assert head.refreshed is not None
                     record = head.refreshed
                     if head.status == 206:
@@ -211,10 +228,20 @@ class SliceDriver:
             coverage = SliceCoverage(len(plan.needed), cached)
             status = self._cache_status(plan, coverage, had_record, validate, fwd_status,
                                         collapsed, now)
+            if stale_error is not None:
+                status = CacheStatus(engine.config.name, fwd="stale", fwd_status=stale_error,
+                                     ttl=status.ttl, detail="stale-if-error")
             return await self._answer(request, creq, plan, fetches, status, now)
         finally:
             for fetch in fetches.values():
                 fetch.reader.close()
+
+    def _may_serve_stale(self, creq: CacheRequest, record: StoredResponse | None,
+                         validators: Fields | None) -> bool:
+        """RFC 5861 §4 stale-if-error, when every needed slice is stored (the failed request
+        was only a validation)."""
+        return (record is not None and validators is not None
+                and self.engine._may_serve_stale(creq, record))
 
     def _probe_for(self, creq: CacheRequest, record: StoredResponse | None, validate: bool
                    ) -> tuple[int, Fields | None] | None:

@@ -84,6 +84,7 @@ async def test_full_get_after_a_ranged_miss_fetches_only_the_missing_slices(
     assert resp.headers["ETag"] == '"v1"' and "Content-Range" not in resp.headers
     assert edge_status(resp)["fwd"] == "partial"
     assert topo.origin.ranges_seen("/b/big") == [slice_range(i) for i in (2, 0, 1, 3, 4)]
+    await settled(topo)
     hit, got = await topo.get("/b/big")
     assert got == BODY and edge_status(hit).get("hit") is True
     head, _ = await topo.request("HEAD", "/b/big")
@@ -132,6 +133,7 @@ async def test_changed_representation_is_detected_before_the_head(topo: Topology
     resp, got = await topo.get("/b/big")  # slice 0 is cached (v1), slice 1 comes back v2
 
     assert resp.status == 200 and got == OTHER and resp.headers["ETag"] == '"v2"'
+    await settled(topo)
     again, got = await topo.get("/b/big", headers={"Range": "bytes=0-10"})
     assert got == OTHER[:11] and edge_status(again).get("hit") is True
 
@@ -239,3 +241,59 @@ async def test_partial_response_without_strong_validator_is_forwarded_not_stored
     assert topo.origin.ranges_seen("/b/weak")[-1] == "bytes=2000000-2000009"
     assert not slice_entries(topo) and not slice_entries(topo, "shield")
     assert f"/b/weak\x00{RECORD_SLOT}" not in topo.edge_store()
+
+
+async def test_slices_go_to_the_disk_tier_and_are_served_from_it(
+        make_topology, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    tiers = {"edge": {"cache_dir": str(tmp_path / "edge"), "disk_min_object_bytes": 512 * 1024},
+             "shield": {"cache_dir": str(tmp_path / "shield"),
+                        "disk_min_object_bytes": 512 * 1024}}
+    topo = await make_topology(**tiers)
+    topo.origin.set("/b/big", BODY, headers=HEADERS)
+
+    await topo.get("/b/big", headers={"Range": "bytes=1500000-1500009"})
+    await settled(topo)
+    disk = topo.edge_app[ENGINE].disk
+    assert disk is not None and len(disk) == 1 and not slice_entries(topo)
+
+    resp, got = await topo.get("/b/big", headers={"Range": "bytes=1000000-2100000"})
+    assert resp.status == 206 and got == BODY[1000000:2100001]
+    await settled(topo)
+    full, got = await topo.get("/b/big")
+    assert got == BODY and topo.origin.count("/b/big") == 5
+    await settled(topo)  # the last slice is committed to disk after its bytes were sent
+    hit, got = await topo.get("/b/big")
+    assert got == BODY and edge_status(hit).get("hit") is True
+
+
+async def test_soft_purge_revalidates_slices_with_a_conditional_range(topo: Topology) -> None:
+    topo.origin.set("/b/big", BODY, headers=HEADERS)
+    await topo.get("/b/big", headers={"Range": "bytes=0-10"})
+    await settled(topo)
+    for app in (topo.edge_app, topo.shield_app()):
+        assert app[TIERS].purge_tag("big", soft=True).invalidated == 2  # record + slice
+
+    resp, got = await topo.get("/b/big", headers={"Range": "bytes=20-29"})
+
+    assert resp.status == 206 and got == BODY[20:30]
+    last = topo.origin.last("/b/big")
+    assert (last.headers.get("Range"), last.headers.get("If-None-Match")) == (
+        slice_range(0), '"v1"')
+    assert edge_status(resp) == {"fwd": "stale", "fwd-status": "304"}
+    assert topo.origin.count("/b/big") == 2  # only the validation: the slice was kept
+
+
+async def test_stale_if_error_serves_cached_slices(topo: Topology) -> None:
+    topo.origin.set("/b/big", BODY, headers={
+        **HEADERS, "Cache-Control": "max-age=5, stale-if-error=60"})
+    await topo.get("/b/big", headers={"Range": "bytes=0-10"})
+    await settled(topo)
+    topo.clock.advance(6)
+    topo.origin.set("/b/big", b"down", status=503)
+
+    resp, got = await topo.get("/b/big", headers={"Range": "bytes=5-15"})
+
+    assert resp.status == 206 and got == BODY[5:16]
+    shield = parse_members(resp.headers["Cache-Status"])[0][1]
+    assert shield["fwd"] == "stale" and shield["detail"] == "stale-if-error"
+    assert shield["fwd-status"] == "503"
