@@ -78,13 +78,15 @@ class Reconstructor:
             gate = asyncio.Semaphore(self.concurrency)
             usable = await self.ctx.usable_nodes()  # once per batch, not per segment
 
-            async def one(item: tuple[str, int]) -> None:
-                async with gate:
-                    await self._repair_segment(item[0], item[1], set(lost), usable, stats)
-
-            await asyncio.gather(*(one(item) for item in todo))
+            await asyncio.gather(*(self._bounded(gate, item, set(lost), usable, stats)
+                                   for item in todo))
         stats.seconds = time.monotonic() - started
         return stats
+
+    async def _bounded(self, gate: asyncio.Semaphore, item: tuple[str, int], lost: set[str],
+                       usable: dict[str, str], stats: ReconstructorStats) -> None:
+        async with gate:
+            await self._repair_segment(item[0], item[1], lost, usable, stats)
 
     async def _repair_segment(self, object_id: str, segment: int, lost: set[str],
                               usable: dict[str, str], stats: ReconstructorStats) -> None:

@@ -29,7 +29,6 @@ from origin.workers.scrubber import Scrubber
 from tests.faults.cluster import GRACE, NPARITY, SEGMENT_SIZE, FaultCluster
 
 
-
 def _body(rng: random.Random) -> bytes:
     size = rng.choice([1, 100, 1024, 5000, 64 << 10, SEGMENT_SIZE * 3 + 17, 300_000])
     return os.urandom(size)
@@ -59,7 +58,7 @@ class Traffic:
             try:
                 await self.s3.put_object(self.bucket, key, body)
                 self.acked[key] = body
-            except (S3ClientError, OSError, asyncio.TimeoutError) as exc:
+            except (TimeoutError, S3ClientError, OSError) as exc:
                 self.write_errors.append(f"{key}: {exc!r}"[:200])
                 await asyncio.sleep(0.05)
 
@@ -74,7 +73,7 @@ class Traffic:
                 self.reads += 1
                 if got != self.acked[key]:
                     self.mismatches.append(key)
-            except (S3ClientError, OSError, asyncio.TimeoutError) as exc:
+            except (TimeoutError, S3ClientError, OSError) as exc:
                 self.read_errors.append(f"{key}: {exc!r}"[:200])
                 await asyncio.sleep(0.05)
 
