@@ -23,6 +23,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "get": ("origin.client_cli", "download an object from the origin"),
     "mb": ("origin.client_cli", "create a bucket on the origin"),
     "user": ("origin.user_cli", "create S3 credentials: cdn user create NAME"),
+    "repair": ("origin.repair_cli", "rebuild missing/corrupt fragments (also scrub, gc, compact)"),
+    "fsck": ("origin.fsck", "count objects by redundancy; non-zero exit if lost or degraded"),
 }
 
 

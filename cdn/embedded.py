@@ -55,7 +55,10 @@ def wait_for_port(
 
 def set_parent_death_signal() -> None:
     """Ask Linux to SIGTERM this (child) process when its parent dies, so killing a
-    supervisor with SIGKILL leaves nothing running. Called between fork and exec."""
+    supervisor with SIGKILL leaves nothing running. Called between fork and exec.
+
+    Linux ties the signal to the *thread* that forked the child: start servers from the main
+    thread (or one that lives as long as they should), never from a short-lived worker."""
     try:
         libc = ctypes.CDLL("libc.so.6", use_errno=True)
         libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG

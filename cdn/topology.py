@@ -108,7 +108,9 @@ def build_plan(
             zone=ZONES[i % len(ZONES)], host=host,
             args=("--node-id", f"node-{i + 1}", "--zone", ZONES[i % len(ZONES)],
                   "--host", host, "--port", str(port("node", i)),
-                  "--data-dir", f"{data_dir}/nodes/node-{i + 1}"),
+                  "--data-dir", f"{data_dir}/nodes/node-{i + 1}",
+                  # Nodes register and heartbeat in the metadata store (capacity, liveness).
+                  "--database-url", database_url),
         )
         for i in range(node_count)
     )

@@ -12,15 +12,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import sys
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from cdn.locate import find_database_url
 from origin.metadata.fragments import object_redundancy
 from origin.workers.base import ClusterContext
-from origin.workers.cli_context import cluster_context
+from origin.workers.cli_context import ToolError, cluster_context
 from origin.workers.planning import Redundancy, classify, fsck_exit_code
 from origin.workers.scrubber import Scrubber
 
@@ -72,9 +72,14 @@ async def fsck(ctx: ClusterContext, *, page: int = 1000, deep: bool = False) -> 
     return report
 
 
+PROG = "cdn fsck"
+
+
 def main(argv: Sequence[str]) -> int:
     parser = argparse.ArgumentParser(prog="cdn fsck", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--database-url", default=os.environ.get("CDN_DATABASE_URL", ""))
+    parser.add_argument("--database-url", default=None,
+                        help="default: $CDN_DATABASE_URL, else the running `cdn up`'s")
+    parser.add_argument("--data-dir", default=None, help="data dir of `cdn up` (.cdn-data)")
     parser.add_argument("--max-degraded", type=int, default=0,
                         help="degraded objects tolerated before exiting 1 (default 0)")
     parser.add_argument("--lost-after", type=float, default=3600.0,
@@ -82,15 +87,17 @@ def main(argv: Sequence[str]) -> int:
     parser.add_argument("--deep", action="store_true", help="also scrub every node first")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     args = parser.parse_args(list(argv))
-    if not args.database_url:
-        print("cdn fsck: --database-url or CDN_DATABASE_URL is required", file=sys.stderr)
-        return 2
+    args.database_url = find_database_url(PROG, args.database_url, args.data_dir)
 
     async def run() -> FsckReport:
         async with cluster_context(args.database_url, lost_after=args.lost_after) as ctx:
             return await fsck(ctx, deep=args.deep)
 
-    report = asyncio.run(run())
+    try:
+        report = asyncio.run(run())
+    except ToolError as exc:
+        print(f"{PROG}: {exc}", file=sys.stderr)
+        return 2
     if args.json:
         print(json.dumps(report.as_dict(), indent=2))
     else:

@@ -10,21 +10,25 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import sys
 from collections.abc import Sequence
 
+from cdn.locate import find_database_url
 from origin.metadata.fragments import set_node_state
-from origin.workers.cli_context import cluster_context
+from origin.workers.cli_context import ToolError, cluster_context
 from origin.workers.compactor import Compactor
 from origin.workers.gc import DEFAULT_GRACE, GarbageCollector
 from origin.workers.reconstructor import Reconstructor
 from origin.workers.scrubber import Scrubber
 
+PROG = "cdn repair"
+
 
 def main(argv: Sequence[str]) -> int:
     parser = argparse.ArgumentParser(prog="cdn repair", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--database-url", default=os.environ.get("CDN_DATABASE_URL", ""))
+    parser.add_argument("--database-url", default=None,
+                        help="default: $CDN_DATABASE_URL, else the running `cdn up`'s")
+    parser.add_argument("--data-dir", default=None, help="data dir of `cdn up` (.cdn-data)")
     parser.add_argument("--mark-lost", action="append", default=[], metavar="NODE",
                         help="declare a node gone for good (its fragments are rebuilt)")
     parser.add_argument("--scrub", action="store_true", help="scrub every node first")
@@ -35,9 +39,7 @@ def main(argv: Sequence[str]) -> int:
     parser.add_argument("--rate", type=float, default=100e6, help="repair bytes/s cap")
     parser.add_argument("--lost-after", type=float, default=3600.0)
     args = parser.parse_args(list(argv))
-    if not args.database_url:
-        print("cdn repair: --database-url or CDN_DATABASE_URL is required", file=sys.stderr)
-        return 2
+    args.database_url = find_database_url(PROG, args.database_url, args.data_dir)
 
     async def run() -> int:
         async with cluster_context(args.database_url, lost_after=args.lost_after) as ctx:
@@ -65,4 +67,8 @@ def main(argv: Sequence[str]) -> int:
                 print(f"compact: {await Compactor(ctx, grace=args.grace).run_once()}")
             return 1 if stats.segments_unrepairable else 0
 
-    return asyncio.run(run())
+    try:
+        return asyncio.run(run())
+    except ToolError as exc:
+        print(f"{PROG}: {exc}", file=sys.stderr)
+        return 2

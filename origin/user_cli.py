@@ -16,8 +16,8 @@ import secrets
 import string
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 
+from cdn import locate
 from origin.metadata import db
 from origin.metadata.credentials import upsert_credential
 from origin.metadata.models import Credential
@@ -33,19 +33,7 @@ def new_credential(owner: str) -> Credential:
 
 
 def find_database_url(database_url: str | None, data_dir: str | None) -> str:
-    if database_url:
-        return database_url
-    if os.environ.get("CDN_DATABASE_URL"):
-        return os.environ["CDN_DATABASE_URL"]
-    if data_dir:
-        topology = Path(data_dir) / "topology.json"
-        if topology.is_file():
-            url = json.loads(topology.read_text()).get("database_url")
-            if url:
-                return str(url)
-        raise SystemExit(f"cdn user: no database_url in {topology} (is `cdn up` running with "
-                         f"--data-dir {data_dir}?); pass --database-url")
-    raise SystemExit("cdn user: pass --database-url, set CDN_DATABASE_URL or --data-dir")
+    return locate.find_database_url("cdn user", database_url, data_dir)
 
 
 async def create_user(database_url: str, name: str) -> Credential:

@@ -8,6 +8,7 @@ import contextlib
 from collections.abc import AsyncIterator
 
 import aiohttp
+import asyncpg
 
 from origin.config import NodeSpec
 from origin.metadata import db
@@ -17,10 +18,18 @@ from origin.nodehealth import NodeHealth
 from origin.workers.base import ClusterContext
 
 
+class ToolError(Exception):
+    """The tool cannot do its work (e.g. the metadata store is unreachable); printed as one
+    line, never as a traceback."""
+
+
 @contextlib.asynccontextmanager
 async def cluster_context(database_url: str, *, node_timeout: float = 10.0,
                           lost_after: float = 3600.0) -> AsyncIterator[ClusterContext]:
-    pool = await db.create_pool(database_url, max_size=8)
+    try:
+        pool = await db.create_pool(database_url, max_size=8)
+    except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, ValueError) as exc:
+        raise ToolError(f"cannot reach the metadata store at {database_url!r}: {exc}") from None
     try:
         await db.migrate(pool)
         rows = await list_nodes(pool)

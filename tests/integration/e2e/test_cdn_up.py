@@ -323,6 +323,19 @@ def test_cdn_user_create_makes_working_credentials(topology, data_dir):
     asyncio.run(check())
 
 
+def test_cdn_fsck_reports_a_healthy_topology_clean(topology, data_dir):
+    # No URL given: the tool finds the database through cdn up's topology.json.
+    env = {k: v for k, v in os.environ.items() if k != "CDN_DATABASE_URL"}
+    out = subprocess.run(
+        [sys.executable, "-m", "cdn.cli", "fsck", "--json", "--data-dir", str(data_dir)],
+        env=env,
+        capture_output=True, text=True, timeout=120, check=False,
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    report = json.loads(out.stdout)
+    assert "full" in json.dumps(report)
+
+
 def _node_pids(topology: dict[str, Any]) -> list[int]:
     return [p["pid"] for p in topology["processes"] if p["role"] == "storage-node"]
 
