@@ -292,6 +292,7 @@ class CacheEngine:
             if not_modified(creq.method, creq.headers, stored.status, headers):
                 return self._not_modified(fields)
             status = stored.status
+            chunks: AsyncIterator[bytes] | None
             match self._requested_ranges(creq, stored.status, headers, length):
                 case [ByteRange() as part]:
                     fields = fields.with_field("Content-Range", part.content_range()).with_field(

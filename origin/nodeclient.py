@@ -64,7 +64,8 @@ class NodeClient:
 
     async def _json(self, method: str, node_id: str, path: str, *,
                     params: dict[str, str] | None = None, body: object = None,
-                    timeout: aiohttp.ClientTimeout | None = None) -> dict:
+                    timeout: aiohttp.ClientTimeout | None = None,  # noqa: ASYNC109
+                    ) -> dict:
         spec = self._nodes.get(node_id)
         if spec is None:
             raise NodeRequestError(node_id, "unreachable", "node not configured")
