@@ -34,7 +34,6 @@ from bench.origins import start_origin  # noqa: E402
 from bench.peers import start_edge  # noqa: E402
 from bench.static_origin import body  # noqa: E402
 
-
 LONE_SAMPLES = 5  # the lone request's TTFB is the median of this many cold fetches
 
 
@@ -143,7 +142,8 @@ def main() -> int:
             rounds.append(got)
             print(f"round {r + 1}: origin GETs {got['origin_gets']}, exact bytes "
                   f"{got['exact']}/{args.clients} (as hits {got['hits_exact']}, hit answers "
-                  f"{got['hit_answers']}); TTFB lone (median of {LONE_SAMPLES}) {got['lone_ttfb_ms']:.1f} ms (total "
+                  f"{got['hit_answers']}); TTFB lone (median of {LONE_SAMPLES}) "
+                  f"{got['lone_ttfb_ms']:.1f} ms (total "
                   f"{got['lone_total_ms']:.1f} ms), crowd p50 {got['ttfb_p50_ms']:.1f} p99 "
                   f"{got['ttfb_p99_ms']:.1f} max {got['ttfb_max_ms']:.1f} ms; crowd done in "
                   f"{got['crowd_s']:.2f} s vs as hits {got['hits_s']:.2f} s "

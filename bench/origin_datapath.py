@@ -26,7 +26,6 @@ import asyncio
 import mmap
 import os
 import shutil
-import statistics
 import sys
 import tempfile
 import time
@@ -37,6 +36,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.procs import Proc, cdn_role, free_port, tree_cpu_seconds  # noqa: E402
+from cdn.embedded import EmbeddedPostgres  # noqa: E402
 
 KiB, MiB = 1024, 1024 * 1024
 ZONES = ("zone-a", "zone-b", "zone-c")
@@ -114,13 +114,11 @@ class Cluster:
         self.root = root
         self.nodes: list[Proc] = []
         self.origin: Proc | None = None
-        self.postgres = None
+        self.postgres: EmbeddedPostgres | None = None
         self.node_count = nodes
         self.url = ""
 
     def start(self, extra_origin_args: list[str]) -> None:
-        from cdn.embedded import EmbeddedPostgres
-
         logs = self.root / "logs"
         logs.mkdir()
         self.postgres = EmbeddedPostgres(self.root / "pg" / "data", free_port())
@@ -261,9 +259,9 @@ async def small_ops(load: Load, seconds: float, concurrency: int, keys: list[str
 
 
 async def bench_cluster(cluster: Cluster, args: argparse.Namespace) -> dict[str, object]:
-    from origin.client import S3Client
-
     import aiohttp
+
+    from origin.client import S3Client
 
     data = os.urandom(256 * MiB)
     session = aiohttp.ClientSession(
@@ -302,9 +300,8 @@ async def growth(load: Load, args: argparse.Namespace) -> list[tuple[int, float,
     fill_conc = 64
     for mark in marks:
         start = time.perf_counter()
-        base = stored
         await run_count(mark - stored, fill_conc,
-                        lambda i: load.put(f"fill/{base + i}", 4 * KiB))
+                        lambda i, base=stored: load.put(f"fill/{base + i}", 4 * KiB))
         fill_rate = (mark - stored) / (time.perf_counter() - start)
         stored = mark
         keys = [f"fill/{i}" for i in range(0, stored, max(1, stored // 5000))]
@@ -364,8 +361,9 @@ def main() -> int:
     assert isinstance(big, dict)
     put_goal = 0.5 * disk["write_fsync_MBps"] / overhead
     read_ref = disk.get("read_direct_MBps", disk["read_dropped_MBps"])
-    best_ops = max((results[f"ops_{c}"] for c in args.concurrency), key=lambda x: x[0])
-    best_get = max(results[f"ops_{c}"][1] for c in args.concurrency)  # type: ignore[index]
+    ops = [results[f"ops_{c}"] for c in args.concurrency]
+    best_put = max(o[0] for o in ops)  # type: ignore[index]
+    best_get = max(o[1] for o in ops)  # type: ignore[index]
     print("\ngoals:")
     print(f"  256 MiB PUT {big['put_MBps']:.0f} MB/s vs goal 50% of raw write / EC overhead "
           f"{overhead:.2f} = {put_goal:.0f} MB/s -> {big['put_MBps'] / put_goal:.2f}x of goal; "
@@ -374,7 +372,7 @@ def main() -> int:
           f"MB/s uncached) = {0.6 * read_ref:.0f} MB/s -> "
           f"{big['get_MBps'] / (0.6 * read_ref):.2f}x of goal (page-cache read "
           f"{disk['read_cached_MBps']:.0f} MB/s)")
-    print(f"  4 KiB: best {best_ops[0]:.0f} PUT/s (goal 1000), best {best_get:.0f} GET/s "
+    print(f"  4 KiB: best {best_put:.0f} PUT/s (goal 1000), best {best_get:.0f} GET/s "
           f"(goal 3000)")
     if results.get("growth"):
         rows = results["growth"]
