@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import mmap
 import os
 import shutil
@@ -292,6 +293,10 @@ async def bench_cluster(cluster: Cluster, args: argparse.Namespace) -> dict[str,
     return results
 
 
+async def fill_one(load: Load, base: int, i: int) -> None:
+    await load.put(f"fill/{base + i}", 4 * KiB)
+
+
 async def growth(load: Load, args: argparse.Namespace) -> list[tuple[int, float, float]]:
     """4 KiB ops/s at concurrency 32 as the store fills up to ``--objects``."""
     marks = sorted({m for m in (10_000, 50_000, 100_000, 200_000, args.objects)
@@ -300,8 +305,7 @@ async def growth(load: Load, args: argparse.Namespace) -> list[tuple[int, float,
     fill_conc = 64
     for mark in marks:
         start = time.perf_counter()
-        await run_count(mark - stored, fill_conc,
-                        lambda i, base=stored: load.put(f"fill/{base + i}", 4 * KiB))
+        await run_count(mark - stored, fill_conc, functools.partial(fill_one, load, stored))
         fill_rate = (mark - stored) / (time.perf_counter() - start)
         stored = mark
         keys = [f"fill/{i}" for i in range(0, stored, max(1, stored // 5000))]
