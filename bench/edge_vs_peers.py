@@ -93,7 +93,15 @@ def main() -> int:
                         default="auto", help="auto: off below 1 MiB, on from 1 MiB")
     parser.add_argument("--quick", action="store_true", help="1 run of 4 s, 1 s warm-up")
     parser.add_argument("--json", help="also write every run's figures here")
+    parser.add_argument("--report", nargs="+", metavar="JSON",
+                        help="measure nothing: print the table of runs saved with --json "
+                             "(several files: medians over all their runs)")
     args = parser.parse_args()
+    if args.report:
+        saved = [r for f in args.report for r in json.loads(Path(f).read_text())]
+        print_table(saved, sorted({r["size"] for r in saved}),
+                    list(dict.fromkeys(r["mode"] for r in saved)))
+        return 0
     if args.quick:
         args.runs, args.seconds, args.warmup = 1, 4.0, 1.0
     sizes = [parse_size(s) for s in args.sizes.split(",")]
