@@ -187,15 +187,16 @@ class CacheEngine:
                                              status, age=int(age))
             case Miss(reason="uri-miss") as decision if self.slices is not None \
                     and creq.headers.first("authorization") is None:
-                record = self.slices.record(key)
-                if record is not None or (creq.method == "GET" and creq.headers.first("range")):
-                    return await self.slices.serve(request, creq, decision, record)
-                return await self._fetch_and_answer(request, creq, decision)
+                return await self.slices.route(request, creq, decision, now)
             case Revalidate() | Miss() as decision:
                 return await self._fetch_and_answer(request, creq, decision)
             case Pass(reason=reason):
                 return await self._forward(request, creq, reason)
             case GatewayTimeout():
+                if self.slices is not None and creq.headers.first("authorization") is None:
+                    record = self.slices.record(key)
+                    if record is not None:  # the slices may hold all it needs
+                        return await self.slices.serve(request, creq, Miss("uri-miss"), record)
                 raise OnlyIfCachedMiss("only-if-cached: no usable stored response")
         raise AssertionError("unreachable")  # pragma: no cover
 

@@ -55,6 +55,7 @@ from httpcache.policy import (
     StaleHit,
     current_age,
     decide,
+    effective_request_directives,
     fields_to_store,
     is_storable,
     response_304_matches,
@@ -77,6 +78,7 @@ from httpcache.slices import (
     Representation,
     SliceCoverage,
     SliceLayout,
+    UnsliceableKeys,
     combined_fields,
     first_slice_guess,
     is_slice_of,
@@ -119,6 +121,7 @@ class SliceDriver:
     def __init__(self, engine: CacheEngine, size: int) -> None:
         self.engine = engine
         self.size = size
+        self.unsliceable = UnsliceableKeys()
 
     # -- stored parts ----------------------------------------------------------------------------
 
@@ -159,15 +162,41 @@ class SliceDriver:
 
     # -- serving ---------------------------------------------------------------------------------
 
+    async def route(self, request: web.Request, creq: CacheRequest, decision: Miss,
+                    now: float) -> web.StreamResponse:
+        """A ``uri-miss`` for a key that may be sliced: served from its record and slices,
+        or a ranged GET that makes them, or (a full GET, HEAD, or a key known to be
+        unsliceable) the ordinary path."""
+        engine = self.engine
+        record = self.record(creq.target)
+        if record is not None:
+            return await self.serve(request, creq, decision, record)
+        if creq.method != "GET" or not creq.headers.first("range"):
+            return await engine._fetch_and_answer(request, creq, decision)
+        match self.unsliceable.verdict(creq.target, now):
+            case None:
+                return await self.serve(request, creq, decision, None)
+            case True:
+                return await engine._fetch_and_answer(request, creq, decision)
+            case False:
+                return await engine._forward(request, creq, decision.reason)
+        raise AssertionError("unreachable")  # pragma: no cover
+
     async def serve(self, request: web.Request, creq: CacheRequest, decision: Miss,
                     record: StoredResponse | None) -> web.StreamResponse:
         engine = self.engine
         now = engine.clock()
         validate = False
+        stale_why: str | None = None  # served stale with this permission
+        only_if_cached = effective_request_directives(creq, engine.config.policy).only_if_cached
         if record is not None:
             match decide(creq, record, now, engine.config.policy):
-                case FreshHit() | StaleHit(revalidate=False):
+                case FreshHit():
                     pass
+                case StaleHit(why=why, revalidate=revalidate):
+                    stale_why = why
+                    if revalidate:  # RFC 5861 §3: stale now, one revalidation in background
+                        self._revalidate_in_background(creq, record)
                 case GatewayTimeout():
                     raise OnlyIfCachedMiss("only-if-cached: no usable stored response")
                 case Pass(reason=reason):
@@ -177,6 +206,9 @@ class SliceDriver:
             if record_representation(record.headers) is None:
                 self.forget(creq.target)
                 record = None
+        if only_if_cached and (record is None or self._missing(creq, record)):
+            # §5.2.1.7: "respond using a stored response ... or respond with a 504"
+            raise OnlyIfCachedMiss("only-if-cached: a needed slice is not stored")
         if creq.method == "HEAD" and (record is None or validate):
             return await engine._fetch_and_answer(request, creq, decision)
         had_record = record is not None
@@ -187,23 +219,25 @@ class SliceDriver:
             collapsed = False
             stale_error: int | None = None  # serving stale on this upstream failure
             if probe is not None:
-                index, validators = probe
+                index, validators, validating = probe
                 fetch = self._join(creq, index, validators)
                 try:
                     head = await self._head(creq, index, fetch, validators)
                 except UpstreamError:
                     fetch.reader.close()
-                    if not self._may_serve_stale(creq, record, validators):
+                    if not (validating and self._may_serve_stale(creq, record)):
                         raise
                     head = FlightHead(status=502, headers=Fields(), shared_headers=None,
                                       fwd_status=502)
                 fwd_status, collapsed = head.fwd_status, not fetch.owner
                 if head.fwd_status in ERROR_STATUSES \
-                        and self._may_serve_stale(creq, record, validators):
+                        and validating and self._may_serve_stale(creq, record):
                     fetch.reader.close()
                     stale_error = head.fwd_status
                 elif head.status == 304 or (head.status == 206 and head.refreshed is not None):
                     assert head.refreshed is not None
+                    if head.refreshed is not record:
+                        stale_why = None  # a new or refreshed record: not served stale
                     record = head.refreshed
                     if head.status == 206:
                         fetches[index] = fetch
@@ -211,6 +245,8 @@ class SliceDriver:
                         fetch.reader.close()
                 elif head.status == 206:  # a partial response we cannot store as a slice
                     fetch.reader.close()
+                    self.unsliceable.add(creq.target, now, whole=self._whole_is_storable(
+                        creq, head.headers))
                     return await engine._forward(request, creq, decision.reason)
                 else:  # a complete response (Range ignored) or an error: the ordinary path
                     try:
@@ -227,7 +263,7 @@ class SliceDriver:
                          if i not in fetches and self._stored_slice(plan, i) is not None)
             coverage = SliceCoverage(len(plan.needed), cached)
             status = self._cache_status(plan, coverage, had_record, validate, fwd_status,
-                                        collapsed, now)
+                                        collapsed, now, stale_why)
             if stale_error is not None:
                 status = CacheStatus(engine.config.name, fwd="stale", fwd_status=stale_error,
                                      ttl=status.ttl, detail="stale-if-error")
@@ -236,28 +272,58 @@ class SliceDriver:
             for fetch in fetches.values():
                 fetch.reader.close()
 
-    def _may_serve_stale(self, creq: CacheRequest, record: StoredResponse | None,
-                         validators: Fields | None) -> bool:
+    def _missing(self, creq: CacheRequest, record: StoredResponse) -> bool:
+        plan = self._plan(creq, record)
+        return any(self._stored_slice(plan, i) is None for i in plan.needed)
+
+    def _whole_is_storable(self, creq: CacheRequest, headers: Fields) -> bool:
+        """Whether the complete response of a key whose 206 could not be stored as a slice
+        would be stored (it is cacheable and some tier holds its length): then later ranged
+        misses fetch it whole; otherwise they forward the client's Range."""
+        engine = self.engine
+        as_get = CacheRequest("GET", creq.target, creq.headers)
+        if not is_storable(as_get, 200, headers, engine.config.policy):
+            return False
+        content_range = parse_content_range(headers.first("content-range"))
+        total = content_range.length if content_range is not None else None
+        if total is None:
+            return True
+        return engine.store.fits(total) or (
+            engine.disk is not None and engine.disk.wants(total))
+
+    def _revalidate_in_background(self, creq: CacheRequest, record: StoredResponse) -> None:
+        """RFC 5861 §3 for a sliced object: one conditional ``Range`` request for slice 0
+        (``If-None-Match`` with the stored ETag, or a plain slice request when the strong
+        validator is a Last-Modified date), whose 304 refreshes the record and whose 206 of
+        another representation replaces it. A flight already running for it is that one
+        revalidation; nobody reads it, it only refreshes the store."""
+        etag = record.headers.first("etag")
+        validators = Fields([("If-None-Match", etag)]) if etag else None
+        if self.engine.collapser.busy(self._flight_key(creq.target, 0, validators)):
+            return
+        self._join(creq, 0, validators).reader.close()
+
+    def _may_serve_stale(self, creq: CacheRequest, record: StoredResponse | None) -> bool:
         """RFC 5861 §4 stale-if-error, when every needed slice is stored (the failed request
         was only a validation)."""
-        return (record is not None and validators is not None
-                and self.engine._may_serve_stale(creq, record))
+        return record is not None and self.engine._may_serve_stale(creq, record)
 
     def _probe_for(self, creq: CacheRequest, record: StoredResponse | None, validate: bool
-                   ) -> tuple[int, Fields | None] | None:
-        """The one upstream request made before the head, if any: (slice, validators)."""
+                   ) -> tuple[int, Fields | None, bool] | None:
+        """The one upstream request made before the head, if any: (slice, validators,
+        whether it only validates what is stored)."""
         if record is None:
-            return first_slice_guess(creq.headers.first("range"), self.size), None
+            return first_slice_guess(creq.headers.first("range"), self.size), None, False
         plan = self._plan(creq, record)
         missing = [i for i in plan.needed if self._stored_slice(plan, i) is None]
         if missing:
-            return missing[0], None
+            return missing[0], None, False
         if not validate:
             return None
         etag = record.headers.first("etag")
         # RFC 9111 §4.3.1: Last-Modified is sent only "if the request is not for a subrange"
         validators = Fields([("If-None-Match", etag)]) if etag else None
-        return (plan.needed[0] if plan.needed else 0), validators
+        return (plan.needed[0] if plan.needed else 0), validators, True
 
     def _plan(self, creq: CacheRequest, record: StoredResponse) -> _Plan:
         rep = record_representation(record.headers)
@@ -275,13 +341,13 @@ class SliceDriver:
         return _Plan(record, rep, layout, parts, needed)
 
     def _cache_status(self, plan: _Plan, coverage: SliceCoverage, had_record: bool,
-                      validate: bool, fwd_status: int | None, collapsed: bool, now: float
-                      ) -> CacheStatus:
+                      validate: bool, fwd_status: int | None, collapsed: bool, now: float,
+                      stale_why: str | None) -> CacheStatus:
         engine = self.engine
         record = plan.record
-        ttl = int(stored_lifetime(record, engine.config.policy)
-                  - current_age(record.headers, record.request_time, record.response_time,
-                                now))
+        left = stored_lifetime(record, engine.config.policy) - current_age(
+            record.headers, record.request_time, record.response_time, now)
+        ttl = int(left) - (left < 0)  # as the engine counts it: negative once stale
         name = engine.config.name
         if validate:
             engine.metrics.requests.labels(
@@ -290,12 +356,13 @@ class SliceDriver:
                                stored=not coverage.complete, collapsed=collapsed)
         reason = coverage.forward_reason(had_record)
         if reason is None:
-            engine.metrics.requests.labels("hit").inc()
-            return CacheStatus(name, hit=True, ttl=ttl)
+            engine.metrics.requests.labels("stale" if stale_why else "hit").inc()
+            return CacheStatus(name, hit=True, ttl=ttl, detail=stale_why)
         engine.metrics.requests.labels(
             "collapsed" if collapsed else "partial" if reason == "partial" else "miss").inc()
         return CacheStatus(name, fwd="partial" if reason == "partial" else "uri-miss",
-                           fwd_status=fwd_status, stored=True, collapsed=collapsed)
+                           fwd_status=fwd_status, stored=True, collapsed=collapsed,
+                           detail=stale_why)
 
     async def _answer(self, request: web.Request, creq: CacheRequest, plan: _Plan,
                       fetches: dict[int, _Fetch], cache_status: CacheStatus, now: float
@@ -405,9 +472,12 @@ class SliceDriver:
         headers = headers.with_field("Range", slice_request_range(self.size, index))
         producer = functools.partial(self._produce, creq=creq, index=index, headers=headers,
                                      validated=self.record(creq.target) if validators else None)
-        key = f"{creq.target}\x00#fetch:{self.size}:{index}:{'v' if validators else ''}"
-        reader, owner = engine.collapser.join(key, producer, shared=shared)
+        reader, owner = engine.collapser.join(self._flight_key(creq.target, index, validators),
+                                              producer, shared=shared)
         return _Fetch(reader, owner)
+
+    def _flight_key(self, key: str, index: int, validators: Fields | None) -> str:
+        return f"{key}\x00#fetch:{self.size}:{index}:{'v' if validators else ''}"
 
     async def _head(self, creq: CacheRequest, index: int, fetch: _Fetch,
                     validators: Fields | None) -> FlightHead:

@@ -234,3 +234,45 @@ class SliceCoverage:
         if self.complete:
             return None
         return "partial" if had_record else "uri-miss"
+
+
+# How long a key whose partial responses cannot be stored as slices is remembered as such,
+# and how many such keys are remembered (oldest forgotten first).
+UNSLICEABLE_TTL = 300.0
+UNSLICEABLE_MAX = 4096
+
+
+class UnsliceableKeys:
+    """Keys whose upstream answered a slice request with a 206 that cannot be stored as a
+    slice (weak or no validator, no complete length, ``Vary``, ``private``…), so a later
+    ranged miss does not ask for a slice again only to throw it away. Each verdict says how
+    such a miss is then made: ``whole`` (fetch and store the complete response, the way
+    ranged misses went before slicing) or not (forward the client's ``Range``: a complete
+    response would not be stored either). Bounded and expiring: an origin may change."""
+
+    def __init__(self, ttl: float = UNSLICEABLE_TTL, max_keys: int = UNSLICEABLE_MAX) -> None:
+        self.ttl = ttl
+        self.max_keys = max_keys
+        self._keys: dict[str, tuple[float, bool]] = {}  # key -> (expires, whole); by age
+
+    def add(self, key: str, now: float, *, whole: bool) -> None:
+        self._keys.pop(key, None)
+        self._keys[key] = (now + self.ttl, whole)
+        while len(self._keys) > self.max_keys:
+            del self._keys[next(iter(self._keys))]
+
+    def verdict(self, key: str, now: float) -> bool | None:
+        """``None``: not known to be unsliceable; else whether to fetch it whole."""
+        found = self._keys.get(key)
+        if found is None:
+            return None
+        if found[0] <= now:
+            del self._keys[key]
+            return None
+        return found[1]
+
+    def discard(self, key: str) -> None:
+        self._keys.pop(key, None)
+
+    def __len__(self) -> int:
+        return len(self._keys)

@@ -238,7 +238,9 @@ async def test_partial_response_without_strong_validator_is_forwarded_not_stored
     resp, got = await topo.get("/b/weak", headers={"Range": "bytes=2000000-2000009"})
 
     assert resp.status == 206 and got == BODY[2000000:2000010]
-    assert topo.origin.ranges_seen("/b/weak")[-1] == "bytes=2000000-2000009"
+    # the shield asks for the slice, forwards the edge's Range and remembers the key as
+    # unsliceable, so the edge's forwarded request makes it fetch (and store) the whole
+    assert topo.origin.ranges_seen("/b/weak") == [slice_range(1), slice_range(1), None]
     assert not slice_entries(topo) and not slice_entries(topo, "shield")
     assert f"/b/weak\x00{RECORD_SLOT}" not in topo.edge_store()
 
@@ -297,3 +299,112 @@ async def test_stale_if_error_serves_cached_slices(topo: Topology) -> None:
     shield = parse_members(resp.headers["Cache-Status"])[0][1]
     assert shield["fwd"] == "stale" and shield["detail"] == "stale-if-error"
     assert shield["fwd-status"] == "503"
+
+
+async def test_stale_while_revalidate_serves_stale_slices_at_once_and_revalidates_once(
+        make_topology) -> None:  # type: ignore[no-untyped-def]
+    topo = await make_topology(shields=0)
+    script = topo.origin.set("/b/big", BODY, headers={
+        **HEADERS, "Cache-Control": "max-age=5, stale-while-revalidate=60"})
+    await topo.get("/b/big", headers={"Range": "bytes=0-10"})
+    await settled_edge(topo)
+    topo.clock.advance(8)
+    script.body, script.headers = OTHER, {**HEADERS, "ETag": '"v2"'}
+    script.head_delay = 0.3
+
+    results = await asyncio.gather(*(
+        topo.get("/b/big", headers={"Range": f"bytes={i}-{i + 99}"}) for i in range(5)))
+
+    assert all(r.status == 206 and got == BODY[i:i + 100]
+               for i, (r, got) in enumerate(results))  # the stale bytes, not the new ones
+    member = edge_status(results[0][0])
+    assert member.get("hit") is True and member["detail"] == "stale-while-revalidate"
+    assert int(str(member["ttl"])) < 0
+    head, _ = await topo.request("HEAD", "/b/big")
+    assert head.status == 200 and head.headers["ETag"] == '"v1"'
+    await settled_edge(topo)
+    revalidation = topo.origin.last("/b/big")
+    assert (revalidation.headers.get("Range"), revalidation.headers.get("If-None-Match")) == (
+        slice_range(0), '"v1"')
+    assert topo.origin.count("/b/big") == 2  # one background revalidation for all six
+    fresh, got = await topo.get("/b/big", headers={"Range": "bytes=0-99"})
+    assert got == OTHER[:100] and edge_status(fresh).get("hit") is True
+    assert topo.origin.count("/b/big") == 2
+
+
+async def test_stale_while_revalidate_304_refreshes_the_record_in_the_background(
+        make_topology) -> None:  # type: ignore[no-untyped-def]
+    topo = await make_topology(shields=0)
+    topo.origin.set("/b/big", BODY, headers={
+        **HEADERS, "Cache-Control": "max-age=5, stale-while-revalidate=60"})
+    await topo.get("/b/big", headers={"Range": "bytes=0-10"})
+    await settled_edge(topo)
+    topo.clock.advance(8)
+
+    stale, _ = await topo.get("/b/big", headers={"Range": "bytes=0-10"})
+    await settled_edge(topo)
+    fresh, got = await topo.get("/b/big", headers={"Range": "bytes=0-10"})
+
+    assert edge_status(stale)["detail"] == "stale-while-revalidate"
+    assert edge_status(fresh) == {"hit": True, "ttl": "5"} and got == BODY[:11]
+    assert topo.origin.count("/b/big") == 2  # the slice, one 304
+
+
+async def test_max_stale_on_slices_says_so(topo: Topology) -> None:
+    topo.origin.set("/b/big", BODY, headers={**HEADERS, "Cache-Control": "max-age=5"})
+    await topo.get("/b/big", headers={"Range": "bytes=0-10"})
+    await settled(topo)
+    topo.clock.advance(8)
+    resp, got = await topo.get("/b/big", headers={"Range": "bytes=0-10",
+                                                  "Cache-Control": "max-stale=60"})
+    assert got == BODY[:11] and edge_status(resp)["detail"] == "max-stale"
+    assert topo.origin.count("/b/big") == 1
+
+
+async def test_only_if_cached_is_served_from_slices_and_504_when_one_is_missing(
+        topo: Topology) -> None:
+    topo.origin.set("/b/big", BODY, headers=HEADERS)
+    await topo.get("/b/big", headers={"Range": "bytes=0-10"})
+    await settled(topo)
+    oic = {"Cache-Control": "only-if-cached"}
+
+    hit, got = await topo.get("/b/big", headers={"Range": "bytes=100-199", **oic})
+    assert hit.status == 206 and got == BODY[100:200] and edge_status(hit).get("hit") is True
+    head, _ = await topo.request("HEAD", "/b/big", headers=oic)
+    assert head.status == 200 and head.headers["Content-Length"] == str(len(BODY))
+    spans, _ = await topo.get("/b/big", headers={"Range": f"bytes=0-{MiB}", **oic})
+    assert spans.status == 504
+    whole, _ = await topo.get("/b/big", headers=oic)
+    assert whole.status == 504
+    assert topo.origin.count("/b/big") == 1
+
+
+async def test_unsliceable_key_is_remembered_and_fetched_once_per_miss(
+        make_topology) -> None:  # type: ignore[no-untyped-def]
+    topo = await make_topology(shields=0)
+    topo.origin.set("/b/weak", BODY, headers={**HEADERS, "ETag": 'W/"v1"'})
+    await topo.get("/b/weak", headers={"Range": "bytes=2000000-2000009"})
+    await settled_edge(topo)
+    first = topo.origin.count("/b/weak")  # the slice request, then the client's range
+
+    resp, got = await topo.get("/b/weak", headers={"Range": "bytes=3000000-3000009"})
+    await settled_edge(topo)
+
+    assert resp.status == 206 and got == BODY[3000000:3000010]
+    assert topo.origin.count("/b/weak") == first + 1
+    assert topo.origin.ranges_seen("/b/weak")[-1] is None  # the whole object, now cached
+    again, got = await topo.get("/b/weak", headers={"Range": "bytes=10-19"})
+    assert got == BODY[10:20] and edge_status(again).get("hit") is True
+    assert topo.origin.count("/b/weak") == first + 1
+
+
+async def test_unsliceable_private_key_is_forwarded_with_its_range(topo: Topology) -> None:
+    topo.origin.set("/b/priv", BODY, headers={**HEADERS, "Cache-Control": "private"})
+    await topo.get("/b/priv", headers={"Range": "bytes=0-9"})
+    first = topo.origin.count("/b/priv")
+
+    resp, got = await topo.get("/b/priv", headers={"Range": "bytes=3000000-3000009"})
+
+    assert resp.status == 206 and got == BODY[3000000:3000010]
+    assert topo.origin.count("/b/priv") == first + 1
+    assert topo.origin.ranges_seen("/b/priv")[-1] == "bytes=3000000-3000009"

@@ -13,6 +13,7 @@ from httpcache.slices import (
     Representation,
     SliceCoverage,
     SliceLayout,
+    UnsliceableKeys,
     combined_fields,
     first_slice_guess,
     is_slice_of,
@@ -160,3 +161,15 @@ def test_coverage_says_hit_partial_or_miss() -> None:
     assert SliceCoverage(needed=3, cached=1).forward_reason(had_record=True) == "partial"
     assert SliceCoverage(needed=3, cached=0).forward_reason(had_record=True) == "partial"
     assert SliceCoverage(needed=1, cached=0).forward_reason(had_record=False) == "uri-miss"
+
+
+def test_unsliceable_keys_expire_and_are_bounded() -> None:
+    keys = UnsliceableKeys(ttl=10, max_keys=2)
+    keys.add("/a", 100.0, whole=True)
+    keys.add("/b", 101.0, whole=False)
+    assert keys.verdict("/a", 105.0) is True and keys.verdict("/b", 105.0) is False
+    assert keys.verdict("/a", 110.0) is None and len(keys) == 1  # expired and dropped
+    keys.add("/c", 111.0, whole=True)
+    keys.add("/d", 111.0, whole=True)  # over the bound: the oldest (/b) goes
+    assert keys.verdict("/b", 111.0) is None and len(keys) == 2
+    assert keys.verdict("/nothing", 0.0) is None
