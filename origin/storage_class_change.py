@@ -11,7 +11,7 @@ meanwhile, nothing changes and the new fragments are garbage.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import asyncpg
 
@@ -21,9 +21,10 @@ from origin.erasure import cached_scheme
 from origin.errors import InternalError
 from origin.layout import FragmentMap
 from origin.metadata import objects as object_store
-from origin.metadata.fragments import Blob, part_blobs, swap_scheme
+from origin.metadata.fragments import Blob, part_blobs, set_storage_class, swap_scheme
 from origin.metadata.models import ObjectRecord
-from origin.storage_class import StorageClass
+from origin.metadata.versions import get_by_id
+from origin.storage_class import StorageClass, StorageClassPolicy
 
 
 class _ChunkReader:
@@ -49,26 +50,31 @@ async def change_storage_class(
     pool: asyncpg.Pool, writer: ECWriter, reader: ECReader, obj: ObjectRecord,
     new_class: StorageClass,
 ) -> bool:
-    """Rewrite ``obj``'s data in ``new_class``; ``True`` if anything was swapped, ``False`` if
-    the data already had that scheme or changed meanwhile. A completed multipart object's data
-    are its parts' blobs: each is rewritten in turn (each swap is atomic on its own; a reader
-    between two swaps reads parts of both classes, all verified)."""
+    """Rewrite ``obj``'s data in ``new_class`` and name that class on its row; ``True`` if
+    anything changed, ``False`` if it was already in that class or changed meanwhile. A
+    completed multipart object's data are its parts' blobs: each is rewritten in turn (each
+    swap is atomic on its own; a reader between two swaps reads parts of both classes, all
+    verified), then the object row is renamed. An object whose bytes are already encoded as
+    the class wants (a tiny STANDARD object is stored replicated) is only renamed."""
     if obj.delete_marker:
         return False
     if obj.part_count:
         changed = False
         for part in await part_blobs(pool, obj.id):
             changed |= await change_blob_class(pool, writer, reader, part, new_class)
-        return changed
+        return await set_storage_class(pool, obj.id, new_class.name) or changed
     s = obj.scheme
-    return await change_blob_class(
-        pool, writer, reader,
-        Blob(obj.id, obj.size, (s.ec_type, s.ndata, s.nparity, s.segment_size), obj.etag),
-        new_class)
+    scheme = (s.ec_type, s.ndata, s.nparity, s.segment_size)
+    blob = Blob(obj.id, obj.size, scheme, obj.etag)
+    if await change_blob_class(pool, writer, reader, blob, new_class):
+        return True
+    return await set_storage_class(pool, obj.id, new_class.name, scheme)
 
 
 async def change_blob_class(pool: asyncpg.Pool, writer: ECWriter, reader: ECReader,
                             blob: Blob, new_class: StorageClass) -> bool:
+    """Re-encode one blob (an object's or a part's data) in ``new_class``; ``False`` if its
+    scheme already is the class's or changed meanwhile (then the new copy is garbage)."""
     expected = blob.scheme
     target = writer.scheme_for(new_class, blob.size if blob.size < writer.scheme.segment_size
                                else None)
@@ -92,4 +98,17 @@ async def change_blob_class(pool: asyncpg.Pool, writer: ECWriter, reader: ECRead
                                      and written.md5_hex != blob.etag):
         raise InternalError(f"re-reading blob {blob.id} gave different bytes")
     return await swap_scheme(pool, blob.id, expected, new, written.fragments,
-                             written.missing_fragments)
+                             written.missing_fragments, new_class.name)
+
+
+def lifecycle_mover(pool: asyncpg.Pool, writer: ECWriter, reader: ECReader,
+                    policy: StorageClassPolicy) -> Callable[[str, str], Awaitable[bool]]:
+    """The lifecycle worker's transition hook: ``(object id, class name) -> moved?``."""
+
+    async def move(object_id: str, target: str) -> bool:
+        obj = await get_by_id(pool, object_id)
+        if obj is None or not obj.is_latest:
+            return False  # deleted or overwritten since the worker's scan
+        return await change_storage_class(pool, writer, reader, obj, policy.get(target))
+
+    return move

@@ -18,13 +18,14 @@ from origin import checksums
 from origin.api import s3xml, s3xml_in
 from origin.api.buckets import load_bucket
 from origin.api.keys import METRICS, POOL, PRINCIPAL, WRITER
-from origin.api.object_data import StoredData, store_body, write_blob
+from origin.api.object_data import StoredData, requested_class, store_body, write_blob
 from origin.api.object_headers import object_attributes, quoted_etag
 from origin.errors import AccessDenied, InvalidArgument, InvalidRange, NoSuchUpload
 from origin.metadata import multipart as upload_store
 from origin.metadata import objects as object_store
 from origin.metadata.models import Bucket, NewObject, StorageScheme
 from origin.multipart import check_completion, check_part_number, multipart_etag
+from origin.storage_class import STANDARD
 
 MAX_PARTS_LISTED = 1000
 _COPY_RANGE = re.compile(r"^bytes=(\d+)-(\d+)$")
@@ -32,6 +33,11 @@ _COPY_RANGE = re.compile(r"^bytes=(\d+)-(\d+)$")
 
 def _xml(body: bytes) -> web.Response:
     return web.Response(body=body, content_type=s3xml.CONTENT_TYPE)
+
+
+def upload_class(upload: upload_store.Upload) -> str:
+    """The storage class an upload was initiated with (STANDARD for older uploads)."""
+    return str(upload.attributes.get("storage_class") or STANDARD)
 
 
 async def _upload(request: web.Request, bucket: Bucket, key: str) -> upload_store.Upload:
@@ -52,6 +58,8 @@ async def create_upload(request: web.Request, bucket_name: str, key: str) -> web
         if algorithm.upper() not in checksums.ALGORITHMS:
             raise InvalidArgument(f"x-amz-checksum-algorithm {algorithm!r} is not supported")
         attributes["checksum_algorithm"] = algorithm.upper()
+    # S3 takes the class at initiation; every part and the object are stored in it.
+    attributes["storage_class"] = requested_class(request).name
     upload_id = uuid.uuid4().hex
     principal = request[PRINCIPAL]
     assert principal is not None  # load_bucket(write) refuses anonymous callers
@@ -80,7 +88,7 @@ async def upload_part(request: web.Request, bucket_name: str, key: str) -> web.R
     part_id = str(uuid.uuid4())
     if "x-amz-copy-source" in request.headers:
         return await _upload_part_copy(request, bucket, key, upload, number, part_id)
-    data = await store_body(request, part_id, request[PRINCIPAL])
+    data = await store_body(request, part_id, request[PRINCIPAL], upload_class(upload))
     await upload_store.commit_part(request.app[POOL], upload.upload_id, number,
                                    _part_object(bucket, key, part_id, data), data.fragments)
     request.app[METRICS].bytes_in.inc(data.size)
@@ -105,7 +113,8 @@ async def _upload_part_copy(request: web.Request, bucket: Bucket, key: str,
         first, last = int(match[1]), int(match[2])
     read, chunks = source_reader(request.app, source, first, last)
     async with contextlib.aclosing(chunks):
-        data, _sha = await write_blob(request, part_id, read)
+        data, _sha = await write_blob(request, part_id, read,
+                                      storage_class=upload_class(upload))
     await upload_store.commit_part(request.app[POOL], upload.upload_id, number,
                                    _part_object(bucket, key, part_id, data), data.fragments)
     return _xml(s3xml.copy_result_document(data.md5_hex, upload.initiated, part=True))
@@ -125,6 +134,7 @@ async def list_parts(request: web.Request, bucket_name: str, key: str) -> web.Re
     return _xml(s3xml.list_parts_document(
         bucket=bucket.name, key=key, upload_id=upload.upload_id, owner=upload.owner,
         parts=parts[:max_parts], marker=marker, max_parts=max_parts,
+        storage_class=upload_class(upload),
         truncated=len(parts) > max_parts))
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import binascii
 import contextlib
+import dataclasses
 from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
 
@@ -29,7 +30,7 @@ from origin.metadata import multipart as upload_store
 from origin.metadata import objects as object_store
 from origin.metadata.models import ObjectRecord, StorageScheme
 from origin.multipart import part_ranges
-from origin.storage_class import StorageClassError
+from origin.storage_class import StorageClass, StorageClassError
 
 
 @dataclass(frozen=True)
@@ -40,40 +41,49 @@ class StoredData:
     fragments: FragmentMap
     missing_fragments: int
     scheme: StorageScheme
+    storage_class: str = "STANDARD"  # the class's name (its scheme may differ: tiny objects)
+
+
+def requested_class(request: web.Request, name: str | None = None) -> StorageClass:
+    """The storage class named by ``name`` or else the request's ``x-amz-storage-class``
+    (STANDARD, REPLICATED, or a configured class); ``InvalidStorageClass`` if unknown."""
+    try:
+        return request.app[CONFIG].storage_policy.get(
+            name if name is not None else request.headers.get("x-amz-storage-class"))
+    except StorageClassError as exc:
+        raise InvalidStorageClass(str(exc)) from None
 
 
 async def write_blob(request: web.Request, object_id: str, read: BodyReader,
-                     want_sha256: bool = False) -> tuple[StoredData, str | None]:
-    writer = request.app[WRITER]
-    try:  # x-amz-storage-class: STANDARD (EC), REPLICATED, or a configured class
-        storage_class = request.app[CONFIG].storage_policy.get(
-            request.headers.get("x-amz-storage-class"))
-    except StorageClassError as exc:
-        raise InvalidStorageClass(str(exc)) from None
-    written = await writer.write(object_id, read, max_size=request.app[CONFIG].max_object_size,
-                                 want_sha256=want_sha256, storage_class=storage_class)
+                     want_sha256: bool = False, storage_class: str | None = None,
+                     ) -> tuple[StoredData, str | None]:
+    """Write one blob in ``storage_class`` (default: the request's header)."""
+    cls = requested_class(request, storage_class)
+    written = await request.app[WRITER].write(
+        object_id, read, max_size=request.app[CONFIG].max_object_size,
+        want_sha256=want_sha256, storage_class=cls)
     s = written.scheme  # the class's scheme; tiny objects are stored replicated
     return StoredData(written.size, written.md5_hex, None, written.fragments,
                       written.missing_fragments,
-                      StorageScheme(s.ec_type, s.ndata, s.nparity, s.segment_size)), \
-        written.sha256_hex
+                      StorageScheme(s.ec_type, s.ndata, s.nparity, s.segment_size),
+                      cls.name), written.sha256_hex
 
 
-async def store_body(request: web.Request, object_id: str,
-                     principal: Principal | None) -> StoredData:
+async def store_body(request: web.Request, object_id: str, principal: Principal | None,
+                     storage_class: str | None = None) -> StoredData:
     """Write the request body; raise the S3 error of the first check that fails."""
     body = IncomingBody(request, principal, request.app[CONFIG].max_object_size)
     expected_md5 = content_md5(request.headers.get("Content-MD5"))
     declared_sha256 = principal.payload_sha256 if principal else None
     stored, sha256_hex = await write_blob(request, object_id, body.read,
-                                          want_sha256=declared_sha256 is not None)
+                                          want_sha256=declared_sha256 is not None,
+                                          storage_class=storage_class)
     checksum = body.finish()
     if expected_md5 is not None and binascii.hexlify(expected_md5).decode() != stored.md5_hex:
         raise BadDigest()
     if declared_sha256 is not None and sha256_hex != declared_sha256:
         raise ContentSHA256Mismatch()
-    return StoredData(stored.size, stored.md5_hex, checksum, stored.fragments,
-                      stored.missing_fragments, stored.scheme)
+    return dataclasses.replace(stored, checksum=checksum)
 
 
 async def _blob_chunks(reader: ECReader, pool: asyncpg.Pool, blob_id: str, s: StorageScheme,

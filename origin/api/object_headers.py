@@ -15,6 +15,7 @@ from urllib.parse import quote
 from origin.api.preconditions import http_date
 from origin.errors import InvalidArgument, InvalidDigest
 from origin.metadata.models import NewObject, ObjectRecord
+from origin.storage_class import STANDARD
 
 META_PREFIX = "x-amz-meta-"
 MAX_METADATA_BYTES = 2048  # S3's limit on the user-defined metadata of one object
@@ -87,6 +88,8 @@ def object_headers(obj: ObjectRecord) -> dict[str, str]:
         headers["x-amz-version-id"] = obj.version_id
     if obj.part_count:
         headers["x-amz-mp-parts-count"] = str(obj.part_count)
+    if obj.storage_class != STANDARD:  # S3 sends it only for other classes
+        headers["x-amz-storage-class"] = obj.storage_class
     for name, value in obj.metadata.items():
         headers[META_PREFIX + name] = value
     return headers

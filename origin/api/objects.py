@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import uuid
 from collections.abc import AsyncGenerator
@@ -24,7 +25,14 @@ from origin.api import multipart, s3xml, s3xml_in
 from origin.api.buckets import load_bucket
 from origin.api.keys import METRICS, POOL, PRINCIPAL
 from origin.api.names import check_key
-from origin.api.object_data import StoredData, chunk_reader, object_chunks, store_body, write_blob
+from origin.api.object_data import (
+    StoredData,
+    chunk_reader,
+    object_chunks,
+    requested_class,
+    store_body,
+    write_blob,
+)
 from origin.api.object_headers import (
     new_object_fields,
     object_attributes,
@@ -114,6 +122,7 @@ def committed_object(bucket: Bucket, key: str, object_id: str, data: StoredData,
     return NewObject(id=object_id, bucket=bucket.name, key=key, size=data.size,
                      etag=data.md5_hex, scheme=data.scheme, checksum=data.checksum,
                      missing_fragments=data.missing_fragments,
+                     storage_class=data.storage_class,
                      version_id=version_for_write(bucket), **{**fields, **extra})  # type: ignore[arg-type]
 
 
@@ -182,15 +191,20 @@ def source_reader(app: web.Application, obj: ObjectRecord, first: int, last: int
 
 async def copy_object(request: web.Request, bucket_name: str, key: str) -> web.Response:
     """CopyObject: the bytes are read back and stored anew (the copy is independent of its
-    source's lifetime); metadata is copied or replaced per ``x-amz-metadata-directive``."""
+    source's lifetime); metadata is copied or replaced per ``x-amz-metadata-directive``. The
+    copy is in the class ``x-amz-storage-class`` names, STANDARD when absent (as in S3), so
+    copying an object onto itself with another class changes its class."""
     bucket = await load_bucket(request, bucket_name, "write")
     source = await load_copy_source(request)
     directive = request.headers.get("x-amz-metadata-directive", "COPY").upper()
     tagging = request.headers.get("x-amz-tagging-directive", "COPY").upper()
     if directive not in ("COPY", "REPLACE") or tagging not in ("COPY", "REPLACE"):
         raise InvalidArgument("metadata and tagging directives are COPY or REPLACE")
+    target_class = requested_class(request)
     if (source.bucket, source.key) == (bucket.name, key) and directive == "COPY" \
-            and bucket.versioning is None:
+            and bucket.versioning is None and (
+                "x-amz-storage-class" not in request.headers
+                or target_class.name == source.storage_class):
         raise ClientError("This copy request is illegal because it is trying to copy an "
                           "object to itself without changing the object's metadata, storage "
                           "class, website redirect location or encryption attributes.")
@@ -207,9 +221,9 @@ async def copy_object(request: web.Request, bucket_name: str, key: str) -> web.R
     object_id = str(uuid.uuid4())
     read, chunks = source_reader(request.app, source, 0, source.size - 1)
     async with contextlib.aclosing(chunks):
-        data, _sha = await write_blob(request, object_id, read)
-    data = StoredData(data.size, data.md5_hex, source.checksum, data.fragments,
-                      data.missing_fragments, data.scheme)
+        data, _sha = await write_blob(request, object_id, read,
+                                      storage_class=target_class.name)
+    data = dataclasses.replace(data, checksum=source.checksum)
     record = await object_store.commit_object(
         request.app[POOL], committed_object(bucket, key, object_id, data, attributes),
         data.fragments)

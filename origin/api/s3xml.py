@@ -111,7 +111,7 @@ def list_objects_document(
         _child(entry, "LastModified", iso8601(item.last_modified))
         _child(entry, "ETag", f'"{item.etag}"')
         _child(entry, "Size", item.size)
-        _child(entry, "StorageClass", "STANDARD")
+        _child(entry, "StorageClass", item.storage_class)
     for common in page.common_prefixes:
         _child(_child(root, "CommonPrefixes"), "Prefix", encode(common))
     return _document(root)
@@ -149,7 +149,7 @@ def complete_multipart_document(location: str, bucket: str, key: str, etag: str)
 
 def list_parts_document(
     *, bucket: str, key: str, upload_id: str, owner: str, parts: Sequence[ListedPart],
-    marker: int, max_parts: int, truncated: bool,
+    marker: int, max_parts: int, truncated: bool, storage_class: str = "STANDARD",
 ) -> bytes:
     root = ET.Element("ListPartsResult", xmlns=NAMESPACE)
     _child(root, "Bucket", bucket)
@@ -157,7 +157,7 @@ def list_parts_document(
     _child(root, "UploadId", upload_id)
     _owner(root, owner, "Initiator")
     _owner(root, owner)
-    _child(root, "StorageClass", "STANDARD")
+    _child(root, "StorageClass", storage_class)
     _child(root, "PartNumberMarker", marker)
     if parts:
         _child(root, "NextPartNumberMarker", parts[-1].number)
@@ -192,7 +192,7 @@ def list_uploads_document(
         _child(entry, "UploadId", upload.upload_id)
         _owner(entry, upload.owner, "Initiator")
         _owner(entry, upload.owner)
-        _child(entry, "StorageClass", "STANDARD")
+        _child(entry, "StorageClass", upload.attributes.get("storage_class") or "STANDARD")
         _child(entry, "Initiated", iso8601(upload.initiated))
     return _document(root)
 
@@ -287,7 +287,7 @@ def list_versions_document(
         if not entry.delete_marker:
             _child(node, "ETag", f'"{entry.etag}"')
             _child(node, "Size", entry.size)
-            _child(node, "StorageClass", "STANDARD")
+            _child(node, "StorageClass", entry.storage_class)
         _owner(node, owner)
     for common in page.common_prefixes:
         _child(_child(root, "CommonPrefixes"), "Prefix", encode(common))

@@ -111,17 +111,12 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     if config.lifecycle_interval <= 0:
         yield
         return
-    from origin.lifecycle.worker import LifecycleWorker, data_mover
-    from origin.storage_class_change import change_storage_class
+    from origin.lifecycle.worker import LifecycleWorker
+    from origin.storage_class_change import lifecycle_mover
 
-    pool, writer, reader = app[POOL], app[WRITER], app[READER]
-
-    async def move(obj, target: str) -> bool:  # noqa: ANN001 - ObjectRecord
-        return await change_storage_class(pool, writer, reader, obj,
-                                          config.storage_policy.get(target))
-
-    worker = LifecycleWorker(pool, interval=config.lifecycle_interval,
-                             transition=data_mover(pool, move))
+    pool = app[POOL]
+    worker = LifecycleWorker(pool, interval=config.lifecycle_interval, transition=lifecycle_mover(
+        pool, app[WRITER], app[READER], config.storage_policy))
     task = asyncio.create_task(worker.run_forever())
     yield
     task.cancel()

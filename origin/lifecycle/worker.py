@@ -4,9 +4,16 @@ multipart uploads.
 Worker contract: ``run_once()`` does one pass and returns ``LifecycleStats``;
 ``run_forever()`` repeats it every ``interval`` seconds (± ``jitter``). Time comes from
 ``clock`` so tests advance it instead of waiting days. Only metadata changes here; the
-bytes of what expired become garbage for the collector (issue 4's GC), and a Transition
-records the target class (``objects.lifecycle_storage_class``) and, when a ``transition``
-hook is given, asks it to move the data.
+bytes of what expired become garbage for the collector (issue 4's GC). A Transition records
+the target class (``objects.lifecycle_storage_class``) and asks the ``transition`` hook
+(``origin.storage_class_change.lifecycle_mover`` in the origin) to move the data; the object
+is done once its ``storage_class`` is the target, so a move that failed is tried again on the
+next pass. Without a hook a transition is only recorded.
+
+Each action is planned by a scan, then applied per version under the key's advisory lock
+(the lock every writer of the key takes) and only if the version still qualifies: an
+overwrite or a version promoted back to current between plan and apply wins. ``on_planned``
+(tests) runs between the two steps, so such interleavings can be driven deterministically.
 """
 
 from __future__ import annotations
@@ -31,8 +38,10 @@ from origin.metadata.rows import insert_delete_marker, lock_key, make_room, purg
 log = logging.getLogger("cdn.origin.lifecycle")
 
 Clock = Callable[[], datetime]
-# (object id, target storage class) -> None: moves an object's data to another class.
-TransitionHook = Callable[[str, str], Awaitable[None]]
+# (object id, target storage class) -> moved?: moves an object's data to another class.
+TransitionHook = Callable[[str, str], Awaitable[bool]]
+# (action, object id) -> None: called after an action was planned, before it is applied.
+PlanHook = Callable[[str, str], Awaitable[None]]
 
 
 def utc_now() -> datetime:
@@ -63,6 +72,7 @@ class LifecycleWorker:
         abandoned_after: timedelta | None = timedelta(days=7),
         forget_completed_after: timedelta = timedelta(days=1),
         transition: TransitionHook | None = None,
+        on_planned: PlanHook | None = None,
     ) -> None:
         self._pool = pool
         self._clock = clock
@@ -72,6 +82,11 @@ class LifecycleWorker:
         self._abandoned_after = abandoned_after
         self._forget_after = forget_completed_after
         self._transition = transition
+        self._on_planned = on_planned
+
+    async def _planned(self, action: str, object_id: str) -> None:
+        if self._on_planned is not None:
+            await self._on_planned(action, object_id)
 
     async def run_forever(self) -> None:
         while True:
@@ -111,6 +126,7 @@ class LifecycleWorker:
                      stats: LifecycleStats) -> None:
         if rule["expiration_days"]:
             for row in await self._current(bucket, rule, cutoff(rule["expiration_days"], now)):
+                await self._planned("expire", str(row["id"]))
                 if await self._expire(bucket, row["key"], str(row["id"]), versioning):
                     stats.expired += 1
         if rule["expired_object_delete_marker"]:
@@ -128,12 +144,21 @@ class LifecycleWorker:
             target = transition["storage_class"]
             for row in await self._current(bucket, rule, cutoff(transition["days"], now),
                                            not_in_class=target):
-                await self._pool.execute(
-                    "UPDATE objects SET lifecycle_storage_class = $2 WHERE id = $1",
-                    row["id"], target)
-                if self._transition is not None:
-                    await self._transition(str(row["id"]), target)
-                stats.transitioned += 1
+                await self._planned("transition", str(row["id"]))
+                try:
+                    if await self._transition_one(str(row["id"]), target):
+                        stats.transitioned += 1
+                except Exception:  # noqa: BLE001 - the next object (and pass) goes on
+                    stats.errors += 1
+                    log.exception("transition of %s to %s failed", row["id"], target)
+
+    async def _transition_one(self, object_id: str, target: str) -> bool:
+        await self._pool.execute(
+            "UPDATE objects SET lifecycle_storage_class = $2 WHERE id = $1",
+            uuid.UUID(object_id), target)
+        if self._transition is None:
+            return True
+        return await self._transition(object_id, target)
 
     def _range(self, rule: Rule) -> tuple[str, str | None]:
         prefix = rule["prefix"]
@@ -142,14 +167,17 @@ class LifecycleWorker:
     async def _current(self, bucket: str, rule: Rule, before: datetime,
                        not_in_class: str | None = None) -> list[asyncpg.Record]:
         """Current (non-delete-marker) versions under the rule's filter, older than
-        ``before``."""
+        ``before`` (and, for a transition, not in the target class yet; without a data
+        mover, not recorded as transitioned yet)."""
         low, high = self._range(rule)
         rows = await self._pool.fetch(
             """SELECT id, key, tags FROM objects
                WHERE bucket = $1 AND is_latest AND NOT delete_marker AND key >= $2
                AND ($3::text IS NULL OR key < $3) AND last_modified <= $4
-               AND ($5::text IS NULL OR lifecycle_storage_class IS DISTINCT FROM $5)
-               ORDER BY key LIMIT $6""", bucket, low, high, before, not_in_class, self._batch)
+               AND ($5::text IS NULL OR (storage_class <> $5 AND
+                    ($7 OR lifecycle_storage_class IS DISTINCT FROM $5)))
+               ORDER BY key LIMIT $6""", bucket, low, high, before, not_in_class, self._batch,
+            self._transition is not None)
         return [r for r in rows if matches(rule, r["key"], dict(r["tags"]))]
 
     async def _expire(self, bucket: str, key: str, object_id: str,
@@ -188,26 +216,22 @@ class LifecycleWorker:
                WHERE bucket = $1 AND NOT is_latest AND kind = 'object' AND key >= $2
                AND ($3::text IS NULL OR key < $3) AND noncurrent_since <= $4 LIMIT $5""",
             bucket, low, high, before, self._batch)
-        chosen = [r for r in rows if matches(rule, r["key"], dict(r["tags"]))]
-        for row in chosen:
+        expired = 0
+        for row in rows:
+            if not matches(rule, row["key"], dict(row["tags"])):
+                continue
+            await self._planned("noncurrent", str(row["id"]))
             async with self._pool.acquire() as conn, conn.transaction():
                 await lock_key(conn, bucket, row["key"])
-                await purge_rows(conn, [str(row["id"])])
-        return len(chosen)
+                # Promoted back to current (its successor was deleted) since the scan: keep.
+                still = await conn.fetchval(
+                    """SELECT 1 FROM objects WHERE id = $1 AND NOT is_latest
+                       AND noncurrent_since <= $2""", row["id"], before)
+                if still:
+                    await purge_rows(conn, [str(row["id"])])
+                    expired += 1
+        return expired
 
 
 def stats_dict(stats: LifecycleStats) -> dict[str, Any]:
     return dict(stats.__dict__)
-
-
-def data_mover(pool: asyncpg.Pool, move: Callable[[Any, str], Awaitable[bool]]) -> TransitionHook:
-    """A ``TransitionHook`` that loads the object and hands it to ``move(obj, class name)``
-    (the storage-class code's rewrite), so the worker itself never touches bytes."""
-    from origin.metadata.versions import get_by_id
-
-    async def hook(object_id: str, target: str) -> None:
-        obj = await get_by_id(pool, object_id)
-        if obj is not None:
-            await move(obj, target)
-
-    return hook

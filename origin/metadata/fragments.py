@@ -373,9 +373,11 @@ async def swap_scheme(
     new: tuple[str, int, int, int],
     fragments: dict[int, dict[int, FragmentLocation]],
     missing: int,
+    storage_class: str | None = None,
 ) -> bool:
-    """Replace an object's whole fragment map and scheme in one transaction, if its scheme is
-    still ``expected`` (storage-class change). The old fragments become garbage."""
+    """Replace an object's whole fragment map and scheme (and, when given, its storage class
+    name) in one transaction, if its scheme is still ``expected`` (storage-class change). The
+    old fragments become garbage."""
     rows = [(seg, idx, loc) for seg, frags in fragments.items() for idx, loc in frags.items()]
     async with pool.acquire() as conn, conn.transaction():
         current = await conn.fetchrow(
@@ -395,8 +397,9 @@ async def swap_scheme(
             [loc.checksum for *_x, loc in rows])
         await conn.execute(
             """UPDATE objects SET ec_type = $2, ec_ndata = $3, ec_nparity = $4,
-                   segment_size = $5, missing_fragments = $6 WHERE id = $1""",
-            object_id, *new, missing)
+                   segment_size = $5, missing_fragments = $6,
+                   storage_class = COALESCE($7, storage_class) WHERE id = $1""",
+            object_id, *new, missing, storage_class)
         await conn.execute(
             """INSERT INTO volumes (node_id, volume)
                SELECT DISTINCT * FROM unnest($1::text[], $2::int[]) ON CONFLICT DO NOTHING""",
@@ -424,3 +427,17 @@ async def part_blobs(pool: asyncpg.Pool, object_id: str) -> list[Blob]:
            WHERE p.object_id = $1 ORDER BY p.part_number""", object_id)
     return [Blob(str(r["id"]), r["size"], (r["ec_type"], r["ec_ndata"], r["ec_nparity"],
                                            r["segment_size"]), r["etag"]) for r in rows]
+
+
+@translate_db_errors
+async def set_storage_class(pool: asyncpg.Pool, object_id: str, storage_class: str,
+                            scheme: tuple[str, int, int, int] | None = None) -> bool:
+    """Rename an object's class without moving data (its bytes are already encoded as the
+    class wants, or it is a multipart object whose parts were moved), if the row still exists
+    (and still has ``scheme`` when given). ``True`` if the name changed."""
+    result = await pool.execute(
+        """UPDATE objects SET storage_class = $2 WHERE id = $1 AND storage_class <> $2
+           AND ($3::text IS NULL OR (ec_type, ec_ndata, ec_nparity, segment_size)
+                                    = ($3, $4, $5, $6))""",
+        object_id, storage_class, *(scheme or (None, None, None, None)))
+    return result.endswith(" 1")

@@ -58,6 +58,7 @@ class NewObject:
     checksum: tuple[str, str] | None = None  # (algorithm such as "CRC32", base64 value)
     part_count: int | None = None  # completed multipart upload: its data is in object_parts
     delete_marker: bool = False
+    storage_class: str = "STANDARD"  # the class it was put in / moved to (origin.storage_class)
 
 
 @dataclass(frozen=True)
@@ -75,6 +76,7 @@ class ListedObject:
     size: int
     etag: str
     last_modified: datetime
+    storage_class: str = "STANDARD"
 
 
 @dataclass(frozen=True)

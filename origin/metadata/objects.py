@@ -25,7 +25,7 @@ InTransaction = Callable[[asyncpg.Connection, ObjectRecord], Awaitable[None]]
 _OBJECT_COLUMNS = """id, bucket, key, size, etag, content_type, cache_control,
     content_disposition, content_encoding, surrogate_keys, metadata, last_modified, ec_type,
     ec_ndata, ec_nparity, segment_size, missing_fragments, version_id, is_latest, delete_marker,
-    tags, checksum, part_count, lifecycle_storage_class"""
+    tags, checksum, part_count, lifecycle_storage_class, storage_class"""
 
 
 def _object(row: asyncpg.Record) -> ObjectRecord:
@@ -42,7 +42,8 @@ def _object(row: asyncpg.Record) -> ObjectRecord:
         delete_marker=row["delete_marker"], tags=dict(row["tags"]),
         checksum=(row["checksum"]["algorithm"], row["checksum"]["value"])
         if row["checksum"] else None,
-        part_count=row["part_count"], lifecycle_storage_class=row["lifecycle_storage_class"])
+        part_count=row["part_count"], lifecycle_storage_class=row["lifecycle_storage_class"],
+        storage_class=row["storage_class"])
 
 
 @translate_db_errors
@@ -63,9 +64,9 @@ async def commit_object(
                 f"""INSERT INTO objects (id, bucket, key, size, etag, content_type,
                         cache_control, content_disposition, content_encoding, surrogate_keys,
                         metadata, ec_type, ec_ndata, ec_nparity, segment_size, missing_fragments,
-                        version_id, tags, checksum, part_count)
+                        version_id, tags, checksum, part_count, storage_class)
                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16,
-                        $17, $18, $19, $20)
+                        $17, $18, $19, $20, $21)
                     RETURNING {_OBJECT_COLUMNS}""",
                 obj.id, obj.bucket, obj.key, obj.size, obj.etag, obj.content_type,
                 obj.cache_control, obj.content_disposition, obj.content_encoding,
@@ -73,7 +74,7 @@ async def commit_object(
                 obj.scheme.nparity, obj.scheme.segment_size, obj.missing_fragments,
                 obj.version_id, obj.tags,
                 {"algorithm": obj.checksum[0], "value": obj.checksum[1]} if obj.checksum
-                else None, obj.part_count)
+                else None, obj.part_count, obj.storage_class)
         except asyncpg.ForeignKeyViolationError:
             raise NoSuchBucket(resource=f"/{obj.bucket}") from None
         await insert_fragments(conn, obj.id, fragments)
@@ -147,7 +148,7 @@ async def delete_object(pool: asyncpg.Pool, bucket: str, key: str) -> bool:
 
 
 # One listing step: a range scan of the ``objects_current`` index (bucket, key) WHERE is_latest.
-LISTING_QUERY = """SELECT key, size, etag, last_modified FROM objects
+LISTING_QUERY = """SELECT key, size, etag, last_modified, storage_class FROM objects
     WHERE bucket = $1 AND is_latest AND key {op} $2 AND ($3::text IS NULL OR key < $3)
     AND NOT delete_marker ORDER BY key LIMIT $4"""
 
@@ -218,7 +219,7 @@ async def list_objects(
                     jumped = True
                     break
                 contents.append(ListedObject(key, row["size"], row["etag"],
-                                             row["last_modified"]))
+                                             row["last_modified"], row["storage_class"]))
                 bound, inclusive = key, False
             if not jumped and len(rows) < limit:
                 exhausted = True

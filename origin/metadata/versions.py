@@ -42,6 +42,7 @@ class VersionEntry:
     size: int
     etag: str
     last_modified: datetime
+    storage_class: str = "STANDARD"
 
 
 @dataclass(frozen=True)
@@ -166,7 +167,7 @@ async def list_versions(
         async def fetch(limit: int) -> list[asyncpg.Record]:
             return await conn.fetch(
                 """SELECT key, version_id, seq, is_latest, delete_marker, size, etag,
-                          last_modified FROM objects
+                          last_modified, storage_class FROM objects
                    WHERE bucket = $1 AND kind = 'object' AND key >= $2
                    AND ($3::text IS NULL OR key < $3) AND (key > $2 OR -seq > $4)
                    ORDER BY key, seq DESC LIMIT $5""", bucket, rkey, upper, rseq, limit)
@@ -186,7 +187,7 @@ async def list_versions(
                     break
                 entries.append(VersionEntry(key, row["version_id"], row["is_latest"],
                                             row["delete_marker"], row["size"], row["etag"],
-                                            row["last_modified"]))
+                                            row["last_modified"], row["storage_class"]))
                 rkey, rseq = key, -row["seq"]
             if not jumped and len(rows) < room:
                 exhausted = True

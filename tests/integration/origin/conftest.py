@@ -26,6 +26,7 @@ NODE_COUNT = 9
 ACCESS_KEY = "test-admin"
 SECRET_KEY = "test-admin-secret"
 SEGMENT_SIZE = 256 << 10  # small segments: multi-segment objects stay small and fast
+EXTRA_CLASSES = {"COLD": "ec:4+2"}  # besides STANDARD (ec:6+3) and REPLICATED (4 copies)
 
 
 @dataclass
@@ -103,6 +104,7 @@ def cluster(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iter
         "--segment-size", str(SEGMENT_SIZE), "--admin-access-key", ACCESS_KEY,
         "--admin-secret-key", SECRET_KEY, "--health-interval", "0.3",
         "--node-timeout", "5",
+        "--storage-classes", ",".join(f"{n}={spec}" for n, spec in EXTRA_CLASSES.items()),
         # Workers are driven explicitly by the tests that exercise them (run_once).
         "--no-background-workers"], port=port, log_path=logs / "origin.log")
     started: list[RoleProcess] = []
