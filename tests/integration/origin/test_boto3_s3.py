@@ -527,3 +527,57 @@ def test_lifecycle_noncurrent_versions(cluster: Cluster, s3c, bkt: str) -> None:
     versions = s3c.list_object_versions(Bucket=bkt)
     assert [v["Key"] for v in versions["Versions"]] == ["doc"]
     assert "DeleteMarkers" not in versions
+
+
+# -- storage classes --------------------------------------------------------------------------
+
+def _scheme(cluster: Cluster, bucket: str, key: str) -> tuple[str, int, int, str]:
+    row = sql(cluster, """SELECT ec_type, ec_ndata, ec_nparity, storage_class FROM objects
+                          WHERE bucket = $1 AND key = $2 AND is_latest""", bucket, key)[0]
+    return row["ec_type"], row["ec_ndata"], row["ec_nparity"], row["storage_class"]
+
+
+def test_storage_class_is_reported_and_copy_changes_it(cluster: Cluster, s3c, bkt: str) -> None:  # noqa: ANN001
+    body = os.urandom(300_000)
+    s3c.put_object(Bucket=bkt, Key="hot", Body=body)
+    s3c.put_object(Bucket=bkt, Key="rep", Body=body, StorageClass="REPLICATED")
+    assert "StorageClass" not in s3c.head_object(Bucket=bkt, Key="hot")  # STANDARD: absent
+    assert s3c.head_object(Bucket=bkt, Key="rep")["StorageClass"] == "REPLICATED"
+    assert s3c.get_object(Bucket=bkt, Key="rep")["StorageClass"] == "REPLICATED"
+    listed = {o["Key"]: o["StorageClass"] for o in s3c.list_objects_v2(Bucket=bkt)["Contents"]}
+    assert listed == {"hot": "STANDARD", "rep": "REPLICATED"}
+    assert {o["Key"]: o["StorageClass"] for o in s3c.list_objects(Bucket=bkt)["Contents"]} \
+        == listed
+    versions = s3c.list_object_versions(Bucket=bkt)["Versions"]
+    assert {v["Key"]: v["StorageClass"] for v in versions} == listed
+
+    # CopyObject onto itself with another class is legal and moves the data (S3 semantics).
+    s3c.copy_object(Bucket=bkt, Key="hot", CopySource={"Bucket": bkt, "Key": "hot"},
+                    StorageClass="COLD")
+    assert s3c.head_object(Bucket=bkt, Key="hot")["StorageClass"] == "COLD"
+    assert _scheme(cluster, bkt, "hot")[1:] == (4, 2, "COLD")
+    assert s3c.get_object(Bucket=bkt, Key="hot")["Body"].read() == body
+    # Without the header a copy is STANDARD, whatever its source's class.
+    s3c.copy_object(Bucket=bkt, Key="copy", CopySource={"Bucket": bkt, "Key": "rep"})
+    assert "StorageClass" not in s3c.head_object(Bucket=bkt, Key="copy")
+    assert _scheme(cluster, bkt, "copy") == ("isa_l_rs_cauchy", 6, 3, "STANDARD")
+    status, code, _ = code_of(s3c.copy_object, Bucket=bkt, Key="rep", StorageClass="REPLICATED",
+                              CopySource={"Bucket": bkt, "Key": "rep"})
+    assert (status, code) == (400, "InvalidRequest")
+    assert code_of(s3c.put_object, Bucket=bkt, Key="x", Body=b"x",
+                   StorageClass="GLACIER")[1] == "InvalidStorageClass"
+
+    # Multipart: the class given at initiation applies to the parts and the object.
+    upload = s3c.create_multipart_upload(Bucket=bkt, Key="mp", StorageClass="REPLICATED")
+    uid = upload["UploadId"]
+    part = s3c.upload_part(Bucket=bkt, Key="mp", UploadId=uid, PartNumber=1, Body=body)
+    assert s3c.list_parts(Bucket=bkt, Key="mp", UploadId=uid)["StorageClass"] == "REPLICATED"
+    assert [u["StorageClass"] for u in s3c.list_multipart_uploads(Bucket=bkt)["Uploads"]] == \
+        ["REPLICATED"]
+    s3c.complete_multipart_upload(Bucket=bkt, Key="mp", UploadId=uid, MultipartUpload={
+        "Parts": [{"PartNumber": 1, "ETag": part["ETag"]}]})
+    assert s3c.head_object(Bucket=bkt, Key="mp")["StorageClass"] == "REPLICATED"
+    parts = sql(cluster, """SELECT o.ec_type FROM object_parts p JOIN objects o
+                            ON o.id = p.part_object_id JOIN objects m ON m.id = p.object_id
+                            WHERE m.bucket = $1 AND m.key = 'mp'""", bkt)
+    assert [p["ec_type"] for p in parts] == ["replicated"]
