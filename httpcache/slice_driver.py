@@ -5,7 +5,10 @@
 1. the record's freshness is decided by ``policy.decide`` like any stored response;
 2. *before the response head is sent*, one upstream request is made when anything is
    missing or must be validated: the first missing slice the request needs (or, for a cold
-   object, the slice holding the first requested byte), or a conditional ``Range`` +
+   object, the slice holding the first requested byte; for a cold single suffix range
+   ``bytes=-N``, the suffix ``bytes=-max(N, slice size)``, which holds every byte asked for
+   and the whole last slice, and whose Content-Range tells the length: every whole slice in
+   it is stored, the leading partial one is not), or a conditional ``Range`` +
    ``If-None-Match`` for the first needed slice when everything is cached but stale. Its
    206 tells the complete length and the representation; a different one (ETag,
    Last-Modified or length changed) replaces the record, and the plan is made again for the
@@ -17,11 +20,18 @@
    one upstream request. A later slice of another representation can only cut the response
    (the head is gone): the connection is closed and the record forgotten.
 
+A stale record that ``stale-while-revalidate`` allows is served at once (RFC 5861 §3) while
+one background flight revalidates it (slice 0 with ``If-None-Match``); ``only-if-cached`` is
+answered from the record and slices when every needed slice is stored, else 504.
+
 An upstream that answers a slice request with anything but a 206 (it ignores ``Range``, or a
 404, …) is handled like an ordinary miss (``CacheEngine._receive``): a 200 is stored as a
 complete response, as before slicing. A 206 that cannot be stored as a slice (no strong
 validator, no complete length, not the span asked for, ``Vary``, ``private``…) makes the
-request be forwarded as the client sent it.
+request be forwarded as the client sent it, and the key is remembered as unsliceable
+(``slices.UnsliceableKeys``, bounded and expiring): later ranged misses make one upstream
+request, the ordinary whole fetch when the complete response would be stored, else the
+client's request forwarded.
 
 Slices are never written to the shared Redis tier (its entries are whole responses).
 """
@@ -82,11 +92,14 @@ from httpcache.slices import (
     combined_fields,
     first_slice_guess,
     is_slice_of,
+    is_suffix_of,
     parse_content_range,
     record_representation,
     representation_of,
     slice_request_range,
     slice_slot,
+    suffix_length,
+    suffix_request_range,
 )
 from httpcache.store import FetchMark
 from httpcache.upstream import UpstreamResponse
@@ -115,6 +128,8 @@ class _Fetch:
     reader: FlightReader
     owner: bool
     head: FlightHead | None = None
+    suffix: int | None = None  # a cold suffix request of this many bytes (index is -1)
+    start: int | None = None  # the representation offset of the flight's first byte
 
 
 class SliceDriver:
@@ -220,7 +235,9 @@ class SliceDriver:
             stale_error: int | None = None  # serving stale on this upstream failure
             if probe is not None:
                 index, validators, validating = probe
-                fetch = self._join(creq, index, validators)
+                fetch = self._join(creq, index, validators,
+                                   suffix=suffix_length(creq.headers.first("range"))
+                                   if index < 0 else None)
                 try:
                     head = await self._head(creq, index, fetch, validators)
                 except UpstreamError:
@@ -241,6 +258,8 @@ class SliceDriver:
                     record = head.refreshed
                     if head.status == 206:
                         fetches[index] = fetch
+                        content_range = parse_content_range(head.headers.first("content-range"))
+                        fetch.start = content_range.first if content_range else None
                     else:
                         fetch.reader.close()
                 elif head.status == 206:  # a partial response we cannot store as a slice
@@ -257,6 +276,8 @@ class SliceDriver:
                         fetch.reader.close()
             assert record is not None
             plan = self._plan(creq, record)
+            if -1 in fetches:
+                self._spread_suffix(plan, fetches, fetches.pop(-1))
             for index in [i for i in fetches if i not in plan.needed]:
                 fetches.pop(index).reader.close()
             cached = sum(1 for i in plan.needed
@@ -271,6 +292,18 @@ class SliceDriver:
         finally:
             for fetch in fetches.values():
                 fetch.reader.close()
+
+    @staticmethod
+    def _spread_suffix(plan: _Plan, fetches: dict[int, _Fetch], fetch: _Fetch) -> None:
+        """The response to a cold suffix request holds every byte the request needs: each
+        needed slice reads its part of it (with a reader of its own)."""
+        with fetch.reader:
+            parts = plan.parts if isinstance(plan.parts, list) else None
+            if fetch.start is None or not parts or parts[0].first < fetch.start:
+                return
+            for index in plan.needed:
+                fetches[index] = _Fetch(fetch.reader.flight.reader(), fetch.owner, fetch.head,
+                                        fetch.suffix, fetch.start)
 
     def _missing(self, creq: CacheRequest, record: StoredResponse) -> bool:
         plan = self._plan(creq, record)
@@ -313,7 +346,10 @@ class SliceDriver:
         """The one upstream request made before the head, if any: (slice, validators,
         whether it only validates what is stored)."""
         if record is None:
-            return first_slice_guess(creq.headers.first("range"), self.size), None, False
+            requested = creq.headers.first("range")
+            if suffix_length(requested) is not None:
+                return -1, None, False
+            return first_slice_guess(requested, self.size), None, False
         plan = self._plan(creq, record)
         missing = [i for i in plan.needed if self._stored_slice(plan, i) is None]
         if missing:
@@ -454,6 +490,8 @@ class SliceDriver:
                 self.forget(creq.target)
                 raise SliceMismatch(f"slice {index} of {creq.target} belongs to another "
                                     "representation; the record is dropped")
+            skip = plan.layout.span(index)[0] - fetch.start if fetch.start is not None else 0
+            offset, end = offset + skip, end + skip
             position = 0
             async for chunk in fetch.reader.chunks():
                 start, position = position, position + len(chunk)
@@ -465,16 +503,21 @@ class SliceDriver:
     # -- slice flights -----------------------------------------------------------------------
 
     def _join(self, creq: CacheRequest, index: int, validators: Fields | None, *,
-              shared: bool = True) -> _Fetch:
+              shared: bool = True, suffix: int | None = None) -> _Fetch:
+        """Join (or start) the flight for slice ``index``, or for a cold suffix request
+        (``index`` -1, ``suffix`` bytes): see ``suffix_request_range``."""
         engine = self.engine
         headers = fill_request_fields(creq.headers, via=engine.config.name, peer=None,
                                       drop=engine._drop, validators=validators)
-        headers = headers.with_field("Range", slice_request_range(self.size, index))
+        asked = (suffix_request_range(self.size, suffix) if suffix is not None
+                 else slice_request_range(self.size, index))
+        headers = headers.with_field("Range", asked)
         producer = functools.partial(self._produce, creq=creq, index=index, headers=headers,
                                      validated=self.record(creq.target) if validators else None)
-        reader, owner = engine.collapser.join(self._flight_key(creq.target, index, validators),
-                                              producer, shared=shared)
-        return _Fetch(reader, owner)
+        key = (f"{creq.target}\x00#fetch:{asked}" if suffix is not None
+               else self._flight_key(creq.target, index, validators))
+        reader, owner = engine.collapser.join(key, producer, shared=shared)
+        return _Fetch(reader, owner, suffix=suffix)
 
     def _flight_key(self, key: str, index: int, validators: Fields | None) -> str:
         return f"{key}\x00#fetch:{self.size}:{index}:{'v' if validators else ''}"
@@ -491,7 +534,7 @@ class SliceDriver:
                                               self.engine.config.collapse_timeout)
         except (NotShareable, TimeoutError):
             fetch.reader.close()
-            own = self._join(creq, index, validators, shared=False)
+            own = self._join(creq, index, validators, shared=False, suffix=fetch.suffix)
             fetch.reader, fetch.owner = own.reader, True
             head = await fetch.reader.head(owner=True)
         fetch.head = head
@@ -544,6 +587,8 @@ class SliceDriver:
     async def _receive(self, flight: Flight, creq: CacheRequest, index: int,
                        up: UpstreamResponse, request_time: float, response_time: float,
                        since: FetchMark) -> None:
+        """Relay a 206 to the flight's readers and store every whole slice in it (the one
+        asked for; one or more at the end of a cold suffix request's answer)."""
         engine = self.engine
         content_range = parse_content_range(up.headers.first("content-range"))
         record = self._combine(creq, index, up.headers, content_range, request_time,
@@ -555,33 +600,54 @@ class SliceDriver:
             content_length=content_range.size if content_range is not None else None,
             fwd_status=206, stored=record is not None, request_time=request_time,
             response_time=response_time, refreshed=record))
-        if record is None:
+        if record is None or content_range is None:
             engine.collapser.close_to_newcomers(flight)
-        assert content_range is not None or record is None
-        sink = (BodySink(engine.store, engine.disk, content_range.size)
-                if record is not None and content_range is not None else None)
-        try:
             async for chunk in up.chunks:
                 flight.feed(chunk)
-                if sink is not None:
-                    await sink.add(chunk)
-        except BaseException:
-            if sink is not None:
-                sink.drop()
-            raise
-        if sink is None or not sink.keeping or content_range is None \
-                or sink.size != content_range.size or record is None:
-            if sink is not None:
-                sink.drop()
             return
         rep = record_representation(record.headers)
         assert rep is not None
+        layout = SliceLayout(self.size, rep.total)
+        whole = layout.within(content_range.first, content_range.last)
+        position = content_range.first  # of the next byte received
+        sink: BodySink | None = None
+        try:
+            async for chunk in up.chunks:
+                flight.feed(chunk)
+                done = 0
+                while done < len(chunk):  # route the chunk's bytes to the slices they are in
+                    at = position + done
+                    slice_index = at // self.size
+                    first, last = layout.span(slice_index)
+                    take = min(len(chunk) - done, last - at + 1)
+                    if slice_index in whole:
+                        if sink is None:
+                            sink = BodySink(engine.store, engine.disk, last - first + 1)
+                        await sink.add(chunk[done:done + take] if take < len(chunk) else chunk)
+                        if at + take - 1 == last:
+                            await self._keep_slice(creq, record, rep, slice_index, sink,
+                                                   request_time, response_time, since)
+                            sink = None
+                    done += take
+                position += len(chunk)
+        finally:
+            if sink is not None:  # cut short: keep no partial slice
+                sink.drop()
+
+    async def _keep_slice(self, creq: CacheRequest, record: StoredResponse,
+                          rep: Representation, index: int, sink: BodySink,
+                          request_time: float, response_time: float, since: FetchMark
+                          ) -> None:
+        first, last = SliceLayout(self.size, rep.total).span(index)
+        if not sink.keeping or sink.size != last - first + 1:
+            sink.drop()
+            return
         entry = StoredResponse(
             cache_key=creq.target, status=206,
-            headers=Fields([("Content-Range", f"bytes {content_range.first}-"
-                                              f"{content_range.last}/{rep.total}")]),
+            headers=Fields([("Content-Range", f"bytes {first}-{last}/{rep.total}")]),
             body=sink.body(), request_time=request_time, response_time=response_time,
             surrogate_keys=record.surrogate_keys, slot=slice_slot(rep, self.size, index))
+        engine = self.engine
         if sink.writer is not None:
             assert engine.disk is not None
             await engine.disk.commit(sink.writer, entry)
@@ -591,8 +657,8 @@ class SliceDriver:
     def _combine(self, creq: CacheRequest, index: int, headers: Fields,
                  content_range: ContentRange | None, request_time: float,
                  response_time: float, since: FetchMark) -> StoredResponse | None:
-        """The record after a 206 for slice ``index`` (stored), or ``None`` if the 206 cannot
-        be stored as that slice."""
+        """The record after a 206 for slice ``index`` (or for a cold suffix request, ``index``
+        -1) (stored), or ``None`` if the 206 cannot be stored as that slice."""
         engine = self.engine
         policy = engine.config.policy
         total = content_range.length if content_range is not None else None
@@ -600,6 +666,7 @@ class SliceDriver:
         as_get = CacheRequest("GET", creq.target, creq.headers)
         if rep is None or vary_field_names(headers) \
                 or not is_slice_of(content_range, SliceLayout(self.size, rep.total), index) \
+                and not (index < 0 and is_suffix_of(content_range, rep.total)) \
                 or not is_storable(as_get, 206, headers, policy, partial=True):
             return None
         old = engine.store.peek(f"{creq.target}\x00{RECORD_SLOT}")

@@ -158,6 +158,12 @@ class SliceLayout:
                 seen.setdefault(index, None)
         return list(seen)
 
+    def within(self, first: int, last: int) -> range:
+        """The slices wholly inside bytes ``first..last``."""
+        start = -(-first // self.size)
+        stop = (last + 1) // self.size if last + 1 < self.total else self.count
+        return range(start, max(start, stop))
+
     def pieces(self, first: int, last: int) -> list[tuple[int, int, int]]:
         """``(index, offset, end)``: bytes ``offset..end-1`` of each slice, covering the
         representation's bytes ``first..last`` in order."""
@@ -184,10 +190,39 @@ def is_slice_of(content_range: ContentRange | None, layout: SliceLayout, index: 
     return (content_range.first, content_range.last) == layout.span(index)
 
 
+def suffix_length(range_value: str | None) -> int | None:
+    """``N`` when the Range is one suffix range ``bytes=-N`` (RFC 9110 §14.1.1), N > 0."""
+    if not range_value:
+        return None
+    unit, _, spec = range_value.partition("=")
+    if unit.strip().lower() != "bytes":
+        return None
+    spec = spec.strip()
+    if not spec.startswith("-") or not spec[1:].strip().isdigit() or "," in spec:
+        return None
+    length = int(spec[1:].strip())
+    return length or None
+
+
+def suffix_request_range(size: int, length: int) -> str:
+    """The ``Range`` sent upstream for a cold suffix request of ``length`` bytes: a suffix
+    too, since the complete length is not known yet, of at least one slice, so it always
+    holds the whole last slice (no longer than ``size``) and can be stored as it."""
+    return f"bytes=-{max(length, size)}"
+
+
+def is_suffix_of(content_range: ContentRange | None, total: int) -> bool:
+    """Whether a 206 to a suffix request ends at the last byte of a representation of
+    ``total`` bytes (then it holds the whole last slice: it was asked for at least one
+    slice's worth)."""
+    return (content_range is not None and content_range.length == total
+            and content_range.last == total - 1)
+
+
 def first_slice_guess(range_value: str | None, size: int) -> int:
     """Before the complete length is known: the slice holding the first byte the Range
-    asks for. A suffix range (``-N``) needs the length first: slice 0 is asked, and its
-    Content-Range tells the length."""
+    asks for. (A single suffix range ``-N`` is asked upstream as a suffix instead:
+    ``suffix_request_range``; in a list of ranges it counts as slice 0.)"""
     if not range_value:
         return 0
     unit, _, spec = range_value.partition("=")

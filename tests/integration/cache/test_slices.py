@@ -117,11 +117,46 @@ async def test_multiple_ranges_if_range_and_416_over_slices(topo: Topology) -> N
     assert cond.status == 304
 
 
-async def test_cold_suffix_range_learns_the_length_from_slice_zero(topo: Topology) -> None:
+async def test_cold_suffix_range_is_asked_upstream_as_a_suffix(topo: Topology) -> None:
     topo.origin.set("/b/big", BODY, headers=HEADERS)
     resp, got = await topo.get("/b/big", headers={"Range": "bytes=-10"})
     assert resp.status == 206 and got == BODY[-10:]
-    assert topo.origin.ranges_seen("/b/big") == [slice_range(0), slice_range(4)]
+    assert resp.headers["Content-Range"] == f"bytes {len(BODY) - 10}-{len(BODY) - 1}/{len(BODY)}"
+    # one upstream request, a slice's worth of suffix: it is exactly the last slice
+    assert topo.origin.ranges_seen("/b/big") == [f"bytes=-{MiB}"]
+    await settled(topo)
+    hit, got = await topo.get("/b/big", headers={"Range": f"bytes={4 * MiB}-{4 * MiB + 9}"})
+    assert got == BODY[4 * MiB:4 * MiB + 10] and edge_status(hit).get("hit") is True
+    assert topo.origin.count("/b/big") == 1
+
+
+async def test_cold_suffix_over_unaligned_slices_stores_the_whole_ones_it_got(
+        topo: Topology) -> None:
+    odd = BODY + OTHER[:1000]  # slices 0-4 of 1 MiB, slice 5 of 1000 bytes
+    topo.origin.set("/b/odd", odd, headers=HEADERS)
+
+    resp, got = await topo.get("/b/odd", headers={"Range": f"bytes=-{MiB + 1500}"})
+
+    assert resp.status == 206 and got == odd[-(MiB + 1500):]
+    assert topo.origin.ranges_seen("/b/odd") == [f"bytes=-{MiB + 1500}"]
+    await settled(topo)
+    assert len(slice_entries(topo)) == 2  # slices 4 and 5 (3 was only partly in it)
+    tail, got = await topo.get("/b/odd", headers={"Range": f"bytes=-{MiB + 800}"})
+    assert got == odd[-(MiB + 800):] and edge_status(tail).get("hit") is True
+    more, got = await topo.get("/b/odd", headers={"Range": f"bytes=-{2 * MiB}"})
+    assert got == odd[-2 * MiB:] and edge_status(more)["fwd"] == "partial"
+    assert topo.origin.ranges_seen("/b/odd")[1:] == [slice_range(3)]
+
+
+async def test_cold_suffix_of_a_small_object_is_the_whole_object(topo: Topology) -> None:
+    small = BODY[:300_000]
+    topo.origin.set("/b/small", small, headers=HEADERS)
+    resp, got = await topo.get("/b/small", headers={"Range": "bytes=-100"})
+    assert resp.status == 206 and got == small[-100:]
+    await settled(topo)
+    full, got = await topo.get("/b/small")
+    assert got == small and edge_status(full).get("hit") is True
+    assert topo.origin.ranges_seen("/b/small") == [f"bytes=-{MiB}"]
 
 
 async def test_changed_representation_is_detected_before_the_head(topo: Topology) -> None:

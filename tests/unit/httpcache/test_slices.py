@@ -17,12 +17,15 @@ from httpcache.slices import (
     combined_fields,
     first_slice_guess,
     is_slice_of,
+    is_suffix_of,
     parse_content_range,
     record_representation,
     representation_of,
     slice_request_range,
     slice_slot,
     strong_validator,
+    suffix_length,
+    suffix_request_range,
 )
 
 LAYOUT = SliceLayout(size=100, total=350)  # slices 0-99, 100-199, 200-299, 300-349
@@ -173,3 +176,27 @@ def test_unsliceable_keys_expire_and_are_bounded() -> None:
     keys.add("/d", 111.0, whole=True)  # over the bound: the oldest (/b) goes
     assert keys.verdict("/b", 111.0) is None and len(keys) == 2
     assert keys.verdict("/nothing", 0.0) is None
+
+
+@pytest.mark.parametrize("value,expected", [
+    ("bytes=-10", 10), ("bytes= -10 ", 10), ("BYTES=-5", 5), ("bytes=-0", None),
+    ("bytes=0-10", None), ("bytes=-10,0-5", None), ("items=-5", None), (None, None),
+])
+def test_suffix_length_of_one_suffix_range(value: str | None, expected: int | None) -> None:
+    assert suffix_length(value) == expected
+
+
+def test_cold_suffix_is_asked_as_at_least_one_slice() -> None:
+    assert suffix_request_range(100, 10) == "bytes=-100"
+    assert suffix_request_range(100, 250) == "bytes=-250"
+
+
+def test_whole_slices_within_a_span_and_suffix_answers() -> None:
+    assert list(LAYOUT.within(0, 349)) == [0, 1, 2, 3]
+    assert list(LAYOUT.within(250, 349)) == [3]  # 200-299 only partly
+    assert list(LAYOUT.within(200, 349)) == [2, 3]
+    assert list(LAYOUT.within(101, 198)) == []
+    assert list(LAYOUT.within(100, 199)) == [1]
+    assert is_suffix_of(ContentRange(250, 349, 350), 350)
+    assert not is_suffix_of(ContentRange(250, 348, 350), 350)
+    assert not is_suffix_of(ContentRange(250, 349, None), 350)
