@@ -229,3 +229,55 @@ async def test_shared_tier_down_is_a_miss_not_an_error(make_topology: MakeTopolo
     resp, body = await topo.get("/b/k")
     assert resp.status == 200 and body == b"hello"
     assert metric(topo.edge_app, "cdn_shared_errors_total") >= 1
+
+
+async def test_stale_while_revalidate_and_stale_if_error_from_the_disk_tier(
+        make_topology: MakeTopology, tmp_path: Path) -> None:
+    topo = await disk_topology(make_topology, tmp_path)
+    script = topo.origin.set("/b/big", BIG, headers={
+        **HEADERS, "Cache-Control": "max-age=1, stale-while-revalidate=10, stale-if-error=60"})
+    await topo.get("/b/big")
+    await settled(topo.edge_app)
+    topo.clock.advance(3)
+
+    stale, got = await topo.get("/b/big", headers={"Range": "bytes=10-19"})
+    assert stale.status == 206 and got == BIG[10:20]
+    member = last_member(stale)
+    assert member.get("hit") is True and member["detail"] == "stale-while-revalidate"
+    await settled(topo.edge_app)  # the background 304 refreshed the disk entry's metadata
+    fresh, got = await topo.get("/b/big")
+    assert got == BIG and last_member(fresh) == {"hit": True, "ttl": "1"}
+    assert topo.origin.count("/b/big") == 2 and len(body_files(tmp_path)) == 1
+
+    topo.clock.advance(30)  # past stale-while-revalidate, within stale-if-error
+    script.status, script.body, script.headers = 503, b"down", {}
+    resp, got = await topo.get("/b/big")
+    assert resp.status == 200 and got == BIG
+    member = last_member(resp)
+    assert (member["fwd"], member["fwd-status"], member["detail"]) == (
+        "stale", "503", "stale-if-error")
+    assert int(str(member["ttl"])) < 0
+
+
+async def test_stale_while_revalidate_from_the_shared_tier(
+        make_topology: MakeTopology, aiohttp_server: Callable[..., Awaitable[TestServer]],
+        redis_url: str) -> None:
+    shared = {"shared_cache_url": redis_url, "shared_cache_prefix": f"t-{uuid.uuid4().hex}:"}
+    topo = await make_topology(shields=0, edge=shared)
+    other = await second_edge(aiohttp_server, topo, **shared)
+    script = topo.origin.set("/b/k", b"old", headers={
+        "Cache-Control": "max-age=1, stale-while-revalidate=60", "ETag": '"1"'})
+    await topo.get("/b/k")
+    await settled(topo.edge_app)
+    await topo.edge_app[ENGINE].shared.drain()  # type: ignore[union-attr]
+    topo.clock.advance(3)
+    script.body, script.headers = b"new", {"Cache-Control": "max-age=60", "ETag": '"2"'}
+
+    assert topo.client is not None
+    async with topo.client.get(url_of(other) + "/b/k") as resp:
+        assert await resp.read() == b"old"  # from Redis, stale, served at once
+        assert last_member(resp)["detail"] == "stale-while-revalidate"
+    await settled(other.app)
+    async with topo.client.get(url_of(other) + "/b/k") as resp:
+        assert await resp.read() == b"new" and last_member(resp).get("hit") is True
+    assert topo.origin.count("/b/k") == 2
