@@ -443,3 +443,17 @@ async def test_unsliceable_private_key_is_forwarded_with_its_range(topo: Topolog
     assert resp.status == 206 and got == BODY[3000000:3000010]
     assert topo.origin.count("/b/priv") == first + 1
     assert topo.origin.ranges_seen("/b/priv")[-1] == "bytes=3000000-3000009"
+
+
+async def test_unsafe_method_invalidates_the_record_and_its_slices(topo: Topology) -> None:
+    topo.origin.set("/b/big", BODY, headers=HEADERS)
+    await topo.get("/b/big", headers={"Range": "bytes=0-10,3000000-3000010"})
+    await settled(topo)
+    assert len(slice_entries(topo)) == 2
+
+    post, _ = await topo.request("POST", "/b/big", data=b"x")
+
+    assert post.status == 200
+    for app in (topo.edge_app, topo.shield_app()):
+        assert not [k for k in app[STORE]._cache.keys() if k.startswith("/b/big")]
+        app[STORE].check_indexes()
