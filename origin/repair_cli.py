@@ -2,8 +2,9 @@
 
     cdn repair [--mark-lost NODE ...] [--scrub] [--gc --grace S] [--compact]
 
-Progress is printed every few seconds (segments examined and repaired, bytes, MB/s). Work is
-derived from the metadata, so an interrupted ``cdn repair`` simply resumes when run again.
+Progress is printed every ``--progress`` seconds (objects and segments repaired, fragments and
+bytes rebuilt, MB/s so far). Work is derived from the metadata, so an interrupted
+``cdn repair`` simply resumes when run again.
 """
 
 from __future__ import annotations
@@ -18,10 +19,19 @@ from origin.metadata.fragments import set_node_state
 from origin.workers.cli_context import ToolError, cluster_context
 from origin.workers.compactor import Compactor
 from origin.workers.gc import DEFAULT_GRACE, GarbageCollector
-from origin.workers.reconstructor import Reconstructor
+from origin.workers.reconstructor import Reconstructor, ReconstructorStats
 from origin.workers.scrubber import Scrubber
 
 PROG = "cdn repair"
+
+
+def progress_line(p: ReconstructorStats, seconds: float) -> str:
+    """One line of progress for a pass that has run ``seconds`` so far."""
+    rate = p.bytes_written / 1e6 / seconds if seconds > 0 else 0.0
+    return (f"repair: {p.objects_repaired}/{p.objects_examined} objects, "
+            f"{p.segments_repaired}/{p.segments_examined} segments repaired, "
+            f"{p.fragments_rebuilt} fragments rebuilt, {p.bytes_written / 1e6:.1f} MB written "
+            f"({p.bytes_read / 1e6:.1f} MB read), {rate:.1f} MB/s, {seconds:.0f} s")
 
 
 def main(argv: Sequence[str]) -> int:
@@ -38,6 +48,8 @@ def main(argv: Sequence[str]) -> int:
                         help="GC grace period in seconds (default 72 h)")
     parser.add_argument("--rate", type=float, default=100e6, help="repair bytes/s cap")
     parser.add_argument("--lost-after", type=float, default=3600.0)
+    parser.add_argument("--progress", type=float, default=2.0, metavar="S",
+                        help="seconds between progress lines (default 2)")
     args = parser.parse_args(list(argv))
     args.database_url = find_database_url(PROG, args.database_url, args.data_dir)
 
@@ -52,15 +64,13 @@ def main(argv: Sequence[str]) -> int:
             worker = Reconstructor(ctx, bytes_per_second=args.rate)
             task = asyncio.ensure_future(worker.run_once())
             while not task.done():
-                await asyncio.wait([task], timeout=2.0)
-                p = worker.progress
-                print(f"repair: {p.segments_examined} examined, {p.segments_repaired} "
-                      f"repaired, {p.bytes_written / 1e6:.1f} MB written", flush=True)
+                await asyncio.wait([task], timeout=max(args.progress, 0.1))
+                if not task.done():
+                    print(progress_line(worker.progress, worker.elapsed()), flush=True)
             stats = task.result()
-            print(f"repair done: {stats.segments_repaired} segments, "
-                  f"{stats.fragments_rebuilt} fragments, {stats.throughput_mb_s:.1f} MB/s, "
-                  f"{stats.segments_unrepairable} unrepairable, "
-                  f"{stats.segments_deferred} deferred")
+            print(progress_line(stats, stats.seconds).replace("repair:", "repair done:", 1)
+                  + f", {stats.segments_unrepairable} unrepairable, "
+                    f"{stats.segments_deferred} deferred", flush=True)
             if args.gc:
                 print(f"gc: {await GarbageCollector(ctx, grace=args.grace).run_once()}")
             if args.compact:

@@ -167,20 +167,6 @@ async def fragments_absent_from(
 # -- reconstructor ---------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class SegmentState:
-    """One segment of one object as the metadata records it."""
-
-    object_id: str
-    segment: int
-    size: int
-    ec_type: str
-    ndata: int
-    nparity: int
-    segment_size: int
-    locations: dict[int, FragmentLocation]
-
-
 @translate_db_errors
 async def segments_to_repair(
     pool: asyncpg.Pool, lost_nodes: Sequence[str], limit: int
@@ -204,8 +190,30 @@ async def segments_to_repair(
     return [(str(r["object_id"]), r["segment"]) for r in rows]
 
 
+@dataclass(frozen=True)
+class ObjectSegments:
+    """Some segments of one blob as the metadata records them, with the fragment indexes
+    readers/scrubber reported bad (``suspects``) per segment."""
+
+    object_id: str
+    size: int
+    ec_type: str
+    ndata: int
+    nparity: int
+    segment_size: int
+    locations: dict[int, dict[int, FragmentLocation]]
+    suspects: dict[int, set[int]]
+
+    @property
+    def scheme(self) -> tuple[str, int, int, int]:
+        return (self.ec_type, self.ndata, self.nparity, self.segment_size)
+
+
 @translate_db_errors
-async def load_segment(pool: asyncpg.Pool, object_id: str, segment: int) -> SegmentState | None:
+async def load_object_segments(pool: asyncpg.Pool, object_id: str,
+                               segments: Sequence[int]) -> ObjectSegments | None:
+    """The fragment rows and queued reports of ``segments`` of one blob (three queries for
+    any number of segments); ``None`` if the blob no longer exists."""
     async with pool.acquire() as conn:
         obj = await conn.fetchrow(
             """SELECT size, ec_type, ec_ndata, ec_nparity, segment_size FROM objects
@@ -213,41 +221,56 @@ async def load_segment(pool: asyncpg.Pool, object_id: str, segment: int) -> Segm
         if obj is None:
             return None
         rows = await conn.fetch(
-            """SELECT frag_index, node_id, volume, "offset", length, checksum FROM fragments
-               WHERE object_id = $1 AND segment = $2""", object_id, segment)
-    return SegmentState(object_id, segment, obj["size"], obj["ec_type"], obj["ec_ndata"],
-                        obj["ec_nparity"], obj["segment_size"],
-                        {r["frag_index"]: FragmentLocation(r["node_id"], r["volume"],
-                                                           r["offset"], r["length"],
-                                                           r["checksum"]) for r in rows})
+            """SELECT segment, frag_index, node_id, volume, "offset", length, checksum
+               FROM fragments WHERE object_id = $1 AND segment = ANY($2::int[])""",
+            object_id, list(segments))
+        queued = await conn.fetch(
+            """SELECT segment, frag_index FROM repair_queue
+               WHERE object_id = $1 AND segment = ANY($2::int[])""", object_id, list(segments))
+    locations: dict[int, dict[int, FragmentLocation]] = {seg: {} for seg in segments}
+    for r in rows:
+        locations[r["segment"]][r["frag_index"]] = FragmentLocation(
+            r["node_id"], r["volume"], r["offset"], r["length"], r["checksum"])
+    suspects: dict[int, set[int]] = {seg: set() for seg in segments}
+    for r in queued:
+        suspects[r["segment"]].add(r["frag_index"])
+    return ObjectSegments(object_id, obj["size"], obj["ec_type"], obj["ec_ndata"],
+                          obj["ec_nparity"], obj["segment_size"], locations, suspects)
 
 
 @translate_db_errors
-async def drop_queued(pool: asyncpg.Pool, object_id: str, segment: int) -> None:
-    await pool.execute("DELETE FROM repair_queue WHERE object_id = $1 AND segment = $2",
-                       object_id, segment)
+async def drop_queued(pool: asyncpg.Pool, object_id: str, segments: Sequence[int]) -> None:
+    if segments:
+        await pool.execute(
+            "DELETE FROM repair_queue WHERE object_id = $1 AND segment = ANY($2::int[])",
+            object_id, list(segments))
 
 
 @translate_db_errors
-async def note_failed_attempt(pool: asyncpg.Pool, object_id: str, segment: int) -> None:
-    await pool.execute(
-        """UPDATE repair_queue SET attempts = attempts + 1, reported = now()
-           WHERE object_id = $1 AND segment = $2""", object_id, segment)
+async def note_failed_attempt(pool: asyncpg.Pool, object_id: str,
+                              segments: Sequence[int]) -> None:
+    if segments:
+        await pool.execute(
+            """UPDATE repair_queue SET attempts = attempts + 1, reported = now()
+               WHERE object_id = $1 AND segment = ANY($2::int[])""", object_id, list(segments))
+
+
+# (old location or None, new location) per fragment index of one segment
+Replacements = dict[int, tuple[FragmentLocation | None, FragmentLocation]]
 
 
 @translate_db_errors
-async def apply_repair(
+async def apply_repairs(
     pool: asyncpg.Pool,
     object_id: str,
-    segment: int,
-    replaced: dict[int, tuple[FragmentLocation | None, FragmentLocation]],
+    replaced: dict[int, Replacements],
     scheme: tuple[str, int, int, int] | None = None,
 ) -> int:
-    """Swap rebuilt fragments into the map atomically: one transaction, object row locked,
-    each fragment row changed only if it still points where the reconstructor saw it (a
-    concurrent compaction or repair wins, our copy becomes garbage). Recounts
-    ``missing_fragments`` and clears the segment's queue entries. Returns rows changed, or
-    -1 when the object no longer exists."""
+    """Swap rebuilt fragments of several segments (``segment → replacements``) into the map
+    atomically: one transaction, object row locked, each fragment row changed only if it
+    still points where the reconstructor saw it (a concurrent compaction or repair wins, our
+    copy becomes garbage). Recounts ``missing_fragments`` and clears the segments' queue
+    entries. Returns rows changed, or -1 when the object no longer exists."""
     changed = 0
     async with pool.acquire() as conn, conn.transaction():
         row = await conn.fetchrow(
@@ -258,29 +281,48 @@ async def apply_repair(
             return -1
         if scheme is not None and tuple(row) != scheme:
             return 0  # the storage class changed meanwhile: these fragments are garbage
-        for index, (old, new) in sorted(replaced.items()):
-            if old is None:
-                result = await conn.execute(
-                    """INSERT INTO fragments (object_id, segment, frag_index, node_id, volume,
-                           "offset", length, checksum) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-                       ON CONFLICT DO NOTHING""",
-                    object_id, segment, index, new.node_id, new.volume, new.offset,
-                    new.length, new.checksum)
-            else:
-                result = await conn.execute(
-                    """UPDATE fragments SET node_id = $4, volume = $5, "offset" = $6,
-                           length = $7, checksum = $8
-                       WHERE object_id = $1 AND segment = $2 AND frag_index = $3
-                         AND node_id = $9 AND volume = $10 AND "offset" = $11""",
-                    object_id, segment, index, new.node_id, new.volume, new.offset,
-                    new.length, new.checksum, old.node_id, old.volume, old.offset)
+        items = [(seg, index, old, new) for seg, reps in sorted(replaced.items())
+                 for index, (old, new) in sorted(reps.items())]
+        inserts = [(seg, i, new) for seg, i, old, new in items if old is None]
+        updates = [(seg, i, old, new) for seg, i, old, new in items if old is not None]
+        if inserts:
+            result = await conn.execute(
+                """INSERT INTO fragments (object_id, segment, frag_index, node_id, volume,
+                       "offset", length, checksum)
+                   SELECT $1, * FROM unnest($2::int[], $3::smallint[], $4::text[], $5::int[],
+                       $6::bigint[], $7::int[], $8::bigint[])
+                   ON CONFLICT DO NOTHING""",
+                object_id, [s for s, _i, _n in inserts], [i for _s, i, _n in inserts],
+                [n.node_id for *_x, n in inserts], [n.volume for *_x, n in inserts],
+                [n.offset for *_x, n in inserts], [n.length for *_x, n in inserts],
+                [n.checksum for *_x, n in inserts])
             changed += int(result.split()[-1])
-            await conn.execute(
-                """INSERT INTO volumes (node_id, volume) VALUES ($1, $2)
-                   ON CONFLICT DO NOTHING""", new.node_id, new.volume)
+        if updates:
+            result = await conn.execute(
+                """UPDATE fragments f SET node_id = u.node_id, volume = u.volume,
+                       "offset" = u.new_offset, length = u.length, checksum = u.checksum
+                   FROM unnest($2::int[], $3::smallint[], $4::text[], $5::int[], $6::bigint[],
+                               $7::int[], $8::bigint[], $9::text[], $10::int[], $11::bigint[])
+                        AS u(segment, frag_index, node_id, volume, new_offset, length,
+                             checksum, old_node, old_volume, old_offset)
+                   WHERE f.object_id = $1 AND f.segment = u.segment
+                     AND f.frag_index = u.frag_index AND f.node_id = u.old_node
+                     AND f.volume = u.old_volume AND f."offset" = u.old_offset""",
+                object_id, [s for s, *_x in updates], [i for _s, i, *_x in updates],
+                [n.node_id for *_x, n in updates], [n.volume for *_x, n in updates],
+                [n.offset for *_x, n in updates], [n.length for *_x, n in updates],
+                [n.checksum for *_x, n in updates], [o.node_id for *_x, o, _n in updates],
+                [o.volume for *_x, o, _n in updates], [o.offset for *_x, o, _n in updates])
+            changed += int(result.split()[-1])
+        volumes = sorted({(new.node_id, new.volume) for *_x, new in items})
+        await conn.execute(
+            """INSERT INTO volumes (node_id, volume)
+               SELECT * FROM unnest($1::text[], $2::int[]) ON CONFLICT DO NOTHING""",
+            [n for n, _v in volumes], [v for _n, v in volumes])
         await _recount_missing(conn, object_id)
-        await conn.execute("DELETE FROM repair_queue WHERE object_id = $1 AND segment = $2",
-                           object_id, segment)
+        await conn.execute(
+            "DELETE FROM repair_queue WHERE object_id = $1 AND segment = ANY($2::int[])",
+            object_id, sorted(replaced))
     return changed
 
 

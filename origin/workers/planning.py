@@ -123,6 +123,31 @@ def plan_segment_repair(width: int, recorded: Collection[int], bad: Collection[i
     return SegmentRepair(good, wanted)
 
 
+@dataclass(frozen=True)
+class RepairReads:
+    """Which fragments of a segment the reconstructor reads.
+
+    ``on_lost``: recorded on a lost node (bad without asking). ``verify``: reported bad
+    (reader, scrubber) — read to confirm, since a report may be stale (compaction moved the
+    record, the node came back); a confirmed one is rebuilt, a good one counts towards k.
+    ``order``: the others, to be read until k are good: data fragments first (decoding from
+    them is a copy), nodes believed down last, as the read path does."""
+
+    on_lost: frozenset[int]
+    verify: tuple[int, ...]
+    order: tuple[int, ...]
+
+
+def plan_repair_reads(ndata: int, recorded: Mapping[int, str], suspects: Collection[int],
+                      lost_nodes: Collection[str], down_nodes: Collection[str]) -> RepairReads:
+    """``recorded`` maps fragment index → node id."""
+    on_lost = frozenset(i for i, node in recorded.items() if node in lost_nodes)
+    verify = tuple(sorted(i for i in suspects if i in recorded and i not in on_lost))
+    rest = [i for i in recorded if i not in on_lost and i not in verify]
+    order = tuple(sorted(rest, key=lambda i: (recorded[i] in down_nodes, i >= ndata, i)))
+    return RepairReads(on_lost, verify, order)
+
+
 # -- fsck --------------------------------------------------------------------------------------
 
 

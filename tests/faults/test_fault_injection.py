@@ -26,7 +26,7 @@ from origin.workers.gc import GarbageCollector, volume_records
 from origin.workers.planning import Redundancy
 from origin.workers.reconstructor import Reconstructor
 from origin.workers.scrubber import Scrubber
-from tests.faults.cluster import GRACE, NPARITY, SEGMENT_SIZE, FaultCluster
+from tests.faults.cluster import GRACE, NDATA, NPARITY, SEGMENT_SIZE, FaultCluster
 
 
 def _body(rng: random.Random) -> bytes:
@@ -219,7 +219,8 @@ async def test_wiped_data_dir_is_rebuilt_to_full_redundancy(
 
 
 async def test_node_lost_for_good_every_object_returns_to_full_redundancy(
-    faults: FaultCluster, s3: S3Client, bucket: str, ctx: ClusterContext
+    faults: FaultCluster, s3: S3Client, bucket: str, ctx: ClusterContext,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     bodies = {f"big{i}": os.urandom(1 << 20) for i in range(12)}
     for key, body in bodies.items():
@@ -228,11 +229,17 @@ async def test_node_lost_for_good_every_object_returns_to_full_redundancy(
     from origin.repair_cli import main as repair_main
 
     started = time.monotonic()
-    # cdn repair --mark-lost node-5: the node is gone for good
-    code = await asyncio.to_thread(repair_main, ["--database-url", faults.database_url,
-                                                 "--mark-lost", "node-5"])
+    # cdn repair --mark-lost node-5: the node is gone for good (rate-capped, so that it
+    # runs long enough to print progress as it goes)
+    code = await asyncio.to_thread(repair_main, [
+        "--database-url", faults.database_url, "--mark-lost", "node-5", "--rate", "10e6",
+        "--progress", "0.2"])
     elapsed = time.monotonic() - started
     assert code == 0
+    printed = capsys.readouterr().out.splitlines()
+    progress = [line for line in printed if line.startswith("repair: ")]
+    assert progress and all(" objects, " in line and " MB/s" in line for line in progress)
+    assert any(line.startswith("repair done: ") and " MB/s" in line for line in printed)
     await ctx.health.probe_all(ctx.nodes.probe)
     report = await fsck(ctx)
     assert report.counts.get(Redundancy.LOST, 0) == 0
@@ -266,6 +273,9 @@ async def test_repair_throughput(
           f"{stats.bytes_written / 1e6:.1f} MB written in {stats.seconds:.2f} s = "
           f"{stats.throughput_mb_s:.1f} MB/s (read {stats.bytes_read / 1e6:.1f} MB)")
     assert stats.fragments_rebuilt > 0
+    # One fragment per segment was lost: k fragments are read to rebuild it, not all k+m-1
+    # survivors (a little slack: the origin's own reconstructor runs meanwhile).
+    assert stats.bytes_read <= (NDATA + 0.5) * stats.bytes_written, stats
 
 
 async def _unreferenced_old_records(faults: FaultCluster, ctx: ClusterContext) -> int:

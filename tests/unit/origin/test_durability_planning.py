@@ -18,6 +18,7 @@ from origin.workers.planning import (
     VolumeFacts,
     classify,
     fsck_exit_code,
+    plan_repair_reads,
     plan_segment_repair,
     plan_volume,
 )
@@ -156,3 +157,18 @@ def test_rate_limiter_sleeps_for_the_excess() -> None:
 
     asyncio.run(run())
     assert slept == [pytest.approx(1.0)]
+
+
+def test_repair_reads_check_reports_then_prefer_data_fragments_on_up_nodes() -> None:
+    recorded = {0: "a", 1: "b", 2: "c", 3: "d", 4: "e", 5: "f"}
+    plan = plan_repair_reads(4, recorded, suspects={2, 7}, lost_nodes={"f"},
+                             down_nodes={"a"})
+    assert plan.on_lost == frozenset({5})
+    assert plan.verify == (2,)  # 7 has no row: nothing to verify, it is simply missing
+    assert plan.order == (1, 3, 4, 0)  # data first, the down node's fragment last
+
+
+def test_repair_reads_a_reported_fragment_on_a_lost_node_is_not_read() -> None:
+    plan = plan_repair_reads(2, {0: "a", 1: "b", 2: "c"}, suspects={0}, lost_nodes={"a"},
+                             down_nodes=())
+    assert (plan.on_lost, plan.verify, plan.order) == (frozenset({0}), (), (1, 2))
