@@ -23,7 +23,17 @@ record is garbage for good. The second half of ``grace`` is margin for the commi
 clock drift between the node (which measures age) and nothing else — ages are never compared
 across machines — and for a reference check that raced a commit: the check is repeated right
 before a volume is deleted. Repair and compaction write their copies into the *active* volume
-(young by definition) and reference them within one short transaction.
+(young by definition) and reference them within one short transaction (the reconstructor
+applies a chunk of ``2 × concurrency`` segments at a time).
+
+Multipart uploads and versions. Every uploaded part is an ``objects`` row (kind 'part') whose
+``fragments`` rows are committed when the part's PUT finishes (same deadline as any PUT), so
+the parts of an upload still in progress — for days, until it is completed, aborted or
+expired — are referenced all along; completion writes no data (``object_parts`` names the part
+rows). A re-uploaded part number deletes the previous part row: its records become garbage.
+Noncurrent versions keep their rows until deleted or expired; delete markers own no data;
+CopyObject / UploadPartCopy / storage-class changes write new blobs under the PUT deadline.
+``test_workers.py`` checks that GC and compaction leave an in-progress upload's parts alone.
 
 What the collector does. For every volume on every usable node older than ``grace`` it walks
 the record headers, asks the metadata which offsets are referenced, and lets ``plan_volume``

@@ -9,8 +9,9 @@ what is still wrong):
 * segments with a fragment on a lost node (marked lost, or silent for ``lost_after``).
 
 Work is grouped by object: one query loads the fragment rows and queued reports of all the
-object's segments in the batch, and one transaction (``apply_repairs``) swaps in every
-rebuilt fragment of them, changing a row only if it still points where the pass read it.
+object's segments in the batch, and one transaction (``apply_repairs``) per chunk of
+``2 × concurrency`` segments swaps in their rebuilt fragments, changing a row only if it
+still points where the pass read it.
 
 Per segment only what is needed is read (``plan_repair_reads``): the fragments reported bad
 are read to confirm the report (a report may be stale), then ``k`` good fragments, data
@@ -137,18 +138,30 @@ class Reconstructor:
                 return seg, await self._repair_segment(state, scheme, seg, lost, down, usable,
                                                        stats)
 
-        outcomes = dict(await asyncio.gather(*(segment(s) for s in segments)))
-        await fmeta.drop_queued(self.ctx.pool, object_id,
-                                [s for s, o in outcomes.items() if o.done and not o.replaced])
-        await fmeta.note_failed_attempt(self.ctx.pool, object_id,
-                                        [s for s, o in outcomes.items() if o.failed])
-        replaced = {s: o.replaced for s, o in outcomes.items() if o.replaced}
-        if not replaced:
-            return
-        changed = await fmeta.apply_repairs(self.ctx.pool, object_id, replaced, state.scheme)
-        if changed > 0:
-            stats.fragments_rebuilt += changed
-            stats.segments_repaired += len(replaced)
+        # Applied a chunk at a time: a stored copy is unreferenced (GC-able once its volume
+        # ages past the grace period) only until its chunk's transaction, never for the
+        # duration of a whole large object.
+        step = 2 * self.concurrency
+        repaired = False
+        for first in range(0, len(segments), step):
+            chunk = segments[first: first + step]
+            outcomes = dict(await asyncio.gather(*(segment(s) for s in chunk)))
+            await fmeta.drop_queued(self.ctx.pool, object_id,
+                                    [s for s, o in outcomes.items() if o.done and not o.replaced])
+            await fmeta.note_failed_attempt(self.ctx.pool, object_id,
+                                            [s for s, o in outcomes.items() if o.failed])
+            replaced = {s: o.replaced for s, o in outcomes.items() if o.replaced}
+            if not replaced:
+                continue
+            changed = await fmeta.apply_repairs(self.ctx.pool, object_id, replaced,
+                                                state.scheme)
+            if changed < 0:
+                return
+            if changed > 0:
+                stats.fragments_rebuilt += changed
+                stats.segments_repaired += len(replaced)
+                repaired = True
+        if repaired:
             stats.objects_repaired += 1
 
     async def _read_good(self, state: fmeta.ObjectSegments, seg: int, lost: set[str],

@@ -244,3 +244,69 @@ async def test_fsck_reports_degraded_objects_while_nodes_are_down(
     assert len(report.unusable_nodes) == 4
     assert report.counts.get(Redundancy.DEGRADED, 0) + report.counts.get(Redundancy.LOST, 0) \
         >= 1
+
+
+async def _start_upload(s3: S3Client, bucket: str, key: str) -> str:
+    import xml.etree.ElementTree as ET
+
+    async with await s3.request("POST", bucket, key, query=[("uploads", "")]) as resp:
+        doc = ET.fromstring(await resp.read())
+    upload = next(e.text for e in doc.iter() if e.tag.endswith("UploadId"))
+    assert upload is not None
+    return upload
+
+
+async def _upload_part(s3: S3Client, bucket: str, key: str, upload: str, number: int,
+                       body: bytes) -> str:
+    async with await s3.request("PUT", bucket, key, data=body, query=[
+            ("partNumber", str(number)), ("uploadId", upload)]) as resp:
+        assert resp.status == 200, await resp.text()
+        return resp.headers["ETag"]
+
+
+async def test_gc_and_compaction_leave_an_in_progress_uploads_parts_alone(
+    s3: S3Client, bucket: str, cluster: Cluster, ctx: ClusterContext
+) -> None:
+    upload = await _start_upload(s3, bucket, "mp")
+    first = os.urandom(5 << 20)
+    await _upload_part(s3, bucket, "mp", upload, 1, os.urandom(5 << 20))  # replaced below
+    replaced = await ctx.pool.fetch(
+        """SELECT f.node_id, f.volume, f."offset" FROM fragments f JOIN upload_parts u
+           ON u.object_id = f.object_id WHERE u.upload_id = $1""", upload)
+    etag1 = await _upload_part(s3, bucket, "mp", upload, 1, first)
+    last = os.urandom(100_000)
+    etag2 = await _upload_part(s3, bucket, "mp", upload, 2, last)
+    live = await ctx.pool.fetch(
+        """SELECT f.node_id, f.volume, f."offset" FROM fragments f JOIN upload_parts u
+           ON u.object_id = f.object_id WHERE u.upload_id = $1""", upload)
+    # Every byte of the upload is past the grace period before it is completed.
+    for node_id in cluster.nodes:
+        await ctx.nodes.seal_volume(node_id)
+    await asyncio.sleep(1.2)
+    gc = await GarbageCollector(ctx, grace=1.0, dead_ratio=0.5).run_once()
+    assert not gc.errors, gc.errors
+    compaction = await Compactor(ctx, grace=1.0, dead_ratio=0.01, drain=0.0,
+                                 bytes_per_second=0).run_once()
+    assert compaction.records_moved > 0  # the replaced part's records made room to compact
+    gc = await GarbageCollector(ctx, grace=0.0, dead_ratio=0.5).run_once()  # old volumes go
+    assert not gc.errors, gc.errors
+    # Nothing the upload references went away: each record is where a row says, intact.
+    rows = await ctx.pool.fetch(
+        """SELECT f.* FROM fragments f JOIN upload_parts u ON u.object_id = f.object_id
+           WHERE u.upload_id = $1""", upload)
+    assert len(rows) == len(live)
+    for r in rows:
+        payload = await ctx.nodes.get_fragment(
+            FragmentLocation(r["node_id"], r["volume"], r["offset"], r["length"],
+                             r["checksum"]),
+            fragment_id(str(r["object_id"]), r["segment"], r["frag_index"]))
+        assert len(payload) == r["length"]
+    assert replaced and not {tuple(r) for r in replaced} & {
+        (r["node_id"], r["volume"], r["offset"]) for r in rows}
+    done = (f"<CompleteMultipartUpload><Part><PartNumber>1</PartNumber><ETag>{etag1}</ETag>"
+            f"</Part><Part><PartNumber>2</PartNumber><ETag>{etag2}</ETag></Part>"
+            f"</CompleteMultipartUpload>").encode()
+    async with await s3.request("POST", bucket, "mp", query=[("uploadId", upload)],
+                                data=done) as resp:
+        assert resp.status == 200, await resp.text()
+    assert await s3.get_object(bucket, "mp") == first + last
