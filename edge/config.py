@@ -27,6 +27,12 @@ class EdgeConfig(CacheTierConfig):
     shield_health_interval: float = 1.0
     upstream_read_timeout: float = field(default=70.0, metadata={
         "help": "longer than the shield's, so its 504 arrives before ours"})
+    hit_path: bool = field(default=True, metadata={
+        "help": "answer fresh memory hits on asyncio's protocol layer (httptools), the rest "
+                "with aiohttp (httpcache.fast_server)"})
+    workers: int = field(default=1, metadata={
+        "help": "processes sharing the port (SO_REUSEPORT), each with its own memory tier; "
+                "they share objects only through --shared-cache-url (edge.serving)"})
 
     def __post_init__(self) -> None:
         self.check_tier("edge")
@@ -38,6 +44,8 @@ class EdgeConfig(CacheTierConfig):
         if self.signed_buckets and not self.signing_keys:
             raise ConfigError(f"edge.signed_buckets {list(self.signed_buckets)} need at least "
                               "one entry in edge.signing_keys")
+        if not 1 <= self.workers <= 256:
+            raise ConfigError(f"edge.workers must be 1..256, got {self.workers}")
         if self.shield_health_interval <= 0:
             raise ConfigError(f"edge.shield_health_interval must be positive, got "
                               f"{self.shield_health_interval}")

@@ -10,9 +10,12 @@ but not shown to browsers.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import functools
+import logging
+import sys
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
@@ -21,13 +24,14 @@ import aiohttp
 from aiohttp import web
 from prometheus_client import Gauge
 
-from cdn.roles import run_role
-from edge import signing
+from cdn.roles import add_config_arguments, config_from_args
+from cdn.settings import ConfigError
+from edge import serving, signing
 from edge.config import EdgeConfig
 from edge.shield_selection import HealthChecker, ShieldPool, ShieldUpstream
 from httpcache.app import METRICS, SESSION
 from httpcache.cache_key import make_target, split_target
-from httpcache.engine import Gate
+from httpcache.engine import Gate, GateRequest
 from httpcache.tier import build_tier_app
 from httpcache.upstream import HttpUpstream, RequestSigner
 from shield import edge_auth
@@ -37,7 +41,7 @@ SHIELD_POOL = web.AppKey("shield_pool", ShieldPool)
 
 
 def signed_url_gate(keys: dict[str, str], signed_buckets: tuple[str, ...]) -> Gate:
-    def gate(request: web.Request, target: str, now: float) -> str:
+    def gate(request: GateRequest, target: str, now: float) -> str:
         path, query = split_target(target)
         if not signing.requires_signature(path, signed_buckets):
             return target
@@ -110,6 +114,19 @@ def _up_value(pool: ShieldPool, name: str) -> float:
 
 
 def main(argv: Sequence[str]) -> int:
-    return run_role(argv, prog="cdn edge", cls=EdgeConfig, prefix="CDN_EDGE_",
-                    section="edge", build_app=build_app,
-                    host_port=lambda c: (c.host, c.port))
+    """``cdn edge``: ``cdn.roles.run_role``'s command line, served by ``edge.serving``."""
+    prog = "cdn edge"
+    parser = argparse.ArgumentParser(prog=prog)
+    parser.add_argument("--config", help="TOML file (default: $CDN_CONFIG)")
+    parser.add_argument("--log-level", default="INFO")
+    add_config_arguments(parser, EdgeConfig)
+    args = parser.parse_args(list(argv))
+    logging.basicConfig(level=args.log_level.upper(),
+                        format=f"%(asctime)s {prog} %(levelname)s %(name)s: %(message)s")
+    try:
+        config = config_from_args(EdgeConfig, args, prefix="CDN_EDGE_", section="edge")
+    except ConfigError as exc:
+        print(f"{prog}: configuration error: {exc}", file=sys.stderr)
+        return 2
+    return serving.serve(build_app(config), config.host, config.port,
+                         hit_path=config.hit_path, workers=config.workers)

@@ -39,6 +39,7 @@ import logging
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 from aiohttp import web
 from multidict import CIMultiDict
@@ -104,9 +105,20 @@ from httpcache.upstream import CHUNK_SIZE, Upstream, UpstreamResponse
 
 log = logging.getLogger("cdn.httpcache.engine")
 
+class GateRequest(Protocol):
+    """What a gate may look at: an aiohttp request, or the hit path's view of one."""
+
+    @property
+    def method(self) -> str: ...
+    @property
+    def remote(self) -> str | None: ...
+    @property
+    def headers(self) -> Any: ...  # CIMultiDictProxy or Fields: .get(name) either way
+
+
 # A gate sees every proxied request before the cache does: it may refuse it (raise a
 # ``ClientSideError``) or rewrite the target (e.g. remove URL-signature parameters).
-Gate = Callable[[web.Request, str, float], str]
+Gate = Callable[[GateRequest, str, float], str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -244,7 +256,7 @@ class CacheEngine:
                                         strip=self._strip)
         if not_modified(creq.method, creq.headers, status, headers):
             return self._not_modified(fields)
-        match self._requested_ranges(creq, status, headers, len(body)):
+        match requested_ranges(creq, status, headers, len(body)):
             case [ByteRange() as part]:
                 fields = fields.with_field("Content-Range", part.content_range())
                 return _response(206, fields, body[part.first:part.last + 1])
@@ -294,7 +306,7 @@ class CacheEngine:
                 return self._not_modified(fields)
             status = stored.status
             chunks: AsyncIterator[bytes] | None
-            match self._requested_ranges(creq, stored.status, headers, length):
+            match requested_ranges(creq, stored.status, headers, length):
                 case [ByteRange() as part]:
                     fields = fields.with_field("Content-Range", part.content_range()).with_field(
                         "Content-Length", str(part.size))
@@ -319,18 +331,6 @@ class CacheEngine:
                 cleanup.pop_all()  # the generator closes the file when it is done
             return await _stream(request, status, fields, chunks)
 
-    @staticmethod
-    def _requested_ranges(creq: CacheRequest, status: int, headers: Fields,
-                          length: int) -> list[ByteRange] | Unsatisfiable | None:
-        """The ranges to serve from a complete 200, if the client asked for some and its
-        If-Range (RFC 9110 §13.1.5) still holds."""
-        requested = creq.headers.first("range")
-        if status != 200 or requested is None or creq.method != "GET":
-            return None
-        if_range = creq.headers.first("if-range")
-        if if_range is not None and not if_range_matches(if_range, headers):
-            return None
-        return parse_ranges(requested, length)
 
     # -- misses and revalidations --------------------------------------------------------------
 
@@ -433,7 +433,7 @@ class CacheEngine:
                                          cache_status, age)
         if creq.method == "HEAD":
             return await _stream(request, head.status, fields, None)
-        match self._requested_ranges(creq, head.status, headers, length or 0):
+        match requested_ranges(creq, head.status, headers, length or 0):
             case [ByteRange(), ByteRange(), *_]:
                 body = await reader.body()
                 return self._answer_complete(request, creq, head.status, headers, body,
@@ -613,6 +613,19 @@ class CacheEngine:
             if not counted:
                 self.metrics.upstream_requests.labels(method, "error").inc()
             raise
+
+
+def requested_ranges(creq: CacheRequest, status: int, headers: Fields,
+                     length: int) -> list[ByteRange] | Unsatisfiable | None:
+    """The ranges to serve from a complete 200, if the client asked for some and its
+    If-Range (RFC 9110 §13.1.5) still holds."""
+    requested = creq.headers.first("range")
+    if status != 200 or requested is None or creq.method != "GET":
+        return None
+    if_range = creq.headers.first("if-range")
+    if if_range is not None and not if_range_matches(if_range, headers):
+        return None
+    return parse_ranges(requested, length)
 
 
 def _result(owner: bool, revalidated: bool, head: FlightHead) -> str:

@@ -6,6 +6,8 @@ reads a clock or changes its inputs.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from httpcache.cache_control import CacheControl, response_directives
 from httpcache.dates import parse_http_date
 from httpcache.headers import Fields
@@ -117,17 +119,61 @@ def current_age(headers: Fields, request_time: float, response_time: float, now:
     """§4.2.3: ``corrected_initial_age = max(apparent_age, corrected_age_value)``;
     ``current_age = corrected_initial_age + resident_time``. Clock skew between us and the
     origin can only make the age larger (apparent_age is clamped at 0, never negative)."""
-    corrected_initial_age = max(apparent_age(headers, response_time),
-                                corrected_age_value(headers, request_time, response_time))
-    return corrected_initial_age + resident_time(response_time, now)
+    initial = corrected_initial_age(headers, request_time, response_time)
+    return initial + resident_time(response_time, now)
+
+
+def corrected_initial_age(headers: Fields, request_time: float, response_time: float) -> float:
+    """§4.2.3: ``corrected_initial_age = max(apparent_age, corrected_age_value)``."""
+    return max(apparent_age(headers, response_time),
+               corrected_age_value(headers, request_time, response_time))
+
+
+@dataclass(frozen=True, slots=True)
+class StoredView:
+    """What the rules derive from a stored response alone, for one ``PolicyConfig``: its
+    directives, freshness lifetime and corrected initial age. A stored response never
+    changes (updates make a new one), so these are computed once per stored response and
+    kept on it (``StoredResponse.memo_policy``); the current age is then
+    ``initial_age + resident_time(response_time, now)``, exactly ``current_age``."""
+
+    config: PolicyConfig
+    cc: CacheControl
+    lifetime: float
+    initial_age: float
+
+
+def stored_view(stored: StoredResponse, config: PolicyConfig = DEFAULT_POLICY) -> StoredView:
+    view = stored.memo_policy
+    if isinstance(view, StoredView) and (view.config is config or view.config == config):
+        return view
+    view = StoredView(
+        config=config,
+        cc=response_directives(stored.headers, config.targeted_fields).cc,
+        lifetime=freshness_lifetime(stored.status, stored.headers, stored.response_time,
+                                    config),
+        initial_age=corrected_initial_age(stored.headers, stored.request_time,
+                                          stored.response_time))
+    stored.remember("memo_policy", view)
+    return view
 
 
 def stored_age(stored: StoredResponse, now: float) -> float:
-    return current_age(stored.headers, stored.request_time, stored.response_time, now)
+    """``current_age`` of a stored response (§4.2.3)."""
+    view = stored.memo_policy  # the initial age does not depend on the config
+    if not isinstance(view, StoredView):
+        view = stored_view(stored)
+    return view.initial_age + resident_time(stored.response_time, now)
 
 
 def stored_lifetime(stored: StoredResponse, config: PolicyConfig = DEFAULT_POLICY) -> float:
-    return freshness_lifetime(stored.status, stored.headers, stored.response_time, config)
+    return stored_view(stored, config).lifetime
+
+
+def stored_directives(stored: StoredResponse, config: PolicyConfig = DEFAULT_POLICY
+                      ) -> CacheControl:
+    """The directives this tier obeys for a stored response (RFC 9213 §2.1)."""
+    return stored_view(stored, config).cc
 
 
 def is_fresh(lifetime: float, age: float) -> bool:

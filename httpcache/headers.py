@@ -20,10 +20,28 @@ HOP_BY_HOP = frozenset({
 class Fields:
     """Ordered header fields; names compare case-insensitively, order and duplicates kept."""
 
-    __slots__ = ("_items",)
+    __slots__ = ("_index", "_items")
 
     def __init__(self, items: Iterable[tuple[str, str]] = ()) -> None:
         self._items: tuple[tuple[str, str], ...] = tuple((str(k), str(v)) for k, v in items)
+        self._index: dict[str, list[str]] | None = None
+
+    @classmethod
+    def indexed(cls, items: Iterable[tuple[str, str]]) -> Fields:
+        """Fields with a name index built up front: lookups cost one dict access instead of
+        a scan. For request fields, looked up many times and soon dropped (the store keeps
+        plain ``Fields``: an index per stored response would cost memory)."""
+        fields = cls(items)
+        index: dict[str, list[str]] = {}
+        for k, v in fields._items:
+            lname = k.lower()
+            found = index.get(lname)
+            if found is None:
+                index[lname] = [v]
+            else:
+                found.append(v)
+        fields._index = index
+        return fields
 
     @classmethod
     def of(cls, mapping: Mapping[str, str] | Iterable[tuple[str, str]]) -> Fields:
@@ -51,16 +69,26 @@ class Fields:
 
     def get_all(self, name: str) -> list[str]:
         lname = name.lower()
+        if self._index is not None:
+            return list(self._index.get(lname, ()))
         return [v for k, v in self._items if k.lower() == lname]
 
     def get(self, name: str, default: str | None = None) -> str | None:
         """All field lines of ``name`` joined by ", " (RFC 9110 §5.3), or ``default``."""
+        if self._index is not None:
+            found = self._index.get(name.lower())
+            if not found:
+                return default
+            return found[0] if len(found) == 1 else ", ".join(found)
         values = self.get_all(name)
         return ", ".join(values) if values else default
 
     def first(self, name: str) -> str | None:
         """The first field line only: for singleton fields such as Date or ETag."""
         lname = name.lower()
+        if self._index is not None:
+            found = self._index.get(lname)
+            return found[0] if found else None
         for k, v in self._items:
             if k.lower() == lname:
                 return v

@@ -51,6 +51,12 @@ class StoredResponse:
     invalidated: bool = False
     file: BodyFile | None = None
     slot: str = ""
+    # Caches of values derived from the fields above, filled on first use (never by callers:
+    # a replaced response starts empty, so a cache can never describe another response).
+    # ``memo_policy``: ``freshness.stored_view``; ``memo_wire``: the hit path's
+    # pre-serialised heads (``httpcache.hit_path``).
+    memo_policy: object = field(default=None, init=False, compare=False, repr=False)
+    memo_wire: object = field(default=None, init=False, compare=False, repr=False)
 
     @property
     def body_length(self) -> int:
@@ -73,6 +79,10 @@ class StoredResponse:
             return f"{self.cache_key}\x00{self.slot}"
         secondary = variant_key(self.vary)
         return f"{self.cache_key}\x00{secondary}" if secondary else self.cache_key
+
+    def remember(self, slot: str, value: object) -> None:
+        """Fill one of the ``memo_*`` caches (the value is frozen otherwise)."""
+        object.__setattr__(self, slot, value)
 
     def byte_size(self) -> int:
         """Approximate memory cost, used for the store's byte bound."""

@@ -30,7 +30,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from httpcache.cache_control import CacheControl, response_directives
+from httpcache.cache_control import CacheControl
 from httpcache.freshness import (
     HEURISTICALLY_CACHEABLE,
     age_value,
@@ -46,6 +46,7 @@ from httpcache.freshness import (
     stale_prohibited,
     staleness,
     stored_age,
+    stored_directives,
     stored_lifetime,
     within_stale_while_revalidate,
 )
@@ -225,7 +226,7 @@ def decide(request: CacheRequest, stored: StoredResponse | None, now: float,
     if stored is not None and not vary_matches(stored.vary, request.headers):
         stored, vary_miss = None, True
     if stored is not None and authorized and config.shared:
-        cc = response_directives(stored.headers, config.targeted_fields).cc
+        cc = stored_directives(stored, config)
         if not allows_authorized_reuse(cc):
             return Pass("bypass")
     cacheable = request.method == "GET"
@@ -242,7 +243,7 @@ def _decide_stored(request: CacheRequest, stored: StoredResponse, now: float,
                    config: PolicyConfig, req: CacheControl, collapse: bool) -> Decision:
     age = stored_age(stored, now)
     lifetime = stored_lifetime(stored, config)
-    cc = response_directives(stored.headers, config.targeted_fields).cc
+    cc = stored_directives(stored, config)
     why: StaleReason | None = None
     if origin_requires_validation(stored, cc):
         why = "stale"

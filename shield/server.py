@@ -15,7 +15,7 @@ import aiohttp
 from aiohttp import web
 
 from cdn.roles import run_role
-from httpcache.engine import Gate
+from httpcache.engine import Gate, GateRequest
 from httpcache.tier import build_tier_app
 from httpcache.upstream import HttpUpstream
 from shield import edge_auth
@@ -26,7 +26,7 @@ CONFIG = web.AppKey("shield_config", ShieldConfig)
 
 
 def edge_auth_gate(secret: str) -> Gate:
-    def gate(request: web.Request, target: str, now: float) -> str:
+    def gate(request: GateRequest, target: str, now: float) -> str:
         edge_auth.verify(request.headers.get(edge_auth.HEADER), secret, request.method,
                          target, now)
         return target

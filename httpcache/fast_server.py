@@ -1,0 +1,291 @@
+"""An HTTP/1.1 front on asyncio's protocol layer: fresh hits here, everything else to aiohttp.
+
+Each connection starts with ``HitProtocol``. Requests are parsed by httptools (llhttp, the
+parser uvicorn uses, and the one inside aiohttp). A GET or HEAD without a body whose answer
+``HitPath.answer`` can give (a fresh memory hit) is answered at once, in the order requests
+arrived: pipelined requests read together are answered with one write.
+
+The first request it cannot answer *hands the connection over* to the aiohttp application:
+an aiohttp ``RequestHandler`` (made by the app runner's ``web.Server``, so the runner tracks
+and shuts it down) becomes the transport's protocol and is fed the raw bytes from the first
+byte of that request on. Every response written before was complete, and aiohttp answers
+the rest in order, so keep-alive and pipelining stay correct across the hand-off. The
+connection stays with aiohttp from then on: a connection that asks for misses, purges or
+metrics pays aiohttp's cost for its later hits too (taking it back would mean reaching into
+aiohttp's handler; browsers and load generators open new connections often enough).
+
+To hand over raw bytes the protocol must know where each request began. llhttp reports a
+completed message, not its position, so the bytes are fed to it in pieces that end just after
+a ``CRLF CRLF`` (``bytes.find``; the parser still decides what the bytes mean). llhttp
+requires CRLF line ends (its default strict mode), and a request head ends at the first empty
+line, so a body-less request can only complete at the end of such a piece; requests with a
+body are handed over at the end of their head, before any of it is parsed.
+
+Errors: a request llhttp rejects gets ``400`` and the connection is closed (after the answers
+to the requests before it); a head larger than ``max_head_bytes`` gets ``431``; fields longer
+than aiohttp's ``max_field_size`` are handed over so aiohttp answers them as it always does.
+Idle connections are closed after ``keepalive_timeout`` seconds like aiohttp's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import NoReturn
+
+import httptools
+from aiohttp import web
+
+from httpcache.headers import Fields
+from httpcache.hit_path import HitPath
+
+log = logging.getLogger("cdn.httpcache.fast_server")
+
+MAX_HEAD_BYTES = 64 * 1024
+MAX_FIELD_SIZE = 16384  # as the app's handler_args (aiohttp answers longer fields itself)
+
+_CLOSE = b"Connection: close\r\n"
+_KEEP_ALIVE = b"Connection: keep-alive\r\n"
+
+
+class _HandOver(Exception):
+    """Raised in a parser callback: the request goes to aiohttp."""
+
+
+class _Stop(Exception):
+    """Raised in a parser callback: answered with Connection: close, read no further."""
+
+
+def _error(status: int, reason: str, date: bytes) -> bytes:
+    body = f"{status} {reason}\n".encode()
+    return (f"HTTP/1.1 {status} {reason}\r\nContent-Type: text/plain; charset=utf-8\r\n"
+            f"Content-Length: {len(body)}\r\nConnection: close\r\n").encode() + date + \
+        b"\r\n" + body
+
+
+class HitServer:
+    """What the connections of one listening socket share."""
+
+    def __init__(self, hit_path: HitPath, app_server: Callable[[], asyncio.Protocol], *,
+                 keepalive_timeout: float = 75.0, max_head_bytes: int = MAX_HEAD_BYTES,
+                 max_field_size: int = MAX_FIELD_SIZE) -> None:
+        self.hit_path = hit_path
+        self.app_server = app_server
+        self.keepalive_timeout = keepalive_timeout
+        self.max_head_bytes = max_head_bytes
+        self.max_field_size = max_field_size
+        self.connections: set[HitProtocol] = set()
+        self.handed_over = 0
+
+    def __call__(self) -> HitProtocol:
+        return HitProtocol(self)
+
+    def close_connections(self) -> None:
+        for conn in list(self.connections):
+            conn.close()
+
+
+class HitProtocol(asyncio.Protocol):
+    """One client connection until it is answered by aiohttp (see the module docstring)."""
+
+    def __init__(self, server: HitServer) -> None:
+        self.server = server
+        self.hits = server.hit_path
+        self.transport: asyncio.Transport | None = None
+        self.parser = httptools.HttpRequestParser(self)
+        self.remote: str | None = None
+        self.partial = b""  # bytes of the request being read that came in earlier reads
+        self.completed = False  # a request completed in the piece being parsed
+        self.hand_over = False
+        self.url = b""
+        self.headers: list[tuple[str, str]] = []
+        self.out: list[bytes | memoryview] = []
+        self.closing = False
+        self.paused = False
+        self.active = True  # data since the last idle check
+        self.idle_timer: asyncio.TimerHandle | None = None
+
+    # -- connection ----------------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]  # uvloop's is not a subclass
+        peer = transport.get_extra_info("peername")
+        self.remote = peer[0] if isinstance(peer, tuple | list) and peer else None
+        self.server.connections.add(self)
+        self._arm_idle_timer()
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        self._detach()
+
+    def _detach(self) -> None:
+        self.server.connections.discard(self)
+        if self.idle_timer is not None:
+            self.idle_timer.cancel()
+            self.idle_timer = None
+
+    def close(self) -> None:
+        self.closing = True
+        if self.transport is not None:
+            self.transport.close()
+
+    def _arm_idle_timer(self) -> None:
+        timeout = self.server.keepalive_timeout
+        if timeout > 0:
+            self.idle_timer = asyncio.get_running_loop().call_later(timeout, self._idle_check)
+
+    def _idle_check(self) -> None:
+        if self.active:
+            self.active = False
+            self._arm_idle_timer()
+        else:
+            self.idle_timer = None
+            self.close()
+
+    def pause_writing(self) -> None:
+        """The client reads slower than it asks: stop reading requests until it catches up."""
+        self.paused = True
+        if self.transport is not None:
+            self.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        self.paused = False
+        if self.transport is not None and not self.closing:
+            self.transport.resume_reading()
+
+    # -- reading -------------------------------------------------------------------------------
+
+    def data_received(self, data: bytes) -> None:
+        if self.closing:
+            return
+        self.active = True
+        n = len(data)
+        pos = 0
+        parser = self.parser
+        while pos < n:
+            end = data.find(b"\r\n\r\n", pos)
+            stop = n if end < 0 else end + 4
+            if pos == 0 and self.partial:  # the end of a head may straddle two reads
+                tail = self.partial[-3:]
+                i = (tail + data[:3]).find(b"\r\n\r\n")
+                if i >= 0:
+                    stop = i + 4 - len(tail)
+            piece = data if (pos == 0 and stop == n) else data[pos:stop]
+            self.completed = False
+            try:
+                parser.feed_data(piece)
+            except httptools.HttpParserCallbackError:
+                if self.hand_over:
+                    self._hand_over(self.partial + data[pos:])
+                    return
+                if self.closing:  # _Stop: answered, the connection closes
+                    self._flush()
+                    self.transport.close()  # type: ignore[union-attr]
+                    return
+                log.exception("hit path failed; closing the connection")
+                self._fail(500, "Internal Server Error")
+                return
+            except httptools.HttpParserUpgrade:  # pragma: no cover - handed over at its head
+                self._hand_over(self.partial + data[pos:])
+                return
+            except httptools.HttpParserError:
+                self._fail(400, "Bad Request")
+                return
+            if self.completed:
+                self.partial = b""
+            else:
+                self.partial += piece
+                if len(self.partial) > self.server.max_head_bytes:
+                    self._fail(431, "Request Header Fields Too Large")
+                    return
+            pos = stop
+        self._flush()
+
+    def _flush(self) -> None:
+        if self.out:
+            out, self.out = self.out, []
+            transport = self.transport
+            assert transport is not None
+            if len(out) == 1:
+                transport.write(out[0])
+            else:
+                transport.writelines(out)
+
+    def _fail(self, status: int, reason: str) -> None:
+        self.out.append(_error(status, reason, self.hits.date_line()))
+        self._flush()
+        self.close()
+
+    def _hand_over(self, raw: bytes) -> None:
+        """From now on the connection is aiohttp's; ``raw`` starts with the request to answer."""
+        self._flush()
+        transport = self.transport
+        assert transport is not None
+        self._detach()
+        self.closing = True
+        self.server.handed_over += 1
+        handler = self.server.app_server()
+        transport.set_protocol(handler)
+        handler.connection_made(transport)
+        if self.paused:
+            handler.pause_writing()
+        if raw:
+            handler.data_received(raw)
+
+    # -- httptools callbacks -------------------------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        self.url = b""
+        self.headers = []
+
+    def on_url(self, url: bytes) -> None:
+        self.url += url
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.headers.append((name.decode("latin-1"), value.decode("utf-8", "surrogateescape")))
+
+    def on_headers_complete(self) -> None:
+        parser = self.parser
+        method = parser.get_method()
+        if (method not in (b"GET", b"HEAD") or parser.should_upgrade()
+                or not self.url.startswith(b"/")):
+            self._refuse()
+        limit = self.server.max_field_size
+        for name, value in self.headers:
+            lname = name.lower()
+            if (lname in ("content-length", "transfer-encoding", "expect")
+                    and (lname != "content-length" or value.strip() != "0")) \
+                    or len(value) > limit or len(name) > limit:
+                self._refuse()
+
+    def on_message_complete(self) -> None:
+        parser = self.parser
+        keep_alive = parser.should_keep_alive()
+        if parser.get_http_version() == "1.1":
+            connection = b"" if keep_alive else _CLOSE
+        else:
+            connection = _KEEP_ALIVE if keep_alive else _CLOSE
+        try:
+            target = self.url.decode("ascii")
+        except UnicodeDecodeError:
+            self._refuse()
+        answer = self.hits.answer(parser.get_method().decode("ascii"), target,
+                                  Fields.indexed(self.headers), self.remote, connection)
+        if answer is None:
+            self._refuse()
+        self.out += answer
+        self.completed = True
+        if not keep_alive:
+            self.closing = True
+            raise _Stop
+
+    def _refuse(self) -> NoReturn:
+        self.hand_over = True
+        raise _HandOver
+
+
+def app_handler_factory(runner: web.AppRunner) -> Callable[[], asyncio.Protocol]:
+    """aiohttp's protocol for one connection of ``runner``'s application."""
+    server = runner.server
+    assert server is not None, "runner.setup() first"
+    return server  # web.Server() returns a RequestHandler

@@ -1,0 +1,187 @@
+"""Fresh memory hits answered without aiohttp: the same decision, pre-serialised answers.
+
+``HitPath.answer`` is what ``CacheEngine.handle`` does for a request that turns out to be a
+fresh hit in the memory tier, minus aiohttp's request and response objects: the gates
+(signed URLs), the cache key, ``MemoryStore.lookup`` (Vary), ``policy.decide`` and, for a
+``FreshHit``, the client's conditionals (304) and a single range (206/416), HEAD, the hit
+counters. It returns the response as bytes, or ``None`` when the request needs anything
+else (a miss, a stale or disk-tier entry, several ranges, a refused signature …), which the
+caller then hands to the aiohttp application unchanged: the engine answers it as before.
+
+Nothing here decides differently from the engine: the decision is ``decide()`` itself, the
+fields are ``client_response_fields`` / ``not_modified_fields`` / ``requested_ranges`` as the
+engine uses them. What is saved is the work that does not change between two hits on one
+stored response: its fields are serialised once (``Wire``, kept on the stored response, which
+never changes: an update makes a new one) and only ``Age``, the ``ttl`` of ``Cache-Status``
+and, when the origin sent none, ``Date`` are written per response.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from http import HTTPStatus
+
+from httpcache.cache_key import cache_key, split_target
+from httpcache.cache_status import CacheStatus
+from httpcache.conditional import not_modified, not_modified_fields
+from httpcache.dates import format_http_date
+from httpcache.engine import CacheEngine, requested_ranges
+from httpcache.errors import CacheError
+from httpcache.forwarding import client_response_fields
+from httpcache.headers import Fields
+from httpcache.messages import CacheRequest, StoredResponse
+from httpcache.policy import CACHEABLE_METHODS, FreshHit, decide
+from httpcache.ranges import ByteRange, Unsatisfiable
+
+# Bodies at least this large are written as their own buffer (no copy into the head's).
+JOIN_BELOW = 16 * 1024
+
+
+def serialise(status: int, fields: Fields) -> bytes:
+    """A status line and field lines (no final CRLF), encoded as aiohttp encodes them."""
+    try:
+        phrase = HTTPStatus(status).phrase
+    except ValueError:
+        phrase = ""
+    lines = [f"HTTP/1.1 {status} {phrase}\r\n"]
+    lines += [f"{name}: {value}\r\n" for name, value in fields]
+    return "".join(lines).encode("utf-8", "surrogateescape")
+
+
+class DateLine:
+    """``Date: <IMF-fixdate>\\r\\n`` for the current second, formatted once per second."""
+
+    __slots__ = ("_clock", "_line", "_second")
+
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self._clock = clock
+        self._second = -1
+        self._line = b""
+
+    def __call__(self) -> bytes:
+        second = int(self._clock())
+        if second != self._second:
+            self._line = f"Date: {format_http_date(second)}\r\n".encode("ascii")
+            self._second = second
+        return self._line
+
+
+class Wire:
+    """The pre-serialised parts of the answers to hits on one stored response."""
+
+    __slots__ = ("date_missing", "head_200", "head_304", "length", "partial_base",
+                 "status_prefix", "unsatisfiable")
+
+    def __init__(self, stored: StoredResponse, name: str, strip: frozenset[str]) -> None:
+        probe = CacheStatus(name, hit=True, ttl=0)
+        fields = client_response_fields(stored.headers, probe, via=name, age=0, strip=strip)
+        member = fields.get_all("cache-status")[-1]
+        assert member.endswith("ttl=0"), member
+        self.status_prefix = f"Cache-Status: {member[:-1]}".encode("utf-8", "surrogateescape")
+        static = fields.without("age", "cache-status")
+        length = self.length = len(stored.body)
+        self.date_missing = stored.headers.first("date") is None
+        whole = static.without("content-length")
+        if stored.status == 200 and "accept-ranges" not in whole.names():
+            whole = whole.appended("Accept-Ranges", "bytes")
+        self.head_200 = serialise(stored.status, whole.appended("Content-Length", str(length)))
+        self.head_304 = serialise(304, not_modified_fields(static))
+        self.partial_base = static.without("content-length", "content-range")
+        self.unsatisfiable = serialise(416, static.without(
+            "content-type", "content-encoding", "content-length").with_field(
+            "Content-Range", Unsatisfiable(length).content_range()).appended(
+            "Content-Length", "0"))
+
+
+class GateView:
+    """The request as a gate sees it (``engine.GateRequest``)."""
+
+    __slots__ = ("headers", "method", "remote")
+
+    def __init__(self, method: str, headers: Fields, remote: str | None) -> None:
+        self.method = method
+        self.headers = headers
+        self.remote = remote
+
+
+class HitPath:
+    """Answers fresh memory hits of one engine (see the module docstring)."""
+
+    def __init__(self, engine: CacheEngine, *, clock: Callable[[], float] | None = None
+                 ) -> None:
+        self.engine = engine
+        self.clock = clock or engine.clock
+        self.date_line = DateLine(self.clock)
+        config = engine.config
+        self._name = config.name
+        self._strip = frozenset(n.lower() for n in config.strip_response_fields)
+        self._policy = config.policy
+        self._gates = tuple(config.gates)
+        self._lookup = engine.store.lookup
+        self._hits = engine.metrics.requests.labels("hit")
+        self._not_modified = engine.metrics.requests.labels("not_modified")
+
+    def wire(self, stored: StoredResponse) -> Wire:
+        wire = stored.memo_wire
+        if not isinstance(wire, Wire):
+            wire = Wire(stored, self._name, self._strip)
+            stored.remember("memo_wire", wire)
+        return wire
+
+    def answer(self, method: str, target: str, headers: Fields, remote: str | None,
+               connection: bytes = b"") -> list[bytes | memoryview] | None:
+        """The response to a fresh hit (``connection``: extra field lines such as
+        ``Connection: close\\r\\n``), or ``None``: hand the request to the application."""
+        if method not in CACHEABLE_METHODS:
+            return None
+        now = self.clock()
+        if self._gates:
+            view = GateView(method, headers, remote)
+            try:
+                for gate in self._gates:
+                    target = gate(view, target, now)
+            except CacheError:
+                return None  # the application answers it (403 …) and counts it
+        key = cache_key(*split_target(target))
+        stored, vary_miss = self._lookup(key, headers)
+        if stored is None or stored.file is not None:
+            return None
+        creq = CacheRequest(method, key, headers)
+        decision = decide(creq, stored, now, self._policy, vary_miss=vary_miss)
+        if type(decision) is not FreshHit:
+            return None
+        wire = self.wire(stored)
+        tail = b"Age: %d\r\n%s%d\r\n%s%s\r\n" % (
+            int(decision.age), wire.status_prefix, int(decision.ttl),
+            self.date_line() if wire.date_missing else b"", connection)
+        body: bytes | memoryview = stored.body
+        if headers.first("if-none-match") is not None or headers.first(
+                "if-modified-since") is not None:
+            if not_modified(method, headers, stored.status, stored.headers):
+                self._hits.inc()
+                self._not_modified.inc()
+                return [wire.head_304 + tail]
+        if headers.first("range") is not None:
+            match requested_ranges(creq, stored.status, stored.headers, wire.length):
+                case [ByteRange() as part]:
+                    fields = wire.partial_base.appended(
+                        "Content-Range", part.content_range()).appended(
+                        "Content-Length", str(part.size))
+                    head = serialise(206, fields)
+                    body = memoryview(stored.body)[part.first:part.last + 1]
+                case [ByteRange(), ByteRange(), *_]:
+                    return None  # multipart/byteranges: the engine builds those
+                case Unsatisfiable():
+                    self._hits.inc()
+                    return [wire.unsatisfiable + tail]
+                case _:
+                    head = wire.head_200
+        else:
+            head = wire.head_200
+        self._hits.inc()
+        if method == "HEAD" or not body:
+            return [head + tail]
+        if len(body) < JOIN_BELOW:
+            return [b"".join((head, tail, body))]
+        return [head + tail, body]
