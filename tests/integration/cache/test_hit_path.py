@@ -1,0 +1,255 @@
+"""The edge's hit path (``httpcache.fast_server``) on a real socket: hits answered by it,
+everything else handed to aiohttp on the same connection, in order."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+
+import pytest
+
+from edge.signing import sign_url
+from httpcache.app import ENGINE
+from httpcache.cache_status import parse_members
+from httpcache.dates import format_http_date
+from httpcache.fast_server import HitServer
+from httpcache.hit_path import HitPath
+from tests.integration.cache.conftest import Topology, metric
+
+KEYS = {"k1": "secret-1"}
+BODY = bytes(range(256)) * 8  # 2 KiB
+CACHEABLE = {"Cache-Control": "max-age=60", "ETag": '"v1"', "Content-Type": "text/plain"}
+
+
+@dataclass
+class Response:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+    def cache_status(self) -> dict[str, str | bool]:
+        return parse_members(self.headers.get("cache-status"))[-1][1]
+
+
+@dataclass
+class Edge:
+    topo: Topology
+    server: HitServer
+    port: int
+
+    async def connect(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        return await asyncio.open_connection("127.0.0.1", self.port)
+
+
+async def read_response(reader: asyncio.StreamReader, *, head: bool = False) -> Response:
+    raw = await reader.readuntil(b"\r\n\r\n")
+    lines = raw.decode("latin-1").split("\r\n")
+    status = int(lines[0].split()[1])
+    headers: dict[str, str] = {}
+    for line in lines[1:]:
+        if line:
+            name, _, value = line.partition(":")
+            headers[name.strip().lower()] = value.strip()
+    length = int(headers.get("content-length", "0"))
+    body = b"" if head or status == 304 else await reader.readexactly(length)
+    return Response(status, headers, body)
+
+
+def get(path: str, *extra: str, method: str = "GET", version: str = "1.1") -> bytes:
+    lines = [f"{method} {path} HTTP/{version}", "Host: edge", *extra, "", ""]
+    return "\r\n".join(lines).encode()
+
+
+@pytest.fixture
+async def edge(make_topology: Callable[..., Awaitable[Topology]]) -> AsyncIterator[Edge]:
+    topo = await make_topology(shields=0, edge={"signing_keys": KEYS,
+                                                "signed_buckets": ("private",)})
+    topo.origin.set("/a", BODY, headers=CACHEABLE)
+    topo.origin.set("/b", b"bee", headers=CACHEABLE)
+    topo.origin.set("/private/doc", b"secret", headers=CACHEABLE)
+    assert topo.edge is not None and topo.edge.runner is not None
+    server = HitServer(HitPath(topo.edge_app[ENGINE]), topo.edge.runner.server)
+    listener = await asyncio.get_running_loop().create_server(server, "127.0.0.1", 0)
+    port = listener.sockets[0].getsockname()[1]
+    yield Edge(topo, server, port)
+    listener.close()
+    server.close_connections()
+
+
+async def warm(edge: Edge, *paths: str) -> None:
+    for path in paths:
+        resp, _ = await edge.topo.get(path)
+        assert resp.status == 200
+
+
+async def test_hits_are_answered_by_the_hit_path_with_age_and_cache_status(edge: Edge) -> None:
+    await warm(edge, "/a")
+    edge.topo.clock.advance(7)
+    reader, writer = await edge.connect()
+    writer.write(get("/a") + get("/a", method="HEAD"))
+    first = await read_response(reader)
+    second = await read_response(reader, head=True)
+    assert first.status == 200 and first.body == BODY
+    assert first.headers["age"] == "7"
+    assert first.cache_status() == {"hit": True, "ttl": "53"}
+    assert first.headers["content-length"] == str(len(BODY))
+    assert first.headers["accept-ranges"] == "bytes"
+    assert first.headers["date"]  # the origin's
+    assert first.headers["via"] == "1.1 cdn-edge-test"
+    assert second.status == 200 and second.headers["content-length"] == str(len(BODY))
+    assert edge.server.handed_over == 0
+    assert metric(edge.topo.edge_app, "cdn_requests_total", result="hit") == 2
+    writer.close()
+
+
+async def test_pipelined_hits_and_a_miss_are_answered_in_order(edge: Edge) -> None:
+    await warm(edge, "/a")
+    reader, writer = await edge.connect()
+    writer.write(get("/a") + get("/b") + get("/a", "Range: bytes=0-3") + get("/b"))
+    answers = [await read_response(reader) for _ in range(4)]
+    assert [a.status for a in answers] == [200, 200, 206, 200]
+    assert [a.body for a in answers] == [BODY, b"bee", BODY[:4], b"bee"]
+    assert answers[0].cache_status().get("hit") is True
+    assert answers[1].cache_status().get("fwd") == "uri-miss"  # aiohttp answered from here on
+    assert edge.server.handed_over == 1
+    writer.write(get("/a"))  # the connection still works (now aiohttp's)
+    assert (await read_response(reader)).body == BODY
+    writer.close()
+
+
+async def test_conditionals_and_ranges_from_the_hit_path(edge: Edge) -> None:
+    await warm(edge, "/a")
+    reader, writer = await edge.connect()
+    writer.write(get("/a", 'If-None-Match: "v1"') + get("/a", "Range: bytes=-10")
+                 + get("/a", "Range: bytes=5000-") + get("/a", 'If-None-Match: "v0"'))
+    not_modified = await read_response(reader)
+    partial = await read_response(reader)
+    unsatisfiable = await read_response(reader)
+    full = await read_response(reader)
+    assert not_modified.status == 304 and not_modified.headers["etag"] == '"v1"'
+    assert "content-length" not in not_modified.headers
+    assert partial.status == 206 and partial.body == BODY[-10:]
+    assert partial.headers["content-range"] == f"bytes {len(BODY) - 10}-{len(BODY) - 1}/2048"
+    assert unsatisfiable.status == 416
+    assert unsatisfiable.headers["content-range"] == "bytes */2048"
+    assert full.status == 200 and full.body == BODY
+    assert edge.server.handed_over == 0
+    assert metric(edge.topo.edge_app, "cdn_requests_total", result="not_modified") == 1
+    writer.close()
+
+
+async def test_if_modified_since_gives_304(edge: Edge) -> None:
+    edge.topo.origin.set("/m", b"mm", headers={
+        **CACHEABLE, "Last-Modified": format_http_date(edge.topo.clock() - 100)})
+    await warm(edge, "/m")
+    reader, writer = await edge.connect()
+    writer.write(get("/m", f"If-Modified-Since: {format_http_date(edge.topo.clock())}"))
+    assert (await read_response(reader)).status == 304
+    writer.close()
+
+
+async def test_same_answers_as_the_application(edge: Edge) -> None:
+    """Field for field (but Server and Date, which aiohttp adds), what aiohttp would send."""
+    await warm(edge, "/a")
+    for extra in ([], ["Range: bytes=1-2"], ['If-None-Match: "v1"'], ["Range: bytes=9999-"]):
+        ours_r, ours_w = await edge.connect()
+        ours_w.write(get("/a", *extra))
+        ours = await read_response(ours_r)
+        theirs_r, theirs_w = await asyncio.open_connection("127.0.0.1",
+                                                           edge.topo.edge.port)  # type: ignore[union-attr]
+        theirs_w.write(get("/a", *extra))
+        theirs = await read_response(theirs_r)
+        assert ours.status == theirs.status
+        assert ours.body == theirs.body
+        skip = {"server"}
+        assert {k: v for k, v in ours.headers.items() if k not in skip} == \
+            {k: v for k, v in theirs.headers.items() if k not in skip}, extra
+        ours_w.close()
+        theirs_w.close()
+
+
+async def test_signed_urls_checked_on_the_hit_path(edge: Edge) -> None:
+    url = sign_url("/private/doc", key_id="k1", secret=KEYS["k1"],
+                   expires_at=int(edge.topo.clock()) + 60)
+    await warm(edge, url)
+    reader, writer = await edge.connect()
+    writer.write(get(url))
+    hit = await read_response(reader)
+    assert hit.status == 200 and hit.body == b"secret" and hit.cache_status().get("hit")
+    assert edge.server.handed_over == 0
+    writer.write(get(url.replace("sig=", "sig=x")))
+    denied = await read_response(reader)
+    assert denied.status == 403
+    assert metric(edge.topo.edge_app, "cdn_requests_total", result="denied") == 1
+    writer.close()
+
+
+async def test_malformed_request_gets_400_and_the_connection_closes(edge: Edge) -> None:
+    await warm(edge, "/a")
+    reader, writer = await edge.connect()
+    writer.write(get("/a") + b"GET /a HTTP/1.1\r\nBad Header\r\n\r\n")
+    assert (await read_response(reader)).status == 200
+    assert (await read_response(reader)).status == 400
+    assert await reader.read() == b""
+    writer.close()
+
+
+async def test_oversized_head_gets_431(edge: Edge) -> None:
+    reader, writer = await edge.connect()
+    writer.write(b"GET /a HTTP/1.1\r\n" + b"X-Big: " + b"x" * 70_000)
+    assert (await read_response(reader)).status == 431
+    assert await reader.read() == b""
+    writer.close()
+
+
+async def test_long_field_is_handed_to_aiohttp(edge: Edge) -> None:
+    reader, writer = await edge.connect()
+    writer.write(get("/a", "X-Long: " + "y" * 20_000))
+    assert (await read_response(reader)).status in (400, 431)
+    writer.close()
+
+
+async def test_connection_close_and_http_1_0(edge: Edge) -> None:
+    await warm(edge, "/a")
+    reader, writer = await edge.connect()
+    writer.write(get("/a", "Connection: close") + get("/a"))
+    answer = await read_response(reader)
+    assert answer.status == 200 and answer.headers["connection"] == "close"
+    assert await reader.read() == b""  # the second request is not answered
+    writer.close()
+
+    reader, writer = await edge.connect()
+    writer.write(get("/a", "Connection: keep-alive", version="1.0") + get("/a", version="1.0"))
+    first = await read_response(reader)
+    assert first.headers["connection"] == "keep-alive" and first.body == BODY
+    second = await read_response(reader)
+    assert second.headers["connection"] == "close" and second.body == BODY
+    assert await reader.read() == b""
+    writer.close()
+
+
+async def test_request_split_across_reads_and_post_handed_over(edge: Edge) -> None:
+    await warm(edge, "/a")
+    reader, writer = await edge.connect()
+    raw = get("/a")
+    for cut in (len(raw) - 3, len(raw) - 2, len(raw) - 1):  # the CRLF CRLF split
+        writer.write(raw[:cut])
+        await writer.drain()
+        await asyncio.sleep(0.01)
+        writer.write(raw[cut:])
+        assert (await read_response(reader)).body == BODY
+    assert edge.server.handed_over == 0
+    writer.write(b"POST /b HTTP/1.1\r\nHost: edge\r\nContent-Length: 5\r\n\r\nhello" + get("/a"))
+    posted = await read_response(reader)
+    assert posted.cache_status().get("fwd") == "method"
+    assert (await read_response(reader)).body == BODY
+    assert edge.topo.origin.last("/b").body == b"hello"
+    writer.close()
+
+
+async def test_metrics_and_health_are_the_applications(edge: Edge) -> None:
+    reader, writer = await edge.connect()
+    writer.write(get("/_health"))
+    assert (await read_response(reader)).body == b"ok\n"
+    writer.close()
