@@ -168,7 +168,8 @@ class Reconstructor:
                          down: set[str], stats: ReconstructorStats
                          ) -> tuple[dict[int, bytes], set[int], set[int]]:
         """``(good payloads, bad indexes, unreachable indexes)``: the reported fragments
-        checked, then good ones read until ``k`` (data first)."""
+        checked, then — if anything needs rebuilding — good ones read until ``k`` (data
+        first)."""
         locations = state.locations[seg]
         plan = plan_repair_reads(state.ndata, {i: loc.node_id for i, loc in locations.items()},
                                  state.suspects.get(seg, ()), lost, down)
@@ -187,6 +188,9 @@ class Reconstructor:
                 (bad if exc.kind in ("corrupt", "not-found") else unreachable).add(index)
 
         await asyncio.gather(*(fetch(i) for i in plan.verify))
+        if not plan_segment_repair(state.ndata + state.nparity, locations, bad,
+                                   unreachable).wanted:
+            return good, bad, unreachable  # a stale report: nothing to rebuild, read no more
         candidates = list(plan.order)
         while len(good) < state.ndata and candidates:
             wave = candidates[: state.ndata - len(good)]
