@@ -23,6 +23,7 @@ import argparse
 import asyncio
 import cProfile
 import io
+import logging
 import pstats
 import resource
 import shutil
@@ -128,6 +129,8 @@ def main() -> int:
     args = parser.parse_args()
     import uvloop
 
+    # wrk drops its connections at the end of a run, mid-request: not worth a traceback
+    logging.getLogger("aiohttp").setLevel(logging.CRITICAL)
     work = Path(tempfile.mkdtemp(prefix="bench-miss-micro-"))
     origin = start_origin(args.origin, work, [parse_size(args.size)])
     try:

@@ -171,6 +171,13 @@ class FlightReader:
         """Wait for the head; non-owners get ``NotShareable`` for a private response."""
         return await self.flight._wait_head(owner)
 
+    def ready(self) -> bool:
+        """Whether the next chunk (or the end of the body) is at hand: reading it now would
+        not wait for the upstream."""
+        flight = self.flight
+        return (flight._positions.get(self._token, 0) < flight._offset + len(flight._chunks)
+                or flight._done)
+
     def chunks(self) -> AsyncIterator[bytes]:
         """The body from the start, chunk by chunk as it arrives; raises the fetch's error
         if the upstream broke off."""

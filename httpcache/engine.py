@@ -444,7 +444,8 @@ class CacheEngine:
                 return await _stream(request, 206, fields, _slice(reader.chunks(), part))
             case Unsatisfiable() as bad:
                 return self._unsatisfiable(fields, bad)
-        return await _stream(request, head.status, fields, reader.chunks())
+        return await _stream(request, head.status, fields, reader.chunks(),
+                             head_now=not reader.ready())
 
     async def _produce(self, flight: Flight, *, creq: CacheRequest, method: str,
                        headers: Fields, stored: StoredResponse | None, fills: bool) -> None:
@@ -665,17 +666,33 @@ def _response(status: int, fields: Fields, body: bytes) -> web.Response:
     return response
 
 
+class _HeadWithBody(web.StreamResponse):
+    """A streamed response whose head is sent with its first body bytes (one write, one
+    segment: for a small body the whole response) instead of on its own at ``prepare``.
+    aiohttp's ``Response`` buffers its head the same way; an aiohttp without this switch
+    sends the head at ``prepare`` as before."""
+
+    _send_headers_immediately = False
+
+
 async def _stream(request: web.Request, status: int, fields: Fields,
-                  chunks: AsyncIterable[bytes] | None) -> web.StreamResponse:
+                  chunks: AsyncIterable[bytes] | None, *, head_now: bool = True
+                  ) -> web.StreamResponse:
     """Send the head, then the chunks as they come (each write waits for the socket).
+
+    ``head_now=False`` when the first chunk (or the end) is known to be at hand: the head
+    then goes out with it in one write. Otherwise the head is sent at once, so the time to
+    first byte never waits for the body.
 
     If the upstream breaks off after the head was sent, the only honest thing left is to cut
     the connection: the client then sees a truncated response (Content-Length short, or an
     unterminated chunked body) instead of a complete-looking wrong one.
     """
-    response = web.StreamResponse(status=status, headers=CIMultiDict(fields))
+    response = _HeadWithBody(status=status, headers=CIMultiDict(fields))
     await response.prepare(request)
     if chunks is not None:
+        if head_now:
+            await response.write(b"")  # the head alone
         try:
             async for chunk in chunks:
                 await response.write(chunk)
