@@ -110,6 +110,8 @@ async def run(args: argparse.Namespace, origin_url: str) -> None:
                 stats.sort_stats("tottime").print_stats(args.top)
                 stats.sort_stats("cumulative").print_stats(args.top)
                 print(text.getvalue())
+                if args.dump:
+                    stats.dump_stats(f"{args.dump}.{connections}")
     finally:
         if listener is not None:
             listener.close()
@@ -125,6 +127,7 @@ def main() -> int:
     parser.add_argument("--origin", choices=("nginx", "aiohttp"), default="nginx")
     parser.add_argument("--profile", action="store_true")
     parser.add_argument("--top", type=int, default=40)
+    parser.add_argument("--dump", help="with --profile: also save the stats here (pstats)")
     parser.add_argument("--no-hit-path", action="store_true")
     args = parser.parse_args()
     import uvloop

@@ -16,6 +16,7 @@ value that fails to parse, or carries a known directive with an argument of the 
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field
 
@@ -212,8 +213,12 @@ def _parse_member(value: str, pos: int) -> tuple[str, str | None, int] | None:
     return name.group(0).lower(), arg, pos + 1
 
 
+@functools.lru_cache(maxsize=4096)
 def parse_cache_control(value: str | None) -> CacheControl:
     """Parse one (combined) Cache-Control field value; members that do not parse are skipped.
+
+    Memoised: responses repeat a few values ("public, max-age=3600") and a miss asks for its
+    directives several times. The result is shared, so it is read-only to every caller.
 
     Duplicate directives keep the first occurrence: §4.2.1 "When there is more than one value
     present for a given directive ... either the first occurrence should be used or the
@@ -290,8 +295,10 @@ def _sf_parameters(value: str, pos: int) -> int:
     return pos
 
 
+@functools.lru_cache(maxsize=1024)
 def parse_sf_directives(value: str | None) -> CacheControl | None:
     """``CDN-Cache-Control`` as directives, or ``None`` when it is not a valid SF Dictionary.
+    Memoised like ``parse_cache_control`` (the result is read-only).
 
     Keys are lower-cased before matching (lenient on case only). Known delta-seconds
     directives must be Integers ≥ 0; Boolean false members are dropped (RFC 8941: ``a=?0``).

@@ -171,7 +171,7 @@ class CacheEngine:
         for gate in self.config.gates:
             target = gate(request, target, now)
         key = cache_key(*split_target(target))
-        creq = CacheRequest(request.method, key, Fields(request.headers.items()))
+        creq = CacheRequest(request.method, key, Fields.indexed(request.headers.items()))
         cacheable = request.method in CACHEABLE_METHODS
         stored, vary_miss = self.store.lookup(key, creq.headers) if cacheable else (None, False)
         if stored is None and cacheable and self._lower_tiers \
@@ -506,9 +506,10 @@ class CacheEngine:
         sink = (BodySink(self.store, self.disk, length)
                 if fills and shareable
                 and is_worth_storing(up.status, up.headers, response_time, policy) else None)
+        kept = fields_to_store(up.headers, policy) if shareable else None
         flight.publish_head(FlightHead(
             status=up.status, headers=up.headers,
-            shared_headers=fields_to_store(up.headers, policy) if shareable else None,
+            shared_headers=kept,
             content_length=length, fwd_status=up.status,
             stored=sink is not None and sink.keeping,
             request_time=request_time, response_time=response_time,
@@ -535,7 +536,8 @@ class CacheEngine:
             raise
         if sink is not None and sink.keeping:
             stored = make_stored_response(creq.target, as_sent, up.status, up.headers,
-                                          sink.body(), request_time, response_time, policy)
+                                          sink.body(), request_time, response_time, policy,
+                                          kept=kept)
             await self._keep(stored, sink, since)
         elif method == "GET" and up.status not in ERROR_STATUSES:
             # superseded by a response we do not keep (an error keeps the stale one usable

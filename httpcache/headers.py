@@ -27,6 +27,14 @@ class Fields:
         self._index: dict[str, list[str]] | None = None
 
     @classmethod
+    def _of_str_pairs(cls, items: tuple[tuple[str, str], ...]) -> Fields:
+        """Fields over pairs known to be ``(str, str)`` already (copies of our own)."""
+        fields = object.__new__(cls)
+        fields._items = items
+        fields._index = None
+        return fields
+
+    @classmethod
     def indexed(cls, items: Iterable[tuple[str, str]]) -> Fields:
         """Fields with a name index built up front: lookups cost one dict access instead of
         a scan. For request fields, looked up many times and soon dropped (the store keeps
@@ -95,7 +103,15 @@ class Fields:
         return None
 
     def names(self) -> set[str]:
+        if self._index is not None:
+            return set(self._index)
         return {k.lower() for k, _ in self._items}
+
+    def has_any(self, names: frozenset[str] | set[str]) -> bool:
+        """Whether a field of one of ``names`` (lower-case) is present."""
+        if self._index is not None:
+            return not names.isdisjoint(self._index)
+        return any(k.lower() in names for k, _ in self._items)
 
     def without(self, *names: str | Iterable[str]) -> Fields:
         drop: set[str] = set()
@@ -104,14 +120,15 @@ class Fields:
                 drop.add(n.lower())
             else:
                 drop.update(x.lower() for x in n)
-        return Fields((k, v) for k, v in self._items if k.lower() not in drop)
+        return Fields._of_str_pairs(
+            tuple([item for item in self._items if item[0].lower() not in drop]))
 
     def with_field(self, name: str, value: str) -> Fields:
         """A copy with every ``name`` line replaced by one line ``name: value``."""
-        return Fields([*self.without(name)._items, (name, value)])
+        return Fields._of_str_pairs((*self.without(name)._items, (str(name), str(value))))
 
     def appended(self, name: str, value: str) -> Fields:
-        return Fields([*self._items, (name, value)])
+        return Fields._of_str_pairs((*self._items, (str(name), str(value))))
 
     def byte_size(self) -> int:
         return sum(len(k) + len(v) + 4 for k, v in self._items)
@@ -136,5 +153,11 @@ def end_to_end(fields: Fields) -> Fields:
     message is forwarded and, for each connection-option in this field, remove any header or
     trailer field(s) from the message with the same name as the connection-option, and then
     remove the Connection header field itself".
+
+    ``fields`` itself when it has none (the common case: no copy).
     """
-    return fields.without(HOP_BY_HOP, connection_options(fields))
+    options = connection_options(fields)
+    drop = HOP_BY_HOP | options if options else HOP_BY_HOP
+    if not fields.has_any(drop):
+        return fields
+    return fields.without(drop)

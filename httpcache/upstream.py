@@ -118,7 +118,7 @@ class HttpUpstream:
             ) as resp:
                 yield UpstreamResponse(
                     status=resp.status,
-                    headers=end_to_end(Fields(resp.headers.items())),
+                    headers=end_to_end(Fields.indexed(resp.headers.items())),
                     chunks=_chunks(resp, self.base_url),
                     upstream=self.base_url,
                 )
