@@ -444,8 +444,12 @@ class CacheEngine:
                 return await _stream(request, 206, fields, _slice(reader.chunks(), part))
             case Unsatisfiable() as bad:
                 return self._unsatisfiable(fields, bad)
+        # The head waits for the first body bytes when they are at hand or when the length
+        # is declared (a finite body the origin is sending now), so both go out in one write
+        # as nginx's postpone_output does; an open-ended body (no length: a stream, perhaps
+        # long-polled) gets its head at once.
         return await _stream(request, head.status, fields, reader.chunks(),
-                             head_now=not reader.ready())
+                             head_now=length is None and not reader.ready())
 
     async def _produce(self, flight: Flight, *, creq: CacheRequest, method: str,
                        headers: Fields, stored: StoredResponse | None, fills: bool) -> None:
@@ -682,9 +686,9 @@ async def _stream(request: web.Request, status: int, fields: Fields,
                   ) -> web.StreamResponse:
     """Send the head, then the chunks as they come (each write waits for the socket).
 
-    ``head_now=False`` when the first chunk (or the end) is known to be at hand: the head
-    then goes out with it in one write. Otherwise the head is sent at once, so the time to
-    first byte never waits for the body.
+    ``head_now=False``: the head goes out with the first chunk (or the end), in one write;
+    the caller knows that chunk is at hand or coming now. Otherwise the head is sent at
+    once. Either way the time to first byte never waits for more than the first chunk.
 
     If the upstream breaks off after the head was sent, the only honest thing left is to cut
     the connection: the client then sees a truncated response (Content-Length short, or an
