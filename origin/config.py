@@ -79,6 +79,9 @@ class OriginConfig:
                                    "writes stop waiting for it (after quorum)")
     db_pool_max: int = _opt(16, "PostgreSQL connections per origin process")
     max_clock_skew: int = _opt(900, "allowed X-Amz-Date skew in seconds (S3: 15 min)")
+    # Credentials and buckets are read on every request; another origin's change to either is
+    # seen within this long (this process's own changes at once). 0 disables the memo.
+    lookup_cache_ttl: float = _opt(2.0, "seconds a credential or bucket row is reused")
     lifecycle_interval: float = _opt(3600.0, "seconds between lifecycle passes (expiration, "
                                               "transitions, abandoned uploads); 0 disables")
     # Durability (issue 4): storage classes and the background workers.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import time
 from collections.abc import Callable
 from urllib.parse import quote
 
@@ -12,7 +13,7 @@ from aiohttp import web
 
 from origin.api import s3xml, s3xml_in
 from origin.api.auth import Action, authorize
-from origin.api.keys import CONFIG, POOL, PRINCIPAL
+from origin.api.keys import BUCKETS, CONFIG, POOL, PRINCIPAL
 from origin.api.names import check_bucket_name, check_key
 from origin.api.paths import split_path
 from origin.errors import (
@@ -55,11 +56,21 @@ async def load_bucket(request: web.Request, name: str, action: Action) -> Bucket
     """The bucket, after checking the caller may ``action`` it (NoSuchBucket when it does not
     exist)."""
     check_bucket_name(name)
-    bucket = await bucket_store.get_bucket(request.app[POOL], name)
+    cache, now = request.app[BUCKETS], time.monotonic()
+    bucket = cache.get(name, now)
+    if bucket is None:
+        bucket = await bucket_store.get_bucket(request.app[POOL], name)
+        if bucket is not None:
+            cache.put(name, bucket, now)
     authorize(request[PRINCIPAL], bucket, action)
     if bucket is None:
         raise NoSuchBucket()
     return bucket
+
+
+def forget_bucket(request: web.Request, name: str) -> None:
+    """After this process changed a bucket row: the next request reads it afresh."""
+    request.app[BUCKETS].discard(name)
 
 
 async def list_buckets(request: web.Request) -> web.Response:
@@ -93,6 +104,7 @@ async def create_bucket(request: web.Request) -> web.Response:
     public_read = _canned_acl(request)
     await request.read()  # CreateBucketConfiguration (LocationConstraint) is not needed
     await bucket_store.create_bucket(request.app[POOL], name, principal.owner, public_read)
+    forget_bucket(request, name)
     return web.Response(status=200, headers={"Location": f"/{name}"})
 
 
@@ -109,20 +121,24 @@ async def delete_bucket(request: web.Request) -> web.Response:
     bucket = await load_bucket(request, name, "write")
     if "lifecycle" in request.query:
         await bucket_store.set_lifecycle(request.app[POOL], bucket.name, None)
+        forget_bucket(request, bucket.name)
         return web.Response(status=204)
     await bucket_store.delete_bucket(request.app[POOL], name)
+    forget_bucket(request, name)
     return web.Response(status=204)
 
 
 async def put_versioning(request: web.Request, bucket: Bucket) -> web.Response:
     status = s3xml_in.parse_versioning(await request.read())
     await bucket_store.set_versioning(request.app[POOL], bucket.name, status)
+    forget_bucket(request, bucket.name)
     return web.Response(status=200)
 
 
 async def put_lifecycle(request: web.Request, bucket: Bucket) -> web.Response:
     rules = parse_lifecycle(await request.read())
     await bucket_store.set_lifecycle(request.app[POOL], bucket.name, rules)
+    forget_bucket(request, bucket.name)
     return web.Response(status=200)
 
 
@@ -133,6 +149,7 @@ async def put_acl(request: web.Request, bucket: Bucket) -> web.Response:
     if "x-amz-acl" not in request.headers:
         raise NotImplementedYet("only canned ACLs (x-amz-acl) are supported")
     await bucket_store.set_public_read(request.app[POOL], bucket.name, _canned_acl(request))
+    forget_bucket(request, bucket.name)
     return web.Response(status=200)
 
 

@@ -11,9 +11,11 @@ from origin.api.auth import Principal
 from origin.config import OriginConfig
 from origin.ec_reader import ECReader
 from origin.ec_writer import ECWriter
+from origin.metadata.models import Bucket, Credential
 from origin.metrics import OriginMetrics
 from origin.nodeclient import NodeClient
 from origin.nodehealth import NodeHealth
+from origin.ttl_cache import TTLCache
 
 CONFIG = web.AppKey("config", OriginConfig)
 METRICS = web.AppKey("metrics", OriginMetrics)
@@ -23,6 +25,9 @@ NODES = web.AppKey("nodes", NodeClient)
 HEALTH = web.AppKey("health", NodeHealth)
 WRITER = web.AppKey("writer", ECWriter)
 READER = web.AppKey("reader", ECReader)
+# Per-process memos of rows read on every request (see ``origin.ttl_cache``).
+CREDENTIALS: web.AppKey[TTLCache[str, Credential]] = web.AppKey("credentials")
+BUCKETS: web.AppKey[TTLCache[str, Bucket]] = web.AppKey("buckets")
 
 REQUEST_ID = web.RequestKey("request_id", str)
 # None for an anonymous request.

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from aiohttp import web
 
 from origin.api import auth, s3xml
-from origin.api.keys import CONFIG, METRICS, POOL, PRINCIPAL, REQUEST_ID
+from origin.api.keys import CONFIG, CREDENTIALS, METRICS, POOL, PRINCIPAL, REQUEST_ID
 from origin.api.paths import resource, split_path
 from origin.errors import (
     EntityTooLarge,
@@ -26,6 +26,7 @@ from origin.errors import (
     InvalidRange,
     MethodNotAllowed,
     OriginError,
+    SignatureDoesNotMatch,
 )
 from origin.metadata.credentials import get_credential
 
@@ -96,16 +97,39 @@ async def s3_middleware(request: web.Request, handler: Handler) -> web.StreamRes
 
 
 async def _authenticate(request: web.Request) -> auth.Principal | None:
+    """SigV4 with the credential from the per-process cache. A signature that does not match
+    a cached secret is checked once more against the stored one (the key may have been
+    rotated since it was cached), so only a revoked key can outlive its row, by the cache's
+    TTL at most."""
     config = request.app[CONFIG]
     pool = request.app[POOL]
+    cache = request.app[CREDENTIALS]
     raw_path, _sep, raw_query = request.raw_path.partition("?")
     parts = auth.RequestParts(request.method, raw_path, raw_query, request.headers.items())
+    from_cache: list[str] = []
 
     async def lookup(access_key: str):  # noqa: ANN202 - CredentialLookup
-        return await get_credential(pool, access_key)
+        now = time.monotonic()
+        credential = cache.get(access_key, now)
+        if credential is not None:
+            from_cache.append(access_key)
+            return credential
+        credential = await get_credential(pool, access_key)
+        if credential is not None:
+            cache.put(access_key, credential, now)
+        return credential
 
-    return await auth.authenticate(parts, lookup, region=config.region,
-                                   now=datetime.now(UTC), max_skew=config.max_clock_skew)
+    now = datetime.now(UTC)
+    try:
+        return await auth.authenticate(parts, lookup, region=config.region, now=now,
+                                       max_skew=config.max_clock_skew)
+    except SignatureDoesNotMatch:
+        if not from_cache:
+            raise
+    for access_key in from_cache:
+        cache.discard(access_key)
+    return await auth.authenticate(parts, lookup, region=config.region, now=now,
+                                   max_skew=config.max_clock_skew)
 
 
 async def add_request_id(request: web.Request, response: web.StreamResponse) -> None:

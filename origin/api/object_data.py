@@ -21,7 +21,7 @@ from origin.api.auth import Principal
 from origin.api.body import IncomingBody
 from origin.api.keys import CONFIG, POOL, READER, WRITER
 from origin.api.object_headers import content_md5
-from origin.ec_reader import ECReader
+from origin.ec_reader import MAP_WINDOW, ECReader
 from origin.ec_writer import BodyReader
 from origin.erasure import cached_scheme
 from origin.errors import BadDigest, ContentSHA256Mismatch, InvalidStorageClass
@@ -87,10 +87,17 @@ async def store_body(request: web.Request, object_id: str, principal: Principal 
 
 
 async def _blob_chunks(reader: ECReader, pool: asyncpg.Pool, blob_id: str, s: StorageScheme,
-                       size: int, first: int, last: int) -> AsyncGenerator[bytes, None]:
+                       size: int, first: int, last: int,
+                       prefetched: FragmentMap | None = None) -> AsyncGenerator[bytes, None]:
+    """``prefetched``: the map of segments ``0 .. MAP_WINDOW - 1`` read along with the
+    object row; it answers the reader's first map load when the read starts there."""
     scheme = cached_scheme(s.ndata, s.nparity, s.segment_size, s.ec_type)
 
     async def load_map(first_segment: int, last_segment: int) -> FragmentMap:
+        nonlocal prefetched
+        if prefetched is not None and first_segment == 0 and last_segment < MAP_WINDOW:
+            known, prefetched = prefetched, None
+            return {i: known.get(i, {}) for i in range(first_segment, last_segment + 1)}
         return await object_store.get_fragments(pool, blob_id, first_segment, last_segment)
 
     slices = scheme.segment_slices(size, first, last)
@@ -100,13 +107,14 @@ async def _blob_chunks(reader: ECReader, pool: asyncpg.Pool, blob_id: str, s: St
             yield chunk
 
 
-async def object_chunks(app: web.Application, obj: ObjectRecord, first: int,
-                        last: int) -> AsyncGenerator[bytes, None]:
-    """Bytes ``first..last`` (inclusive) of ``obj``, in order."""
+async def object_chunks(app: web.Application, obj: ObjectRecord, first: int, last: int,
+                        prefetched: FragmentMap | None = None) -> AsyncGenerator[bytes, None]:
+    """Bytes ``first..last`` (inclusive) of ``obj``, in order. ``prefetched``: see
+    ``_blob_chunks`` (ignored for multipart objects, whose data lives in the parts)."""
     pool, reader = app[POOL], app[READER]
     if not obj.part_count:
-        async with contextlib.aclosing(
-                _blob_chunks(reader, pool, obj.id, obj.scheme, obj.size, first, last)) as it:
+        async with contextlib.aclosing(_blob_chunks(
+                reader, pool, obj.id, obj.scheme, obj.size, first, last, prefetched)) as it:
             async for chunk in it:
                 yield chunk
         return

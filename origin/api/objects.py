@@ -48,6 +48,7 @@ from origin.api.preconditions import (
     parse_range,
     range_applies,
 )
+from origin.ec_reader import MAP_WINDOW
 from origin.errors import (
     ClientError,
     InvalidArgument,
@@ -58,6 +59,7 @@ from origin.errors import (
     OriginError,
     PreconditionFailed,
 )
+from origin.layout import FragmentMap
 from origin.metadata import objects as object_store
 from origin.metadata import versions
 from origin.metadata.models import Bucket, NewObject, ObjectRecord
@@ -324,6 +326,12 @@ async def _find_version(request: web.Request, bucket: Bucket, key: str,
         obj = await object_store.get_object(pool, bucket.name, key)
     else:
         obj = await versions.get_version(pool, bucket.name, key, version_id)
+    return _found(obj, bucket, key, version_id)
+
+
+def _found(obj: ObjectRecord | None, bucket: Bucket, key: str,
+           version_id: str | None) -> ObjectRecord:
+    """``obj`` if it is a version with data, else the S3 error ``_find_version`` documents."""
     if obj is None:
         raise _missing(bucket.name, key, version_id)
     if obj.delete_marker:
@@ -352,7 +360,15 @@ async def get_object(request: web.Request) -> web.StreamResponse:
     if "tagging" in request.query and request.method == "GET":
         return await get_tagging(request, bucket_name, key)
     bucket = await load_bucket(request, bucket_name, "read")
-    obj = await _find_version(request, bucket, key, request.query.get("versionId"))
+    version_id = request.query.get("versionId")
+    prefetched: FragmentMap | None = None
+    if version_id is None and request.method == "GET":
+        # The latest version and its first fragment map rows in one query.
+        found, prefetched = await object_store.get_object_and_map(
+            request.app[POOL], bucket.name, key, MAP_WINDOW)
+        obj = _found(found, bucket, key, None)
+    else:
+        obj = await _find_version(request, bucket, key, version_id)
     outcome = evaluate_preconditions(request.method, request.headers, obj.etag,
                                      obj.last_modified)
     if outcome is Outcome.NOT_MODIFIED:
@@ -381,17 +397,17 @@ async def get_object(request: web.Request) -> web.StreamResponse:
         await response.write_eof()
         return response
     first, last = (byte_range.first, byte_range.last) if byte_range else (0, obj.size - 1)
-    return await _stream_object(request, obj, status, headers, first, last)
+    return await _stream_object(request, obj, status, headers, first, last, prefetched)
 
 
 async def _stream_object(
     request: web.Request, obj: ObjectRecord, status: int, headers: dict[str, str],
-    first: int, last: int,
+    first: int, last: int, prefetched: FragmentMap | None = None,
 ) -> web.StreamResponse:
     """Decode and send bytes ``first..last``. The first chunk is read before any header is
     sent, so a read that cannot even start still gets a proper 503 document; a failure later
     aborts the connection (the client sees a short body, never wrong bytes)."""
-    chunks = object_chunks(request.app, obj, first, last)
+    chunks = object_chunks(request.app, obj, first, last, prefetched)
     metrics = request.app[METRICS]
     async with contextlib.aclosing(chunks):
         chunk = await anext(chunks)

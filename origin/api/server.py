@@ -19,7 +19,18 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from cdn.roles import run_role
 from origin.api import buckets, objects
 from origin.api.auth import ADMIN_OWNER
-from origin.api.keys import CONFIG, HEALTH, METRICS, NODES, POOL, READER, SESSION, WRITER
+from origin.api.keys import (
+    BUCKETS,
+    CONFIG,
+    CREDENTIALS,
+    HEALTH,
+    METRICS,
+    NODES,
+    POOL,
+    READER,
+    SESSION,
+    WRITER,
+)
 from origin.api.middleware import add_request_id, s3_middleware
 from origin.config import OriginConfig
 from origin.ec_reader import ECReader
@@ -33,6 +44,7 @@ from origin.metadata.nodes import touch_nodes, upsert_nodes
 from origin.metrics import OriginMetrics
 from origin.nodeclient import NodeClient
 from origin.nodehealth import NodeHealth
+from origin.ttl_cache import TTLCache
 from origin.workers.base import ClusterContext
 from origin.workers.runtime import BackgroundWorkers, bad_fragment_reporter, refresh_node_directory
 
@@ -129,6 +141,8 @@ def build_app(config: OriginConfig) -> web.Application:
     app = web.Application(middlewares=[s3_middleware], client_max_size=1 << 20)
     app[CONFIG] = config
     app[METRICS] = OriginMetrics()
+    app[CREDENTIALS] = TTLCache(config.lookup_cache_ttl)
+    app[BUCKETS] = TTLCache(config.lookup_cache_ttl)
     app.cleanup_ctx.extend([_metadata, _storage, _lifecycle])
     app.on_response_prepare.append(add_request_id)
     r = app.router

@@ -58,9 +58,18 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
                               schema="pg_catalog")
 
 
+async def _keep_session(_conn: asyncpg.Connection) -> None:
+    """Release without asyncpg's reset query (``pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN
+    *; RESET ALL``): one extra round trip after every pooled query, for session state we never
+    create. Our advisory locks are transaction-scoped (``pg_advisory_xact_lock``), we use no
+    cursors, LISTEN or SET outside a transaction; an open transaction is still rolled back by
+    asyncpg before this runs."""
+
+
 async def create_pool(url: str, *, max_size: int = 16) -> asyncpg.Pool:
     """A pool whose connections decode ``jsonb`` to Python objects."""
-    pool = await asyncpg.create_pool(url, min_size=1, max_size=max_size, init=_init_connection)
+    pool = await asyncpg.create_pool(url, min_size=1, max_size=max_size, init=_init_connection,
+                                     reset=_keep_session)
     assert pool is not None
     return pool
 

@@ -28,6 +28,8 @@ from origin.storagenode import record
 log = logging.getLogger("cdn.storagenode")
 
 _NAME = re.compile(r"^(\d{6,})\.vol$")
+# preadv flag: fail with EAGAIN instead of waiting for the disk (Linux 4.14+).
+_RWF_NOWAIT: int | None = getattr(os, "RWF_NOWAIT", None)
 
 
 class VolumeError(Exception):
@@ -254,6 +256,27 @@ class VolumeSet:
         except OSError as exc:
             raise VolumeError(f"read of volume {address.volume} failed: {exc}") from exc
         header, payload = record.parse_record(buf, address.length, expected_id)
+        return header.fragment_id, bytes(payload)
+
+    def read_if_cached(self, address: Address,
+                       expected_id: bytes | None = None) -> tuple[bytes, bytes] | None:
+        """``read`` when the whole record is in the page cache, else ``None`` (without
+        waiting for the disk: ``RWF_NOWAIT``), so the event loop can serve a small hot
+        fragment itself and hand only real disk reads to a thread."""
+        size = self._sizes.get(address.volume)
+        if (_RWF_NOWAIT is None or size is None or address.offset < 0 or address.length < 0
+                or address.offset >= size):
+            return None
+        want = min(record.HEADER_SIZE + record.MAX_FRAGMENT_ID + address.length,
+                   size - address.offset)
+        buf = bytearray(want)
+        try:
+            got = os.preadv(self._read_fd(address.volume), [buf], address.offset, _RWF_NOWAIT)
+        except (OSError, RecordNotFound):
+            return None  # EAGAIN (not cached), EOPNOTSUPP, ...: the thread path decides
+        if got != want:
+            return None
+        header, payload = record.parse_record(memoryview(buf), address.length, expected_id)
         return header.fragment_id, bytes(payload)
 
     def volumes(self) -> list[VolumeInfo]:

@@ -581,3 +581,30 @@ def test_storage_class_is_reported_and_copy_changes_it(cluster: Cluster, s3c, bk
                             ON o.id = p.part_object_id JOIN objects m ON m.id = p.object_id
                             WHERE m.bucket = $1 AND m.key = 'mp'""", bkt)
     assert [p["ec_type"] for p in parts] == ["replicated"]
+
+
+def test_rotated_secret_works_at_once_and_the_old_one_stops(cluster: Cluster, s3c,  # noqa: ANN001
+                                                             bkt: str) -> None:
+    """The origin reuses credential rows for a couple of seconds; a signature that does not
+    match a reused secret is checked again against the stored one."""
+    from origin.metadata.credentials import upsert_credential
+    from origin.metadata.models import Credential
+
+    user = f"u-{uuid.uuid4().hex[:8]}"
+
+    def store(secret: str) -> None:
+        async def run() -> None:
+            pool = await db.create_pool(cluster.database_url, max_size=1)
+            try:
+                await upsert_credential(pool, Credential(user, secret, "admin"))
+            finally:
+                await pool.close()
+        asyncio.run(run())
+
+    store("first-secret-0123456789")
+    old = make_client(cluster.endpoint, user, "first-secret-0123456789")
+    old.put_object(Bucket=bkt, Key="k", Body=b"1")  # now cached by the origin
+    store("second-secret-0123456789")
+    new = make_client(cluster.endpoint, user, "second-secret-0123456789")
+    assert new.get_object(Bucket=bkt, Key="k")["Body"].read() == b"1"
+    assert code_of(old.get_object, Bucket=bkt, Key="k")[1] == "SignatureDoesNotMatch"

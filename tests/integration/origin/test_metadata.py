@@ -105,3 +105,30 @@ async def test_nodes_are_upserted_and_touched(pool: asyncpg.Pool) -> None:
     await nodes.touch_nodes(pool, ["n0"])
     row = await pool.fetchrow("SELECT zone, address, last_seen FROM nodes WHERE id = 'n0'")
     assert row["zone"] == "z9" and row["address"] == "http://new:1" and row["last_seen"]
+
+
+async def test_object_and_its_first_map_come_in_one_query(pool: asyncpg.Pool) -> None:
+    obj = _object("m", size=3000)
+    await objects.commit_object(pool, obj, _fragments(3))
+    record, fragment_map = await objects.get_object_and_map(pool, "b", "m", 2)
+    assert record is not None and record.id == obj.id
+    assert sorted(fragment_map) == [0, 1]  # only the segments asked for
+    assert fragment_map == await objects.get_fragments(pool, obj.id, 0, 1)
+    empty = _object("empty", size=0)
+    await objects.commit_object(pool, empty, {})
+    record, fragment_map = await objects.get_object_and_map(pool, "b", "empty", 2)
+    assert record is not None and record.id == empty.id and fragment_map == {}
+    assert await objects.get_object_and_map(pool, "b", "absent", 2) == (None, {})
+
+
+async def test_concurrent_commits_of_one_key_leave_one_latest_version(
+        pool: asyncpg.Pool) -> None:
+    import asyncio
+
+    versions = [_object("hot") for _ in range(12)]
+    await asyncio.gather(*(objects.commit_object(pool, v, _fragments(1)) for v in versions))
+    rows = await pool.fetch("SELECT id FROM objects WHERE bucket = 'b' AND key = 'hot'")
+    assert len(rows) == 1 and str(rows[0]["id"]) in {v.id for v in versions}
+    left = await pool.fetchval("SELECT count(*) FROM fragments WHERE object_id = $1",
+                               rows[0]["id"])
+    assert left == 3

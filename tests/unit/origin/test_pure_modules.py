@@ -10,7 +10,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[3] / "origin"
 PURE = ["erasure.py", "placement.py", "sigv4.py", "layout.py", "errors.py",
         "storagenode/record.py", "api/preconditions.py", "api/names.py", "api/s3xml.py",
-        "api/paths.py", "api/object_headers.py", "workers/planning.py", "storage_class.py"]
+        "api/paths.py", "api/object_headers.py", "workers/planning.py", "storage_class.py",
+        "ttl_cache.py"]
 FORBIDDEN = {"aiohttp", "asyncio", "asyncpg", "time", "socket", "redis"}
 
 
