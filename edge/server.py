@@ -29,7 +29,7 @@ from cdn.settings import ConfigError
 from edge import serving, signing
 from edge.config import EdgeConfig
 from edge.shield_selection import HealthChecker, ShieldPool, ShieldUpstream
-from httpcache.app import METRICS, SESSION
+from httpcache.app import LEAN, METRICS, SESSION
 from httpcache.cache_key import make_target, split_target
 from httpcache.engine import Gate, GateRequest
 from httpcache.tier import build_tier_app
@@ -90,11 +90,11 @@ def build_app(config: EdgeConfig, *, clock: Callable[[], float] = time.time
     pool = ShieldPool(shields) if shields else None
     contexts: list[Any] = []
 
-    def upstream(_app: web.Application, session: aiohttp.ClientSession
+    def upstream(app: web.Application, session: aiohttp.ClientSession
                  ) -> ShieldUpstream | HttpUpstream:
         if pool is not None:
-            return ShieldUpstream(pool, session, signer)
-        return HttpUpstream(session, config.upstream, signer)
+            return ShieldUpstream(pool, session, signer, lean=app[LEAN])
+        return HttpUpstream(session, config.upstream, signer, lean=app[LEAN])
 
     if pool is not None:
         contexts.append(_health_context(pool, config.shield_health_interval))

@@ -19,6 +19,7 @@ import aiohttp
 from cdn.rendezvous import rank
 from httpcache.errors import UpstreamDisconnected, UpstreamUnavailable
 from httpcache.headers import Fields
+from httpcache.lean_client import LeanPools
 from httpcache.upstream import HttpUpstream, RequestSigner, UpstreamResponse
 
 log = logging.getLogger("cdn.edge.shields")
@@ -95,9 +96,11 @@ class ShieldUpstream:
     """``httpcache.upstream.Upstream`` over a pool of shields with failover."""
 
     def __init__(self, pool: ShieldPool, session: aiohttp.ClientSession,
-                 signer: RequestSigner | None = None) -> None:
+                 signer: RequestSigner | None = None, *, lean: LeanPools | None = None
+                 ) -> None:
         self.pool = pool
-        self._hops = {name: HttpUpstream(session, url, signer) for name, url in pool.urls.items()}
+        self._hops = {name: HttpUpstream(session, url, signer, lean=lean)
+                      for name, url in pool.urls.items()}
 
     @contextlib.asynccontextmanager
     async def open(

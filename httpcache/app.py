@@ -1,7 +1,8 @@
 """The aiohttp application around a ``CacheEngine``, shared by edge and shield.
 
 Resources live in cleanup contexts under typed ``AppKey``s: the client session (one per app,
-keep-alive) and the engine are created when the app starts and closed, with every in-flight
+keep-alive), the lean client's connection pools (``LEAN``: the upstream factory's GETs) and
+the engine are created when the app starts and closed, with every in-flight
 fetch cancelled and awaited, when it stops. Roles add their own contexts (shield health
 checks, the purge subscriber) after these, so those can use the session.
 
@@ -23,6 +24,7 @@ from httpcache.cache_status import CacheStatus
 from httpcache.disk_store import DiskStore
 from httpcache.engine import CacheEngine, EngineConfig
 from httpcache.errors import CacheError, ClientSideError
+from httpcache.lean_client import LeanPools
 from httpcache.metrics import CacheMetrics
 from httpcache.shared_store import SharedStore
 from httpcache.store import MemoryStore
@@ -36,6 +38,7 @@ STORE = web.AppKey("cache_store", MemoryStore)
 TIERS = web.AppKey("cache_tiers", CacheTiers)
 METRICS = web.AppKey("cache_metrics", CacheMetrics)
 SESSION = web.AppKey("http_session", aiohttp.ClientSession)
+LEAN = web.AppKey("lean_client_pools", LeanPools)  # GETs upstream (httpcache.lean_client)
 ENGINE = web.AppKey("cache_engine", CacheEngine)
 
 UpstreamFactory = Callable[[web.Application, aiohttp.ClientSession], Upstream]
@@ -109,6 +112,8 @@ def build_cache_app(
     async def engine_context(app: web.Application) -> AsyncIterator[None]:
         session = new_client_session(connect_timeout, read_timeout)
         app[SESSION] = session
+        lean = LeanPools(connect_timeout=connect_timeout, read_timeout=read_timeout)
+        app[LEAN] = lean
         disk_store = disk() if disk is not None else None
         if disk_store is not None:
             metrics.disk_objects.set_function(lambda: len(disk_store))
@@ -124,6 +129,7 @@ def build_cache_app(
             await shared_store.aclose()
         if disk_store is not None:
             disk_store.close()
+        lean.close()
         await session.close()
 
     app.cleanup_ctx.append(engine_context)

@@ -29,6 +29,7 @@ from httpcache.errors import (
     UpstreamUnavailable,
 )
 from httpcache.headers import Fields, end_to_end
+from httpcache.lean_client import LeanPools
 
 CHUNK_SIZE = 64 * 1024
 
@@ -87,13 +88,21 @@ RequestSigner = Callable[[str, str], dict[str, str]]  # (method, target) -> extr
 
 
 class HttpUpstream:
-    """One base URL (``http://host:port``) reached through a shared client session."""
+    """One base URL (``http://host:port``) reached through a shared client session, and for
+    GETs without a body over plain HTTP through ``lean`` (``httpcache.lean_client``) when
+    given: the requests a cache fill sends, at a fraction of aiohttp's client cost."""
 
     def __init__(self, session: aiohttp.ClientSession, base_url: str,
-                 signer: RequestSigner | None = None) -> None:
+                 signer: RequestSigner | None = None, *, lean: LeanPools | None = None
+                 ) -> None:
         self.session = session
         self.base_url = base_url.rstrip("/")
         self.signer = signer
+        self.lean = lean
+        base = URL(self.base_url)
+        self._lean_where: tuple[str, int] | None = None
+        if lean is not None and base.scheme == "http" and base.host and base.path in ("", "/"):
+            self._lean_where = (base.host, base.port or 80)
 
     @contextlib.asynccontextmanager
     async def open(
@@ -108,6 +117,16 @@ class HttpUpstream:
         send = list(headers)
         if self.signer is not None:
             send += list(self.signer(method, target).items())
+        if (method == "GET" and body is None and self._lean_where is not None
+                and self.lean is not None and target.startswith("/")):
+            async with self.lean.pool(*self._lean_where).get(target, send) as (head, chunks):
+                yield UpstreamResponse(
+                    status=head.status,
+                    headers=end_to_end(Fields.indexed(head.headers)),
+                    chunks=chunks,
+                    upstream=self.base_url,
+                )
+            return
         # encoded=True: send the target byte for byte as the client sent it (signatures over
         # the path, and origins that distinguish %2F from /, depend on it).
         url = URL(self.base_url + target, encoded=True)

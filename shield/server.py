@@ -15,6 +15,7 @@ import aiohttp
 from aiohttp import web
 
 from cdn.roles import run_role
+from httpcache.app import LEAN
 from httpcache.engine import Gate, GateRequest
 from httpcache.tier import build_tier_app
 from httpcache.upstream import HttpUpstream
@@ -47,8 +48,8 @@ def build_app(config: ShieldConfig, *, clock: Callable[[], float] = time.time
         signer = sigv4_signer(config.origin, config.origin_access_key, config.origin_secret_key,
                               config.origin_region)
 
-    def upstream(_app: web.Application, session: aiohttp.ClientSession) -> HttpUpstream:
-        return HttpUpstream(session, config.origin, signer)
+    def upstream(app: web.Application, session: aiohttp.ClientSession) -> HttpUpstream:
+        return HttpUpstream(session, config.origin, signer, lean=app[LEAN])
 
     app = build_tier_app(config, engine_config, upstream, clock=clock)
     app[CONFIG] = config

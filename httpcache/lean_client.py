@@ -1,0 +1,359 @@
+"""A lean HTTP/1.1 client for the requests a cache sends most: GETs without a body.
+
+Why: on a miss the upstream exchange was the largest part of the edge's CPU (py-spy, ``bench/
+profile_edge.py --mode misses``): aiohttp's client builds a ``ClientRequest``, a ``URL``, a
+``CIMultiDict``, a timer context, a response object and a ``StreamReader`` per request. Here
+one request is one pre-joined write on a kept-alive connection and the response is parsed by
+httptools (llhttp, the parser inside aiohttp and the one the hit path's server uses) straight
+into the ``(name, value)`` pairs ``Fields`` holds. Everything else (other methods, request
+bodies, HTTPS, health checks) still goes through the aiohttp session: see
+``HttpUpstream.open``.
+
+``LeanPools`` holds one ``LeanPool`` per ``host:port``: idle connections are reused most
+recently used first, at most ``limit`` connections are open per pool (later requests wait),
+an idle connection older than ``keepalive_timeout`` is closed instead of reused. A GET sent
+on a reused connection that the upstream had closed meanwhile (nothing received) is sent
+again once on a new connection, as aiohttp does.
+
+Timeouts: ``connect_timeout`` for a new connection; ``read_timeout`` for each wait on the
+upstream (the head, then each piece of the body), like aiohttp's ``sock_read``.
+
+Streaming: body pieces are queued as they arrive; above ``HIGH_WATER`` queued bytes reading
+from the socket pauses until the consumer has taken them, so a slow client slows the
+upstream instead of filling memory. A response whose body was not read to its end (the
+consumer went away) closes its connection: it cannot be reused.
+
+Errors are ``httpcache.errors`` from the start: ``UpstreamUnavailable`` (connect failed),
+``UpstreamTimeout``, ``UpstreamDisconnected`` (closed before the head), ``UpstreamBodyError``
+(closed inside the body), ``UpstreamError`` (an unparseable response).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Iterable
+
+import httptools
+
+from httpcache.errors import (
+    UpstreamBodyError,
+    UpstreamDisconnected,
+    UpstreamError,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+)
+
+HIGH_WATER = 256 * 1024  # queued body bytes above which reading from the socket pauses
+
+
+class LeanResponse:
+    """The head of a response and its body as it arrives (see ``LeanPool.get``)."""
+
+    __slots__ = ("headers", "status")
+
+    def __init__(self, status: int, headers: list[tuple[str, str]]) -> None:
+        self.status = status
+        self.headers = headers
+
+
+class _Connection(asyncio.Protocol):
+    """One connection; one exchange at a time."""
+
+    def __init__(self, pool: LeanPool) -> None:
+        self.pool = pool
+        self.loop = pool.loop
+        self.transport: asyncio.Transport | None = None
+        self.parser = httptools.HttpResponseParser(self)
+        self.lost = False
+        self.used = 0  # exchanges started on it
+        self.active = False  # an exchange is under way
+        self.idle_since = 0.0
+        self._begin()
+
+    def _begin(self) -> None:
+        self.status = 0
+        self.headers: list[tuple[str, str]] = []
+        self.head_done = False
+        self.informational = False
+        self.complete = False
+        self.keep_alive = False
+        self.received = False  # any byte of this exchange's response
+        self.error: BaseException | None = None
+        self.pieces: list[bytes] = []
+        self.queued = 0
+        self.paused = False
+        self.waiter: asyncio.Future[None] | None = None
+
+    # -- protocol ------------------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        if not self.active:  # bytes nobody asked for: the connection is out of step
+            self.close()
+            return
+        self.received = True
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError as exc:
+            self._fail(UpstreamError(f"upstream {self.pool.where} sent an invalid response: "
+                                     f"{exc}"))
+            self.close()
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        self.lost = True
+        self.pool._lost(self)
+        if self.complete:
+            return
+        if self.head_done and self._ends_at_close():
+            self.complete = True  # a body delimited by the end of the connection
+            self._wake()
+            return
+        where = self.pool.where
+        if self.head_done:
+            self._fail(UpstreamBodyError(f"upstream {where} broke off the body"))
+        else:
+            self._fail(UpstreamDisconnected(f"upstream {where} closed the connection"))
+
+    def pause_writing(self) -> None:  # a request is one small write: nothing to pause
+        pass
+
+    def resume_writing(self) -> None:
+        pass
+
+    # -- parser callbacks ----------------------------------------------------------------------
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.headers.append((name.decode("latin-1"), value.decode("utf-8", "surrogateescape")))
+
+    def on_headers_complete(self) -> None:
+        status = self.parser.get_status_code()
+        if 100 <= status < 200:  # 1xx (e.g. 103 Early Hints): the final response follows
+            self.informational = True
+            self.headers = []
+            return
+        self.status = status
+        self.head_done = True
+        self._wake()
+
+    def on_body(self, body: bytes) -> None:
+        self.pieces.append(body)
+        self.queued += len(body)
+        if self.queued >= HIGH_WATER and not self.paused and self.transport is not None:
+            self.paused = True
+            self.transport.pause_reading()
+        self._wake()
+
+    def on_message_complete(self) -> None:
+        if self.informational:
+            self.informational = False
+            return
+        self.complete = True
+        self.keep_alive = self.parser.should_keep_alive()  # valid now, not after the reset
+        self._wake()
+
+    # -- the exchange --------------------------------------------------------------------------
+
+    def _ends_at_close(self) -> bool:
+        """RFC 9112 §6.3: no Transfer-Encoding, no Content-Length: the body ends with the
+        connection (a 204/304 has none, and llhttp completes those itself)."""
+        for name, _value in self.headers:
+            if name.lower() in ("content-length", "transfer-encoding"):
+                return False
+        return True
+
+    def _wake(self) -> None:
+        waiter = self.waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def _fail(self, error: BaseException) -> None:
+        if self.error is None:
+            self.error = error
+        self._wake()
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
+    async def _wait(self) -> None:
+        if self.error is not None:
+            raise self.error
+        waiter = self.loop.create_future()
+        self.waiter = waiter
+        timer = self.loop.call_later(self.pool.read_timeout, self._time_out, waiter)
+        try:
+            await waiter
+        finally:
+            timer.cancel()
+            self.waiter = None
+
+    def _time_out(self, waiter: asyncio.Future[None]) -> None:
+        if not waiter.done():
+            waiter.set_exception(UpstreamTimeout(f"upstream {self.pool.where} timed out"))
+        self.close()
+
+    def send(self, request: bytes) -> None:
+        self._begin()
+        self.used += 1
+        self.active = True
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            self._fail(UpstreamDisconnected(f"upstream {self.pool.where} closed the connection"))
+            return
+        transport.write(request)
+
+    async def head(self) -> LeanResponse:
+        while not self.head_done:
+            if self.error is not None:
+                raise self.error
+            await self._wait()
+        return LeanResponse(self.status, self.headers)
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        """The body as it arrives (pieces queued meanwhile are joined into one)."""
+        while True:
+            pieces = self.pieces
+            if pieces:
+                chunk = pieces[0] if len(pieces) == 1 else b"".join(pieces)
+                self.pieces = []
+                self.queued = 0
+                if self.paused and not self.lost and self.transport is not None:
+                    self.paused = False
+                    self.transport.resume_reading()
+                yield chunk
+                continue
+            if self.complete:
+                return
+            if self.error is not None:
+                raise self.error
+            await self._wait()
+
+    @property
+    def reusable(self) -> bool:
+        return self.complete and self.keep_alive and not self.lost and self.error is None
+
+
+class LeanPool:
+    """Kept-alive connections to one ``host:port`` (see the module docstring)."""
+
+    def __init__(self, host: str, port: int, *, limit: int, connect_timeout: float,
+                 read_timeout: float, keepalive_timeout: float) -> None:
+        self.host = host
+        self.port = port
+        self.where = f"http://{host}:{port}"
+        self.host_field = host if port == 80 else f"{host}:{port}"
+        self.connect_timeout = connect_timeout
+        self.read_timeout = read_timeout
+        self.keepalive_timeout = keepalive_timeout
+        self.loop = asyncio.get_running_loop()
+        self._idle: list[_Connection] = []
+        self._open: set[_Connection] = set()
+        self._slots = asyncio.Semaphore(limit)
+
+    def _lost(self, conn: _Connection) -> None:
+        self._open.discard(conn)
+        with contextlib.suppress(ValueError):
+            self._idle.remove(conn)
+
+    async def _connect(self) -> _Connection:
+        try:
+            _transport, conn = await asyncio.wait_for(self.loop.create_connection(
+                lambda: _Connection(self), self.host, self.port), self.connect_timeout)
+        except TimeoutError as exc:
+            raise UpstreamTimeout(f"upstream {self.where} timed out (connect)") from exc
+        except OSError as exc:
+            raise UpstreamUnavailable(f"cannot reach upstream {self.where}: {exc}") from exc
+        self._open.add(conn)
+        return conn
+
+    def _reuse(self) -> _Connection | None:
+        idle = self._idle
+        oldest_ok = time.monotonic() - self.keepalive_timeout
+        while idle:
+            conn = idle.pop()
+            if conn.idle_since >= oldest_ok and not conn.lost:
+                return conn
+            conn.close()
+        return None
+
+    def _release(self, conn: _Connection) -> None:
+        conn.active = False
+        if conn.reusable:
+            conn.idle_since = time.monotonic()
+            self._idle.append(conn)
+        else:
+            conn.close()
+
+    def request_bytes(self, target: str, fields: Iterable[tuple[str, str]]) -> bytes:
+        lines = [f"GET {target} HTTP/1.1\r\nHost: {self.host_field}\r\n"]
+        lines += [f"{name}: {value}\r\n" for name, value in fields]
+        lines.append("\r\n")
+        text = "".join(lines)
+        # no field may smuggle a line of its own, nor the target a second request line
+        newlines = text.count("\n")
+        if newlines != len(lines) + 1 or text.count("\r") != newlines or " " in target:
+            raise UpstreamError(f"refusing to send a field or target with CR/LF/space to "
+                                f"{self.where}")
+        return text.encode("utf-8", "surrogateescape")
+
+    @contextlib.asynccontextmanager
+    async def get(self, target: str, fields: Iterable[tuple[str, str]]
+                  ) -> AsyncIterator[tuple[LeanResponse, AsyncIterator[bytes]]]:
+        """Send ``GET target`` with ``fields`` (Host is added); yields the head and the body
+        chunks. The connection goes back to the pool if the body was read to its end."""
+        request = self.request_bytes(target, fields)
+        async with self._slots:
+            conn = self._reuse()
+            reused = conn is not None
+            if conn is None:
+                conn = await self._connect()
+            try:
+                conn.send(request)
+                try:
+                    head = await conn.head()
+                except UpstreamDisconnected:
+                    if not reused or conn.received:
+                        raise
+                    # the upstream closed the idle connection as we reused it: once more
+                    conn = await self._connect()
+                    conn.send(request)
+                    head = await conn.head()
+                yield head, conn.chunks()
+            except BaseException:
+                conn.close()
+                raise
+            self._release(conn)
+
+    def close(self) -> None:
+        for conn in list(self._open):
+            conn.close()
+        self._idle.clear()
+
+
+class LeanPools:
+    """One ``LeanPool`` per ``host:port``, created on first use (within the running loop)."""
+
+    def __init__(self, *, limit: int = 256, connect_timeout: float = 5.0,
+                 read_timeout: float = 60.0, keepalive_timeout: float = 30.0) -> None:
+        self.limit = limit
+        self.connect_timeout = connect_timeout
+        self.read_timeout = read_timeout
+        self.keepalive_timeout = keepalive_timeout
+        self._pools: dict[tuple[str, int], LeanPool] = {}
+
+    def pool(self, host: str, port: int) -> LeanPool:
+        pool = self._pools.get((host, port))
+        if pool is None:
+            pool = self._pools[(host, port)] = LeanPool(
+                host, port, limit=self.limit, connect_timeout=self.connect_timeout,
+                read_timeout=self.read_timeout, keepalive_timeout=self.keepalive_timeout)
+        return pool
+
+    def close(self) -> None:
+        for pool in self._pools.values():
+            pool.close()
+        self._pools.clear()
