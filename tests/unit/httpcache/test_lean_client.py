@@ -1,0 +1,211 @@
+"""The lean upstream client against a scripted raw-socket server: framing, keep-alive reuse,
+the retry on a stale connection, timeouts and broken bodies mapped to our errors."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+
+import pytest
+
+from httpcache.errors import (
+    UpstreamBodyError,
+    UpstreamDisconnected,
+    UpstreamError,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+)
+from httpcache.lean_client import HIGH_WATER, LeanPools
+
+Script = Callable[[asyncio.StreamReader, asyncio.StreamWriter, int], "asyncio.Future[None]"]
+
+
+class RawServer:
+    """Accepts connections; for each request head read, ``answer(n)`` gives the bytes to send
+    (``None``: close the connection instead; an answer with ``Connection: close`` closes it
+    after). Counts connections and requests."""
+
+    def __init__(self, answer: Callable[[int, bytes], bytes | None]) -> None:
+        self.answer = answer
+        self.connections = 0
+        self.requests: list[bytes] = []
+        self.server: asyncio.AbstractServer | None = None
+        self.port = 0
+
+    async def start(self) -> RawServer:
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self.port = self.server.sockets[0].getsockname()[1]
+        return self
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                self.requests.append(head)
+                out = self.answer(len(self.requests), head)
+                if out is None:
+                    break
+                writer.write(out)
+                await writer.drain()
+                if b"\r\nConnection: close\r\n" in out.split(b"\r\n\r\n", 1)[0] + b"\r\n":
+                    break
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    async def stop(self) -> None:
+        assert self.server is not None
+        self.server.close()
+        await self.server.wait_closed()
+
+
+def ok(body: bytes, extra: str = "") -> bytes:
+    return (f"HTTP/1.1 200 OK\r\nContent-Length: {len(body)}\r\nX-A: 1\r\nX-A: 2\r\n{extra}"
+            "\r\n").encode() + body
+
+
+async def fetch(pools: LeanPools, port: int, target: str = "/x",
+                fields: list[tuple[str, str]] | None = None) -> tuple[int, list, bytes]:
+    async with pools.pool("127.0.0.1", port).get(target, fields or []) as (head, chunks):
+        body = b"".join([c async for c in chunks])
+        return head.status, head.headers, body
+
+
+@pytest.fixture
+async def pools() -> AsyncIterator[LeanPools]:
+    p = LeanPools(read_timeout=2.0, connect_timeout=2.0)
+    yield p
+    p.close()
+
+
+async def test_keep_alive_connection_is_reused_for_sequential_gets(pools: LeanPools) -> None:
+    server = await RawServer(lambda n, _h: ok(b"body%d" % n)).start()
+    try:
+        for n in range(1, 6):
+            status, headers, body = await fetch(pools, server.port)
+            assert (status, body) == (200, b"body%d" % n)
+            assert headers[-2:] == [("X-A", "1"), ("X-A", "2")]  # order and duplicates kept
+        assert server.connections == 1
+        first = server.requests[0].decode()
+        assert first.startswith("GET /x HTTP/1.1\r\nHost: 127.0.0.1:")
+    finally:
+        await server.stop()
+
+
+async def test_request_fields_are_sent_and_crlf_injection_is_refused(pools: LeanPools) -> None:
+    server = await RawServer(lambda n, _h: ok(b"")).start()
+    try:
+        await fetch(pools, server.port, fields=[("Via", "1.1 edge"), ("X-Y", "z")])
+        assert b"\r\nVia: 1.1 edge\r\nX-Y: z\r\n\r\n" in server.requests[0]
+        with pytest.raises(UpstreamError):
+            await fetch(pools, server.port, fields=[("X-Y", "a\r\nX-Evil: 1")])
+        with pytest.raises(UpstreamError):
+            await fetch(pools, server.port, target="/a b")
+    finally:
+        await server.stop()
+
+
+async def test_chunked_and_close_delimited_bodies(pools: LeanPools) -> None:
+    chunked = (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+               b"3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n")
+    until_close = b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nall of it"
+    answers = {1: chunked, 2: until_close}
+
+    def answer(n: int, _h: bytes) -> bytes | None:
+        return answers.get(n)
+
+    server = await RawServer(answer).start()
+    try:
+        assert (await fetch(pools, server.port))[2] == b"abcde"
+        # the close-delimited body ends when the server closes after writing it
+        assert (await fetch(pools, server.port))[2] == b"all of it"
+    finally:
+        await server.stop()
+
+
+async def test_informational_response_is_skipped(pools: LeanPools) -> None:
+    server = await RawServer(
+        lambda n, _h: b"HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n" + ok(b"x")).start()
+    try:
+        status, headers, body = await fetch(pools, server.port)
+        assert (status, body) == (200, b"x")
+        assert ("Link", "</a>") not in headers
+    finally:
+        await server.stop()
+
+
+async def test_stale_idle_connection_is_retried_once_on_a_new_one(pools: LeanPools) -> None:
+    # the server answers one request per connection, then closes without saying so
+    server = await RawServer(lambda n, _h: ok(b"r%d" % n)).start()
+    server.answer = lambda n, _h: ok(b"r%d" % n) if n % 2 else None
+    try:
+        assert (await fetch(pools, server.port))[2] == b"r1"
+        # the pooled connection gets request 2 and is closed: sent again on a new one
+        assert (await fetch(pools, server.port))[2] == b"r3"
+        assert server.connections == 2
+    finally:
+        await server.stop()
+
+
+async def test_errors_are_ours(pools: LeanPools) -> None:
+    server = await RawServer(lambda n, _h: None).start()
+    port = server.port
+    try:
+        with pytest.raises(UpstreamDisconnected):
+            await fetch(pools, port)  # closed before any head (a new connection: no retry)
+        server.answer = lambda n, _h: b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc"
+        # the server then waits for another request; the body never completes
+        short = LeanPools(read_timeout=0.2)
+        try:
+            with pytest.raises(UpstreamTimeout):
+                await fetch(short, port)
+        finally:
+            short.close()
+        server.answer = lambda n, _h: b"NOT HTTP\r\n\r\n"
+        with pytest.raises(UpstreamError):
+            await fetch(pools, port)
+    finally:
+        await server.stop()
+    with pytest.raises(UpstreamUnavailable):
+        await fetch(pools, port)  # nobody listens any more
+
+
+async def test_body_broken_off_after_the_head(pools: LeanPools) -> None:
+    def answer(n: int, _h: bytes) -> bytes | None:
+        return b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc"
+
+    server = await RawServer(answer).start()
+    try:
+        async with pools.pool("127.0.0.1", server.port).get("/x", []) as (head, chunks):
+            assert head.status == 200
+            assert await chunks.__anext__() == b"abc"
+            await server.stop()  # the listener, then the open connection
+            for conn in list(pools.pool("127.0.0.1", server.port)._open):
+                conn.transport.abort()  # type: ignore[union-attr]  # as if the peer reset
+            with pytest.raises(UpstreamBodyError):
+                await chunks.__anext__()
+    finally:
+        if server.server is not None and server.server.is_serving():
+            await server.stop()
+
+
+async def test_large_body_streams_with_backpressure_and_unread_body_closes(
+        pools: LeanPools) -> None:
+    size = HIGH_WATER * 4
+    server = await RawServer(lambda n, _h: ok(b"z" * size)).start()
+    try:
+        got = 0
+        async with pools.pool("127.0.0.1", server.port).get("/x", []) as (_head, chunks):
+            async for chunk in chunks:
+                got += len(chunk)
+                await asyncio.sleep(0)  # a slow reader
+        assert got == size
+        # a body left unread: the connection is not reused
+        async with pools.pool("127.0.0.1", server.port).get("/x", []) as (_head, chunks):
+            await chunks.__anext__()
+        await fetch(pools, server.port)
+        assert server.connections == 2
+    finally:
+        await server.stop()
