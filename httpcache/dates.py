@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import calendar
 import email.utils
+import functools
 import re
 
 _DAY = r"(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun)"
@@ -51,15 +52,24 @@ def parse_http_date(value: str | None, *, now: float | None = None) -> float | N
     if not value:
         return None
     text = value.strip()
-    if match := _IMF_FIXDATE.fullmatch(text):
-        day, month, year, hh, mm, ss = match.groups()
-        return _timestamp(int(year), month, int(day), int(hh), int(mm), int(ss))
+    if (found := _imf_fixdate(text)) is not None:
+        return found
     if match := _RFC850.fullmatch(text):
         day, month, yy, hh, mm, ss = match.groups()
         return _timestamp(_rfc850_year(int(yy), now), month, int(day), int(hh), int(mm),
                           int(ss))
     if match := _ASCTIME.fullmatch(text):
         month, day, hh, mm, ss, year = match.groups()
+        return _timestamp(int(year), month, int(day), int(hh), int(mm), int(ss))
+    return None
+
+
+@functools.lru_cache(maxsize=1024)
+def _imf_fixdate(text: str) -> float | None:
+    """IMF-fixdate only (the form senders must generate), memoised: a miss reads ``Date``
+    and often ``Last-Modified``/``Expires``, and responses of one second share their Date."""
+    if match := _IMF_FIXDATE.fullmatch(text):
+        day, month, year, hh, mm, ss = match.groups()
         return _timestamp(int(year), month, int(day), int(hh), int(mm), int(ss))
     return None
 

@@ -151,6 +151,8 @@ class CacheEngine:
         self.metrics = metrics
         self.clock = clock
         self.collapser = Collapser(max_waiters=config.collapse_max_waiters)
+        self._counters: dict[str, Any] = {}
+        self._upstream_counters: dict[tuple[str, int], Any] = {}
         self._strip = frozenset(n.lower() for n in config.strip_response_fields)
         self._drop = frozenset(n.lower() for n in config.drop_request_fields)
         size = config.slice_size
@@ -160,6 +162,23 @@ class CacheEngine:
 
     async def aclose(self) -> None:
         await self.collapser.aclose()
+
+    def _counter(self, result: str) -> Any:
+        """``cdn_requests_total{result}``'s child, looked up once per label value."""
+        child = self._counters.get(result)
+        if child is None:
+            child = self._counters[result] = self.metrics.requests.labels(result)
+        return child
+
+    def _upstream_counter(self, method: str, status: int) -> Any:
+        key = (method, status)
+        child = self._upstream_counters.get(key)
+        if child is None:
+            if len(self._upstream_counters) > 256:  # methods/statuses are few; stay bounded
+                self._upstream_counters.clear()
+            child = self._upstream_counters[key] = self.metrics.upstream_requests.labels(
+                method, str(status))
+        return child
 
     # -- the driver ----------------------------------------------------------------------------
 
@@ -408,7 +427,7 @@ class CacheEngine:
                                   decision: Miss | Revalidate, reader: FlightReader,
                                   head: FlightHead, owner: bool, *, revalidated: bool
                                   ) -> web.StreamResponse:
-        self.metrics.requests.labels(_result(owner, revalidated, head)).inc()
+        self._counter(_result(owner, revalidated, head)).inc()
         headers = head.headers if owner else head.shared_headers
         assert headers is not None
         cache_status = CacheStatus(self.config.name, fwd=decision.reason,
@@ -613,7 +632,7 @@ class CacheEngine:
         try:
             async with self.upstream.open(method, target, headers, body,
                                           cache_key=target) as up:
-                self.metrics.upstream_requests.labels(method, str(up.status)).inc()
+                self._upstream_counter(method, up.status).inc()
                 counted = True
                 yield up
         except UpstreamError:
