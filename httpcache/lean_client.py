@@ -241,11 +241,14 @@ class LeanPool:
     """Kept-alive connections to one ``host:port`` (see the module docstring)."""
 
     def __init__(self, host: str, port: int, *, limit: int, connect_timeout: float,
-                 read_timeout: float, keepalive_timeout: float) -> None:
+                 read_timeout: float, keepalive_timeout: float,
+                 host_field: str | None = None) -> None:
         self.host = host
         self.port = port
         self.where = f"http://{host}:{port}"
-        self.host_field = host if port == 80 else f"{host}:{port}"
+        # the Host field, as aiohttp would send it (yarl's host_port_subcomponent: IDNA,
+        # [IPv6], no default port): signatures over it (SigV4) must agree
+        self.host_field = host_field or (host if port == 80 else f"{host}:{port}")
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
         self.keepalive_timeout = keepalive_timeout
@@ -343,14 +346,16 @@ class LeanPools:
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
         self.keepalive_timeout = keepalive_timeout
-        self._pools: dict[tuple[str, int], LeanPool] = {}
+        self._pools: dict[tuple[str, int, str | None], LeanPool] = {}
 
-    def pool(self, host: str, port: int) -> LeanPool:
-        pool = self._pools.get((host, port))
+    def pool(self, host: str, port: int, host_field: str | None = None) -> LeanPool:
+        key = (host, port, host_field)
+        pool = self._pools.get(key)
         if pool is None:
-            pool = self._pools[(host, port)] = LeanPool(
+            pool = self._pools[key] = LeanPool(
                 host, port, limit=self.limit, connect_timeout=self.connect_timeout,
-                read_timeout=self.read_timeout, keepalive_timeout=self.keepalive_timeout)
+                read_timeout=self.read_timeout, keepalive_timeout=self.keepalive_timeout,
+                host_field=host_field)
         return pool
 
     def close(self) -> None:

@@ -100,9 +100,10 @@ class HttpUpstream:
         self.signer = signer
         self.lean = lean
         base = URL(self.base_url)
-        self._lean_where: tuple[str, int] | None = None
-        if lean is not None and base.scheme == "http" and base.host and base.path in ("", "/"):
-            self._lean_where = (base.host, base.port or 80)
+        self._lean_where: tuple[str, int, str] | None = None
+        if (lean is not None and base.scheme == "http" and base.raw_host
+                and base.path in ("", "/") and base.host_port_subcomponent):
+            self._lean_where = (base.raw_host, base.port or 80, base.host_port_subcomponent)
 
     @contextlib.asynccontextmanager
     async def open(

@@ -209,3 +209,30 @@ async def test_large_body_streams_with_backpressure_and_unread_body_closes(
         assert server.connections == 2
     finally:
         await server.stop()
+
+
+async def test_host_field_is_the_one_aiohttp_sends() -> None:
+    """SigV4 signs Host: the lean client must send what aiohttp would for the base URL."""
+    from aiohttp import ClientSession
+
+    from httpcache.headers import Fields
+    from httpcache.upstream import HttpUpstream
+
+    server = await RawServer(lambda n, _h: ok(b"")).start()
+    pools = LeanPools()
+    try:
+        async with ClientSession() as session:
+            for base in (f"http://127.0.0.1:{server.port}", f"http://localhost:{server.port}/"):
+                upstream = HttpUpstream(session, base, lean=pools)
+                async with upstream.open("GET", "/p", Fields()) as up:
+                    assert [c async for c in up.chunks] == []
+                async with session.get(base.rstrip("/") + "/p") as resp:
+                    await resp.read()
+        lean_host, aiohttp_host = (
+            [line for line in r.split(b"\r\n") if line.lower().startswith(b"host:")]
+            for r in (server.requests[0], server.requests[1]))
+        assert lean_host == aiohttp_host
+        assert len(server.requests) == 4
+    finally:
+        pools.close()
+        await server.stop()
