@@ -356,32 +356,10 @@ class CacheEngine:
     async def _fetch_and_answer(self, request: web.Request, creq: CacheRequest,
                                 decision: Miss | Revalidate) -> web.StreamResponse:
         stored = decision.stored if isinstance(decision, Revalidate) else None
-        fills = isinstance(decision, Revalidate) or decision.store
-        producer = functools.partial(
-            self._produce,
-            creq=creq,
-            method="GET" if fills else creq.method,
-            headers=fill_request_fields(
-                creq.headers, via=self.config.name, peer=request.remote, drop=self._drop,
-                validators=decision.validators if isinstance(decision, Revalidate) else None),
-            stored=stored,
-            fills=fills,
-        )
-        reader, owner = self.collapser.join(creq.target, producer, shared=decision.collapse)
         fallback = decision.stored if isinstance(decision, Revalidate) else decision.stale
         try:
-            try:
-                head = await self._wait_head(reader, owner)
-                if not owner and not vary_matches(head.vary, creq.headers):
-                    raise NotShareable(creq.target)  # another variant (RFC 9111 §4.1)
-            except (NotShareable, TimeoutError):
-                # someone else's private answer, or a head too slow in coming: fetch our own
-                # (the slow flight goes on and still stores what it gets)
-                reader.close()
-                reader, owner = self.collapser.join(creq.target, producer, shared=False)
-                head = await reader.head(owner=True)
+            reader, head, owner = await self.open_flight(creq, decision, request.remote)
         except UpstreamError as exc:
-            reader.close()
             if fallback is not None and self._may_serve_stale(creq, fallback):
                 return await self._serve_stale_on_error(request, creq, fallback, None, exc)
             raise
@@ -394,6 +372,57 @@ class CacheEngine:
                                                   revalidated=stored is not None)
         finally:
             reader.close()
+
+    async def open_flight(self, creq: CacheRequest, decision: Miss | Revalidate,
+                          remote: str | None) -> tuple[FlightReader, FlightHead, bool]:
+        """Join (or start) the flight that fetches ``creq`` and wait for its head: the
+        reader (close it when done), the head, and whether this request owns the flight.
+        On an ``UpstreamError`` the reader is closed already."""
+        stored = decision.stored if isinstance(decision, Revalidate) else None
+        fills = isinstance(decision, Revalidate) or decision.store
+        producer = functools.partial(
+            self._produce,
+            creq=creq,
+            method="GET" if fills else creq.method,
+            headers=fill_request_fields(
+                creq.headers, via=self.config.name, peer=remote, drop=self._drop,
+                validators=decision.validators if isinstance(decision, Revalidate) else None),
+            stored=stored,
+            fills=fills,
+        )
+        reader, owner = self.collapser.join(creq.target, producer, shared=decision.collapse)
+        try:
+            try:
+                head = await self._wait_head(reader, owner)
+                if not owner and not vary_matches(head.vary, creq.headers):
+                    raise NotShareable(creq.target)  # another variant (RFC 9111 §4.1)
+            except (NotShareable, TimeoutError):
+                # someone else's private answer, or a head too slow in coming: fetch our own
+                # (the slow flight goes on and still stores what it gets)
+                reader.close()
+                reader, owner = self.collapser.join(creq.target, producer, shared=False)
+                head = await reader.head(owner=True)
+        except BaseException:
+            reader.close()
+            raise
+        return reader, head, owner
+
+    def flight_fields(self, decision: Miss | Revalidate, head: FlightHead, owner: bool, *,
+                      revalidated: bool) -> tuple[Fields, CacheStatus, int | None, Fields]:
+        """Count the answer, and what it is made of: the upstream's fields this request may
+        see, its ``Cache-Status`` member, ``Age`` (of a shared response) and the fields to
+        send (``client_response_fields``)."""
+        self._counter(_result(owner, revalidated, head)).inc()
+        headers = head.headers if owner else head.shared_headers
+        assert headers is not None
+        cache_status = CacheStatus(self.config.name, fwd=decision.reason,
+                                   fwd_status=head.fwd_status, stored=head.stored and owner,
+                                   collapsed=not owner)
+        age = None
+        if head.shared_headers is not None:
+            age = int(current_age(headers, head.request_time, head.response_time, self.clock()))
+        return headers, cache_status, age, client_response_fields(
+            headers, cache_status, via=self.config.name, age=age, strip=self._strip)
 
     async def _wait_head(self, reader: FlightReader, owner: bool) -> FlightHead:
         if owner:
@@ -427,21 +456,12 @@ class CacheEngine:
                                   decision: Miss | Revalidate, reader: FlightReader,
                                   head: FlightHead, owner: bool, *, revalidated: bool
                                   ) -> web.StreamResponse:
-        self._counter(_result(owner, revalidated, head)).inc()
-        headers = head.headers if owner else head.shared_headers
-        assert headers is not None
-        cache_status = CacheStatus(self.config.name, fwd=decision.reason,
-                                   fwd_status=head.fwd_status, stored=head.stored and owner,
-                                   collapsed=not owner)
-        age = None
-        if head.shared_headers is not None:
-            age = int(current_age(headers, head.request_time, head.response_time, self.clock()))
+        headers, cache_status, age, fields = self.flight_fields(decision, head, owner,
+                                                                revalidated=revalidated)
         if head.refreshed is not None and head.refreshed.file is not None:
             # a 304 refreshed a disk-tier entry: its body is the file
             return await self._answer_file(request, creq, head.refreshed, headers,
                                            cache_status, age)
-        fields = client_response_fields(headers, cache_status, via=self.config.name, age=age,
-                                        strip=self._strip)
         if not_modified(creq.method, creq.headers, head.status, headers):
             return self._not_modified(fields)  # the fetch goes on filling the cache
         length = head.content_length
