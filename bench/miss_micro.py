@@ -69,7 +69,7 @@ async def run(args: argparse.Namespace, origin_url: str) -> None:
     from edge.config import EdgeConfig
     from edge.server import build_app
     from httpcache.app import ENGINE
-    from httpcache.fast_server import HitServer, app_handler_factory
+    from httpcache.fast_server import HitServer, app_handler_factory, proxied_elsewhere
     from httpcache.hit_path import HitPath
 
     size = parse_size(args.size)
@@ -84,7 +84,8 @@ async def run(args: argparse.Namespace, origin_url: str) -> None:
         await site.start()
         listener = None
     else:
-        hits = HitServer(HitPath(app[ENGINE]), app_handler_factory(runner))
+        hits = HitServer(HitPath(app[ENGINE]), app_handler_factory(runner),
+                         app_paths=proxied_elsewhere(app))
         listener = await loop.create_server(hits, config.host, config.port, backlog=1024)
     url = f"http://{config.host}:{config.port}"
     tune_gc()

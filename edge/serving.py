@@ -29,7 +29,7 @@ from aiohttp import web
 
 from cdn.roles import tune_gc
 from httpcache.app import ENGINE
-from httpcache.fast_server import HitServer, app_handler_factory
+from httpcache.fast_server import HitServer, app_handler_factory, proxied_elsewhere
 from httpcache.hit_path import HitPath
 
 log = logging.getLogger("cdn.edge")
@@ -95,7 +95,8 @@ async def _main(app: web.Application, host: str, port: int, *, hit_path: bool,
     await runner.setup()
     hits: HitServer | None = None
     if hit_path:
-        hits = HitServer(HitPath(app[ENGINE]), app_handler_factory(runner))
+        hits = HitServer(HitPath(app[ENGINE]), app_handler_factory(runner),
+                         app_paths=proxied_elsewhere(app))
         loop = asyncio.get_running_loop()
         listener = await loop.create_server(hits, host, port, reuse_port=reuse_port or None,
                                             backlog=1024)

@@ -38,7 +38,7 @@ import httptools
 from aiohttp import web
 
 from httpcache.headers import Fields
-from httpcache.hit_path import HitPath
+from httpcache.hit_path import HitPath, MissPlan
 
 log = logging.getLogger("cdn.httpcache.fast_server")
 
@@ -69,9 +69,13 @@ class HitServer:
 
     def __init__(self, hit_path: HitPath, app_server: Callable[[], asyncio.Protocol], *,
                  keepalive_timeout: float = 75.0, max_head_bytes: int = MAX_HEAD_BYTES,
-                 max_field_size: int = MAX_FIELD_SIZE) -> None:
+                 max_field_size: int = MAX_FIELD_SIZE,
+                 app_paths: frozenset[str] | None = None) -> None:
         self.hit_path = hit_path
         self.app_server = app_server
+        # with the application's own paths (``proxied_elsewhere``), plain misses are answered
+        # here too; ``None``: every miss is handed over
+        self.app_paths = app_paths
         self.keepalive_timeout = keepalive_timeout
         self.max_head_bytes = max_head_bytes
         self.max_field_size = max_field_size
@@ -105,6 +109,9 @@ class HitProtocol(asyncio.Protocol):
         self.paused = False
         self.active = True  # data since the last idle check
         self.idle_timer: asyncio.TimerHandle | None = None
+        self.miss: tuple[MissPlan, bytes, bool] | None = None  # (plan, connection, keep-alive)
+        self.miss_task: asyncio.Task[None] | None = None
+        self.drain_waiter: asyncio.Future[None] | None = None
 
     # -- connection ----------------------------------------------------------------------------
 
@@ -117,6 +124,10 @@ class HitProtocol(asyncio.Protocol):
 
     def connection_lost(self, exc: BaseException | None) -> None:
         self._detach()
+        self.closing = True
+        if self.miss_task is not None:  # the client went away: the fetch goes on alone
+            self.miss_task.cancel()
+        self._wake_drain()
 
     def _detach(self) -> None:
         self.server.connections.discard(self)
@@ -135,7 +146,7 @@ class HitProtocol(asyncio.Protocol):
             self.idle_timer = asyncio.get_running_loop().call_later(timeout, self._idle_check)
 
     def _idle_check(self) -> None:
-        if self.active:
+        if self.active or self.miss_task is not None:
             self.active = False
             self._arm_idle_timer()
         else:
@@ -150,8 +161,14 @@ class HitProtocol(asyncio.Protocol):
 
     def resume_writing(self) -> None:
         self.paused = False
-        if self.transport is not None and not self.closing:
+        self._wake_drain()
+        if self.transport is not None and not self.closing and self.miss_task is None:
             self.transport.resume_reading()
+
+    def _wake_drain(self) -> None:
+        waiter, self.drain_waiter = self.drain_waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
     # -- reading -------------------------------------------------------------------------------
 
@@ -193,6 +210,10 @@ class HitProtocol(asyncio.Protocol):
                 return
             if self.completed:
                 self.partial = b""
+                if self.miss is not None:  # answered by a task; the rest waits for it
+                    self._flush()
+                    self._start_miss(data[stop:])
+                    return
             else:
                 self.partial += piece
                 if len(self.partial) > self.server.max_head_bytes:
@@ -210,6 +231,49 @@ class HitProtocol(asyncio.Protocol):
                 transport.write(out[0])
             else:
                 transport.writelines(out)
+
+    # -- misses --------------------------------------------------------------------------------
+
+    def _start_miss(self, rest: bytes) -> None:
+        """Stop reading (requests are answered in order) and answer the miss in a task."""
+        assert self.transport is not None and self.miss is not None
+        self.transport.pause_reading()
+        self.miss_task = asyncio.get_running_loop().create_task(self._serve_miss(rest))
+
+    async def _serve_miss(self, rest: bytes) -> None:
+        assert self.miss is not None
+        plan, connection, keep_alive = self.miss
+        http11 = self.parser.get_http_version() == "1.1"
+        try:
+            reusable = await self.hits.serve_miss(plan, self.remote, connection, http11,
+                                                  self._write, self._drain)
+        except asyncio.CancelledError:
+            return
+        except Exception:
+            log.exception("miss on the hit path failed; closing the connection")
+            reusable = False
+        finally:
+            self.miss = None
+            self.miss_task = None
+        self.active = True
+        if self.closing or self.transport is None:
+            return
+        if not (reusable and keep_alive):
+            self.close()
+            return
+        if not self.paused:
+            self.transport.resume_reading()
+        if rest:
+            self.data_received(rest)
+
+    def _write(self, data: bytes) -> None:
+        if not self.closing and self.transport is not None:
+            self.transport.write(data)
+
+    async def _drain(self) -> None:
+        if self.paused and not self.closing:
+            self.drain_waiter = asyncio.get_running_loop().create_future()
+            await self.drain_waiter
 
     def _fail(self, status: int, reason: str) -> None:
         self.out.append(_error(status, reason, self.hits.date_line()))
@@ -269,10 +333,18 @@ class HitProtocol(asyncio.Protocol):
             target = self.url.decode("ascii")
         except UnicodeDecodeError:
             self._refuse()
+        app_paths = self.server.app_paths
+        misses = (app_paths is not None and "%" not in target
+                  and target.partition("?")[0] not in app_paths)
         answer = self.hits.answer(parser.get_method().decode("ascii"), target,
-                                  Fields.indexed(self.headers), self.remote, connection)
+                                  Fields.indexed(self.headers), self.remote, connection,
+                                  misses=misses)
         if answer is None:
             self._refuse()
+        if isinstance(answer, MissPlan):
+            self.miss = (answer, connection, keep_alive)
+            self.completed = True
+            return
         self.out += answer
         self.completed = True
         if not keep_alive:
@@ -282,6 +354,20 @@ class HitProtocol(asyncio.Protocol):
     def _refuse(self) -> NoReturn:
         self.hand_over = True
         raise _HandOver
+
+
+def proxied_elsewhere(app: web.Application) -> frozenset[str] | None:
+    """The paths the application answers itself (``/_health``, ``/_metrics`` …), which a miss
+    on the hit path must leave to it; ``None`` when its routes are not plain paths plus the
+    engine's catch-all, so no miss is answered outside it."""
+    paths: set[str] = set()
+    for resource in app.router.resources():
+        info = resource.get_info()
+        if "path" in info:
+            paths.add(info["path"])
+        elif resource.canonical != "/{tail}":
+            return None
+    return frozenset(paths)
 
 
 def app_handler_factory(runner: web.AppRunner) -> Callable[[], asyncio.Protocol]:

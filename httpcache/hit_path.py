@@ -18,21 +18,25 @@ and, when the origin sent none, ``Date`` are written per response.
 
 from __future__ import annotations
 
+import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from http import HTTPStatus
 
+from httpcache.app import error_body
 from httpcache.cache_key import cache_key, split_target
 from httpcache.cache_status import CacheStatus
 from httpcache.conditional import not_modified, not_modified_fields
 from httpcache.dates import format_http_date
 from httpcache.engine import CacheEngine, requested_ranges
-from httpcache.errors import CacheError
+from httpcache.errors import CacheError, StoreError, UpstreamError
 from httpcache.forwarding import client_response_fields
 from httpcache.headers import Fields
 from httpcache.messages import CacheRequest, StoredResponse
-from httpcache.policy import CACHEABLE_METHODS, FreshHit, decide
+from httpcache.policy import CACHEABLE_METHODS, FreshHit, Miss, decide
 from httpcache.ranges import ByteRange, Unsatisfiable
+
+log = logging.getLogger("cdn.httpcache.hit_path")
 
 # Bodies at least this large are written as their own buffer (no copy into the head's).
 JOIN_BELOW = 16 * 1024
@@ -121,6 +125,7 @@ class HitPath:
         self._lookup = engine.store.lookup
         self._hits = engine.metrics.requests.labels("hit")
         self._not_modified = engine.metrics.requests.labels("not_modified")
+        self._errors = engine.metrics.requests.labels("error")
 
     def wire(self, stored: StoredResponse) -> Wire:
         wire = stored.memo_wire
@@ -130,9 +135,11 @@ class HitPath:
         return wire
 
     def answer(self, method: str, target: str, headers: Fields, remote: str | None,
-               connection: bytes = b"") -> list[bytes | memoryview] | None:
+               connection: bytes = b"", *, misses: bool = False
+               ) -> list[bytes | memoryview] | MissPlan | None:
         """The response to a fresh hit (``connection``: extra field lines such as
-        ``Connection: close\\r\\n``), or ``None``: hand the request to the application."""
+        ``Connection: close\\r\\n``), or ``None``: hand the request to the application;
+        with ``misses``, a ``MissPlan`` for a plain miss ``serve_miss`` can answer."""
         if method not in CACHEABLE_METHODS:
             return None
         now = self.clock()
@@ -145,7 +152,9 @@ class HitPath:
                 return None  # the application answers it (403 …) and counts it
         key = cache_key(*split_target(target))
         stored, vary_miss = self._lookup(key, headers)
-        if stored is None or stored.file is not None:
+        if stored is None:
+            return self._plan_miss(method, key, headers, now, vary_miss) if misses else None
+        if stored.file is not None:
             return None
         creq = CacheRequest(method, key, headers)
         decision = decide(creq, stored, now, self._policy, vary_miss=vary_miss)
@@ -185,3 +194,102 @@ class HitPath:
         if len(body) < JOIN_BELOW:
             return [b"".join((head, tail, body))]
         return [head + tail, body]
+
+    # -- plain misses ----------------------------------------------------------------------------
+
+    def _plan_miss(self, method: str, key: str, headers: Fields, now: float,
+                   vary_miss: bool) -> MissPlan | None:
+        """A miss answered by ``serve_miss``: nothing stored for the key in any tier (no
+        stale response to fall back on, no slices), no client conditionals or ranges (the
+        engine answers those from the complete response). Anything else: ``None``."""
+        engine = self.engine
+        if engine.disk is not None or engine.shared is not None:
+            return None
+        if headers.has_any(_ANSWERED_BY_ENGINE):
+            return None
+        if engine.slices is not None and engine.slices.has_record(key):
+            return None
+        creq = CacheRequest(method, key, headers)
+        decision = decide(creq, None, now, self._policy, vary_miss=vary_miss)
+        if type(decision) is not Miss or decision.stale is not None:
+            return None
+        return MissPlan(creq, decision)
+
+    async def serve_miss(self, plan: MissPlan, remote: str | None, connection: bytes,
+                         http11: bool, write: Callable[[bytes], None],
+                         drain: Callable[[], Awaitable[None]]) -> bool:
+        """Answer ``plan`` as ``CacheEngine`` answers a miss (``open_flight``,
+        ``flight_fields``), written with ``write``/``drain`` (the protocol's transport).
+        Returns whether the connection may carry another request: not when the body was cut
+        (the upstream broke off after the head), nor when it was delimited by closing."""
+        engine = self.engine
+        creq, decision = plan.creq, plan.decision
+        try:
+            reader, head, owner = await engine.open_flight(creq, decision, remote)
+        except CacheError as exc:  # as httpcache.app's errors_middleware answers it
+            self._errors.inc()
+            log.warning("%s %s: %s", creq.method, creq.target, exc.message)
+            write(self._error(exc, connection))
+            return True
+        with reader:
+            _headers, _status, _age, fields = engine.flight_fields(decision, head, owner,
+                                                                   revalidated=False)
+            date = self.date_line() if fields.first("date") is None else b""
+            status = head.status
+            if creq.method == "HEAD" and head.content_length is None and status not in (204,
+                                                                                       304):
+                # the length must be known first, as the engine does
+                body = await reader.body()
+                fields = fields.with_field("Content-Length", str(len(body)))
+            if creq.method == "HEAD" or status in (204, 304):
+                write(serialise(status, fields) + date + connection + b"\r\n")
+                return True
+            length = head.content_length
+            chunked = length is None and http11
+            if chunked:
+                fields = fields.without("transfer-encoding").appended(
+                    "Transfer-Encoding", "chunked")
+            head_bytes = serialise(status, fields) + date + (
+                connection if length is not None or http11 else b"Connection: close\r\n"
+            ) + b"\r\n"
+            if length is None and not reader.ready():
+                write(head_bytes)  # an open-ended body: its head at once (see _stream)
+                head_bytes = b""
+            try:
+                async for chunk in reader.chunks():
+                    if chunked:
+                        chunk = b"%x\r\n%s\r\n" % (len(chunk), chunk)
+                    if head_bytes:
+                        chunk, head_bytes = head_bytes + chunk, b""
+                    write(chunk)
+                    await drain()
+            except (UpstreamError, StoreError) as exc:
+                log.warning("%s %s: aborting response: %s", creq.method, creq.target,
+                            exc.message)
+                return False
+            write(head_bytes + (b"0\r\n\r\n" if chunked else b""))
+            return length is not None or http11
+
+    def _error(self, exc: CacheError, connection: bytes) -> bytes:
+        body = error_body(exc).encode()
+        fields = Fields([
+            ("Content-Type", "text/plain; charset=utf-8"),
+            ("Cache-Status", CacheStatus(self._name, detail=exc.__class__.__name__).format()),
+            ("Cache-Control", "no-store"), ("Content-Length", str(len(body)))])
+        return serialise(exc.status, fields) + self.date_line() + connection + b"\r\n" + body
+
+
+# Request fields whose answers the engine derives from a complete response (conditionals,
+# ranges): such misses go to the application.
+_ANSWERED_BY_ENGINE = frozenset({"range", "if-range", "if-none-match", "if-modified-since",
+                                 "if-match", "if-unmodified-since"})
+
+
+class MissPlan:
+    """A plain miss the protocol layer may answer (``HitPath.serve_miss``)."""
+
+    __slots__ = ("creq", "decision")
+
+    def __init__(self, creq: CacheRequest, decision: Miss) -> None:
+        self.creq = creq
+        self.decision = decision

@@ -13,7 +13,7 @@ from edge.signing import sign_url
 from httpcache.app import ENGINE
 from httpcache.cache_status import parse_members
 from httpcache.dates import format_http_date
-from httpcache.fast_server import HitServer
+from httpcache.fast_server import HitServer, proxied_elsewhere
 from httpcache.hit_path import HitPath
 from tests.integration.cache.conftest import Topology, metric
 
@@ -69,7 +69,8 @@ async def edge(make_topology: Callable[..., Awaitable[Topology]]) -> AsyncIterat
     topo.origin.set("/b", b"bee", headers=CACHEABLE)
     topo.origin.set("/private/doc", b"secret", headers=CACHEABLE)
     assert topo.edge is not None and topo.edge.runner is not None
-    server = HitServer(HitPath(topo.edge_app[ENGINE]), topo.edge.runner.server)
+    server = HitServer(HitPath(topo.edge_app[ENGINE]), topo.edge.runner.server,
+                       app_paths=proxied_elsewhere(topo.edge_app))
     listener = await asyncio.get_running_loop().create_server(server, "127.0.0.1", 0)
     port = listener.sockets[0].getsockname()[1]
     yield Edge(topo, server, port)
@@ -111,10 +112,74 @@ async def test_pipelined_hits_and_a_miss_are_answered_in_order(edge: Edge) -> No
     assert [a.status for a in answers] == [200, 200, 206, 200]
     assert [a.body for a in answers] == [BODY, b"bee", BODY[:4], b"bee"]
     assert answers[0].cache_status().get("hit") is True
-    assert answers[1].cache_status().get("fwd") == "uri-miss"  # aiohttp answered from here on
-    assert edge.server.handed_over == 1
-    writer.write(get("/a"))  # the connection still works (now aiohttp's)
+    assert answers[1].cache_status().get("fwd") == "uri-miss"
+    assert answers[1].cache_status().get("stored") is True
+    assert answers[3].cache_status().get("hit") is True  # stored by the miss before it
+    assert edge.server.handed_over == 0  # the miss was answered on the hit path too
+    assert edge.topo.origin.count("/b") == 1
+    writer.write(get("/a"))  # the connection still works
     assert (await read_response(reader)).body == BODY
+    writer.close()
+
+
+async def test_misses_on_the_hit_path_keep_the_connection(edge: Edge) -> None:
+    """A plain miss is answered by the protocol (the engine's flight, its fields) and the
+    connection goes on with the hit path: HEAD, HTTP/1.0, Connection: close, an upstream
+    failure (502 as the application answers it), a body the origin breaks off (cut)."""
+    reader, writer = await edge.connect()
+    writer.write(get("/a", method="HEAD"))
+    head = await read_response(reader, head=True)
+    assert head.status == 200 and head.headers["content-length"] == str(len(BODY))
+    assert head.cache_status().get("fwd") == "uri-miss"
+    assert head.headers["via"] == "1.1 cdn-edge-test" and head.headers["date"]
+    writer.write(get("/a") + get("/a") + get("/nothing-here"))
+    miss, hit, missing = [await read_response(reader) for _ in range(3)]
+    assert miss.body == BODY and miss.cache_status().get("stored") is True
+    assert hit.body == BODY and hit.cache_status().get("hit") is True
+    assert missing.status == 404 and missing.cache_status().get("fwd") == "uri-miss"
+    assert edge.server.handed_over == 0
+    writer.close()
+
+    reader, writer = await edge.connect()
+    writer.write(get("/b", version="1.0"))
+    old = await read_response(reader)
+    assert old.status == 200 and old.body == b"bee"
+    assert await reader.read() == b""  # HTTP/1.0 without keep-alive: closed after
+    writer.close()
+
+    edge.topo.origin.set("/c", b"sea", headers=CACHEABLE)
+    reader, writer = await edge.connect()
+    writer.write(get("/c", "Connection: close"))
+    closing = await read_response(reader)
+    assert closing.body == b"sea" and closing.headers["connection"] == "close"
+    assert await reader.read() == b""
+    writer.close()
+
+    edge.topo.origin.set("/cut", BODY * 64, headers=CACHEABLE, chunk_size=4096,
+                         abort_after=8192)
+    reader, writer = await edge.connect()
+    writer.write(get("/cut"))
+    raw = await reader.read()  # the edge cuts the connection: a short body, never a whole one
+    assert raw.startswith(b"HTTP/1.1 200") and len(raw.split(b"\r\n\r\n", 1)[1]) < len(BODY * 64)
+    writer.close()
+
+    await edge.topo.origin_server.close()  # the origin goes away
+    reader, writer = await edge.connect()
+    writer.write(get("/gone") + get("/a"))
+    failed, hit = await read_response(reader), await read_response(reader)
+    assert failed.status == 502 and failed.headers["cache-control"] == "no-store"
+    assert failed.cache_status().get("detail") == "UpstreamUnavailable"
+    assert hit.body == BODY  # same connection, still answered
+    assert edge.server.handed_over == 0
+    writer.close()
+
+
+async def test_conditional_and_ranged_misses_go_to_the_application(edge: Edge) -> None:
+    reader, writer = await edge.connect()
+    writer.write(get("/a", "Range: bytes=0-3"))
+    part = await read_response(reader)
+    assert part.status == 206 and part.body == BODY[:4]
+    assert edge.server.handed_over == 1
     writer.close()
 
 
