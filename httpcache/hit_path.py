@@ -260,7 +260,11 @@ class HitPath:
                     if chunked:
                         chunk = b"%x\r\n%s\r\n" % (len(chunk), chunk)
                     if head_bytes:
-                        chunk, head_bytes = head_bytes + chunk, b""
+                        if len(chunk) < JOIN_BELOW:
+                            chunk = head_bytes + chunk
+                        else:  # a large first chunk: the head must not wait for its copy
+                            write(head_bytes)
+                        head_bytes = b""
                     write(chunk)
                     await drain()
             except (UpstreamError, StoreError) as exc:
