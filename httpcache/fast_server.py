@@ -5,14 +5,29 @@ parser uvicorn uses, and the one inside aiohttp). A GET or HEAD without a body w
 ``HitPath.answer`` can give (a fresh memory hit) is answered at once, in the order requests
 arrived: pipelined requests read together are answered with one write.
 
+A *plain miss* (``HitPath.serve_miss``: GET or HEAD, nothing stored for the key in any tier,
+no conditionals or ranges, not one of the application's own paths) is answered here too: the
+protocol stops reading (later pipelined requests wait, unparsed), a task runs the engine's
+own miss steps (``CacheEngine.open_flight``: the collapsed flight that fetches and stores;
+``flight_fields``: counters, ``Cache-Status``, ``Via``, ``Age``) and writes the head and the
+body as it arrives through this transport, waiting on ``pause_writing``/``resume_writing``
+for a slow client; then reading resumes with the bytes that followed the request. The
+decision is the engine's (``decide``), so nothing is answered differently from aiohttp's
+path; what is saved is aiohttp's request/response objects per miss, and the connection stays
+here, so its later hits stay cheap. A body the upstream breaks off after the head cuts the
+connection (as the engine does); an error before the head is answered as the application's
+``errors_middleware`` answers it (status, text, ``Cache-Status`` detail, ``no-store``). A
+client that goes away cancels its task, not the flight (the fill goes on).
+
 The first request it cannot answer *hands the connection over* to the aiohttp application:
 an aiohttp ``RequestHandler`` (made by the app runner's ``web.Server``, so the runner tracks
 and shuts it down) becomes the transport's protocol and is fed the raw bytes from the first
 byte of that request on. Every response written before was complete, and aiohttp answers
 the rest in order, so keep-alive and pipelining stay correct across the hand-off. The
-connection stays with aiohttp from then on: a connection that asks for misses, purges or
-metrics pays aiohttp's cost for its later hits too (taking it back would mean reaching into
-aiohttp's handler; browsers and load generators open new connections often enough).
+connection stays with aiohttp from then on: a connection that asks for conditional or ranged
+misses, purges or metrics pays aiohttp's cost for its later hits too (taking it back would
+mean reaching into aiohttp's handler; browsers and load generators open new connections
+often enough).
 
 To hand over raw bytes the protocol must know where each request began. llhttp reports a
 completed message, not its position, so the bytes are fed to it in pieces that end just after
