@@ -32,7 +32,7 @@ class EdgeConfig(CacheTierConfig):
                 "with aiohttp (httpcache.fast_server)"})
     workers: int = field(default=1, metadata={
         "help": "processes sharing the port (SO_REUSEPORT), each with its own memory tier; "
-                "they share objects only through --shared-cache-url (edge.serving)"})
+                "they share objects only through --shared-cache-url (httpcache.serving)"})
 
     def __post_init__(self) -> None:
         self.check_tier("edge")

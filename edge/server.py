@@ -26,9 +26,10 @@ from prometheus_client import Gauge
 
 from cdn.roles import add_config_arguments, config_from_args
 from cdn.settings import ConfigError
-from edge import serving, signing
+from edge import signing
 from edge.config import EdgeConfig
 from edge.shield_selection import HealthChecker, ShieldPool, ShieldUpstream
+from httpcache import serving
 from httpcache.app import LEAN, METRICS, SESSION
 from httpcache.cache_key import make_target, split_target
 from httpcache.engine import Gate, GateRequest
@@ -114,7 +115,7 @@ def _up_value(pool: ShieldPool, name: str) -> float:
 
 
 def main(argv: Sequence[str]) -> int:
-    """``cdn edge``: ``cdn.roles.run_role``'s command line, served by ``edge.serving``."""
+    """``cdn edge``: ``cdn.roles.run_role``'s command line, served by ``httpcache.serving``."""
     prog = "cdn edge"
     parser = argparse.ArgumentParser(prog=prog)
     parser.add_argument("--config", help="TOML file (default: $CDN_CONFIG)")

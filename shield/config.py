@@ -20,6 +20,9 @@ class ShieldConfig(CacheTierConfig):
         "help": "S3 key the shield signs origin requests with (SigV4); empty = unsigned"})
     origin_secret_key: str = ""
     origin_region: str = "us-east-1"
+    hit_path: bool = field(default=True, metadata={
+        "help": "answer fresh memory hits and plain misses on asyncio's protocol layer "
+                "(httptools), the rest with aiohttp (httpcache.fast_server)"})
 
     def __post_init__(self) -> None:
         self.check_tier("shield")

@@ -1,4 +1,5 @@
-"""How ``cdn edge`` runs its application: the hit path in front, and ``reuse_port`` workers.
+"""How ``cdn edge`` and ``cdn shield`` run their application: the hit path in front, and
+``reuse_port`` workers.
 
 ``serve(app, host, port, hit_path=True, workers=1)``:
 
@@ -32,7 +33,7 @@ from httpcache.app import ENGINE
 from httpcache.fast_server import HitServer, app_handler_factory, proxied_elsewhere
 from httpcache.hit_path import HitPath
 
-log = logging.getLogger("cdn.edge")
+log = logging.getLogger("cdn.serving")
 
 
 def serve(app: web.Application, host: str, port: int, *, hit_path: bool = True,
