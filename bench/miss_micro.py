@@ -65,7 +65,7 @@ async def wrk(url: str, size: int, tag: str, seconds: float, connections: int) -
 async def run(args: argparse.Namespace, origin_url: str) -> None:
     from aiohttp import web
 
-    from cdn.roles import tune_gc
+    from cdn.roles import tune_gc, tune_malloc
     from edge.config import EdgeConfig
     from edge.server import build_app
     from httpcache.app import ENGINE
@@ -73,6 +73,7 @@ async def run(args: argparse.Namespace, origin_url: str) -> None:
     from httpcache.hit_path import HitPath
 
     size = parse_size(args.size)
+    tune_malloc()  # as httpcache.serving does
     config = EdgeConfig(host="127.0.0.1", port=free_port(), upstream=origin_url,
                         region="bench", cache_max_bytes=256 * 1024 * 1024)
     app = build_app(config)

@@ -28,7 +28,7 @@ import sys
 
 from aiohttp import web
 
-from cdn.roles import tune_gc
+from cdn.roles import tune_gc, tune_malloc
 from httpcache.app import ENGINE
 from httpcache.fast_server import HitServer, app_handler_factory, proxied_elsewhere
 from httpcache.hit_path import HitPath
@@ -80,6 +80,7 @@ def _die_with_parent() -> None:
 
 def _serve_one(app: web.Application, host: str, port: int, *, hit_path: bool,
                reuse_port: bool, worker: int = 0) -> None:
+    tune_malloc()  # as cdn.roles.serve does for every role
     try:
         import uvloop
 
