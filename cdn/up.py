@@ -101,7 +101,18 @@ class Supervisor:
                 "origin": lambda _i: plan.origin(), "control": lambda _i: plan.control(),
             }[kind](i)
         chosen: dict[tuple[str, int], int] = {}
-        return lambda kind, i: chosen.setdefault((kind, i), free_port(self.config.host))
+
+        def pick(kind: str, i: int) -> int:
+            # bind(0) may hand out the same port twice once released: keep picks distinct.
+            if (kind, i) not in chosen:
+                taken = set(chosen.values())
+                port = free_port(self.config.host)
+                while port in taken:
+                    port = free_port(self.config.host)
+                chosen[(kind, i)] = port
+            return chosen[(kind, i)]
+
+        return pick
 
     # -- lifecycle ---------------------------------------------------------------------------
     def check_not_running(self) -> None:
@@ -164,6 +175,14 @@ class Supervisor:
                     await asyncio.sleep(0.1)
 
             await asyncio.gather(*(one(c) for c in children))
+        # A child that lost a port race may die after another process answered its health
+        # check on that port: make sure every one of them is still running.
+        await asyncio.sleep(0.2)
+        for child in children:
+            if child.proc.poll() is not None:
+                tail = child.log.read_text(errors="replace")[-2000:]
+                raise UpError(f"{child.spec.name} exited with {child.proc.returncode} right "
+                              f"after start; last log lines ({child.log}):\n{tail}")
 
     async def start_all(self, plan: Plan) -> None:
         for stage in plan.stages:
