@@ -63,13 +63,21 @@ class ShieldPool:
 
 
 class HealthChecker:
-    """Probes every shield's ``/_health`` each ``interval`` seconds."""
+    """Probes every shield's ``/_health`` each ``interval`` seconds.
+
+    A shield is marked down after ``fall`` failed probes in a row, not one: a single slow
+    answer from a busy shield must not move its keys to another shield (every moved key is
+    one more origin fetch). Real connection errors on requests still fail over at once
+    (``ShieldUpstream``); one good probe brings a shield back.
+    """
 
     def __init__(self, pool: ShieldPool, session: aiohttp.ClientSession,
-                 interval: float) -> None:
+                 interval: float, *, fall: int = 3) -> None:
         self.pool = pool
         self.session = session
         self.interval = interval
+        self.fall = fall
+        self._failures: dict[str, int] = {}
 
     async def check(self, name: str) -> bool:
         timeout = aiohttp.ClientTimeout(total=max(0.2, min(self.interval, 2.0)))
@@ -84,7 +92,13 @@ class HealthChecker:
         names = list(self.pool.urls)
         results = await asyncio.gather(*(self.check(n) for n in names))
         for name, ok in zip(names, results, strict=True):
-            (self.pool.mark_up if ok else self.pool.mark_down)(name)
+            if ok:
+                self._failures[name] = 0
+                self.pool.mark_up(name)
+                continue
+            self._failures[name] = self._failures.get(name, 0) + 1
+            if self._failures[name] >= self.fall:
+                self.pool.mark_down(name)
 
     async def run(self) -> None:
         while True:

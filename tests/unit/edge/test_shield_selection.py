@@ -46,3 +46,28 @@ def test_every_shield_down_still_gives_candidates() -> None:
 def test_empty_pool_is_refused() -> None:
     with pytest.raises(ValueError):
         ShieldPool({})
+
+
+async def test_a_shield_is_marked_down_only_after_consecutive_failed_probes(aiohttp_server):
+    import aiohttp
+    from aiohttp import web
+
+    from edge.shield_selection import HealthChecker, ShieldPool
+
+    answers = iter([500, 500, 200, 500, 500, 500])
+
+    async def health(_request: web.Request) -> web.Response:
+        return web.Response(status=next(answers))
+
+    app = web.Application()
+    app.router.add_get("/_health", health)
+    server = await aiohttp_server(app)
+    pool = ShieldPool({"s1": str(server.make_url("/"))})
+    async with aiohttp.ClientSession() as session:
+        checker = HealthChecker(pool, session, interval=1.0, fall=3)
+        seen = []
+        for _ in range(6):
+            await checker.check_all()
+            seen.append(pool.is_up("s1"))
+    # two failures, a success resets the count, then the third failure in a row marks it down
+    assert seen == [True, True, True, True, True, False]
