@@ -225,6 +225,9 @@ async def create_demo_content(plan: Plan, secrets: Secrets) -> dict[str, Any]:
             cache_control="public, max-age=60", surrogate_keys=("demo", "hello"),
         )
         await client.create_bucket("private", public=False)
+        # Re-creating an existing bucket keeps its ACL (a shared external database may hold
+        # an older "private" bucket): state the ACL we rely on.
+        await client.put_bucket_acl("private", "private")
         await client.put_object(
             "private", "secret.txt", b"Only signed URLs reach this.\n",
             content_type="text/plain; charset=utf-8",

@@ -189,6 +189,10 @@ class S3Client:
         headers = {"x-amz-acl": "public-read"} if public else {}
         await self._call("PUT", name, headers=headers)
 
+    async def put_bucket_acl(self, name: str, acl: str) -> None:
+        """A canned ACL (``private`` or ``public-read``) for an existing bucket."""
+        await self._call("PUT", name, query=[("acl", "")], headers={"x-amz-acl": acl})
+
     async def delete_bucket(self, name: str) -> None:
         await self._call("DELETE", name)
 
