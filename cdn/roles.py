@@ -119,7 +119,10 @@ def run_role(
     section: str,
     build_app: Callable[[T], web.Application],
     host_port: Callable[[T], tuple[str, int]],
+    serve_app: Callable[[T, web.Application], int] | None = None,
 ) -> int:
+    """Parse flags into ``cls``, build the app and serve it (``serve_app`` when the role
+    serves differently, e.g. edge and shield with their fast front end and workers)."""
     parser = argparse.ArgumentParser(prog=prog)
     parser.add_argument("--config", help="TOML file (default: $CDN_CONFIG)")
     parser.add_argument("--log-level", default="INFO")
@@ -132,8 +135,11 @@ def run_role(
     except ConfigError as exc:
         print(f"{prog}: configuration error: {exc}", file=sys.stderr)
         return 2
+    app = build_app(config)
+    if serve_app is not None:
+        return serve_app(config, app)
     host, port = host_port(config)
-    serve(build_app(config), host, port)
+    serve(app, host, port)
     return 0
 
 

@@ -10,12 +10,9 @@ but not shown to browsers.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import functools
-import logging
-import sys
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
@@ -24,8 +21,7 @@ import aiohttp
 from aiohttp import web
 from prometheus_client import Gauge
 
-from cdn.roles import add_config_arguments, config_from_args
-from cdn.settings import ConfigError
+from cdn.roles import run_role
 from edge import signing
 from edge.config import EdgeConfig
 from edge.shield_selection import HealthChecker, ShieldPool, ShieldUpstream
@@ -115,19 +111,10 @@ def _up_value(pool: ShieldPool, name: str) -> float:
 
 
 def main(argv: Sequence[str]) -> int:
-    """``cdn edge``: ``cdn.roles.run_role``'s command line, served by ``httpcache.serving``."""
-    prog = "cdn edge"
-    parser = argparse.ArgumentParser(prog=prog)
-    parser.add_argument("--config", help="TOML file (default: $CDN_CONFIG)")
-    parser.add_argument("--log-level", default="INFO")
-    add_config_arguments(parser, EdgeConfig)
-    args = parser.parse_args(list(argv))
-    logging.basicConfig(level=args.log_level.upper(),
-                        format=f"%(asctime)s {prog} %(levelname)s %(name)s: %(message)s")
-    try:
-        config = config_from_args(EdgeConfig, args, prefix="CDN_EDGE_", section="edge")
-    except ConfigError as exc:
-        print(f"{prog}: configuration error: {exc}", file=sys.stderr)
-        return 2
-    return serving.serve(build_app(config), config.host, config.port,
-                         hit_path=config.hit_path, workers=config.workers)
+    """``cdn edge``: flags from ``EdgeConfig``, served by ``httpcache.serving`` (the fast front end
+    and reuse_port workers)."""
+    return run_role(
+        argv, prog="cdn edge", cls=EdgeConfig, prefix="CDN_EDGE_", section="edge",
+        build_app=build_app, host_port=lambda c: (c.host, c.port),
+        serve_app=lambda config, app: serving.serve(
+            app, config.host, config.port, hit_path=config.hit_path, workers=config.workers))

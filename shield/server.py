@@ -8,17 +8,13 @@ on responses so the edge can index the same tags.
 
 from __future__ import annotations
 
-import argparse
-import logging
-import sys
 import time
 from collections.abc import Callable, Sequence
 
 import aiohttp
 from aiohttp import web
 
-from cdn.roles import add_config_arguments, config_from_args
-from cdn.settings import ConfigError
+from cdn.roles import run_role
 from httpcache import serving
 from httpcache.app import LEAN
 from httpcache.engine import Gate, GateRequest
@@ -62,20 +58,10 @@ def build_app(config: ShieldConfig, *, clock: Callable[[], float] = time.time
 
 
 def main(argv: Sequence[str]) -> int:
-    """``cdn shield``: ``cdn.roles.run_role``'s command line, served by ``httpcache.serving``
-    (the hit path in front, as at the edge)."""
-    prog = "cdn shield"
-    parser = argparse.ArgumentParser(prog=prog)
-    parser.add_argument("--config", help="TOML file (default: $CDN_CONFIG)")
-    parser.add_argument("--log-level", default="INFO")
-    add_config_arguments(parser, ShieldConfig)
-    args = parser.parse_args(list(argv))
-    logging.basicConfig(level=args.log_level.upper(),
-                        format=f"%(asctime)s {prog} %(levelname)s %(name)s: %(message)s")
-    try:
-        config = config_from_args(ShieldConfig, args, prefix="CDN_SHIELD_", section="shield")
-    except ConfigError as exc:
-        print(f"{prog}: configuration error: {exc}", file=sys.stderr)
-        return 2
-    return serving.serve(build_app(config), config.host, config.port,
-                         hit_path=config.hit_path)
+    """``cdn shield``: flags from ``ShieldConfig``, served by ``httpcache.serving`` with the
+    fast front end, as at the edge."""
+    return run_role(
+        argv, prog="cdn shield", cls=ShieldConfig, prefix="CDN_SHIELD_", section="shield",
+        build_app=build_app, host_port=lambda c: (c.host, c.port),
+        serve_app=lambda config, app: serving.serve(
+            app, config.host, config.port, hit_path=config.hit_path))
