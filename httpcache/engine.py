@@ -152,7 +152,7 @@ class CacheEngine:
         self.clock = clock
         self.collapser = Collapser(max_waiters=config.collapse_max_waiters)
         self._counters: dict[str, Any] = {}
-        self._upstream_counters: dict[tuple[str, int], Any] = {}
+        self._upstream_counters: dict[tuple[str, int | str], Any] = {}
         self._strip = frozenset(n.lower() for n in config.strip_response_fields)
         self._drop = frozenset(n.lower() for n in config.drop_request_fields)
         size = config.slice_size
@@ -163,14 +163,14 @@ class CacheEngine:
     async def aclose(self) -> None:
         await self.collapser.aclose()
 
-    def _counter(self, result: str) -> Any:
+    def counter(self, result: str) -> Any:
         """``cdn_requests_total{result}``'s child, looked up once per label value."""
         child = self._counters.get(result)
         if child is None:
             child = self._counters[result] = self.metrics.requests.labels(result)
         return child
 
-    def _upstream_counter(self, method: str, status: int) -> Any:
+    def _upstream_counter(self, method: str, status: int | str) -> Any:
         key = (method, status)
         child = self._upstream_counters.get(key)
         if child is None:
@@ -198,7 +198,7 @@ class CacheEngine:
             stored, vary_miss = await self._lookup_lower(key, creq, vary_miss)
         match decide(creq, stored, now, self.config.policy, vary_miss=vary_miss):
             case FreshHit(stored=hit, age=age, ttl=ttl):
-                self.metrics.requests.labels("hit").inc()
+                self.counter("hit").inc()
                 status = CacheStatus(self.config.name, hit=True, ttl=int(ttl))
                 if hit.file is not None:
                     return await self._answer_file(request, creq, hit, hit.headers, status,
@@ -206,7 +206,7 @@ class CacheEngine:
                 return self._answer_complete(request, creq, hit.status, hit.headers, hit.body,
                                              status, age=int(age))
             case StaleHit(stored=hit, age=age, ttl=ttl, why=why, revalidate=revalidate):
-                self.metrics.requests.labels("stale").inc()
+                self.counter("stale").inc()
                 if revalidate:
                     self._revalidate_in_background(request, creq, hit)
                 status = CacheStatus(self.config.name, hit=True, ttl=int(ttl) - (ttl < 0),
@@ -292,7 +292,7 @@ class CacheEngine:
         return _response(status, fields, body)
 
     def _not_modified(self, fields: Fields) -> web.Response:
-        self.metrics.requests.labels("not_modified").inc()
+        self.counter("not_modified").inc()
         return web.Response(status=304, headers=CIMultiDict(not_modified_fields(fields)))
 
     @staticmethod
@@ -412,7 +412,7 @@ class CacheEngine:
         """Count the answer, and what it is made of: the upstream's fields this request may
         see, its ``Cache-Status`` member, ``Age`` (of a shared response) and the fields to
         send (``client_response_fields``)."""
-        self._counter(_result(owner, revalidated, head)).inc()
+        self.counter(_result(owner, revalidated, head)).inc()
         headers = head.headers if owner else head.shared_headers
         assert headers is not None
         cache_status = CacheStatus(self.config.name, fwd=decision.reason,
@@ -437,7 +437,7 @@ class CacheEngine:
                                     stored: StoredResponse, fwd_status: int | None,
                                     error: CacheError | None) -> web.StreamResponse:
         """RFC 5861 §4 stale-if-error (and RFC 9111 §4.2.4 "disconnected")."""
-        self.metrics.requests.labels("stale").inc()
+        self.counter("stale").inc()
         now = self.clock()
         age = stored_age(stored, now)
         ttl = stored_lifetime(stored, self.config.policy) - age
@@ -622,7 +622,7 @@ class CacheEngine:
 
     async def _forward(self, request: web.Request, creq: CacheRequest,
                        reason: ForwardReason) -> web.StreamResponse:
-        self.metrics.requests.labels("pass").inc()
+        self.counter("pass").inc()
         headers = forward_request_fields(creq.headers, via=self.config.name,
                                          peer=request.remote, drop=self._drop)
         body = request.content.iter_chunked(CHUNK_SIZE) if request.body_exists else None
@@ -657,7 +657,7 @@ class CacheEngine:
                 yield up
         except UpstreamError:
             if not counted:
-                self.metrics.upstream_requests.labels(method, "error").inc()
+                self._upstream_counter(method, "error").inc()
             raise
 
 

@@ -123,9 +123,9 @@ class HitPath:
         self._policy = config.policy
         self._gates = tuple(config.gates)
         self._lookup = engine.store.lookup
-        self._hits = engine.metrics.requests.labels("hit")
-        self._not_modified = engine.metrics.requests.labels("not_modified")
-        self._errors = engine.metrics.requests.labels("error")
+        self._hits = engine.counter("hit")
+        self._not_modified = engine.counter("not_modified")
+        self._errors = engine.counter("error")
 
     def wire(self, stored: StoredResponse) -> Wire:
         wire = stored.memo_wire

@@ -386,15 +386,15 @@ class SliceDriver:
         ttl = int(left) - (left < 0)  # as the engine counts it: negative once stale
         name = engine.config.name
         if validate:
-            engine.metrics.requests.labels(
+            engine.counter(
                 "revalidated" if fwd_status == 304 else "refetched").inc()
             return CacheStatus(name, fwd="stale", fwd_status=fwd_status,
                                stored=not coverage.complete, collapsed=collapsed)
         reason = coverage.forward_reason(had_record)
         if reason is None:
-            engine.metrics.requests.labels("stale" if stale_why else "hit").inc()
+            engine.counter("stale" if stale_why else "hit").inc()
             return CacheStatus(name, hit=True, ttl=ttl, detail=stale_why)
-        engine.metrics.requests.labels(
+        engine.counter(
             "collapsed" if collapsed else "partial" if reason == "partial" else "miss").inc()
         return CacheStatus(name, fwd="partial" if reason == "partial" else "uri-miss",
                            fwd_status=fwd_status, stored=True, collapsed=collapsed,
