@@ -37,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.edge_vs_peers import parse_size  # noqa: E402
 from bench.loadgen import LUA, parse  # noqa: E402
 from bench.origins import start_origin  # noqa: E402
-from bench.procs import free_port  # noqa: E402
+from cdn.processes import free_port  # noqa: E402
 
 
 def cpu_seconds() -> float:

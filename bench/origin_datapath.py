@@ -36,8 +36,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.procs import Proc, cdn_role, free_port, tree_cpu_seconds  # noqa: E402
+from bench.procs import Proc, cdn_role, tree_cpu_seconds  # noqa: E402
 from cdn.embedded import EmbeddedPostgres  # noqa: E402
+from cdn.processes import free_port  # noqa: E402
 
 KiB, MiB = 1024, 1024 * 1024
 ZONES = ("zone-a", "zone-b", "zone-c")

@@ -12,8 +12,9 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.procs import Proc, free_port, which_or_install
+from bench.procs import Proc, which_or_install
 from bench.static_origin import body
+from cdn.processes import free_port
 
 NGINX_ORIGIN_CONF = """\
 user root;

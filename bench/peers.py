@@ -17,7 +17,8 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.procs import Proc, cdn_role, free_port, which_or_install
+from bench.procs import Proc, cdn_role, which_or_install
+from cdn.processes import free_port
 
 CACHE_BYTES = 256 * 1024 * 1024
 

@@ -11,23 +11,15 @@ import os
 import resource
 import shutil
 import signal
-import socket
 import subprocess
 import sys
-import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from cdn.processes import ProcessNotReady, stop_process, wait_for_http
+
 ROOT = Path(__file__).resolve().parent.parent
 CLK_TCK = os.sysconf("SC_CLK_TCK")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
@@ -73,21 +65,12 @@ class Proc:
             raise RuntimeError(f"{self.name} exited with {self.proc.returncode}:\n{tail}")
 
     def wait_http(self, url: str, timeout: float = 30.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            self.check_alive()
-            try:
-                with urllib.request.urlopen(url, timeout=1) as resp:
-                    if resp.status < 500:
-                        return
-            except urllib.error.HTTPError as exc:
-                if exc.code < 500:
-                    return
-                time.sleep(0.05)
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError(f"{self.name}: {url} not answering after {timeout:.0f}s "
-                           f"(log {self.log_path})")
+        """Until ``url`` answers anything below 500 (any origin path will do)."""
+        try:
+            wait_for_http(url, timeout, self.proc, ready=lambda status: status < 500)
+        except ProcessNotReady as exc:
+            tail = self.log_path.read_text(errors="replace")[-2500:]
+            raise RuntimeError(f"{self.name}: {exc} (log {self.log_path}):\n{tail}") from None
 
     def ready(self, url: str, timeout: float = 30.0) -> None:
         """``wait_http``, stopping the process if it does not become ready."""
@@ -98,14 +81,8 @@ class Proc:
             raise
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.send_signal(sig)
-        try:
-            self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(5)
+        if self.proc is not None:
+            stop_process(self.proc, sig, timeout)
 
     def cpu_seconds(self) -> float:
         """utime+stime of this process and every live descendant (nginx workers, varnish's

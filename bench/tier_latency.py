@@ -32,7 +32,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.edge_vs_peers import label, parse_size  # noqa: E402
 from bench.origins import start_origin  # noqa: E402
-from bench.procs import Proc, cdn_role, free_port  # noqa: E402
+from bench.procs import Proc, cdn_role  # noqa: E402
+from cdn.processes import free_port  # noqa: E402
 
 SECRET = "bench-edge-secret"
 CACHE = str(256 * 1024 * 1024)

@@ -9,65 +9,23 @@ PostgreSQL refuses to run as root, so as root it runs as the unprivileged ``pgse
 
 from __future__ import annotations
 
-import ctypes
 import importlib.util
 import os
 import shutil
 import signal
-import socket
 import stat
 import subprocess
-import sys
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from cdn.processes import ProcessNotReady, child_preexec, stop_process, wait_for_port
 
 _PG_USER = "pgserver"
 
 
 class EmbeddedServerError(RuntimeError):
     """An embedded server could not be initialised or did not become ready in time."""
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port that is free right now (the caller binds it soon after)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
-
-
-def wait_for_port(
-    host: str, port: int, timeout: float, proc: subprocess.Popen | None = None
-) -> None:
-    """Block until something accepts TCP connections on host:port."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            raise EmbeddedServerError(f"process {proc.pid} exited with {proc.returncode}")
-        try:
-            with socket.create_connection((host, port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise EmbeddedServerError(f"nothing listening on {host}:{port} after {timeout:.0f}s")
-
-
-def set_parent_death_signal() -> None:
-    """Ask Linux to SIGTERM this (child) process when its parent dies, so killing a
-    supervisor with SIGKILL leaves nothing running. Called between fork and exec.
-
-    Linux ties the signal to the *thread* that forked the child: start servers from the main
-    thread (or one that lives as long as they should), never from a short-lived worker."""
-    try:
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except OSError:
-        pass
-
-
-def child_preexec() -> Callable[[], None] | None:
-    return set_parent_death_signal if sys.platform == "linux" else None
 
 
 def _ensure_user(name: str) -> None:
@@ -105,17 +63,6 @@ def _make_traversable(path: Path) -> None:
         mode = parent.stat().st_mode
         if not mode & stat.S_IXOTH:
             parent.chmod(mode | stat.S_IXOTH | stat.S_IROTH)
-
-
-def _stop_process(proc: subprocess.Popen, sig: int, timeout: float) -> None:
-    if proc.poll() is not None:
-        return
-    proc.send_signal(sig)
-    try:
-        proc.wait(timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(5)
 
 
 @dataclass
@@ -198,7 +145,7 @@ class EmbeddedPostgres(_EmbeddedServer):
         try:
             wait_for_port(self.host, self.port, timeout, self.proc)
             self._wait_ready(timeout)
-        except EmbeddedServerError:
+        except (EmbeddedServerError, ProcessNotReady):
             self.stop()
             raise
         return self.url
@@ -218,7 +165,7 @@ class EmbeddedPostgres(_EmbeddedServer):
     def stop(self) -> None:
         # SIGINT is PostgreSQL's "fast shutdown": roll back sessions, checkpoint, exit.
         if self.proc is not None:
-            _stop_process(self.proc, signal.SIGINT, 30)
+            stop_process(self.proc, signal.SIGINT, 30)
 
 
 @dataclass
@@ -253,11 +200,11 @@ class EmbeddedRedis(_EmbeddedServer):
         log.close()
         try:
             wait_for_port(self.host, self.port, timeout, self.proc)
-        except EmbeddedServerError:
+        except (EmbeddedServerError, ProcessNotReady):
             self.stop()
             raise
         return self.url
 
     def stop(self) -> None:
         if self.proc is not None:
-            _stop_process(self.proc, signal.SIGTERM, 10)
+            stop_process(self.proc, signal.SIGTERM, 10)

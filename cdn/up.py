@@ -25,7 +25,8 @@ from typing import Any
 
 import aiohttp
 
-from cdn.embedded import EmbeddedPostgres, EmbeddedRedis, child_preexec, free_port
+from cdn.embedded import EmbeddedPostgres, EmbeddedRedis
+from cdn.processes import child_preexec, free_port
 from cdn.roles import add_config_arguments, config_from_args
 from cdn.settings import ConfigError
 from cdn.topology import Plan, PortPlan, ProcessSpec, Secrets, build_plan

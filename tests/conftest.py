@@ -14,7 +14,8 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from cdn.embedded import EmbeddedPostgres, EmbeddedRedis, free_port
+from cdn.embedded import EmbeddedPostgres, EmbeddedRedis
+from cdn.processes import free_port
 
 
 @pytest.fixture(scope="session")

@@ -6,10 +6,10 @@ import os
 import signal
 import subprocess
 import sys
-import time
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from cdn.processes import ProcessNotReady, stop_process, wait_for_http
 
 
 @dataclass
@@ -41,29 +41,15 @@ class RoleProcess:
         return self
 
     def wait_healthy(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            assert self.proc is not None
-            if self.proc.poll() is not None:
-                log = self.log_path.read_text()[-3000:] if self.log_path else ""
-                raise RuntimeError(f"{self.role} exited with {self.proc.returncode}\n{log}")
-            try:
-                with urllib.request.urlopen(self.url + "/_health", timeout=1) as resp:
-                    if resp.status == 200:
-                        return
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError(f"{self.role} on {self.url} not healthy after {timeout}s")
+        try:
+            wait_for_http(self.url + "/_health", timeout, self.proc)
+        except ProcessNotReady as exc:
+            log = self.log_path.read_text()[-3000:] if self.log_path else ""
+            raise RuntimeError(f"{self.role}: {exc}\n{log}") from None
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.send_signal(sig)
-        try:
-            self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(5)
+        if self.proc is not None:
+            stop_process(self.proc, sig, timeout)
 
     def kill(self) -> None:
         self.stop(signal.SIGKILL)

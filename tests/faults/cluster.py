@@ -16,7 +16,8 @@ from pathlib import Path
 
 import asyncpg
 
-from cdn.embedded import EmbeddedPostgres, free_port
+from cdn.embedded import EmbeddedPostgres
+from cdn.processes import free_port
 from tests.procs import RoleProcess
 
 ZONES = ("zone-a", "zone-b", "zone-c")

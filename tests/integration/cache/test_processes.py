@@ -10,7 +10,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from cdn.embedded import free_port
+from cdn.processes import free_port
 from edge.signing import sign_url
 from tests.integration.cache.conftest import url_of
 from tests.integration.cache.scriptable_origin import ScriptableOrigin

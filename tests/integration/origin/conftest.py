@@ -17,7 +17,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from cdn.embedded import free_port
+from cdn.processes import free_port
 from origin.client import S3Client
 from tests.procs import RoleProcess
 
