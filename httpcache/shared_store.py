@@ -45,12 +45,12 @@ from httpcache.cache_control import response_directives
 from httpcache.headers import Fields
 from httpcache.messages import StoredResponse
 from httpcache.policy import PolicyConfig, stored_age, stored_lifetime, validators_for
+from httpcache.store import RECENT_PURGES, purge_matches
 from httpcache.vary import request_variant_key
 
 log = logging.getLogger("cdn.httpcache.shared")
 
 MAGIC = b"CDN1"
-RECENT_PURGES = 4096
 MAX_PENDING_WRITES = 256
 
 
@@ -182,7 +182,7 @@ class SharedStore:
         for purge_seq, kind, value in reversed(self._recent):
             if purge_seq <= seq:
                 break
-            if _matches(kind, value, stored):
+            if purge_matches(kind, value, stored):
                 return True
         return False
 
@@ -246,14 +246,6 @@ class SharedStore:
         except (RedisError, OSError, TimeoutError) as exc:
             self._failed(f"purge {kind} {value}", exc)
             return 0
-
-
-def _matches(kind: str, value: str, stored: StoredResponse) -> bool:
-    if kind == "tag":
-        return value in stored.surrogate_keys
-    if kind == "url":
-        return value == (stored.cache_key if "?" in value else stored.path)
-    return stored.cache_key.startswith(value)
 
 
 def _glob_escape(text: str) -> str:

@@ -246,7 +246,7 @@ class MemoryStore:
         for serial, when, kind, value in reversed(self._recent):
             if serial <= mark.serial and when < horizon:
                 break
-            if _purge_matches(kind, value, stored):
+            if purge_matches(kind, value, stored):
                 return True
         return False
 
@@ -293,7 +293,9 @@ class MemoryStore:
         assert variants == self._variants, (variants, self._variants)
 
 
-def _purge_matches(kind: str, value: str, stored: StoredResponse) -> bool:
+def purge_matches(kind: str, value: str, stored: StoredResponse) -> bool:
+    """Whether purge ``kind`` (``tag``, ``url``, ``prefix``) of ``value`` names ``stored``: a
+    URL without a query names every query of its path (as ``purge_url`` does)."""
     if kind == "tag":
         return value in stored.surrogate_keys
     if kind == "url":
