@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 
 BUCKET = "load"
@@ -38,7 +39,8 @@ class Catalogue:
         return list(itertools.accumulate(1.0 / (r ** self.zipf_s)
                                          for r in range(1, self.count + 1)))
 
-    def sampler(self, rng: random.Random) -> callable:
+    def sampler(self, rng: random.Random) -> Callable[[], int]:
+        """Draws ranks 1..count with probability ∝ 1/rank**s."""
         ranks = list(range(1, self.count + 1))
         cum = self.cumulative_weights()
         return lambda: rng.choices(ranks, cum_weights=cum, k=1)[0]

@@ -36,7 +36,11 @@ async def seed(topology: dict, catalogue: Catalogue, concurrency: int = 8) -> in
 
 def load_topology(path: str | None = None) -> dict:
     path = path or os.environ.get("CDN_TOPOLOGY", ".cdn-data/topology.json")
-    return json.loads(Path(path).read_text())
+    try:
+        return json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise SystemExit(f"no topology at {path}: start `cdn up` first, or set CDN_TOPOLOGY "
+                         "to its data dir's topology.json") from None
 
 
 def main() -> None:

@@ -341,6 +341,21 @@ def test_cdn_user_create_makes_working_credentials(topology, data_dir):
     asyncio.run(check())
 
 
+async def test_load_test_catalogue_seeds_and_is_served_by_every_edge(topology):
+    from loadtests.catalogue import Catalogue, body_for
+    from loadtests.seed import seed
+
+    catalogue = Catalogue(count=12)
+    assert await seed(topology, catalogue, concurrency=4) == 12
+    async with aiohttp.ClientSession() as http:
+        for rank in (1, 7, 12):
+            for edge in topology["edges"]:
+                async with http.get(edge["url"] + catalogue.path(rank)) as resp:
+                    assert resp.status == 200
+                    assert await resp.read() == body_for(rank, catalogue.size(rank))
+                    assert catalogue.tag(rank) not in resp.headers.get("Surrogate-Key", "")
+
+
 def test_cdn_fsck_reports_a_healthy_topology_clean(topology, data_dir):
     # No URL given: the tool finds the database through cdn up's topology.json.
     env = {k: v for k, v in os.environ.items() if k != "CDN_DATABASE_URL"}
