@@ -55,6 +55,10 @@ from httpcache.forwarding import (
     client_response_fields,
     fill_request_fields,
     forward_request_fields,
+    multipart_fields,
+    part_fields,
+    unsatisfiable_fields,
+    whole_fields,
 )
 from httpcache.freshness import ERROR_STATUSES
 from httpcache.headers import Fields
@@ -277,19 +281,14 @@ class CacheEngine:
             return self._not_modified(fields)
         match requested_ranges(creq, status, headers, len(body)):
             case [ByteRange() as part]:
-                fields = fields.with_field("Content-Range", part.content_range())
-                return _response(206, fields, body[part.first:part.last + 1])
+                return _response(206, part_fields(fields, part), body[part.first:part.last + 1])
             case [ByteRange(), ByteRange(), *_] as parts:
                 content_type, payload = multipart_byteranges(
                     body, parts, headers.first("content-type"))
-                fields = fields.without("content-range").with_field("Content-Type",
-                                                                     content_type)
-                return _response(206, fields, payload)
+                return _response(206, multipart_fields(fields, content_type), payload)
             case Unsatisfiable() as bad:
                 return self._unsatisfiable(fields, bad)
-        if status == 200 and "accept-ranges" not in fields.names():
-            fields = fields.appended("Accept-Ranges", "bytes")
-        return _response(status, fields, body)
+        return _response(status, whole_fields(fields, status, len(body)), body)
 
     def _not_modified(self, fields: Fields) -> web.Response:
         self.counter("not_modified").inc()
@@ -297,9 +296,7 @@ class CacheEngine:
 
     @staticmethod
     def _unsatisfiable(fields: Fields, bad: Unsatisfiable) -> web.Response:
-        fields = fields.without("content-type", "content-encoding").with_field(
-            "Content-Range", bad.content_range())
-        return _response(416, fields, b"")
+        return _response(416, unsatisfiable_fields(fields, bad), b"")
 
     async def _answer_file(self, request: web.Request, creq: CacheRequest,
                            stored: StoredResponse, headers: Fields, cache_status: CacheStatus,
@@ -327,22 +324,18 @@ class CacheEngine:
             chunks: AsyncIterator[bytes] | None
             match requested_ranges(creq, stored.status, headers, length):
                 case [ByteRange() as part]:
-                    fields = fields.with_field("Content-Range", part.content_range()).with_field(
-                        "Content-Length", str(part.size))
+                    fields = part_fields(fields, part)
                     status, chunks = 206, read_range(handle, part.first, part.last)
                 case [ByteRange(), ByteRange(), *_] as parts:
                     boundary = new_boundary()
-                    fields = fields.without("content-range", "content-length").with_field(
-                        "Content-Type", multipart_content_type(boundary))
+                    fields = multipart_fields(fields, multipart_content_type(boundary))
                     status = 206
                     chunks = file_multipart(handle, parts, headers.first("content-type"),
                                              boundary)
                 case Unsatisfiable() as bad:
                     return self._unsatisfiable(fields, bad)
                 case _:
-                    fields = fields.with_field("Content-Length", str(length))
-                    if status == 200 and "accept-ranges" not in fields.names():
-                        fields = fields.appended("Accept-Ranges", "bytes")
+                    fields = whole_fields(fields, status, length)
                     chunks = read_range(handle, 0, length - 1) if length else None
             if creq.method == "HEAD":
                 chunks = None
@@ -478,9 +471,8 @@ class CacheEngine:
                 return self._answer_complete(request, creq, head.status, headers, body,
                                              cache_status, age)
             case [ByteRange() as part]:
-                fields = fields.with_field("Content-Range", part.content_range()).with_field(
-                    "Content-Length", str(part.size))
-                return await _stream(request, 206, fields, _slice(reader.chunks(), part))
+                return await _stream(request, 206, part_fields(fields, part),
+                                     _slice(reader.chunks(), part))
             case Unsatisfiable() as bad:
                 return self._unsatisfiable(fields, bad)
         # The head waits for the first body bytes when they are at hand or when the length

@@ -9,13 +9,16 @@ response instead); a revalidation adds the stored validators.
 
 Responses: the upstream's members of ``Cache-Status`` come first and ours is appended;
 ``Age`` is replaced by our calculation; tier-private fields (e.g. ``Surrogate-Key`` at the
-edge) are removed.
+edge) are removed. An answer made from a complete stored response then gets the fields of its
+kind (``whole_fields``, ``part_fields``, ``multipart_fields``, ``unsatisfiable_fields``): the
+engine, the sliced path and the hit path's pre-serialised heads all build them here.
 """
 
 from __future__ import annotations
 
 from httpcache.cache_status import CacheStatus, append_cache_status
 from httpcache.headers import Fields, end_to_end
+from httpcache.ranges import ByteRange, Unsatisfiable
 
 CLIENT_PRECONDITIONS = frozenset({"if-none-match", "if-modified-since", "if-range", "range",
                                   "if-match", "if-unmodified-since"})
@@ -56,6 +59,37 @@ def client_response_fields(upstream: Fields, status: CacheStatus, *, via: str,
     fields = fields.appended("Via", _append(upstream.get("via"), f"1.1 {via}"))
     return fields.appended("Cache-Status", append_cache_status(upstream.get("cache-status"),
                                                                status))
+
+
+def whole_fields(fields: Fields, status: int, length: int) -> Fields:
+    """A complete response of ``length`` bytes (a 204 has no Content-Length: RFC 9110
+    §8.6 "MUST NOT"); a 200 says ranges of it are served (``Accept-Ranges: bytes``, RFC 9110
+    §14.3) unless the upstream said otherwise."""
+    if status == 204:
+        return fields.without("content-length")
+    fields = fields.with_field("Content-Length", str(length))
+    if status == 200 and "accept-ranges" not in fields:
+        fields = fields.appended("Accept-Ranges", "bytes")
+    return fields
+
+
+def part_fields(fields: Fields, part: ByteRange) -> Fields:
+    """A 206 with one part (RFC 9110 §14.4)."""
+    return fields.with_field("Content-Range", part.content_range()).with_field(
+        "Content-Length", str(part.size))
+
+
+def multipart_fields(fields: Fields, content_type: str) -> Fields:
+    """A 206 with several parts: ``multipart/byteranges`` (RFC 9110 §14.6), length unknown
+    up front."""
+    return fields.without("content-range", "content-length").with_field("Content-Type",
+                                                                         content_type)
+
+
+def unsatisfiable_fields(fields: Fields, bad: Unsatisfiable) -> Fields:
+    """A 416: no body, so no representation metadata; ``Content-Range: bytes */length``."""
+    return fields.without("content-type", "content-encoding").with_field(
+        "Content-Range", bad.content_range()).with_field("Content-Length", "0")
 
 
 def _append(existing: str | None, member: str) -> str:

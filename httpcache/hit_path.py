@@ -9,9 +9,10 @@ else (a miss, a stale or disk-tier entry, several ranges, a refused signature â€
 caller then hands to the aiohttp application unchanged: the engine answers it as before.
 
 Nothing here decides differently from the engine: the decision is ``decide()`` itself, the
-fields are ``client_response_fields`` / ``not_modified_fields`` / ``requested_ranges`` as the
-engine uses them. What is saved is the work that does not change between two hits on one
-stored response: its fields are serialised once (``Wire``, kept on the stored response, which
+fields are ``client_response_fields``, ``not_modified_fields``, ``whole_fields`` /
+``part_fields`` / ``unsatisfiable_fields`` and ``requested_ranges`` as the engine uses
+them. What is saved is the work that does not change between two hits on one stored
+response: its fields are serialised once (``Wire``, kept on the stored response, which
 never changes: an update makes a new one) and only ``Age``, the ``ttl`` of ``Cache-Status``
 and, when the origin sent none, ``Date`` are written per response.
 """
@@ -30,7 +31,12 @@ from httpcache.conditional import not_modified, not_modified_fields
 from httpcache.dates import format_http_date
 from httpcache.engine import CacheEngine, requested_ranges
 from httpcache.errors import CacheError, StoreError, UpstreamError
-from httpcache.forwarding import client_response_fields
+from httpcache.forwarding import (
+    client_response_fields,
+    part_fields,
+    unsatisfiable_fields,
+    whole_fields,
+)
 from httpcache.headers import Fields
 from httpcache.messages import CacheRequest, StoredResponse
 from httpcache.policy import CACHEABLE_METHODS, FreshHit, Miss, decide
@@ -74,8 +80,8 @@ class DateLine:
 class Wire:
     """The pre-serialised parts of the answers to hits on one stored response."""
 
-    __slots__ = ("date_missing", "head_200", "head_304", "length", "partial_base",
-                 "status_prefix", "unsatisfiable")
+    __slots__ = ("date_missing", "fields", "head_200", "head_304", "length", "status_prefix",
+                 "unsatisfiable")
 
     def __init__(self, stored: StoredResponse, name: str, strip: frozenset[str]) -> None:
         probe = CacheStatus(name, hit=True, ttl=0)
@@ -83,19 +89,12 @@ class Wire:
         member = fields.get_all("cache-status")[-1]
         assert member.endswith("ttl=0"), member
         self.status_prefix = f"Cache-Status: {member[:-1]}".encode("utf-8", "surrogateescape")
-        static = fields.without("age", "cache-status")
+        static = self.fields = fields.without("age", "cache-status")
         length = self.length = len(stored.body)
         self.date_missing = stored.headers.first("date") is None
-        whole = static.without("content-length")
-        if stored.status == 200 and "accept-ranges" not in whole.names():
-            whole = whole.appended("Accept-Ranges", "bytes")
-        self.head_200 = serialise(stored.status, whole.appended("Content-Length", str(length)))
+        self.head_200 = serialise(stored.status, whole_fields(static, stored.status, length))
         self.head_304 = serialise(304, not_modified_fields(static))
-        self.partial_base = static.without("content-length", "content-range")
-        self.unsatisfiable = serialise(416, static.without(
-            "content-type", "content-encoding", "content-length").with_field(
-            "Content-Range", Unsatisfiable(length).content_range()).appended(
-            "Content-Length", "0"))
+        self.unsatisfiable = serialise(416, unsatisfiable_fields(static, Unsatisfiable(length)))
 
 
 class GateView:
@@ -174,10 +173,7 @@ class HitPath:
         if headers.first("range") is not None:
             match requested_ranges(creq, stored.status, stored.headers, wire.length):
                 case [ByteRange() as part]:
-                    fields = wire.partial_base.appended(
-                        "Content-Range", part.content_range()).appended(
-                        "Content-Length", str(part.size))
-                    head = serialise(206, fields)
+                    head = serialise(206, part_fields(wire.fields, part))
                     body = memoryview(stored.body)[part.first:part.last + 1]
                 case [ByteRange(), ByteRange(), *_]:
                     return None  # multipart/byteranges: the engine builds those

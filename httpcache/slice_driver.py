@@ -53,7 +53,13 @@ from httpcache.collapse import Flight, FlightHead, FlightReader, NotShareable
 from httpcache.conditional import if_range_matches, not_modified
 from httpcache.disk_store import read_range
 from httpcache.errors import OnlyIfCachedMiss, SliceMismatch, UpstreamError
-from httpcache.forwarding import client_response_fields, fill_request_fields
+from httpcache.forwarding import (
+    client_response_fields,
+    fill_request_fields,
+    multipart_fields,
+    part_fields,
+    whole_fields,
+)
 from httpcache.freshness import ERROR_STATUSES
 from httpcache.headers import Fields
 from httpcache.messages import CacheRequest, StoredResponse
@@ -417,19 +423,16 @@ class SliceDriver:
             case Unsatisfiable() as bad:
                 return engine._unsatisfiable(fields, bad)
             case [ByteRange() as part]:
-                fields = fields.with_field("Content-Range", part.content_range()).with_field(
-                    "Content-Length", str(part.size))
                 chunks = self._bytes(creq, plan, fetches, [part], None)
-                return await _stream(request, 206, fields, chunks)
+                return await _stream(request, 206, part_fields(fields, part), chunks)
             case [ByteRange(), ByteRange(), *_] as parts:
                 boundary = new_boundary()
-                fields = fields.without("content-range", "content-length").with_field(
-                    "Content-Type", multipart_content_type(boundary))
+                fields = multipart_fields(fields, multipart_content_type(boundary))
                 framing = multipart_heads(parts, record.headers.first("content-type"),
                                           boundary)
                 chunks = self._bytes(creq, plan, fetches, parts, framing)
                 return await _stream(request, 206, fields, chunks)
-        fields = fields.with_field("Content-Length", str(total))
+        fields = whole_fields(fields, 200, total)
         if creq.method == "HEAD":
             return await _stream(request, 200, fields, None)
         whole = [ByteRange(0, total - 1, total)] if total else []

@@ -8,8 +8,13 @@ from httpcache.forwarding import (
     client_response_fields,
     fill_request_fields,
     forward_request_fields,
+    multipart_fields,
+    part_fields,
+    unsatisfiable_fields,
+    whole_fields,
 )
 from httpcache.headers import Fields, end_to_end
+from httpcache.ranges import ByteRange, Unsatisfiable
 
 
 def test_fields_are_case_insensitive_and_keep_duplicates() -> None:
@@ -60,3 +65,21 @@ def test_cache_key_strips_only_named_params_and_keeps_order() -> None:
     path, query = split_target("/b/k?z=1&sig=abc&a=2&exp=5")
     assert cache_key(path, strip_query_params(query, frozenset({"sig", "exp"}))) == "/b/k?z=1&a=2"
     assert cache_key("/b/k", "") == "/b/k"
+
+
+def test_answer_fields_for_each_kind_of_answer() -> None:
+    stored = Fields([("Content-Type", "text/plain"), ("Content-Encoding", "gzip"),
+                     ("Content-Length", "10")])
+    assert list(whole_fields(stored, 200, 10))[-2:] == [("Content-Length", "10"),
+                                                       ("Accept-Ranges", "bytes")]
+    assert whole_fields(stored.appended("Accept-Ranges", "none"), 200, 10).get(
+        "accept-ranges") == "none"  # the upstream's word stands
+    assert "accept-ranges" not in whole_fields(stored, 404, 10)
+    assert "content-length" not in whole_fields(stored, 204, 0)  # RFC 9110 §8.6
+    part = part_fields(stored, ByteRange(2, 5, 10))
+    assert part.get("content-range") == "bytes 2-5/10" and part.get_all("content-length") == ["4"]
+    multi = multipart_fields(part, "multipart/byteranges; boundary=x")
+    assert "content-range" not in multi and "content-length" not in multi
+    assert multi.get_all("content-type") == ["multipart/byteranges; boundary=x"]
+    bad = unsatisfiable_fields(stored, Unsatisfiable(10))
+    assert list(bad) == [("Content-Range", "bytes */10"), ("Content-Length", "0")]

@@ -75,6 +75,14 @@ def test_wire_heads() -> None:
     assert wire.date_missing  # no Date stored: the hit path adds one per response
 
 
+def test_wire_head_of_a_stored_204_has_no_content_length() -> None:
+    response = dataclasses.replace(stored(**{"Cache-Control": "max-age=60"}), status=204,
+                                   body=b"")
+    wire = Wire(response, "edge", frozenset())
+    assert wire.head_200.startswith(b"HTTP/1.1 204 No Content\r\n")
+    assert b"Content-Length" not in wire.head_200  # RFC 9110 §8.6
+
+
 def test_serialise_and_date_line() -> None:
     assert serialise(404, Fields([("A", "b")])) == b"HTTP/1.1 404 Not Found\r\nA: b\r\n"
     times = iter([NOW, NOW + 0.5, NOW + 1])
