@@ -88,3 +88,20 @@ async def test_purge_is_durable_when_redis_is_down(aiohttp_client, fresh_databas
     await asyncio.sleep(0)
     log = await (await client.get("/purge/log", headers=auth)).json()
     assert log["events"][0]["urls"] == ["/demo/a.txt"]
+
+
+async def test_the_log_records_a_token_fingerprint_never_the_token(
+    aiohttp_client, fresh_database_url, redis_url
+):
+    import asyncpg
+
+    client = await aiohttp_client(_app(fresh_database_url, redis_url))
+    resp = await client.post("/purge", json={"tags": ["t"]},
+                             headers={"Authorization": f"Bearer {TOKEN}"})
+    assert resp.status == 200
+    conn = await asyncpg.connect(fresh_database_url)
+    try:
+        who = await conn.fetchval("SELECT requested_by FROM purge_log")
+    finally:
+        await conn.close()
+    assert who.startswith("token:") and TOKEN[:4] not in who
