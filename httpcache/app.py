@@ -18,12 +18,14 @@ from http import HTTPStatus
 
 import aiohttp
 from aiohttp import web
+from multidict import CIMultiDict
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from httpcache.cache_status import CacheStatus
 from httpcache.disk_store import DiskStore
 from httpcache.engine import CacheEngine, EngineConfig
 from httpcache.errors import CacheError, ClientSideError
+from httpcache.headers import Fields
 from httpcache.lean_client import LeanPools
 from httpcache.metrics import CacheMetrics
 from httpcache.shared_store import SharedStore
@@ -51,24 +53,33 @@ def error_body(exc: CacheError) -> str:
     return f"{exc.status} {phrase}: {exc.message}\n"
 
 
+def error_answer(exc: CacheError, engine: CacheEngine, method: str, target: str
+                 ) -> tuple[Fields, bytes]:
+    """Count (and, for an upstream-side error, log) ``exc``, and the fields and body that
+    answer it with ``exc.status``: a short readable text, our ``Cache-Status`` member naming
+    the error, never stored. Both fronts answer errors with this (``errors_middleware``, and
+    ``HitPath.serve_miss`` for misses answered outside aiohttp)."""
+    if isinstance(exc, ClientSideError):
+        engine.counter("denied" if exc.status == 403 else "refused").inc()
+    else:
+        engine.counter("error").inc()
+        log.warning("%s %s: %s", method, target, exc.message)
+    body = error_body(exc).encode()
+    status = CacheStatus(engine.config.name, detail=exc.__class__.__name__)
+    return Fields([("Content-Type", "text/plain; charset=utf-8"),
+                   ("Cache-Status", status.format()), ("Cache-Control", "no-store"),
+                   ("Content-Length", str(len(body)))]), body
+
+
 @web.middleware
 async def errors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Map our errors to short readable responses at the handler edge."""
+    """Map our errors to short readable responses at the handler edge (``error_answer``)."""
     try:
         return await handler(request)
     except CacheError as exc:
-        metrics = request.app[METRICS]
-        if isinstance(exc, ClientSideError):
-            metrics.requests.labels("denied" if exc.status == 403 else "refused").inc()
-        else:
-            metrics.requests.labels("error").inc()
-            log.warning("%s %s: %s", request.method, request.path, exc.message)
-        name = request.app[ENGINE_CONFIG].name
-        detail = exc.__class__.__name__
-        return web.Response(
-            status=exc.status, text=error_body(exc),
-            headers={"Cache-Status": CacheStatus(name, detail=detail).format(),
-                     "Cache-Control": "no-store"})
+        fields, body = error_answer(exc, request.app[ENGINE], request.method, request.path)
+        return web.Response(status=exc.status, body=body,
+                            headers=CIMultiDict(fields.without("content-length")))
 
 
 async def health(_request: web.Request) -> web.Response:

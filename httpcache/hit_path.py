@@ -24,7 +24,7 @@ import time
 from collections.abc import Awaitable, Callable
 from http import HTTPStatus
 
-from httpcache.app import error_body
+from httpcache.app import error_answer
 from httpcache.cache_key import cache_key, split_target
 from httpcache.cache_status import CacheStatus
 from httpcache.conditional import not_modified, not_modified_fields
@@ -124,7 +124,6 @@ class HitPath:
         self._lookup = engine.store.lookup
         self._hits = engine.counter("hit")
         self._not_modified = engine.counter("not_modified")
-        self._errors = engine.counter("error")
 
     def wire(self, stored: StoredResponse) -> Wire:
         wire = stored.memo_wire
@@ -223,9 +222,9 @@ class HitPath:
         try:
             reader, head, owner = await engine.open_flight(creq, decision, remote)
         except CacheError as exc:  # as httpcache.app's errors_middleware answers it
-            self._errors.inc()
-            log.warning("%s %s: %s", creq.method, creq.target, exc.message)
-            write(self._error(exc, connection))
+            fields, body = error_answer(exc, engine, creq.method, creq.target)
+            write(serialise(exc.status, fields) + self.date_line() + connection + b"\r\n"
+                  + body)
             return True
         with reader:
             _headers, _status, _age, fields = engine.flight_fields(decision, head, owner,
@@ -269,14 +268,6 @@ class HitPath:
                 return False
             write(head_bytes + (b"0\r\n\r\n" if chunked else b""))
             return length is not None or http11
-
-    def _error(self, exc: CacheError, connection: bytes) -> bytes:
-        body = error_body(exc).encode()
-        fields = Fields([
-            ("Content-Type", "text/plain; charset=utf-8"),
-            ("Cache-Status", CacheStatus(self._name, detail=exc.__class__.__name__).format()),
-            ("Cache-Control", "no-store"), ("Content-Length", str(len(body)))])
-        return serialise(exc.status, fields) + self.date_line() + connection + b"\r\n" + body
 
 
 # Request fields whose answers the engine derives from a complete response (conditionals,
