@@ -8,8 +8,6 @@ and reader). Handlers reach them through typed ``AppKey``s only.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from collections.abc import AsyncIterator, Sequence
 
 import aiohttp
@@ -45,7 +43,7 @@ from origin.metrics import OriginMetrics
 from origin.nodeclient import NodeClient
 from origin.nodehealth import NodeHealth
 from origin.ttl_cache import TTLCache
-from origin.workers.base import ClusterContext
+from origin.workers.base import Closeable, ClusterContext
 from origin.workers.runtime import BackgroundWorkers, bad_fragment_reporter, refresh_node_directory
 
 
@@ -127,13 +125,11 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     from origin.storage_class_change import lifecycle_mover
 
     pool = app[POOL]
-    worker = LifecycleWorker(pool, interval=config.lifecycle_interval, transition=lifecycle_mover(
+    worker = LifecycleWorker(pool, transition=lifecycle_mover(
         pool, app[WRITER], app[READER], config.storage_policy))
-    task = asyncio.create_task(worker.run_forever())
+    loop = Closeable(worker, config.lifecycle_interval)
     yield
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    await loop.close()
 
 
 def build_app(config: OriginConfig) -> web.Application:

@@ -1,8 +1,8 @@
 """The lifecycle worker: applies every bucket's lifecycle rules, and cleans up abandoned
 multipart uploads.
 
-Worker contract: ``run_once()`` does one pass and returns ``LifecycleStats``;
-``run_forever()`` repeats it every ``interval`` seconds (± ``jitter``). Time comes from
+Worker contract (``origin.workers.base``): ``run_once()`` does one pass and returns
+``LifecycleStats``; the shared ``run_forever`` / ``Closeable`` repeat it. Time comes from
 ``clock`` so tests advance it instead of waiting days. Only metadata changes here; the
 bytes of what expired become garbage for the collector (issue 4's GC). A Transition records
 the target class (``objects.lifecycle_storage_class``) and asks the ``transition`` hook
@@ -18,9 +18,7 @@ overwrite or a version promoted back to current between plan and apply wins. ``o
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import random
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -61,13 +59,13 @@ class LifecycleStats:
 
 
 class LifecycleWorker:
+    name = "lifecycle"
+
     def __init__(
         self,
         pool: asyncpg.Pool,
         *,
         clock: Clock = utc_now,
-        interval: float = 3600.0,
-        jitter: float = 0.1,
         batch: int = 1000,
         abandoned_after: timedelta | None = timedelta(days=7),
         forget_completed_after: timedelta = timedelta(days=1),
@@ -76,8 +74,6 @@ class LifecycleWorker:
     ) -> None:
         self._pool = pool
         self._clock = clock
-        self._interval = interval
-        self._jitter = jitter
         self._batch = batch
         self._abandoned_after = abandoned_after
         self._forget_after = forget_completed_after
@@ -87,18 +83,6 @@ class LifecycleWorker:
     async def _planned(self, action: str, object_id: str) -> None:
         if self._on_planned is not None:
             await self._on_planned(action, object_id)
-
-    async def run_forever(self) -> None:
-        while True:
-            try:
-                stats = await self.run_once()
-                log.info("lifecycle pass: %s", stats)
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # noqa: BLE001 - a bad pass must not stop the worker
-                log.exception("lifecycle pass failed")
-            spread = self._interval * self._jitter
-            await asyncio.sleep(self._interval + random.uniform(-spread, spread))
 
     async def run_once(self) -> LifecycleStats:
         stats = LifecycleStats()
