@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 from httpcache.dates import parse_http_date
 from httpcache.headers import Fields
+from httpcache.messages import CacheRequest
+from httpcache.ranges import ByteRange, Unsatisfiable, parse_ranges
 
 _ENTITY_TAG = re.compile(r'\s*(W/)?"([^"]*)"\s*')
 
@@ -120,3 +122,16 @@ NOT_IN_304 = frozenset({"content-length", "content-range", "transfer-encoding"})
 
 def not_modified_fields(headers: Fields) -> Fields:
     return headers.without(NOT_IN_304)
+
+
+def requested_ranges(creq: CacheRequest, status: int, headers: Fields,
+                     length: int) -> list[ByteRange] | Unsatisfiable | None:
+    """The ranges to serve from a complete 200, if the client asked for some and its
+    If-Range (RFC 9110 §13.1.5) still holds."""
+    requested = creq.headers.first("range")
+    if status != 200 or requested is None or creq.method != "GET":
+        return None
+    if_range = creq.headers.first("if-range")
+    if if_range is not None and not if_range_matches(if_range, headers):
+        return None
+    return parse_ranges(requested, length)

@@ -48,7 +48,7 @@ from httpcache.body_sink import BodySink
 from httpcache.cache_key import cache_key, split_target
 from httpcache.cache_status import CacheStatus, ForwardReason
 from httpcache.collapse import Collapser, Flight, FlightHead, FlightReader, NotShareable
-from httpcache.conditional import if_range_matches, not_modified, not_modified_fields
+from httpcache.conditional import not_modified, not_modified_fields, requested_ranges
 from httpcache.disk_store import DiskStore, file_multipart, read_range
 from httpcache.errors import CacheError, OnlyIfCachedMiss, StoreError, UpstreamError
 from httpcache.forwarding import (
@@ -98,7 +98,6 @@ from httpcache.ranges import (
     multipart_byteranges,
     multipart_content_type,
     new_boundary,
-    parse_ranges,
 )
 from httpcache.shared_store import SharedStore
 from httpcache.slice_driver import SliceDriver
@@ -651,19 +650,6 @@ class CacheEngine:
             if not counted:
                 self._upstream_counter(method, "error").inc()
             raise
-
-
-def requested_ranges(creq: CacheRequest, status: int, headers: Fields,
-                     length: int) -> list[ByteRange] | Unsatisfiable | None:
-    """The ranges to serve from a complete 200, if the client asked for some and its
-    If-Range (RFC 9110 §13.1.5) still holds."""
-    requested = creq.headers.first("range")
-    if status != 200 or requested is None or creq.method != "GET":
-        return None
-    if_range = creq.headers.first("if-range")
-    if if_range is not None and not if_range_matches(if_range, headers):
-        return None
-    return parse_ranges(requested, length)
 
 
 def _result(owner: bool, revalidated: bool, head: FlightHead) -> str:

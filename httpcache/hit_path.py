@@ -27,9 +27,9 @@ from http import HTTPStatus
 from httpcache.app import error_answer
 from httpcache.cache_key import cache_key, split_target
 from httpcache.cache_status import CacheStatus
-from httpcache.conditional import not_modified, not_modified_fields
+from httpcache.conditional import not_modified, not_modified_fields, requested_ranges
 from httpcache.dates import format_http_date
-from httpcache.engine import CacheEngine, requested_ranges
+from httpcache.engine import CacheEngine
 from httpcache.errors import CacheError, StoreError, UpstreamError
 from httpcache.forwarding import (
     client_response_fields,

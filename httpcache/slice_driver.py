@@ -50,7 +50,7 @@ from aiohttp import web
 from httpcache.body_sink import BodySink
 from httpcache.cache_status import CacheStatus
 from httpcache.collapse import Flight, FlightHead, FlightReader, NotShareable
-from httpcache.conditional import if_range_matches, not_modified
+from httpcache.conditional import not_modified, requested_ranges
 from httpcache.disk_store import read_range
 from httpcache.errors import OnlyIfCachedMiss, SliceMismatch, UpstreamError
 from httpcache.forwarding import (
@@ -86,7 +86,6 @@ from httpcache.ranges import (
     multipart_content_type,
     multipart_heads,
     new_boundary,
-    parse_ranges,
 )
 from httpcache.slices import (
     RECORD_SLOT,
@@ -371,12 +370,7 @@ class SliceDriver:
         rep = record_representation(record.headers)
         assert rep is not None
         layout = SliceLayout(self.size, rep.total)
-        parts: list[ByteRange] | Unsatisfiable | None = None
-        requested = creq.headers.first("range")
-        if_range = creq.headers.first("if-range")
-        if creq.method == "GET" and requested is not None and (
-                if_range is None or if_range_matches(if_range, record.headers)):
-            parts = parse_ranges(requested, rep.total)
+        parts = requested_ranges(creq, record.status, record.headers, rep.total)
         needed = [] if isinstance(parts, Unsatisfiable) else layout.needed(parts)
         if creq.method == "HEAD":
             needed = []
