@@ -4,11 +4,13 @@ Both are frozen dataclasses loaded once by ``cdn.settings.load_config`` (default
 ``[origin]`` / ``[storage_node]`` < env ``CDN_ORIGIN_*`` / ``CDN_NODE_*`` < CLI flags) and
 validated in ``__post_init__`` so a bad value stops the process at start-up with the numbers in
 the message. Derived values (the effective write quorum, the node list) are properties, never
-second copies that could drift.
+second copies that could drift (the storage policy is a cached property: the fields it derives
+from are frozen, and the PUT path reads it per request).
 """
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -167,9 +169,10 @@ class OriginConfig:
             return self.write_quorum
         return min(self.ec_ndata + 1, self.fragments_per_segment)
 
-    @property
+    @functools.cached_property
     def storage_policy(self) -> StorageClassPolicy:
-        """The storage classes this origin offers (STANDARD, REPLICATED and configured)."""
+        """The storage classes this origin offers (STANDARD, REPLICATED and configured).
+        Built once (the fields are frozen): every PUT asks it for the requested class."""
         from origin.storage_class import default_policy
 
         return default_policy(self.ec_ndata, self.ec_nparity, self.ec_type,
