@@ -223,6 +223,23 @@ def key_successor(value: str) -> str:
     raise ValueError("no successor: empty string or only U+10FFFF")
 
 
+def common_prefix(key: str, prefix: str, delimiter: str) -> str | None:
+    """The common prefix ``key`` rolls up into (up to and including the first ``delimiter``
+    after ``prefix``), or ``None`` when it is listed as itself."""
+    cut = key.find(delimiter, len(prefix)) if delimiter else -1
+    return key[: cut + len(delimiter)] if cut >= 0 else None
+
+
+def resume_after_common_prefix(prefix: str, delimiter: str, marker: str) -> str | None:
+    """A marker inside a common prefix already returned (a V1 marker or start-after such as
+    "photos/"): everything under it was rolled up, so the listing resumes after all of it."""
+    if marker.startswith(prefix):
+        common = common_prefix(marker, prefix, delimiter)
+        if common is not None:
+            return key_successor(common)
+    return None
+
+
 def _lower_bound(prefix: str, resume: tuple[str, bool] | None) -> tuple[str, bool]:
     """Where a listing scan starts: the later of the prefix and the resume position."""
     if resume is None or resume[0] < prefix:
@@ -245,12 +262,9 @@ async def list_objects(
     """One ListObjectsV2 page. Keys under one common prefix are skipped with a single jump
     (``key >= successor(prefix)``), so a "folder" with a million keys costs one query."""
     upper = key_successor(prefix) if prefix else None
-    if resume is not None and delimiter and resume[0].startswith(prefix):
-        # Resuming inside a common prefix already returned (a V1 marker or start-after such
-        # as "photos/"): everything under it was rolled up, so continue after all of it.
-        cut = resume[0].find(delimiter, len(prefix))
-        if cut >= 0:
-            resume = (key_successor(resume[0][: cut + len(delimiter)]), True)
+    if resume is not None and (jump := resume_after_common_prefix(prefix, delimiter,
+                                                                  resume[0])) is not None:
+        resume = (jump, True)
     bound, inclusive = _lower_bound(prefix, resume)
     contents: list[ListedObject] = []
     prefixes: list[str] = []
@@ -267,9 +281,8 @@ async def list_objects(
             jumped = False
             for row in rows:
                 key = row["key"]
-                cut = key.find(delimiter, len(prefix)) if delimiter else -1
-                if cut >= 0:
-                    common = key[: cut + len(delimiter)]
+                common = common_prefix(key, prefix, delimiter)
+                if common is not None:
                     prefixes.append(common)
                     bound, inclusive = key_successor(common), True
                     jumped = True

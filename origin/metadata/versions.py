@@ -13,7 +13,13 @@ import asyncpg
 
 from origin.metadata.db import translate_db_errors
 from origin.metadata.models import ObjectRecord
-from origin.metadata.objects import _OBJECT_COLUMNS, _object, key_successor
+from origin.metadata.objects import (
+    _OBJECT_COLUMNS,
+    _object,
+    common_prefix,
+    key_successor,
+    resume_after_common_prefix,
+)
 from origin.metadata.rows import (
     insert_delete_marker,
     lock_key,
@@ -124,15 +130,6 @@ async def set_tags(
         bucket, key, version_id, tags)
 
 
-def _resume_after_prefix(prefix: str, delimiter: str, key_marker: str) -> str | None:
-    """A key marker inside a common prefix already returned resumes after all of it."""
-    if delimiter and key_marker.startswith(prefix):
-        cut = key_marker.find(delimiter, len(prefix))
-        if cut >= 0:
-            return key_successor(key_marker[: cut + len(delimiter)])
-    return None
-
-
 @translate_db_errors
 async def list_versions(
     pool: asyncpg.Pool,
@@ -150,7 +147,7 @@ async def list_versions(
         # Position (rkey, rseq): rows with key > rkey, or key = rkey and -seq > rseq.
         rkey, rseq = (key_marker, _FAR) if key_marker else (prefix, -_FAR)
         if key_marker:
-            jump = _resume_after_prefix(prefix, delimiter, key_marker)
+            jump = resume_after_common_prefix(prefix, delimiter, key_marker)
             if jump is not None:
                 rkey, rseq = jump, -_FAR
             elif version_id_marker:
@@ -179,10 +176,10 @@ async def list_versions(
             jumped = False
             for row in rows:
                 key = row["key"]
-                cut = key.find(delimiter, len(prefix)) if delimiter else -1
-                if cut >= 0:
-                    prefixes.append(key[: cut + len(delimiter)])
-                    rkey, rseq = key_successor(prefixes[-1]), -_FAR
+                common = common_prefix(key, prefix, delimiter)
+                if common is not None:
+                    prefixes.append(common)
+                    rkey, rseq = key_successor(common), -_FAR
                     jumped = True
                     break
                 entries.append(VersionEntry(key, row["version_id"], row["is_latest"],
