@@ -23,6 +23,16 @@ class ClientSideError(CacheError):
     status = 400
 
 
+class MalformedRequest(ClientSideError):
+    """The request cannot be parsed as HTTP/1.1 (RFC 9112): 400, and the connection closes."""
+
+
+class HeadTooLarge(ClientSideError):
+    """The request head is larger than the server reads (RFC 6585 §5)."""
+
+    status = 431
+
+
 class Forbidden(ClientSideError):
     """The request is not allowed (bad URL signature, missing edge authentication)."""
 

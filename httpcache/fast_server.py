@@ -37,8 +37,10 @@ line, so a body-less request can only complete at the end of such a piece; reque
 body are handed over at the end of their head, before any of it is parsed.
 
 Errors: a request llhttp rejects gets ``400`` and the connection is closed (after the answers
-to the requests before it); a head larger than ``max_head_bytes`` gets ``431``; fields longer
-than aiohttp's ``max_field_size`` are handed over so aiohttp answers them as it always does.
+to the requests before it); a head larger than ``max_head_bytes`` gets ``431``; both are
+answered as the application answers its errors (``httpcache.app.error_answer``: counted, a
+body naming what was wrong, ``Cache-Status`` detail, ``no-store``). Fields longer than
+aiohttp's ``max_field_size`` are handed over so aiohttp answers them as it always does.
 Idle connections are closed after ``keepalive_timeout`` seconds like aiohttp's.
 """
 
@@ -52,8 +54,10 @@ from typing import NoReturn
 import httptools
 from aiohttp import web
 
+from httpcache.app import error_answer
+from httpcache.errors import CacheError, HeadTooLarge, MalformedRequest
 from httpcache.headers import Fields
-from httpcache.hit_path import HitPath, MissPlan
+from httpcache.hit_path import HitPath, MissPlan, serialise
 
 log = logging.getLogger("cdn.httpcache.fast_server")
 
@@ -70,13 +74,6 @@ class _HandOver(Exception):
 
 class _Stop(Exception):
     """Raised in a parser callback: answered with Connection: close, read no further."""
-
-
-def _error(status: int, reason: str, date: bytes) -> bytes:
-    body = f"{status} {reason}\n".encode()
-    return (f"HTTP/1.1 {status} {reason}\r\nContent-Type: text/plain; charset=utf-8\r\n"
-            f"Content-Length: {len(body)}\r\nConnection: close\r\n").encode() + date + \
-        b"\r\n" + body
 
 
 class HitServer:
@@ -215,13 +212,13 @@ class HitProtocol(asyncio.Protocol):
                     self.transport.close()  # type: ignore[union-attr]
                     return
                 log.exception("hit path failed; closing the connection")
-                self._fail(500, "Internal Server Error")
+                self._fail(CacheError("the hit path failed; see the server log"))
                 return
             except httptools.HttpParserUpgrade:  # pragma: no cover - handed over at its head
                 self._hand_over(self.partial + data[pos:])
                 return
-            except httptools.HttpParserError:
-                self._fail(400, "Bad Request")
+            except httptools.HttpParserError as exc:
+                self._fail(MalformedRequest(f"not a valid HTTP/1.1 request: {exc}"))
                 return
             if self.completed:
                 self.partial = b""
@@ -232,7 +229,8 @@ class HitProtocol(asyncio.Protocol):
             else:
                 self.partial += piece
                 if len(self.partial) > self.server.max_head_bytes:
-                    self._fail(431, "Request Header Fields Too Large")
+                    self._fail(HeadTooLarge(f"the request head is larger than "
+                                            f"{self.server.max_head_bytes} bytes"))
                     return
             pos = stop
         self._flush()
@@ -290,8 +288,11 @@ class HitProtocol(asyncio.Protocol):
             self.drain_waiter = asyncio.get_running_loop().create_future()
             await self.drain_waiter
 
-    def _fail(self, status: int, reason: str) -> None:
-        self.out.append(_error(status, reason, self.hits.date_line()))
+    def _fail(self, exc: CacheError) -> None:
+        """Answer ``exc`` as the application would, then close the connection."""
+        fields, body = error_answer(exc, self.hits.engine, "-", "(unparsed request)")
+        self.out.append(serialise(exc.status, fields) + self.hits.date_line() + _CLOSE
+                        + b"\r\n" + body)
         self._flush()
         self.close()
 

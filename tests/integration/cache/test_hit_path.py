@@ -255,7 +255,11 @@ async def test_malformed_request_gets_400_and_the_connection_closes(edge: Edge) 
     reader, writer = await edge.connect()
     writer.write(get("/a") + b"GET /a HTTP/1.1\r\nBad Header\r\n\r\n")
     assert (await read_response(reader)).status == 200
-    assert (await read_response(reader)).status == 400
+    bad = await read_response(reader)
+    assert bad.status == 400 and bad.body.startswith(b"400 Bad Request: not a valid HTTP/1.1")
+    assert bad.headers["connection"] == "close" and bad.headers["cache-control"] == "no-store"
+    assert bad.cache_status().get("detail") == "MalformedRequest"
+    assert metric(edge.topo.edge_app, "cdn_requests_total", result="refused") == 1
     assert await reader.read() == b""
     writer.close()
 
@@ -263,7 +267,8 @@ async def test_malformed_request_gets_400_and_the_connection_closes(edge: Edge) 
 async def test_oversized_head_gets_431(edge: Edge) -> None:
     reader, writer = await edge.connect()
     writer.write(b"GET /a HTTP/1.1\r\n" + b"X-Big: " + b"x" * 70_000)
-    assert (await read_response(reader)).status == 431
+    too_large = await read_response(reader)
+    assert too_large.status == 431 and b"larger than 65536 bytes" in too_large.body
     assert await reader.read() == b""
     writer.close()
 
@@ -272,6 +277,7 @@ async def test_long_field_is_handed_to_aiohttp(edge: Edge) -> None:
     reader, writer = await edge.connect()
     writer.write(get("/a", "X-Long: " + "y" * 20_000))
     assert (await read_response(reader)).status in (400, 431)
+    assert edge.server.handed_over == 1  # aiohttp answered it, not the hit path
     writer.close()
 
 
