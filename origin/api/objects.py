@@ -136,7 +136,7 @@ async def put_object(request: web.Request) -> web.StreamResponse:
     if "uploadId" in request.query:
         return await multipart.upload_part(request, bucket_name, key)
     if "tagging" in request.query:
-        return await put_tagging(request, bucket_name, key)
+        return await set_tagging(request, bucket_name, key)
     if "x-amz-copy-source" in request.headers:
         return await copy_object(request, bucket_name, key)
     bucket = await load_bucket(request, bucket_name, "write")
@@ -238,14 +238,21 @@ async def copy_object(request: web.Request, bucket_name: str, key: str) -> web.R
 
 # -- tagging -----------------------------------------------------------------------------------
 
-async def put_tagging(request: web.Request, bucket_name: str, key: str) -> web.Response:
+async def set_tagging(request: web.Request, bucket_name: str, key: str,
+                      tags: dict[str, str] | None = None) -> web.Response:
+    """PutObjectTagging (``tags`` from the body) or, with ``tags == {}``,
+    DeleteObjectTagging (204)."""
     bucket = await load_bucket(request, bucket_name, "write")
-    tags = s3xml_in.parse_tagging(await request.read())
-    tagged = await versions.set_tags(request.app[POOL], bucket.name, key,
-                                     request.query.get("versionId"), tags)
+    version_id = request.query.get("versionId")
+    if tags is None:
+        tags = s3xml_in.parse_tagging(await request.read())
+        status = 200
+    else:
+        status = 204
+    tagged = await versions.set_tags(request.app[POOL], bucket.name, key, version_id, tags)
     if tagged is None:
-        raise _missing(bucket.name, key, request.query.get("versionId"))
-    return web.Response(status=200, headers=_version_headers(None, tagged))
+        raise _missing(bucket.name, key, version_id)
+    return web.Response(status=status, headers=_version_headers(None, tagged))
 
 
 async def get_tagging(request: web.Request, bucket_name: str, key: str) -> web.Response:
@@ -253,15 +260,6 @@ async def get_tagging(request: web.Request, bucket_name: str, key: str) -> web.R
     obj = await _find_version(request, bucket, key, request.query.get("versionId"))
     return web.Response(body=s3xml.tagging_document(obj.tags), content_type=s3xml.CONTENT_TYPE,
                         headers=_version_headers(obj))
-
-
-async def delete_tagging(request: web.Request, bucket_name: str, key: str) -> web.Response:
-    bucket = await load_bucket(request, bucket_name, "write")
-    tagged = await versions.set_tags(request.app[POOL], bucket.name, key,
-                                     request.query.get("versionId"), {})
-    if tagged is None:
-        raise _missing(bucket.name, key, request.query.get("versionId"))
-    return web.Response(status=204, headers=_version_headers(None, tagged))
 
 
 # -- DELETE ------------------------------------------------------------------------------------
@@ -272,7 +270,7 @@ async def delete_object(request: web.Request) -> web.Response:
     if "uploadId" in request.query:
         return await multipart.abort_upload(request, bucket_name, key)
     if "tagging" in request.query:
-        return await delete_tagging(request, bucket_name, key)
+        return await set_tagging(request, bucket_name, key, {})
     bucket = await load_bucket(request, bucket_name, "write")
     outcome = await delete_key(request, bucket, key, request.query.get("versionId"))
     return web.Response(status=204, headers=outcome)
