@@ -48,11 +48,33 @@ def error_document(code: str, message: str, resource: str, request_id: str) -> b
     return _document(root)
 
 
-def list_buckets_document(owner: str, buckets: Sequence[Bucket]) -> bytes:
-    root = ET.Element("ListAllMyBucketsResult", xmlns=NAMESPACE)
-    who = _child(root, "Owner")
+def _owner(parent: ET.Element, owner: str, tag: str = "Owner") -> None:
+    who = _child(parent, tag)
     _child(who, "ID", owner)
     _child(who, "DisplayName", owner)
+
+
+def _listing_bounds(root: ET.Element, max_keys: int, delimiter: str,
+                    encoding_type: str | None, truncated: bool,
+                    encode: Callable[[str], str]) -> None:
+    """MaxKeys, Delimiter, EncodingType and IsTruncated: the same in both key listings."""
+    _child(root, "MaxKeys", max_keys)
+    if delimiter:
+        _child(root, "Delimiter", encode(delimiter))
+    if encoding_type:
+        _child(root, "EncodingType", encoding_type)
+    _child(root, "IsTruncated", "true" if truncated else "false")
+
+
+def _common_prefixes(root: ET.Element, prefixes: Sequence[str],
+                     encode: Callable[[str], str]) -> None:
+    for common in prefixes:
+        _child(_child(root, "CommonPrefixes"), "Prefix", encode(common))
+
+
+def list_buckets_document(owner: str, buckets: Sequence[Bucket]) -> bytes:
+    root = ET.Element("ListAllMyBucketsResult", xmlns=NAMESPACE)
+    _owner(root, owner)
     listing = _child(root, "Buckets")
     for bucket in buckets:
         entry = _child(listing, "Bucket")
@@ -99,12 +121,7 @@ def list_objects_document(
                 _child(root, name, v2_fields[name])
         if v2_fields.get("StartAfter"):
             _child(root, "StartAfter", encode(v2_fields["StartAfter"] or ""))
-    _child(root, "MaxKeys", max_keys)
-    if delimiter:
-        _child(root, "Delimiter", encode(delimiter))
-    if encoding_type:
-        _child(root, "EncodingType", encoding_type)
-    _child(root, "IsTruncated", "true" if page.truncated else "false")
+    _listing_bounds(root, max_keys, delimiter, encoding_type, page.truncated, encode)
     for item in page.contents:
         entry = _child(root, "Contents")
         _child(entry, "Key", encode(item.key))
@@ -112,15 +129,8 @@ def list_objects_document(
         _child(entry, "ETag", f'"{item.etag}"')
         _child(entry, "Size", item.size)
         _child(entry, "StorageClass", item.storage_class)
-    for common in page.common_prefixes:
-        _child(_child(root, "CommonPrefixes"), "Prefix", encode(common))
+    _common_prefixes(root, page.common_prefixes, encode)
     return _document(root)
-
-
-def _owner(parent: ET.Element, owner: str, tag: str = "Owner") -> None:
-    who = _child(parent, tag)
-    _child(who, "ID", owner)
-    _child(who, "DisplayName", owner)
 
 
 def copy_result_document(etag: str, last_modified: datetime, *, part: bool = False) -> bytes:
@@ -272,12 +282,7 @@ def list_versions_document(
         _child(root, "NextKeyMarker", encode(page.next_key_marker or ""))
         if page.next_version_id_marker:
             _child(root, "NextVersionIdMarker", page.next_version_id_marker)
-    _child(root, "MaxKeys", max_keys)
-    if delimiter:
-        _child(root, "Delimiter", encode(delimiter))
-    if encoding_type:
-        _child(root, "EncodingType", encoding_type)
-    _child(root, "IsTruncated", "true" if page.truncated else "false")
+    _listing_bounds(root, max_keys, delimiter, encoding_type, page.truncated, encode)
     for entry in page.entries:
         node = _child(root, "DeleteMarker" if entry.delete_marker else "Version")
         _child(node, "Key", encode(entry.key))
@@ -289,6 +294,5 @@ def list_versions_document(
             _child(node, "Size", entry.size)
             _child(node, "StorageClass", entry.storage_class)
         _owner(node, owner)
-    for common in page.common_prefixes:
-        _child(_child(root, "CommonPrefixes"), "Prefix", encode(common))
+    _common_prefixes(root, page.common_prefixes, encode)
     return _document(root)
