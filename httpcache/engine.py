@@ -385,7 +385,7 @@ class CacheEngine:
         reader, owner = self.collapser.join(creq.target, producer, shared=decision.collapse)
         try:
             try:
-                head = await self._wait_head(reader, owner)
+                head = await self.wait_head(reader, owner)
                 if not owner and not vary_matches(head.vary, creq.headers):
                     raise NotShareable(creq.target)  # another variant (RFC 9111 §4.1)
             except (NotShareable, TimeoutError):
@@ -416,7 +416,8 @@ class CacheEngine:
         return headers, cache_status, age, client_response_fields(
             headers, cache_status, via=self.config.name, age=age, strip=self._strip)
 
-    async def _wait_head(self, reader: FlightReader, owner: bool) -> FlightHead:
+    async def wait_head(self, reader: FlightReader, owner: bool) -> FlightHead:
+        """The flight's head; a waiter gives up after ``collapse_timeout`` (TimeoutError)."""
         if owner:
             return await reader.head(owner=True)
         return await asyncio.wait_for(reader.head(owner=False), self.config.collapse_timeout)

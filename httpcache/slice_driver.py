@@ -38,7 +38,6 @@ Slices are never written to the shared Redis tier (its entries are whole respons
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import logging
 from collections.abc import AsyncIterator
@@ -524,11 +523,7 @@ class SliceDriver:
         """The flight's head; someone else's private answer or a head slower than
         ``collapse_timeout`` makes the request fetch on its own (``fetch`` is updated)."""
         try:
-            if fetch.owner:
-                head = await fetch.reader.head(owner=True)
-            else:
-                head = await asyncio.wait_for(fetch.reader.head(owner=False),
-                                              self.engine.config.collapse_timeout)
+            head = await self.engine.wait_head(fetch.reader, fetch.owner)
         except (NotShareable, TimeoutError):
             fetch.reader.close()
             own = self._join(creq, index, validators, shared=False, suffix=fetch.suffix)
