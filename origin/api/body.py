@@ -123,7 +123,8 @@ class IncomingBody:
                     raise SignatureDoesNotMatch(str(exc)) from None
                 except ChunkedFormatError as exc:
                     raise IncompleteBody(f"malformed aws-chunked body: {exc}") from None
-            data = bytes(self._buffer[:n])
+            with memoryview(self._buffer) as view:
+                data = bytes(view[:n])  # one copy of the segment, not two
             del self._buffer[:n]
         self.received += len(data)
         if self._hasher is not None and data:

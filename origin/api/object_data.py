@@ -140,7 +140,8 @@ def chunk_reader(chunks: AsyncIterator[bytes]) -> BodyReader:
                 buffer.extend(await anext(chunks))
             except StopAsyncIteration:
                 done = True
-        data = bytes(buffer[:n])
+        with memoryview(buffer) as view:
+            data = bytes(view[:n])  # one copy of the segment, not two
         del buffer[:n]
         return data
 
