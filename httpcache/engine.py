@@ -57,6 +57,7 @@ from httpcache.forwarding import (
     forward_request_fields,
     multipart_fields,
     part_fields,
+    partial_base,
     unsatisfiable_fields,
     whole_fields,
 )
@@ -280,7 +281,8 @@ class CacheEngine:
             return self._not_modified(fields)
         match requested_ranges(creq, status, headers, len(body)):
             case [ByteRange() as part]:
-                return _response(206, part_fields(fields, part), body[part.first:part.last + 1])
+                return _response(206, part_fields(partial_base(fields), part),
+                                 body[part.first:part.last + 1])
             case [ByteRange(), ByteRange(), *_] as parts:
                 content_type, payload = multipart_byteranges(
                     body, parts, headers.first("content-type"))
@@ -323,7 +325,7 @@ class CacheEngine:
             chunks: AsyncIterator[bytes] | None
             match requested_ranges(creq, stored.status, headers, length):
                 case [ByteRange() as part]:
-                    fields = part_fields(fields, part)
+                    fields = part_fields(partial_base(fields), part)
                     status, chunks = 206, read_range(handle, part.first, part.last)
                 case [ByteRange(), ByteRange(), *_] as parts:
                     boundary = new_boundary()
@@ -471,7 +473,7 @@ class CacheEngine:
                 return self._answer_complete(request, creq, head.status, headers, body,
                                              cache_status, age)
             case [ByteRange() as part]:
-                return await _stream(request, 206, part_fields(fields, part),
+                return await _stream(request, 206, part_fields(partial_base(fields), part),
                                      _slice(reader.chunks(), part))
             case Unsatisfiable() as bad:
                 return self._unsatisfiable(fields, bad)

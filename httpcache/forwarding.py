@@ -10,8 +10,9 @@ response instead); a revalidation adds the stored validators.
 Responses: the upstream's members of ``Cache-Status`` come first and ours is appended;
 ``Age`` is replaced by our calculation; tier-private fields (e.g. ``Surrogate-Key`` at the
 edge) are removed. An answer made from a complete stored response then gets the fields of its
-kind (``whole_fields``, ``part_fields``, ``multipart_fields``, ``unsatisfiable_fields``): the
-engine, the sliced path and the hit path's pre-serialised heads all build them here.
+kind (``whole_fields``, ``partial_base`` + ``part_fields``, ``multipart_fields``,
+``unsatisfiable_fields``): the engine, the sliced path and the hit path's pre-serialised heads
+all build them here.
 """
 
 from __future__ import annotations
@@ -73,9 +74,15 @@ def whole_fields(fields: Fields, status: int, length: int) -> Fields:
     return fields
 
 
-def part_fields(fields: Fields, part: ByteRange) -> Fields:
-    """A 206 with one part (RFC 9110 §14.4)."""
-    return fields.with_field("Content-Range", part.content_range()).with_field(
+def partial_base(fields: Fields) -> Fields:
+    """The fields every single-part 206 of a response shares (``part_fields`` adds the rest);
+    the hit path makes it once per stored response."""
+    return fields.without("content-range", "content-length")
+
+
+def part_fields(base: Fields, part: ByteRange) -> Fields:
+    """A 206 with one part (RFC 9110 §14.4), from ``partial_base(fields)``."""
+    return base.appended("Content-Range", part.content_range()).appended(
         "Content-Length", str(part.size))
 
 

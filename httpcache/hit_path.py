@@ -34,6 +34,7 @@ from httpcache.errors import CacheError, StoreError, UpstreamError
 from httpcache.forwarding import (
     client_response_fields,
     part_fields,
+    partial_base,
     unsatisfiable_fields,
     whole_fields,
 )
@@ -80,8 +81,8 @@ class DateLine:
 class Wire:
     """The pre-serialised parts of the answers to hits on one stored response."""
 
-    __slots__ = ("date_missing", "fields", "head_200", "head_304", "length", "status_prefix",
-                 "unsatisfiable")
+    __slots__ = ("date_missing", "head_200", "head_304", "length", "partial_base",
+                 "status_prefix", "unsatisfiable")
 
     def __init__(self, stored: StoredResponse, name: str, strip: frozenset[str]) -> None:
         probe = CacheStatus(name, hit=True, ttl=0)
@@ -89,11 +90,12 @@ class Wire:
         member = fields.get_all("cache-status")[-1]
         assert member.endswith("ttl=0"), member
         self.status_prefix = f"Cache-Status: {member[:-1]}".encode("utf-8", "surrogateescape")
-        static = self.fields = fields.without("age", "cache-status")
+        static = fields.without("age", "cache-status")
         length = self.length = len(stored.body)
         self.date_missing = stored.headers.first("date") is None
         self.head_200 = serialise(stored.status, whole_fields(static, stored.status, length))
         self.head_304 = serialise(304, not_modified_fields(static))
+        self.partial_base = partial_base(static)
         self.unsatisfiable = serialise(416, unsatisfiable_fields(static, Unsatisfiable(length)))
 
 
@@ -172,7 +174,7 @@ class HitPath:
         if headers.first("range") is not None:
             match requested_ranges(creq, stored.status, stored.headers, wire.length):
                 case [ByteRange() as part]:
-                    head = serialise(206, part_fields(wire.fields, part))
+                    head = serialise(206, part_fields(wire.partial_base, part))
                     body = memoryview(stored.body)[part.first:part.last + 1]
                 case [ByteRange(), ByteRange(), *_]:
                     return None  # multipart/byteranges: the engine builds those

@@ -57,6 +57,7 @@ from httpcache.forwarding import (
     fill_request_fields,
     multipart_fields,
     part_fields,
+    partial_base,
     whole_fields,
 )
 from httpcache.freshness import ERROR_STATUSES
@@ -417,7 +418,7 @@ class SliceDriver:
                 return engine._unsatisfiable(fields, bad)
             case [ByteRange() as part]:
                 chunks = self._bytes(creq, plan, fetches, [part], None)
-                return await _stream(request, 206, part_fields(fields, part), chunks)
+                return await _stream(request, 206, part_fields(partial_base(fields), part), chunks)
             case [ByteRange(), ByteRange(), *_] as parts:
                 boundary = new_boundary()
                 fields = multipart_fields(fields, multipart_content_type(boundary))
