@@ -8,16 +8,19 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
-import time
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import asyncpg
-
 from cdn.embedded import EmbeddedPostgres
 from cdn.processes import free_port
+from tests.integration.origin.cluster_parts import (
+    create_database,
+    nodes_flag,
+    storage_node,
+    wait_nodes_up,
+)
 from tests.procs import RoleProcess
 
 ZONES = ("zone-a", "zone-b", "zone-c")
@@ -53,17 +56,11 @@ class FaultCluster:
         for i in range(NODE_COUNT):
             node_id = f"node-{i + 1}"
             self.zones[node_id] = ZONES[i % 3]
-            port = free_port()
-            self.nodes[node_id] = RoleProcess("storage-node", [
-                "--node-id", node_id, "--zone", self.zones[node_id], "--port", str(port),
-                "--data-dir", str(self.data_dir(node_id)), "--volume-max-bytes", str(1 << 20),
-                "--database-url", self.database_url, "--heartbeat-interval", "1",
-                "--volume-max-age", "2"],
-                port=port, log_path=logs / f"{node_id}.log")
+            self.nodes[node_id] = self._node(node_id)
         with ThreadPoolExecutor(NODE_COUNT) as pool:
             list(pool.map(lambda p: p.start(), self.nodes.values()))
         port = free_port()
-        node_flag = ",".join(f"{n}@{self.zones[n]}={p.url}" for n, p in self.nodes.items())
+        node_flag = nodes_flag(self.nodes, self.zones)
         self.origin = RoleProcess("origin", [
             "--port", str(port), "--database-url", self.database_url, "--nodes", node_flag,
             "--ec-ndata", str(NDATA), "--ec-nparity", str(NPARITY),
@@ -76,15 +73,17 @@ class FaultCluster:
         self.origin.start()
         return self
 
+    def _node(self, node_id: str) -> RoleProcess:
+        """A node that registers itself in the database and seals volumes quickly."""
+        return storage_node(
+            node_id, self.zones[node_id], self.data_dir(node_id), self.root / "logs",
+            "--volume-max-bytes", str(1 << 20), "--database-url", self.database_url,
+            "--heartbeat-interval", "1", "--volume-max-age", "2")
+
     def add_node(self, node_id: str, zone: str) -> None:
         """Start a node the origin was never told about; it registers itself."""
-        port = free_port()
         self.zones[node_id] = zone
-        self.nodes[node_id] = RoleProcess("storage-node", [
-            "--node-id", node_id, "--zone", zone, "--port", str(port),
-            "--data-dir", str(self.data_dir(node_id)), "--volume-max-bytes", str(1 << 20),
-            "--database-url", self.database_url, "--heartbeat-interval", "1",
-            "--volume-max-age", "2"], port=port, log_path=self.root / "logs" / f"{node_id}.log")
+        self.nodes[node_id] = self._node(node_id)
         self.nodes[node_id].start()
 
     def stop(self) -> None:
@@ -131,31 +130,13 @@ class FaultCluster:
             return int(json.load(resp)["storage_nodes_up"])
 
     def wait_nodes_up(self, count: int = NODE_COUNT, timeout: float = 15.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                if self.up_count() >= count:
-                    return
-            except OSError:
-                pass
-            time.sleep(0.1)
-        raise RuntimeError(f"origin does not see {count} storage nodes up")
+        wait_nodes_up(self.endpoint, count, timeout)
 
     def restore_nodes(self) -> None:
         down = [n for n, p in self.nodes.items() if p.proc is None or p.proc.poll() is not None]
         with ThreadPoolExecutor(max(1, len(down))) as pool:
             list(pool.map(self.start_node, down))
         self.wait_nodes_up()
-
-
-async def create_database(server_url: str, name: str) -> str:
-    conn = await asyncpg.connect(server_url)
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
-    base, _sep, _db = server_url.rpartition("/")
-    return f"{base}/{name}"
 
 
 def start_fault_cluster(root: Path) -> FaultCluster:

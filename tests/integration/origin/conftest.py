@@ -5,8 +5,6 @@ so the next test starts from a healthy cluster."""
 from __future__ import annotations
 
 import asyncio
-import json
-import time
 import urllib.request
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -14,11 +12,16 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import asyncpg
 import pytest
 
 from cdn.processes import free_port
 from origin.client import S3Client
+from tests.integration.origin.cluster_parts import (
+    create_database,
+    nodes_flag,
+    storage_node,
+    wait_nodes_up,
+)
 from tests.procs import RoleProcess
 
 ZONES = ("zone-a", "zone-b", "zone-c")
@@ -57,35 +60,11 @@ class Cluster:
         self.wait_all_up()
 
     def wait_all_up(self, timeout: float = 15.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            with urllib.request.urlopen(self.origin.url + "/_health", timeout=2) as resp:
-                if json.load(resp)["storage_nodes_up"] == NODE_COUNT:
-                    return
-            time.sleep(0.1)
-        raise RuntimeError("origin does not see all storage nodes up")
+        wait_nodes_up(self.origin.url, NODE_COUNT, timeout)
 
     def metrics(self) -> str:
         with urllib.request.urlopen(self.origin.url + "/_metrics", timeout=2) as resp:
             return resp.read().decode()
-
-
-def _node_process(node_id: str, zone: str, data_dir: Path, logs: Path) -> RoleProcess:
-    port = free_port()
-    return RoleProcess("storage-node", [
-        "--node-id", node_id, "--zone", zone, "--port", str(port), "--data-dir", str(data_dir),
-        "--volume-max-bytes", str(8 << 20)], port=port, log_path=logs / f"{node_id}.log")
-
-
-async def _create_database(server_url: str) -> str:
-    name = f"origin_{uuid.uuid4().hex[:10]}"
-    conn = await asyncpg.connect(server_url)
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
-    base, _sep, _db = server_url.rpartition("/")
-    return f"{base}/{name}"
 
 
 @pytest.fixture(scope="session")
@@ -95,9 +74,10 @@ def cluster(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iter
     logs.mkdir()
     zones = {f"node-{i + 1}": ZONES[i % 3] for i in range(NODE_COUNT)}
     data_dirs = {n: root / n for n in zones}
-    nodes = {n: _node_process(n, z, data_dirs[n], logs) for n, z in zones.items()}
-    db_url = asyncio.run(_create_database(database_url))
-    node_flag = ",".join(f"{n}@{zones[n]}={p.url}" for n, p in nodes.items())
+    nodes = {n: storage_node(n, z, data_dirs[n], logs, "--volume-max-bytes", str(8 << 20))
+             for n, z in zones.items()}
+    db_url = asyncio.run(create_database(database_url, f"origin_{uuid.uuid4().hex[:10]}"))
+    node_flag = nodes_flag(nodes, zones)
     port = free_port()
     origin = RoleProcess("origin", [
         "--port", str(port), "--database-url", db_url, "--nodes", node_flag,
