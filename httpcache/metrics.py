@@ -16,13 +16,14 @@ Names and labels (stable: end-to-end tests and dashboards count on them):
 * ``cdn_cache_objects``, ``cdn_cache_bytes``, ``cdn_cache_evictions_total`` (memory tier);
   ``cdn_disk_objects``, ``cdn_disk_bytes`` (disk tier); ``cdn_shared_hits_total``,
   ``cdn_shared_errors_total`` (shared Redis tier).
-* ``cdn_purge_last_seq``, ``cdn_purge_events_total``, ``cdn_purged_objects_total{mode}``,
-  ``cdn_purge_subscriber_connected``, ``cdn_purge_catchups_total{result}``.
+* ``cdn_purge_last_seq``, ``cdn_purge_events_total``, ``cdn_purge_propagation_seconds``,
+  ``cdn_purged_objects_total{mode}``, ``cdn_purge_subscriber_connected``,
+  ``cdn_purge_catchups_total{result}``.
 """
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 
 class CacheMetrics:
@@ -50,6 +51,12 @@ class CacheMetrics:
                                     registry=r)
         self.purge_events = Counter("cdn_purge_events_total", "Purge events applied",
                                     registry=r)
+        # From the control plane's commit (the event's created_at) to applied here; events
+        # replayed by a catch-up after downtime land in the top buckets, as they should.
+        self.purge_propagation = Histogram(
+            "cdn_purge_propagation_seconds", "Purge logged → applied by this cache",
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10, 60,
+                     600), registry=r)
         self.purged_objects = Counter("cdn_purged_objects_total",
                                       "Objects removed or invalidated by purges", ["mode"],
                                       registry=r)

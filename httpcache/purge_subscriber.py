@@ -136,7 +136,10 @@ class PurgeSubscriber:
         """Apply ``event`` unless already applied; ``False`` when skipped."""
         if event.seq and event.seq <= self.last_seq:
             return False
-        result = apply_event(self.store, event, time.time())
+        now = time.time()
+        result = apply_event(self.store, event, now)
+        if event.created_at:
+            self.metrics.purge_propagation.observe(event.age(now))
         if event.seq > self.last_seq + 1 and self.settings.control_url:
             # A gap: something was missed (or a sequence number was skipped). Applied anyway
             # (purging twice is harmless), but last_seq stays put so the catch-up asks the

@@ -256,6 +256,7 @@ async def test_tag_purge_makes_every_edge_miss_next_time(topology):
         async with http.post(f"{control['url']}/purge", json={"tags": ["purge-me"]},
                              headers={"Authorization": f"Bearer {control['purge_token']}"}) as r:
             assert r.status == 200, await r.text()
+            seq = (await r.json())["seq"]
         # Propagation is asynchronous (Redis pub/sub): allow a short, bounded wait.
         for edge in topology["edges"]:
             deadline = time.monotonic() + 5
@@ -266,6 +267,12 @@ async def test_tag_purge_makes_every_edge_miss_next_time(topology):
                         break
                 assert time.monotonic() < deadline, f"{edge['region']} still serves v1"
                 await asyncio.sleep(0.05)
+    # Every cache measured how long the purge took to reach it (logged -> applied).
+    for url in [e["url"] for e in topology["edges"]] + [s["url"] for s in topology["shields"]]:
+        assert metric(url, "cdn_purge_last_seq") >= seq
+        applied = metric(url, "cdn_purge_propagation_seconds_count")
+        assert applied >= 1
+        assert metric(url, "cdn_purge_propagation_seconds_sum") / applied < 5.0
 
 
 async def test_bad_signature_is_403_at_the_edge_with_no_shield_request(topology):
