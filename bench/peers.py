@@ -86,11 +86,12 @@ class Server:
         self.proc.stop()
 
 
-def start_edge(origin_url: str, work: Path) -> Server:
+def start_edge(origin_url: str, work: Path, *, workers: int = 1) -> Server:
     port = free_port()
     proc = cdn_role("edge", "edge", [
         "--host", "127.0.0.1", "--port", str(port), "--upstream", origin_url,
         "--region", "bench", "--cache-max-bytes", str(CACHE_BYTES), "--log-level", "WARNING",
+        "--workers", str(workers),
     ], work).start()
     url = f"http://127.0.0.1:{port}"
     proc.ready(url + "/_health")
