@@ -65,6 +65,7 @@ MAX_HEAD_BYTES = 64 * 1024
 MAX_FIELD_SIZE = 16384  # as the app's handler_args (aiohttp answers longer fields itself)
 
 _CLOSE = b"Connection: close\r\n"
+_BODY_FIELDS = frozenset({"content-length", "transfer-encoding", "expect"})
 _KEEP_ALIVE = b"Connection: keep-alive\r\n"
 
 
@@ -116,6 +117,8 @@ class HitProtocol(asyncio.Protocol):
         self.hand_over = False
         self.url = b""
         self.headers: list[tuple[str, str]] = []
+        self.index: dict[str, list[str]] = {}
+        self.oversize = False  # a field longer than aiohttp's limit: it answers that
         self.out: list[bytes | memoryview] = []
         self.closing = False
         self.paused = False
@@ -317,25 +320,36 @@ class HitProtocol(asyncio.Protocol):
     def on_message_begin(self) -> None:
         self.url = b""
         self.headers = []
+        self.index = {}
 
     def on_url(self, url: bytes) -> None:
         self.url += url
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self.headers.append((name.decode("latin-1"), value.decode("utf-8", "surrogateescape")))
+        # the name index of ``Fields.indexed``, built as the fields arrive (one lower() each)
+        text = value.decode("utf-8", "surrogateescape")
+        key = name.decode("latin-1")
+        self.headers.append((key, text))
+        lname = key.lower()
+        found = self.index.get(lname)
+        if found is None:
+            self.index[lname] = [text]
+        else:
+            found.append(text)
+        if len(value) > self.server.max_field_size or len(name) > self.server.max_field_size:
+            self.oversize = True
 
     def on_headers_complete(self) -> None:
         parser = self.parser
         method = parser.get_method()
         if (method not in (b"GET", b"HEAD") or parser.should_upgrade()
-                or not self.url.startswith(b"/")):
+                or not self.url.startswith(b"/") or self.oversize):
             self._refuse()
-        limit = self.server.max_field_size
-        for name, value in self.headers:
-            lname = name.lower()
-            if (lname in ("content-length", "transfer-encoding", "expect")
-                    and (lname != "content-length" or value.strip() != "0")) \
-                    or len(value) > limit or len(name) > limit:
+        index = self.index
+        if not _BODY_FIELDS.isdisjoint(index):
+            # a body (or the promise of one) goes to aiohttp; ``Content-Length: 0`` is none
+            if ("transfer-encoding" in index or "expect" in index
+                    or any(v.strip() != "0" for v in index.get("content-length", ()))):
                 self._refuse()
 
     def on_message_complete(self) -> None:
@@ -353,8 +367,8 @@ class HitProtocol(asyncio.Protocol):
         misses = (app_paths is not None and "%" not in target
                   and target.partition("?")[0] not in app_paths)
         answer = self.hits.answer(parser.get_method().decode("ascii"), target,
-                                  Fields.indexed(self.headers), self.remote, connection,
-                                  misses=misses)
+                                  Fields.prebuilt(tuple(self.headers), self.index),
+                                  self.remote, connection, misses=misses)
         if answer is None:
             self._refuse()
         if isinstance(answer, MissPlan):

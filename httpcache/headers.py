@@ -52,6 +52,16 @@ class Fields:
         return fields
 
     @classmethod
+    def prebuilt(cls, items: tuple[tuple[str, str], ...], index: dict[str, list[str]]
+                 ) -> Fields:
+        """``indexed(items)`` when the caller built ``index`` (lower-case name → values in
+        order) while reading the fields: a protocol's parser callbacks do."""
+        fields = object.__new__(cls)
+        fields._items = items
+        fields._index = index
+        return fields
+
+    @classmethod
     def of(cls, mapping: Mapping[str, str] | Iterable[tuple[str, str]]) -> Fields:
         if isinstance(mapping, Mapping):
             return cls(mapping.items())

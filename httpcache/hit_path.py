@@ -40,7 +40,15 @@ from httpcache.forwarding import (
 )
 from httpcache.headers import Fields
 from httpcache.messages import CacheRequest, StoredResponse
-from httpcache.policy import CACHEABLE_METHODS, FreshHit, Miss, decide
+from httpcache.metrics import PendingCount
+from httpcache.policy import (
+    CACHEABLE_METHODS,
+    DECISIVE_REQUEST_FIELDS,
+    FreshHit,
+    Miss,
+    decide,
+    plain_fresh_hit,
+)
 from httpcache.ranges import ByteRange, Unsatisfiable
 
 log = logging.getLogger("cdn.httpcache.hit_path")
@@ -124,8 +132,10 @@ class HitPath:
         self._policy = config.policy
         self._gates = tuple(config.gates)
         self._lookup = engine.store.lookup
-        self._hits = engine.counter("hit")
-        self._not_modified = engine.counter("not_modified")
+        self._hits = PendingCount(engine.counter("hit"))
+        self._not_modified = PendingCount(engine.counter("not_modified"))
+        engine.metrics.on_collect(self._hits.flush)
+        engine.metrics.on_collect(self._not_modified.flush)
 
     def wire(self, stored: StoredResponse) -> Wire:
         wire = stored.memo_wire
@@ -150,12 +160,20 @@ class HitPath:
                     target = gate(view, target, now)
             except CacheError:
                 return None  # the application answers it (403 …) and counts it
-        key = cache_key(*split_target(target))
+        key = cache_key(*split_target(target)) if "?" in target else target
         stored, vary_miss = self._lookup(key, headers)
         if stored is None:
             return self._plan_miss(method, key, headers, now, vary_miss) if misses else None
         if stored.file is not None:
             return None
+        if not stored.vary and not headers.has_any(DECISIVE_REQUEST_FIELDS):
+            # a plain request: decide() would look at nothing but the response and the clock
+            fresh = plain_fresh_hit(stored, now, self._policy)
+            if fresh is None:
+                return None
+            self._hits.n += 1
+            return self._whole(method, stored, self.wire(stored), fresh[0], fresh[1],
+                               connection)
         creq = CacheRequest(method, key, headers)
         decision = decide(creq, stored, now, self._policy, vary_miss=vary_miss)
         if type(decision) is not FreshHit:
@@ -168,8 +186,8 @@ class HitPath:
         if headers.first("if-none-match") is not None or headers.first(
                 "if-modified-since") is not None:
             if not_modified(method, headers, stored.status, stored.headers):
-                self._hits.inc()
-                self._not_modified.inc()
+                self._hits.n += 1
+                self._not_modified.n += 1
                 return [wire.head_304 + tail]
         if headers.first("range") is not None:
             match requested_ranges(creq, stored.status, stored.headers, wire.length):
@@ -179,18 +197,32 @@ class HitPath:
                 case [ByteRange(), ByteRange(), *_]:
                     return None  # multipart/byteranges: the engine builds those
                 case Unsatisfiable():
-                    self._hits.inc()
+                    self._hits.n += 1
                     return [wire.unsatisfiable + tail]
                 case _:
                     head = wire.head_200
         else:
-            head = wire.head_200
-        self._hits.inc()
+            self._hits.n += 1
+            return self._whole(method, stored, wire, decision.age, decision.ttl, connection)
+        self._hits.n += 1
         if method == "HEAD" or not body:
             return [head + tail]
         if len(body) < JOIN_BELOW:
             return [b"".join((head, tail, body))]
         return [head + tail, body]
+
+    def _whole(self, method: str, stored: StoredResponse, wire: Wire, age: float, ttl: float,
+               connection: bytes) -> list[bytes | memoryview]:
+        """The 200 (or the stored status) with the whole body."""
+        head = b"%sAge: %d\r\n%s%d\r\n%s%s\r\n" % (
+            wire.head_200, int(age), wire.status_prefix, int(ttl),
+            self.date_line() if wire.date_missing else b"", connection)
+        body = stored.body
+        if method == "HEAD" or not body:
+            return [head]
+        if len(body) < JOIN_BELOW:
+            return [head + body]
+        return [head, body]
 
     # -- plain misses ----------------------------------------------------------------------------
 

@@ -23,7 +23,11 @@ Names and labels (stable: end-to-end tests and dashboards count on them):
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.metrics_core import Metric
 
 
 class CacheMetrics:
@@ -31,6 +35,8 @@ class CacheMetrics:
         self.tier = tier
         self.registry = CollectorRegistry()
         r = self.registry
+        self._flushes = _Flushes()
+        r.register(self._flushes)
         self.requests = Counter("cdn_requests_total", "Client requests by cache result",
                                 ["result"], registry=r)
         self.upstream_requests = Counter("cdn_upstream_requests_total",
@@ -65,5 +71,43 @@ class CacheMetrics:
         self.purge_catchups = Counter("cdn_purge_catchups_total",
                                       "Catch-ups from the purge log", ["result"], registry=r)
 
+
+    def on_collect(self, flush: Callable[[], None]) -> None:
+        """Call ``flush`` whenever the registry is collected, before any metric is read
+        (``PendingCount.flush``)."""
+        self._flushes.calls.append(flush)
+
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class _Flushes:
+    """Registered first, so every collection of the registry runs the flushes before it
+    reads a metric; it yields no metric of its own."""
+
+    def __init__(self) -> None:
+        self.calls: list[Callable[[], None]] = []
+
+    def collect(self) -> Iterator[Metric]:
+        for flush in self.calls:
+            flush()
+        return iter(())
+
+
+class PendingCount:
+    """Increments of one counter child kept as a plain int until the metrics are rendered.
+
+    The hit path counts on one event loop's thread, where the lock prometheus_client takes
+    per ``inc`` is pure cost (about 5% of a small hit); ``CacheMetrics.on_collect`` moves the
+    count into the child whenever the registry is collected, so readers see every hit."""
+
+    __slots__ = ("child", "n")
+
+    def __init__(self, child: Any) -> None:
+        self.child = child
+        self.n = 0
+
+    def flush(self) -> None:
+        n, self.n = self.n, 0
+        if n:
+            self.child.inc(n)

@@ -48,6 +48,7 @@ from httpcache.freshness import (
     stored_age,
     stored_directives,
     stored_lifetime,
+    stored_view,
     within_stale_while_revalidate,
 )
 from httpcache.headers import Fields
@@ -208,6 +209,39 @@ def client_accepts_stale(req: CacheControl, cc: CacheControl, lifetime: float, a
     max_stale = req.max_stale
     return (max_stale is not None and not stale_prohibited(cc, config)
             and staleness(lifetime, age) <= max_stale)
+
+
+# -- plain requests ---------------------------------------------------------------------------
+
+# The request fields ``decide`` and the answer to a hit read, apart from the ones a stored
+# response's ``Vary`` names: a GET or HEAD carrying none of them is *plain*, and for a plain
+# request on a stored response that does not vary, the decision depends on the response and
+# the clock alone (``plain_fresh_hit``).
+DECISIVE_REQUEST_FIELDS = frozenset({
+    "cache-control", "authorization",  # §5.2.1 request directives; §3.5
+    "if-match", "if-unmodified-since", "if-none-match", "if-modified-since",  # §4.3.2
+    "range", "if-range",  # §3.4 and RFC 9110 §14
+})
+
+
+def plain_fresh_hit(stored: StoredResponse, now: float, config: PolicyConfig
+                    ) -> tuple[float, float] | None:
+    """``(age, ttl)`` when ``decide`` answers a plain request (no field of
+    ``DECISIVE_REQUEST_FIELDS``, method GET or HEAD) on ``stored`` (which has no ``vary``)
+    with a ``FreshHit``; otherwise ``None``. The same rules as ``_decide_stored`` with no
+    request directives: not invalidated, no ``no-cache`` (§5.2.2.4), and §4.2's
+    ``freshness_lifetime > current_age``; the hit path uses it to skip building a request
+    the rules would not look at."""
+    if stored.invalidated:
+        return None
+    view = stored_view(stored, config)
+    if view.cc.no_cache:
+        return None
+    age = view.initial_age + resident_time(stored.response_time, now)
+    lifetime = view.lifetime
+    if lifetime > age:
+        return age, lifetime - age
+    return None
 
 
 # -- the decision (§4 "Constructing Responses from Caches") ------------------------------------
