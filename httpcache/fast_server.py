@@ -118,6 +118,7 @@ class HitProtocol(asyncio.Protocol):
         self.url = b""
         self.headers: list[tuple[str, str]] = []
         self.index: dict[str, list[str]] = {}
+        self.method = "GET"
         self.oversize = False  # a field longer than aiohttp's limit: it answers that
         self.out: list[bytes | memoryview] = []
         self.closing = False
@@ -342,6 +343,7 @@ class HitProtocol(asyncio.Protocol):
     def on_headers_complete(self) -> None:
         parser = self.parser
         method = parser.get_method()
+        self.method = "GET" if method == b"GET" else "HEAD"
         if (method not in (b"GET", b"HEAD") or parser.should_upgrade()
                 or not self.url.startswith(b"/") or self.oversize):
             self._refuse()
@@ -366,7 +368,7 @@ class HitProtocol(asyncio.Protocol):
         app_paths = self.server.app_paths
         misses = (app_paths is not None and "%" not in target
                   and target.partition("?")[0] not in app_paths)
-        answer = self.hits.answer(parser.get_method().decode("ascii"), target,
+        answer = self.hits.answer(self.method, target,
                                   Fields.prebuilt(tuple(self.headers), self.index),
                                   self.remote, connection, misses=misses)
         if answer is None:
