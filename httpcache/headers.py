@@ -129,19 +129,58 @@ class Fields:
             if isinstance(n, str):
                 drop.add(n.lower())
             else:
-                drop.update(x.lower() for x in n)
-        return Fields._of_str_pairs(
+                drop.update(_lowered(n))
+        index = self._index
+        if index is None:
+            return Fields._of_str_pairs(
+                tuple([item for item in self._items if item[0].lower() not in drop]))
+        # indexed (request and upstream fields): no scan when nothing goes, which is the
+        # common case, and the result stays indexed for the lookups that follow
+        if drop.isdisjoint(index):
+            return self
+        fields = Fields._of_str_pairs(
             tuple([item for item in self._items if item[0].lower() not in drop]))
+        fields._index = {k: v for k, v in index.items() if k not in drop}
+        return fields
 
     def with_field(self, name: str, value: str) -> Fields:
         """A copy with every ``name`` line replaced by one line ``name: value``."""
-        return Fields._of_str_pairs((*self.without(name)._items, (str(name), str(value))))
+        name, value = str(name), str(value)
+        base = self.without(name)
+        fields = Fields._of_str_pairs((*base._items, (name, value)))
+        if base._index is not None:
+            fields._index = {**base._index, name.lower(): [value]}
+        return fields
 
     def appended(self, name: str, value: str) -> Fields:
-        return Fields._of_str_pairs((*self._items, (str(name), str(value))))
+        name, value = str(name), str(value)
+        fields = Fields._of_str_pairs((*self._items, (name, value)))
+        if self._index is not None:
+            lname = name.lower()
+            fields._index = {**self._index, lname: [*self._index.get(lname, ()), value]}
+        return fields
+
+    def unindexed(self) -> Fields:
+        """The same fields without the name index (what a store keeps: less memory)."""
+        return self if self._index is None else Fields._of_str_pairs(self._items)
 
     def byte_size(self) -> int:
         return sum(len(k) + len(v) + 4 for k, v in self._items)
+
+
+_LOWERED: dict[frozenset[str], frozenset[str]] = {}
+
+
+def _lowered(names: Iterable[str]) -> Iterable[str]:
+    """``names`` in lower case; the module constants passed as frozensets are lowered once."""
+    if not isinstance(names, frozenset):
+        return [n.lower() for n in names]
+    found = _LOWERED.get(names)
+    if found is None:
+        if len(_LOWERED) > 1024:  # only constants and config sets are expected: stay bounded
+            _LOWERED.clear()
+        found = _LOWERED[names] = frozenset(n.lower() for n in names)
+    return found
 
 
 def split_list(value: str | None) -> list[str]:

@@ -58,6 +58,11 @@ class StoredResponse:
     memo_policy: object = field(default=None, init=False, compare=False, repr=False)
     memo_wire: object = field(default=None, init=False, compare=False, repr=False)
 
+    def __post_init__(self) -> None:
+        # a name index is for fields looked up many times and soon dropped; a stored
+        # response is looked at once per ``memo_*`` and kept long: the index would cost memory
+        object.__setattr__(self, "headers", self.headers.unindexed())
+
     @property
     def body_length(self) -> int:
         return len(self.body) if self.file is None else self.file.length
