@@ -300,7 +300,9 @@ class HitPath:
                 log.warning("%s %s: aborting response: %s", creq.method, creq.target,
                             exc.message)
                 return False
-            write(head_bytes + (b"0\r\n\r\n" if chunked else b""))
+            last = head_bytes + (b"0\r\n\r\n" if chunked else b"")
+            if last:  # an empty write is still a call through the transport
+                write(last)
             return length is not None or http11
 
 
