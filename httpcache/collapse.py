@@ -15,6 +15,20 @@ themselves. A response that is shareable but not kept (e.g. larger than one obje
 still streamed to every reader that joined — it is safe to share and it is exactly the case
 (a big cold object) where collapsing saves the most.
 
+Fairness: a reader that has chunks at hand could write them all before yielding (the
+protocol's drain only waits once the kernel's socket buffer is full, which on loopback is
+megabytes). With 1,000 waiters the last one would get its first byte after the others got
+megabytes each (measured: p50 0.3-1 s for a 10 MiB object, bench/flash_crowd.py). So while
+any reader of the flight has not had its first chunk, a reader that already has one yields to
+the event loop before taking another chunk that was at hand: every reader's first chunk goes
+out before anyone's next (asyncio runs ready tasks in FIFO order). Once every reader has
+started, readers take what is at hand without yielding (no task switch per chunk). The first
+chunk itself can be large (the upstream client joins what arrived meanwhile: 256 KiB and
+more), so when a flight has several readers each one's first chunk is cut: ``FIRST_PIECE``
+bytes (with the head, one small write), then the rest as a ``memoryview`` (consumers only
+``len``, slice, join or write chunks). Measured with 1,000 waiters: the last one's first byte
+came ≈ 0.6 ms × its place in the queue, i.e. after everyone before it got 256+ KiB.
+
 Memory: chunks are retained for late joiners only while the response may be kept (it will
 be stored, or it is small). Otherwise the producer calls ``stop_retaining``: the flight is
 closed to newcomers and chunks every reader has passed are dropped, so a large object flows
@@ -30,6 +44,10 @@ from dataclasses import dataclass
 
 from httpcache.headers import Fields
 from httpcache.messages import StoredResponse
+
+# The first piece of body each reader of a shared flight gets (see the module docstring):
+# with a ~0.5 KB head, below the 16 KiB under which the hit path writes head and body as one.
+FIRST_PIECE = 8 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +85,7 @@ class Flight:
         self._error: BaseException | None = None
         self._retain = True
         self._positions: dict[int, int] = {}  # reader token -> next absolute chunk index
+        self._unstarted: set[int] = set()  # readers that have not taken their first chunk
         self._tokens = itertools.count()
         self._changed = asyncio.Event()
 
@@ -129,9 +148,11 @@ class Flight:
     def reader(self) -> FlightReader:
         token = next(self._tokens)
         self._positions[token] = self._offset
+        self._unstarted.add(token)
         return FlightReader(self, token)
 
     def _close_reader(self, token: int) -> None:
+        self._unstarted.discard(token)
         if self._positions.pop(token, None) is not None:
             self._trim()
 
@@ -144,19 +165,40 @@ class Flight:
             raise NotShareable(self.key)
         return self._head
 
-    async def _read(self, token: int) -> AsyncIterator[bytes]:
+    async def _read(self, token: int) -> AsyncIterator[bytes | memoryview]:
+        unstarted = self._unstarted
+        woken = True  # the first chunk is never held back
         while True:
             position = self._positions[token]
             end = self._offset + len(self._chunks)
             if position < end:
+                if unstarted and not woken and token not in unstarted:
+                    # others still wait for their first chunk: let them go first (see the
+                    # module docstring); a reader just woken by feed() already took its turn
+                    woken = True
+                    await asyncio.sleep(0)
+                    continue
+                chunk = self._chunks[position - self._offset]
+                first = token in unstarted
+                unstarted.discard(token)
+                woken = False
                 self._positions[token] = position + 1
-                yield self._chunks[position - self._offset]
+                if first and len(chunk) > FIRST_PIECE and len(self._positions) > 1:
+                    # a small first piece (see the module docstring); the rest is a view,
+                    # not a copy per reader
+                    yield chunk[:FIRST_PIECE]
+                    if unstarted:
+                        await asyncio.sleep(0)
+                    yield memoryview(chunk)[FIRST_PIECE:]
+                else:
+                    yield chunk
                 continue
             if self._error is not None:
                 raise self._error
             if self._done:
                 return
             await self._changed.wait()
+            woken = True
 
 
 class FlightReader:
@@ -178,9 +220,10 @@ class FlightReader:
         return (flight._positions.get(self._token, 0) < flight._offset + len(flight._chunks)
                 or flight._done)
 
-    def chunks(self) -> AsyncIterator[bytes]:
-        """The body from the start, chunk by chunk as it arrives; raises the fetch's error
-        if the upstream broke off."""
+    def chunks(self) -> AsyncIterator[bytes | memoryview]:
+        """The body from the start, chunk by chunk as it arrives (a ``memoryview`` for the
+        rest of a cut first chunk, see the module docstring); raises the fetch's error if the
+        upstream broke off."""
         return self.flight._read(self._token)
 
     async def body(self) -> bytes:

@@ -6,7 +6,14 @@ import asyncio
 
 import pytest
 
-from httpcache.collapse import Collapser, Flight, FlightHead, NotShareable
+from httpcache.collapse import (
+    FIRST_PIECE,
+    Collapser,
+    Flight,
+    FlightHead,
+    FlightReader,
+    NotShareable,
+)
 from httpcache.errors import UpstreamError
 from httpcache.headers import Fields
 
@@ -156,3 +163,102 @@ async def test_not_retaining_drops_chunks_every_reader_has_passed() -> None:
     assert fast.flight.retained_bytes == 0
     late, owner = collapser.join("/k", fetch)
     assert owner and late.flight is not fast.flight  # closed to newcomers
+
+
+async def test_every_reader_gets_its_first_chunk_before_anyone_gets_a_second() -> None:
+    """A reader with many chunks at hand must not write them all while other readers still
+    wait for their first byte (the flash crowd's time to first byte)."""
+    collapser = Collapser()
+    chunks = [bytes([i]) * 100 for i in range(8)]
+    ready = asyncio.Event()
+
+    async def fetch(flight: Flight) -> None:
+        flight.publish_head(FlightHead(200, HEADERS, HEADERS))
+        for chunk in chunks:
+            flight.feed(chunk)
+        await ready.wait()  # every chunk is at hand before anyone reads
+
+    log: list[tuple[int, int]] = []
+
+    async def read(n: int) -> bytes:
+        reader, owner = collapser.join("/k", fetch)
+        await ready.wait()
+        await reader.head(owner=owner)
+        got = []
+        with reader:
+            async for chunk in reader.chunks():
+                log.append((n, len(got)))
+                got.append(chunk)
+        return b"".join(got)
+
+    tasks = [asyncio.create_task(read(n)) for n in range(50)]
+    await asyncio.sleep(0)
+    ready.set()
+    bodies = await asyncio.wait_for(asyncio.gather(*tasks), 5)
+    assert all(body == b"".join(chunks) for body in bodies)
+    firsts = [i for i, (_n, index) in enumerate(log) if index == 0]
+    seconds = [i for i, (_n, index) in enumerate(log) if index == 1]
+    assert max(firsts) < min(seconds)
+
+
+async def test_a_reader_that_never_reads_does_not_hold_the_others() -> None:
+    """A reader that holds the flight without reading (a HEAD request, say) only makes the
+    others yield between chunks; they still get everything."""
+    collapser = Collapser()
+
+    async def fetch(flight: Flight) -> None:
+        flight.publish_head(FlightHead(200, HEADERS, HEADERS))
+        for i in range(20):
+            flight.feed(bytes([i]) * 10)
+            if i % 5 == 0:
+                await asyncio.sleep(0)
+
+    idle, _ = collapser.join("/k", fetch)
+    readers = [collapser.join("/k", fetch)[0] for _ in range(3)]
+    bodies = await asyncio.wait_for(asyncio.gather(*(r.body() for r in readers)), 5)
+    assert bodies == [b"".join(bytes([i]) * 10 for i in range(20))] * 3
+    await idle.head(owner=True)
+    idle.close()
+
+
+async def test_a_shared_flights_first_chunk_is_cut_so_every_reader_starts_small() -> None:
+    """With several readers, each one's first write is small (head + FIRST_PIECE), not the
+    whole first chunk the upstream delivered; the bytes are the same."""
+    collapser = Collapser()
+    big = bytes(range(256)) * 1024  # 256 KiB: what the upstream client hands over at once
+    ready = asyncio.Event()
+
+    async def fetch(flight: Flight) -> None:
+        flight.publish_head(FlightHead(200, HEADERS, HEADERS))
+        flight.feed(big)
+        flight.feed(b"tail")
+        await ready.wait()
+
+    readers = [collapser.join("/k", fetch)[0] for _ in range(5)]
+    await asyncio.sleep(0)
+    ready.set()
+    firsts = []
+
+    async def read(reader: FlightReader) -> bytes:
+        got = []
+        async for chunk in reader.chunks():
+            got.append(chunk)
+        firsts.append(len(got[0]))
+        return b"".join(got)
+
+    bodies = await asyncio.wait_for(asyncio.gather(*(read(r) for r in readers)), 5)
+    assert bodies == [big + b"tail"] * 5
+    assert firsts == [FIRST_PIECE] * 5
+
+
+async def test_a_lone_readers_first_chunk_is_not_cut() -> None:
+    collapser = Collapser()
+    big = b"z" * (4 * FIRST_PIECE)
+
+    async def fetch(flight: Flight) -> None:
+        flight.publish_head(FlightHead(200, HEADERS, HEADERS))
+        flight.feed(big)
+
+    reader, _ = collapser.join("/k", fetch)
+    await reader.head(owner=True)
+    assert [bytes(c) async for c in reader.chunks()] == [big]
