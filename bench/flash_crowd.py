@@ -62,6 +62,7 @@ READ_BUFFER = 256 * 1024
 MAX_HEAD = 64 * 1024
 REQUEST_TIMEOUT = 300.0  # seconds for one burst of requests, all of them
 REPLY_TIMEOUT = REQUEST_TIMEOUT + 60.0  # seconds the main process waits for a worker
+SEND_BATCH = 25  # requests a client process writes between two looks at its sockets
 START_DELAY = 0.3  # seconds between announcing a burst and its start (workers line up)
 
 
@@ -217,7 +218,12 @@ class Worker:
         processes); the results and this process's CPU seconds for the burst."""
         await asyncio.sleep(max(0.0, start - time.monotonic()))
         cpu = time.process_time()
-        waiters = [c.request(path) for c in self.clients]
+        waiters = []
+        for i in range(0, len(self.clients), SEND_BATCH):
+            waiters += [c.request(path) for c in self.clients[i:i + SEND_BATCH]]
+            # each write also runs the edge socket's loopback receive (≈ 20 µs): answers that
+            # came meanwhile are read (timestamped) now, not after all 500 writes
+            await asyncio.sleep(0)
         results = await asyncio.wait_for(asyncio.gather(*waiters), REQUEST_TIMEOUT)
         return results, time.process_time() - cpu
 
@@ -369,7 +375,8 @@ class Profiler:
 
 
 def crowd_round(crowd: Crowd, edge: str, origin: str, size: int, clients: int, tag: str,
-                edge_cpu: Any, via: str, profiler: Profiler | None) -> dict[str, float]:
+                edge_cpu: Any, via: str, profiler: Profiler | None, dump: Path | None = None
+                ) -> dict[str, float]:
     n = len(crowd.conns)
     shares = [clients // n + (i < clients % n) for i in range(n)]
     warm = f"/{WARM_SIZE}/warm" if via == "hit-path" else "/_health"
@@ -396,6 +403,12 @@ def crowd_round(crowd: Crowd, edge: str, origin: str, size: int, clients: int, t
     finally:
         crowd.ask([("close",)] * n)
     counts = json.loads(get(origin + "/_count"))
+    if dump is not None:  # every request's timings, for a closer look
+        with open(dump, "a") as out:
+            for kind, results in (("crowd", crowd_results), ("hits", hit_results),
+                                  ("floor", floor), ("lone", lones)):
+                out.write(json.dumps({"round": tag, "kind": kind, "results": [
+                    [r.sent, r.first, r.body_first, r.done] for r in results]}) + "\n")
 
     def ttfbs(results: list[Result], at: str = "first") -> list[float]:
         return [(getattr(r, at) - r.sent) * 1e3 for r in results]
@@ -456,6 +469,7 @@ def main() -> int:
     parser.add_argument("--profile", action="store_true",
                         help="sample the edge with py-spy during the crowds")
     parser.add_argument("--py-spy", default=shutil.which("py-spy") or "py-spy")
+    parser.add_argument("--dump", type=Path, help="append every request's timings (JSON lines)")
     args = parser.parse_args()
     size = parse_size(args.size)
     expected = body(size)
@@ -475,7 +489,8 @@ def main() -> int:
               f"connections on its {args.via}; work dir {work}", flush=True)
         for r in range(args.repeat):
             got = crowd_round(crowd, edge.url, origin.url, size, args.clients,
-                              f"{time.time_ns()}", edge.proc.cpu_seconds, args.via, profiler)
+                              f"{time.time_ns()}", edge.proc.cpu_seconds, args.via, profiler,
+                              args.dump)
             rounds.append(got)
             print(f"round {r + 1}: {describe(got, args.clients)}", flush=True)
             edge.proc.check_alive()
