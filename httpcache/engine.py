@@ -37,7 +37,7 @@ import dataclasses
 import functools
 import logging
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -374,16 +374,18 @@ class CacheEngine:
         On an ``UpstreamError`` the reader is closed already."""
         stored = decision.stored if isinstance(decision, Revalidate) else None
         fills = isinstance(decision, Revalidate) or decision.store
-        producer = functools.partial(
-            self._produce,
-            creq=creq,
-            method="GET" if fills else creq.method,
-            headers=fill_request_fields(
-                creq.headers, via=self.config.name, peer=remote, drop=self._drop,
-                validators=decision.validators if isinstance(decision, Revalidate) else None),
-            stored=stored,
-            fills=fills,
-        )
+
+        def producer(flight: Flight) -> Awaitable[None]:
+            # the upstream request's fields are made only by the request that starts the
+            # flight, not by each of a crowd's waiters
+            return self._produce(
+                flight, creq=creq, method="GET" if fills else creq.method,
+                headers=fill_request_fields(
+                    creq.headers, via=self.config.name, peer=remote, drop=self._drop,
+                    validators=decision.validators if isinstance(decision, Revalidate)
+                    else None),
+                stored=stored, fills=fills)
+
         reader, owner = self.collapser.join(creq.target, producer, shared=decision.collapse)
         try:
             try:
@@ -422,7 +424,9 @@ class CacheEngine:
         """The flight's head; a waiter gives up after ``collapse_timeout`` (TimeoutError)."""
         if owner:
             return await reader.head(owner=True)
-        return await asyncio.wait_for(reader.head(owner=False), self.config.collapse_timeout)
+        # a timer, not wait_for's extra task per waiter (a flash crowd has a thousand)
+        async with asyncio.timeout(self.config.collapse_timeout):
+            return await reader.head(owner=False)
 
     def _may_serve_stale(self, creq: CacheRequest, stored: StoredResponse) -> bool:
         req = effective_request_directives(creq, self.config.policy)
