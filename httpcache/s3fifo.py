@@ -21,6 +21,14 @@ One-hit wonders (a scan, a crawler) pass through ``small`` and leave without dis
 hot set in ``main``; that is why it beats LRU on Zipf and scan-polluted traces
 (``bench/eviction_policies.py`` measures it).
 
+Memory per entry is one small object (``_Entry``: key, value, size, frequency, queue) and a
+slot in one dict; the queues are deques of those objects (8 bytes a slot) rather than
+OrderedDicts (about 100 bytes a key), so a ``pop`` from the middle of a queue is lazy: the
+entry is marked dead, its value released, and it is skipped when it reaches the head (or
+dropped when dead entries outnumber the live ones). The ghost keeps the keys' hashes, not
+the keys, so an evicted key's string is not held on to; two keys with one hash only share a
+second chance.
+
 The interface is the part of ``cachetools.Cache`` the memory tier uses: ``get`` (counts as a
 read), ``peek`` (does not), item assignment (may evict, reporting each eviction to
 ``on_evict``), ``pop``, ``replace`` (same key, no change of position or frequency),
@@ -29,7 +37,7 @@ read), ``peek`` (does not), item assignment (may evict, reporting each eviction 
 
 from __future__ import annotations
 
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable, Iterator
 from typing import Generic, TypeVar
 
@@ -38,12 +46,14 @@ V = TypeVar("V")
 
 SMALL_SHARE = 0.10  # the paper's 10% of the cache for the small queue
 MAX_FREQ = 3
+DEAD = -1  # the size of a popped entry still in a queue
 
 
-class _Entry(Generic[V]):
-    __slots__ = ("value", "size", "freq", "in_main")
+class _Entry(Generic[K, V]):
+    __slots__ = ("key", "value", "size", "freq", "in_main")
 
-    def __init__(self, value: V, size: int) -> None:
+    def __init__(self, key: K, value: V | None, size: int) -> None:
+        self.key = key
         self.value = value
         self.size = size
         self.freq = 0
@@ -65,10 +75,11 @@ class S3FIFO(Generic[K, V]):
         self._sizeof = getsizeof
         self._on_evict = on_evict
         self._small_target = max(1, int(maxsize * small_share))
-        self._entries: dict[K, _Entry[V]] = {}
-        self._small: OrderedDict[K, None] = OrderedDict()
-        self._main: OrderedDict[K, None] = OrderedDict()
-        self._ghost: OrderedDict[K, None] = OrderedDict()
+        self._entries: dict[K, _Entry[K, V]] = {}
+        self._small: deque[_Entry[K, V]] = deque()
+        self._main: deque[_Entry[K, V]] = deque()
+        self._dead = 0  # popped entries still in _small or _main
+        self._ghost: OrderedDict[int, None] = OrderedDict()  # hash(key), oldest first
         self._small_bytes = 0
         self._main_bytes = 0
 
@@ -112,14 +123,15 @@ class S3FIFO(Generic[K, V]):
             self._account(entry, size - entry.size)
             entry.value, entry.size = value, size
         else:
-            entry = _Entry(value, size)
+            entry = _Entry(key, value, size)
             self._entries[key] = entry
-            if key in self._ghost:  # seen recently: straight to main
-                del self._ghost[key]
+            fingerprint = hash(key)
+            if fingerprint in self._ghost:  # seen recently: straight to main
+                del self._ghost[fingerprint]
                 entry.in_main = True
-                self._main[key] = None
+                self._main.append(entry)
             else:
-                self._small[key] = None
+                self._small.append(entry)
             self._account(entry, size)
         self._evict_to_fit()
 
@@ -131,17 +143,28 @@ class S3FIFO(Generic[K, V]):
         entry = self._entries.pop(key, None)
         if entry is None:
             return default
-        (self._main if entry.in_main else self._small).pop(key, None)
         self._account(entry, -entry.size)
-        return entry.value
+        value = entry.value
+        entry.value, entry.size = None, DEAD  # skipped when it reaches its queue's head
+        self._dead += 1
+        if self._dead > len(self._entries) + 64:
+            self._drop_dead()
+        return value
 
     # -- eviction --------------------------------------------------------------------------
 
-    def _account(self, entry: _Entry[V], delta: int) -> None:
+    def _account(self, entry: _Entry[K, V], delta: int) -> None:
         if entry.in_main:
             self._main_bytes += delta
         else:
             self._small_bytes += delta
+
+    def _drop_dead(self) -> None:
+        """Rebuild the queues without popped entries: linear, once per as many pops as
+        there are live entries, so constant time per pop."""
+        self._small = deque(e for e in self._small if e.size != DEAD)
+        self._main = deque(e for e in self._main if e.size != DEAD)
+        self._dead = 0
 
     def _evict_to_fit(self) -> None:
         while self.currsize > self.maxsize:
@@ -151,31 +174,35 @@ class S3FIFO(Generic[K, V]):
                 self._evict_main()
 
     def _evict_small(self) -> None:
-        key, _ = self._small.popitem(last=False)
-        entry = self._entries[key]
+        entry = self._small.popleft()
+        if entry.size == DEAD:
+            self._dead -= 1
+            return
         self._small_bytes -= entry.size
         if entry.freq >= self._promote_at:  # read again while on probation: keep it
             entry.freq = 0
             entry.in_main = True
-            self._main[key] = None
+            self._main.append(entry)
             self._main_bytes += entry.size
             return
-        self._ghost[key] = None
+        self._ghost[hash(entry.key)] = None
         while len(self._ghost) > max(len(self._entries), 1):
             self._ghost.popitem(last=False)
-        self._drop(key, entry)
+        self._drop(entry)
 
     def _evict_main(self) -> None:
-        key, _ = self._main.popitem(last=False)
-        entry = self._entries[key]
+        entry = self._main.popleft()
+        if entry.size == DEAD:
+            self._dead -= 1
+            return
         if entry.freq > 0:
             entry.freq -= 1
-            self._main[key] = None  # reinserted at the tail
+            self._main.append(entry)  # reinserted at the tail
             return
         self._main_bytes -= entry.size
-        self._drop(key, entry)
+        self._drop(entry)
 
-    def _drop(self, key: K, entry: _Entry[V]) -> None:
-        del self._entries[key]
+    def _drop(self, entry: _Entry[K, V]) -> None:
+        del self._entries[entry.key]
         if self._on_evict is not None:
-            self._on_evict(key, entry.value)
+            self._on_evict(entry.key, entry.value)  # type: ignore[arg-type]  # live: not None

@@ -9,11 +9,17 @@ Entries are keyed by *entry key*: the cache key, plus a secondary key for respon
 vary (RFC 9111 §4.1), so several variants of one URL are stored side by side. The Vary field
 names last seen for a URL say how a request selects its variant (``lookup``).
 
-Two indexes are kept in step with every insert, delete and eviction, so a purge costs time
-in proportion to what it removes, not to the cache size:
+Indexes are kept in step with every insert, delete and eviction, so a purge costs time in
+proportion to what it removes, not to the cache size:
 
-* tag index: surrogate key → cache keys carrying it (purge by tag);
-* path index: path → cache keys with that path and any query (purge by URL).
+* variants: cache key → its entry keys (a purge by key removes every variant);
+* tag index: surrogate key → entry keys carrying it (purge by tag);
+* query index: path → the cache keys with that path and a query (purge by URL: a path names
+  itself and those).
+
+An index holds a name's only key as the key itself and makes a set of the second (most
+names have one key: a set costs 216 bytes, a cache holds millions of entries); the
+variants of a plain entry are its own key, the same string object as the entry's.
 
 Purge by prefix scans the keys (O(entries)); prefixes are rare and a sorted index would cost
 every insert. A hard purge evicts; a soft purge keeps the bytes but marks the response
@@ -43,6 +49,8 @@ from httpcache.vary import request_variant_key
 RECENT_PURGES = 4096
 # How long before a fetch a matching purge still makes its response suspect (tier skew).
 PURGE_GRACE = 2.0
+
+_Keys = str | set[str]  # what an index holds under a name: one key, or a set of two or more
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,10 +85,11 @@ class MemoryStore:
         self.max_object_bytes = min(max_object_bytes or max_bytes, max_bytes)
         self._sizeof = sizeof
         self._cache: S3FIFO[str, StoredResponse] = S3FIFO(max_bytes, sizeof, self._evicted)
-        self._tags: dict[str, set[str]] = {}
-        self._paths: dict[str, set[str]] = {}
-        self._variants: dict[str, set[str]] = {}  # cache key -> entry keys
-        self._vary_names: dict[str, tuple[str, ...]] = {}  # cache key -> latest Vary names
+        self._tags: dict[str, _Keys] = {}
+        self._queries: dict[str, _Keys] = {}  # path -> cache keys with a query
+        self._variants: dict[str, _Keys] = {}  # cache key -> entry keys
+        # cache key -> the latest Vary names, for the keys that vary
+        self._vary_names: dict[str, tuple[str, ...]] = {}
         self._listener = on_evict
         self._on_remove = on_remove  # every value that leaves: evicted, deleted, replaced
         self.evictions = 0
@@ -103,11 +112,11 @@ class MemoryStore:
             return self._cache.get(key), False
         entry = f"{key}\x00{request_variant_key(names, request_headers)}"
         found = self._cache.get(entry)
-        return found, found is None and bool(self._variants.get(key))
+        return found, found is None and key in self._variants
 
     def variants(self, key: str) -> list[StoredResponse]:
         """Every stored variant of ``key`` (without changing recency)."""
-        found = [self.peek(k) for k in self._variants.get(key, ())]
+        found = [self.peek(k) for k in _members(self._variants, key)]
         return [s for s in found if s is not None]
 
     def peek(self, key: str) -> StoredResponse | None:
@@ -125,7 +134,7 @@ class MemoryStore:
         return int(self._cache.currsize)
 
     def keys_for_tag(self, tag: str) -> set[str]:
-        return set(self._tags.get(tag, ()))
+        return set(_members(self._tags, tag))
 
     def fits(self, size: int) -> bool:
         """Whether a body of ``size`` bytes may be kept in memory at all."""
@@ -158,7 +167,7 @@ class MemoryStore:
 
     def delete(self, key: str) -> bool:
         """Remove every variant of cache key ``key`` (or the one entry ``key`` names)."""
-        entries = list(self._variants.get(key, ())) or [key]
+        entries = list(_members(self._variants, key)) or [key]
         removed = False
         for entry in entries:
             removed = self.delete_entry(entry) or removed
@@ -184,7 +193,7 @@ class MemoryStore:
         removed = invalidated = 0
         entries: list[str] = []
         for key in list(keys):
-            entries.extend(self._variants.get(key, ()) or [key])
+            entries.extend(_members(self._variants, key) or [key])
         for key in entries:
             if soft:
                 stored = self.peek(key)
@@ -206,7 +215,7 @@ class MemoryStore:
         self._remember("url", url, age)
         if "?" in url:
             return self.purge_keys([url], soft=soft)
-        return self.purge_keys(set(self._paths.get(url, ())), soft=soft)
+        return self.purge_keys([url, *_members(self._queries, url)], soft=soft)
 
     def purge_prefix(self, prefix: str, *, soft: bool = False, age: float = 0.0) -> PurgeResult:
         self._remember("prefix", prefix, age)
@@ -253,20 +262,27 @@ class MemoryStore:
     # -- indexes -------------------------------------------------------------------------------
 
     def _index(self, entry: str, stored: StoredResponse) -> None:
+        key = stored.cache_key
         for tag in stored.surrogate_keys:
-            self._tags.setdefault(tag, set()).add(entry)
-        self._paths.setdefault(stored.path, set()).add(entry)
-        self._variants.setdefault(stored.cache_key, set()).add(entry)
+            _add(self._tags, tag, entry)
+        if "?" in key:
+            _add(self._queries, stored.path, key)
+        _add(self._variants, key, entry)
         if not stored.slot:  # slices and their record do not say how variants are selected
-            self._vary_names[stored.cache_key] = stored.vary_names
+            if stored.vary:
+                self._vary_names[key] = stored.vary_names
+            else:
+                self._vary_names.pop(key, None)
 
     def _unindex(self, entry: str, stored: StoredResponse) -> None:
+        key = stored.cache_key
         for tag in stored.surrogate_keys:
             _discard(self._tags, tag, entry)
-        _discard(self._paths, stored.path, entry)
-        _discard(self._variants, stored.cache_key, entry)
-        if stored.cache_key not in self._variants:
-            self._vary_names.pop(stored.cache_key, None)
+        _discard(self._variants, key, entry)
+        if key not in self._variants:
+            self._vary_names.pop(key, None)
+            if "?" in key:
+                _discard(self._queries, stored.path, key)
 
     def _evicted(self, key: str, stored: StoredResponse) -> None:
         self._unindex(key, stored)
@@ -280,17 +296,21 @@ class MemoryStore:
         """Assert the indexes describe exactly the stored entries (for tests)."""
         entries = {k: self.peek(k) for k in self._cache.keys()}
         tags: dict[str, set[str]] = {}
-        paths: dict[str, set[str]] = {}
+        queries: dict[str, set[str]] = {}
         variants: dict[str, set[str]] = {}
         for key, stored in entries.items():
             assert stored is not None
             for tag in stored.surrogate_keys:
                 tags.setdefault(tag, set()).add(key)
-            paths.setdefault(stored.path, set()).add(key)
+            if "?" in stored.cache_key:
+                queries.setdefault(stored.path, set()).add(stored.cache_key)
             variants.setdefault(stored.cache_key, set()).add(key)
-        assert tags == self._tags, (tags, self._tags)
-        assert paths == self._paths, (paths, self._paths)
-        assert variants == self._variants, (variants, self._variants)
+        for expected, index in ((tags, self._tags), (queries, self._queries),
+                                (variants, self._variants)):
+            assert all(isinstance(keys, str) or len(keys) > 1 for keys in index.values())
+            found = {name: set(_members(index, name)) for name in index}
+            assert expected == found, (expected, found)
+        assert all(name in self._variants for name in self._vary_names)
 
 
 def purge_matches(kind: str, value: str, stored: StoredResponse) -> bool:
@@ -303,9 +323,33 @@ def purge_matches(kind: str, value: str, stored: StoredResponse) -> bool:
     return stored.cache_key.startswith(value)
 
 
-def _discard(index: dict[str, set[str]], name: str, key: str) -> None:
+def _members(index: dict[str, _Keys], name: str) -> tuple[str, ...] | set[str]:
+    """The keys under ``name`` (a copy: the caller may change the index meanwhile)."""
     keys = index.get(name)
-    if keys is not None:
-        keys.discard(key)
-        if not keys:
+    if keys is None:
+        return ()
+    return (keys,) if isinstance(keys, str) else set(keys)
+
+
+def _add(index: dict[str, _Keys], name: str, key: str) -> None:
+    keys = index.get(name)
+    if keys is None:
+        index[name] = key
+    elif isinstance(keys, str):
+        if keys != key:
+            index[name] = {keys, key}
+    else:
+        keys.add(key)
+
+
+def _discard(index: dict[str, _Keys], name: str, key: str) -> None:
+    keys = index.get(name)
+    if keys is None:
+        return
+    if isinstance(keys, str):
+        if keys == key:
             del index[name]
+        return
+    keys.discard(key)
+    if len(keys) == 1:
+        index[name] = next(iter(keys))

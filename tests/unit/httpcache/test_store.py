@@ -202,3 +202,95 @@ def test_purge_dates_never_go_backwards_so_a_recent_purge_is_not_hidden() -> Non
     store.purge_tag("blue", age=3600.0)  # replayed from the log right after
     store.put(entry("/ka", tags=("red",)), fetched=store.fetch_mark())
     assert store.peek("/ka").invalidated  # type: ignore[union-attr]
+
+
+# -- stored responses kept packed ----------------------------------------------------------
+
+
+FIELDS = Fields([("Content-Type", "text/plain"), ("ETag", '"v1"'), ("Vary", "a, b"),
+                 ("ETag", '"dup"'), ("X-Empty", "")])
+
+
+def test_stored_fields_read_back_as_given_in_order_with_duplicates() -> None:
+    stored = StoredResponse("/k", 200, FIELDS, b"body", 1.0, 2.0, frozenset({"b", "a"}))
+    assert stored.headers == FIELDS and list(stored.headers) == list(FIELDS)
+    assert stored.headers.get_all("etag") == ['"v1"', '"dup"']
+    assert stored.surrogate_keys == frozenset({"a", "b"})
+    assert StoredResponse("/k", 200, Fields(), b"", 0.0, 0.0).headers == Fields()
+
+
+def test_fields_holding_nul_are_kept_unpacked_and_still_read_back() -> None:
+    odd = Fields([("X-A", "one\x00two"), ("X-B", "")])
+    stored = StoredResponse("/k", 200, odd, b"", 0.0, 0.0)
+    assert stored.headers == odd and stored.byte_size() == entry_size(stored, odd)
+
+
+def entry_size(stored: StoredResponse, fields: Fields) -> int:
+    return len(stored.body) + fields.byte_size() + len(stored.cache_key) + 256
+
+
+def test_byte_size_counts_the_field_lines_as_on_the_wire() -> None:
+    stored = StoredResponse("/k", 200, FIELDS, b"body", 1.0, 2.0)
+    assert stored.byte_size() == entry_size(stored, FIELDS)
+
+
+def test_replace_equality_hash_and_pickle_see_the_fields_not_their_packing() -> None:
+    import dataclasses
+    import pickle
+    stored = StoredResponse("/k", 200, FIELDS, b"body", 1.0, 2.0, frozenset({"t"}))
+    invalid = dataclasses.replace(stored, invalidated=True)
+    assert invalid.invalidated and invalid.headers == FIELDS
+    assert invalid.surrogate_keys == {"t"}
+    other = dataclasses.replace(stored, headers=Fields([("ETag", '"v2"')]))
+    assert other.headers == Fields([("ETag", '"v2"')]) and other != stored
+    same = StoredResponse("/k", 200, Fields(list(FIELDS)), b"body", 1.0, 2.0,
+                          frozenset({"t"}))
+    assert same == stored and hash(same) == hash(stored)
+    assert pickle.loads(pickle.dumps(stored)) == stored
+    assert "ETag" in repr(stored)
+
+
+# -- indexes holding one key as the key itself ---------------------------------------------
+
+
+def test_index_entries_go_from_one_key_to_a_set_and_back() -> None:
+    store = MemoryStore(max_bytes=10 * ONE)
+    store.put(entry("/a", tags=("t",)))
+    store.put(entry("/b", tags=("t",)))
+    store.check_indexes()
+    assert store.keys_for_tag("t") == {"/a", "/b"}
+    store.delete("/b")
+    store.check_indexes()
+    assert store.keys_for_tag("t") == {"/a"}
+    assert store.purge_tag("t").removed == 1 and len(store) == 0
+    store.check_indexes()
+
+
+def vary_entry(key: str, accept: str) -> StoredResponse:
+    return StoredResponse(key, 200, Fields([("Vary", "Accept")]), b"x", 0.0, 0.0,
+                          vary=(("accept", accept),))
+
+
+def test_variants_of_a_query_key_are_purged_by_their_path() -> None:
+    store = MemoryStore(max_bytes=10 * ONE)
+    store.put(vary_entry("/p?q=1", "text/html"))
+    store.put(vary_entry("/p?q=1", "image/png"))
+    store.put(vary_entry("/p?q=2", "image/png"))
+    store.put(entry("/p"))
+    store.check_indexes()
+    found, _ = store.lookup("/p?q=1", Fields([("Accept", "image/png")]))
+    assert found is not None and found.vary == (("accept", "image/png"),)
+    assert store.lookup("/p?q=1", Fields([("Accept", "text/plain")])) == (None, True)
+    store.delete_entry(vary_entry("/p?q=2", "image/png").entry_key)
+    store.check_indexes()
+    assert store.purge_url("/p").removed == 3 and len(store) == 0
+    store.check_indexes()
+
+
+def test_a_response_without_vary_replacing_one_with_vary_is_found_plainly() -> None:
+    store = MemoryStore(max_bytes=10 * ONE)
+    store.put(vary_entry("/v", "text/html"))
+    store.delete("/v")
+    store.put(entry("/v"))
+    assert store.lookup("/v", Fields())[0] is not None
+    store.check_indexes()
