@@ -32,6 +32,7 @@ import tempfile
 import time
 import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -261,14 +262,36 @@ async def throughput(load: Load, cluster: Cluster, size: int, count: int, concur
             "get_cpu_s_per_GB": (cpu3 - cpu2) / mb * 1e3}
 
 
-async def small_ops(load: Load, seconds: float, concurrency: int, keys: list[str]
-                    ) -> tuple[float, float]:
+@dataclass(frozen=True)
+class SmallOps:
+    """4 KiB ops/s and the CPU they cost per operation: servers (origin, nodes, PostgreSQL)
+    and this client process (signing, HTTP), in milliseconds."""
+
+    puts: float
+    gets: float
+    put_server_ms: float
+    get_server_ms: float
+    put_client_ms: float
+    get_client_ms: float
+
+    def describe(self) -> str:
+        return (f"{self.puts:7.0f} PUT/s  {self.gets:7.0f} GET/s  (CPU ms/op server+client: "
+                f"PUT {self.put_server_ms:.2f}+{self.put_client_ms:.2f}, "
+                f"GET {self.get_server_ms:.2f}+{self.get_client_ms:.2f})")
+
+
+async def small_ops(load: Load, cluster: Cluster, seconds: float, concurrency: int,
+                    keys: list[str]) -> SmallOps:
     tag = f"o{concurrency}-{time.time_ns()}"
-    done, took = await run_for(seconds, concurrency, lambda i: load.put(f"{tag}/{i}", 4 * KiB))
-    puts = done / took
-    done, took = await run_for(seconds, concurrency,
-                               lambda i: load.get(keys[i % len(keys)], 4 * KiB))
-    return puts, done / took
+    cpu0, own0 = cluster.cpu_seconds(), time.process_time()
+    puts, took = await run_for(seconds, concurrency, lambda i: load.put(f"{tag}/{i}", 4 * KiB))
+    cpu1, own1 = cluster.cpu_seconds(), time.process_time()
+    gets, took_get = await run_for(seconds, concurrency,
+                                   lambda i: load.get(keys[i % len(keys)], 4 * KiB))
+    cpu2, own2 = cluster.cpu_seconds(), time.process_time()
+    return SmallOps(puts / took, gets / took_get,
+                    (cpu1 - cpu0) / max(puts, 1) * 1e3, (cpu2 - cpu1) / max(gets, 1) * 1e3,
+                    (own1 - own0) / max(puts, 1) * 1e3, (own2 - own1) / max(gets, 1) * 1e3)
 
 
 async def bench_cluster(cluster: Cluster, args: argparse.Namespace) -> dict[str, object]:
@@ -285,6 +308,8 @@ async def bench_cluster(cluster: Cluster, args: argparse.Namespace) -> dict[str,
         await s3.create_bucket("bench")
         load = Load(s3, "bench", data)
         plan = [(4 * KiB, 2000, 16), (MiB, 96, 4), (256 * MiB, 2, 1)]
+        if args.only_small:
+            plan = plan[:1]
         for size, count, conc in plan:
             got = await throughput(load, cluster, size, count, conc)
             results[f"tp_{size}"] = got
@@ -295,12 +320,11 @@ async def bench_cluster(cluster: Cluster, args: argparse.Namespace) -> dict[str,
         keys = [f"small/{i}" for i in range(500)]
         await run_count(len(keys), 32, lambda i: load.put(keys[i], 4 * KiB))
         for conc in args.concurrency:
-            puts, gets = await small_ops(load, args.seconds, conc, keys)
-            results[f"ops_{conc}"] = (puts, gets)
-            print(f"  4 KiB concurrency {conc:>3}: {puts:7.0f} PUT/s  {gets:7.0f} GET/s",
-                  flush=True)
+            got_ops = await small_ops(load, cluster, args.seconds, conc, keys)
+            results[f"ops_{conc}"] = got_ops
+            print(f"  4 KiB concurrency {conc:>3}: {got_ops.describe()}", flush=True)
         if args.objects:
-            results["growth"] = await growth(load, args)
+            results["growth"] = await growth(load, cluster, args)
     await session.close()
     return results
 
@@ -309,7 +333,8 @@ async def fill_one(load: Load, base: int, i: int) -> None:
     await load.put(f"fill/{base + i}", 4 * KiB)
 
 
-async def growth(load: Load, args: argparse.Namespace) -> list[tuple[int, float, float]]:
+async def growth(load: Load, cluster: Cluster, args: argparse.Namespace
+                 ) -> list[tuple[int, float, float]]:
     """4 KiB ops/s at concurrency 32 as the store fills up to ``--objects``."""
     marks = sorted({m for m in (10_000, 50_000, 100_000, 200_000, args.objects)
                     if m <= args.objects})
@@ -321,10 +346,10 @@ async def growth(load: Load, args: argparse.Namespace) -> list[tuple[int, float,
         fill_rate = (mark - stored) / (time.perf_counter() - start)
         stored = mark
         keys = [f"fill/{i}" for i in range(0, stored, max(1, stored // 5000))]
-        puts, gets = await small_ops(load, args.seconds, 32, keys)
-        rows.append((stored, puts, gets))
+        got = await small_ops(load, cluster, args.seconds, 32, keys)
+        rows.append((stored, got.puts, got.gets))
         print(f"  {stored:>7} objects: fill {fill_rate:6.0f} PUT/s (conc {fill_conc}); "
-              f"conc 32: {puts:6.0f} PUT/s {gets:6.0f} GET/s", flush=True)
+              f"conc 32: {got.describe()}", flush=True)
     return rows
 
 
@@ -338,6 +363,9 @@ def main() -> int:
     parser.add_argument("--objects", type=int, default=0,
                         help="also fill to this many 4 KiB objects, measuring on the way")
     parser.add_argument("--keep", action="store_true", help="keep the data folder")
+    parser.add_argument("--only-small", action="store_true",
+                        help="4 KiB objects only: no raw-disk probe, no pyeclib rates, no "
+                             "1 MiB / 256 MiB throughput, no goal ratios for them")
     parser.add_argument("--ndata", type=int, default=6)
     parser.add_argument("--nparity", type=int, default=3)
     parser.add_argument("--ec-type", default="isa_l_rs_cauchy")
@@ -352,21 +380,25 @@ def main() -> int:
     root = Path(tempfile.mkdtemp(prefix="bench-origin-", dir=args.dir))
     root.chmod(0o755)  # PostgreSQL runs as an unprivileged user when we are root
     print(f"# data under {root}")
-    disk = raw_disk(root, args.raw_mib)
-    print(f"raw disk ({args.raw_mib} MiB): write+fsync {disk['write_fsync_MBps']:.0f} MB/s; read "
-          f"after fadvise(DONTNEED) {disk['read_dropped_MBps']:.0f} MB/s, O_DIRECT "
-          f"{disk.get('read_direct_MBps', float('nan')):.0f} MB/s, page cache "
-          f"{disk['read_cached_MBps']:.0f} MB/s", flush=True)
-    ec = pyeclib_rates(args.ndata, args.nparity, args.ec_type)
-    print(f"pyeclib {args.ec_type} {args.ndata}+{args.nparity}, 1 MiB segments: encode "
-          f"{ec['encode_MBps']:.0f} MB/s, decode from data {ec['decode_data_MBps']:.0f} MB/s, "
-          f"with {args.nparity} data fragments lost {ec['decode_parity_MBps']:.0f} MB/s",
-          flush=True)
-    print(f"origin.erasure.ECScheme around it: encode {ec['origin_encode_MBps']:.0f} MB/s "
-          f"({ec['origin_encode_MBps'] / ec['encode_MBps']:.2f}x of pyeclib), decode from data "
-          f"{ec['origin_decode_data_MBps']:.0f} MB/s "
-          f"({ec['origin_decode_data_MBps'] / ec['decode_data_MBps']:.2f}x; goal >= 0.80x)",
-          flush=True)
+    disk: dict[str, float] = {}
+    ec: dict[str, float] = {}
+    if not args.only_small:
+        disk = raw_disk(root, args.raw_mib)
+        print(f"raw disk ({args.raw_mib} MiB): write+fsync "
+              f"{disk['write_fsync_MBps']:.0f} MB/s; read after fadvise(DONTNEED) "
+              f"{disk['read_dropped_MBps']:.0f} MB/s, O_DIRECT "
+              f"{disk.get('read_direct_MBps', float('nan')):.0f} MB/s, page cache "
+              f"{disk['read_cached_MBps']:.0f} MB/s", flush=True)
+        ec = pyeclib_rates(args.ndata, args.nparity, args.ec_type)
+        print(f"pyeclib {args.ec_type} {args.ndata}+{args.nparity}, 1 MiB segments: encode "
+              f"{ec['encode_MBps']:.0f} MB/s, decode from data {ec['decode_data_MBps']:.0f} MB/s, "
+              f"with {args.nparity} data fragments lost {ec['decode_parity_MBps']:.0f} MB/s",
+              flush=True)
+        print(f"origin.erasure.ECScheme around it: encode {ec['origin_encode_MBps']:.0f} MB/s "
+              f"({ec['origin_encode_MBps'] / ec['encode_MBps']:.2f}x of pyeclib), decode from data "
+              f"{ec['origin_decode_data_MBps']:.0f} MB/s "
+              f"({ec['origin_decode_data_MBps'] / ec['decode_data_MBps']:.2f}x; goal >= 0.80x)",
+              flush=True)
     cluster = Cluster(root, args.ndata + args.nparity)
     try:
         cluster.start(["--ec-ndata", str(args.ndata), "--ec-nparity", str(args.nparity),
@@ -377,22 +409,12 @@ def main() -> int:
         cluster.stop()
         if not args.keep:
             shutil.rmtree(root, ignore_errors=True)
-    overhead = (args.ndata + args.nparity) / args.ndata
-    big = results[f"tp_{256 * MiB}"]
-    assert isinstance(big, dict)
-    put_goal = 0.5 * disk["write_fsync_MBps"] / overhead
-    read_ref = disk.get("read_direct_MBps", disk["read_dropped_MBps"])
     ops = [results[f"ops_{c}"] for c in args.concurrency]
-    best_put = max(o[0] for o in ops)  # type: ignore[index]
-    best_get = max(o[1] for o in ops)  # type: ignore[index]
+    best_put = max(o.puts for o in ops)  # type: ignore[attr-defined]
+    best_get = max(o.gets for o in ops)  # type: ignore[attr-defined]
     print("\ngoals:")
-    print(f"  256 MiB PUT {big['put_MBps']:.0f} MB/s vs goal 50% of raw write / EC overhead "
-          f"{overhead:.2f} = {put_goal:.0f} MB/s -> {big['put_MBps'] / put_goal:.2f}x of goal; "
-          f"EC encode alone {ec['encode_MBps']:.0f} MB/s")
-    print(f"  256 MiB GET {big['get_MBps']:.0f} MB/s vs goal 60% of raw read ({read_ref:.0f} "
-          f"MB/s uncached) = {0.6 * read_ref:.0f} MB/s -> "
-          f"{big['get_MBps'] / (0.6 * read_ref):.2f}x of goal (page-cache read "
-          f"{disk['read_cached_MBps']:.0f} MB/s)")
+    if not args.only_small:
+        print_big_goals(args, results, disk, ec)
     print(f"  4 KiB: best {best_put:.0f} PUT/s (goal 1000), best {best_get:.0f} GET/s "
           f"(goal 3000)")
     if results.get("growth"):
@@ -401,6 +423,22 @@ def main() -> int:
         print("  growth: " + ", ".join(f"{n}: {p:.0f} PUT/s {g:.0f} GET/s" for n, p, g in rows))
     print("# one pass: run it again to see the noise")
     return 0
+
+
+def print_big_goals(args: argparse.Namespace, results: dict[str, object],
+                    disk: dict[str, float], ec: dict[str, float]) -> None:
+    overhead = (args.ndata + args.nparity) / args.ndata
+    big = results[f"tp_{256 * MiB}"]
+    assert isinstance(big, dict)
+    put_goal = 0.5 * disk["write_fsync_MBps"] / overhead
+    read_ref = disk.get("read_direct_MBps", disk["read_dropped_MBps"])
+    print(f"  256 MiB PUT {big['put_MBps']:.0f} MB/s vs goal 50% of raw write / EC overhead "
+          f"{overhead:.2f} = {put_goal:.0f} MB/s -> {big['put_MBps'] / put_goal:.2f}x of goal; "
+          f"EC encode alone {ec['encode_MBps']:.0f} MB/s")
+    print(f"  256 MiB GET {big['get_MBps']:.0f} MB/s vs goal 60% of raw read ({read_ref:.0f} "
+          f"MB/s uncached) = {0.6 * read_ref:.0f} MB/s -> "
+          f"{big['get_MBps'] / (0.6 * read_ref):.2f}x of goal (page-cache read "
+          f"{disk['read_cached_MBps']:.0f} MB/s)")
 
 
 if __name__ == "__main__":
