@@ -73,6 +73,10 @@ class OriginConfig:
     max_object_size: int = _opt(5 * GIB, "largest object a PUT may store (bytes)")
     node_timeout: float = _opt(10.0, "seconds a storage-node request may take")
     health_interval: float = _opt(2.0, "seconds between storage-node health probes")
+    # Small fragments to one node leave together once this many batches to it are in flight;
+    # a lone request never waits (see origin.coalescer).
+    node_batch_inflight: int = _opt(2, "batch requests in flight per storage node and "
+                                       "direction (0: one request per fragment)")
     # Overlaps network and codec work while bounding memory to about (depth + 1) segments.
     pipeline_depth: int = _opt(2, "segments in flight per request")
     # Reads: the first k fragments to arrive win. Writes: once the quorum is durable, slower
@@ -126,6 +130,9 @@ class OriginConfig:
                               f"{self.fragments_per_segment} (or 0 for ndata + 1)")
         if self.segment_size < 4096:
             raise ConfigError(f"origin: segment_size {self.segment_size} is below 4096 bytes")
+        if self.node_batch_inflight < 0:
+            raise ConfigError(f"origin: node_batch_inflight ({self.node_batch_inflight}) "
+                              f"must be >= 0")
         if self.max_object_size < 0 or self.pipeline_depth < 1 or self.node_timeout <= 0:
             raise ConfigError(
                 f"origin: max_object_size ({self.max_object_size}) must be >= 0, pipeline_depth "

@@ -4,16 +4,28 @@ Every aiohttp exception and every non-200 answer becomes a ``NodeRequestError`` 
 and what went wrong, so the data path decides (count a failed slot, fall back to parity) without
 knowing about aiohttp. One ``ClientSession`` with keep-alive connections is shared by all
 requests of the process.
+
+Small fragments (up to ``BATCH_FRAGMENT_LIMIT``) are not sent one request each: per node, one
+``Coalescer`` for stores and one for reads gather what concurrent PUTs and GETs want from that
+node into one ``POST /fragments/batch`` or ``POST /fragments/read`` (``origin.batch_wire``). For
+a 4 KiB object the request, not its 700 bytes, is the cost, so this is what lets small objects
+reach thousands per second; a lone request still leaves at once. Each fragment keeps its own
+outcome: one bad record fails only its own slot, a node that does not answer fails all of its
+batch (as it would have failed every single request). Larger fragments stream one per request,
+where the HTTP overhead is small next to the bytes.
 """
 
 from __future__ import annotations
 
 import zlib
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Literal
 
 import aiohttp
 
+from origin import batch_wire
+from origin.coalescer import Coalescer
 from origin.config import NodeSpec
 from origin.layout import FragmentLocation
 
@@ -29,22 +41,68 @@ class NodeRequestError(Exception):
         self.kind = kind
         self.detail = detail
 
+    def __reduce__(self) -> tuple[type[NodeRequestError], tuple[str, FailureKind, str]]:
+        # copy/pickle rebuild it from these (the coalescer hands each waiter its own copy).
+        return (NodeRequestError, (self.node_id, self.kind, self.detail))
+
     @property
     def node_is_down(self) -> bool:
         """Whether the failure says something about the node rather than about one record."""
         return self.kind in ("unreachable", "timeout")
 
 
+# Fragments up to this size go through the per-node batches (the node reads them on its event
+# loop when cached, ``storagenode.server.INLINE_READ_LIMIT``); larger ones get a request each.
+BATCH_FRAGMENT_LIMIT = 64 << 10
+# Bounds of one batch request (the node accepts up to its max_fragment_bytes per request).
+BATCH_MAX_ITEMS = 64
+BATCH_MAX_BYTES = 2 << 20
+
+# Per-fragment status of a batch answer -> how the data path sees it (as the single endpoints'
+# HTTP statuses map: 404 not-found, 409 corrupt, anything else rejected).
+_FETCH_FAILURE: dict[int, FailureKind] = {
+    batch_wire.STATUS["not-found"]: "not-found",
+    batch_wire.STATUS["checksum-mismatch"]: "corrupt",
+    batch_wire.STATUS["corrupt-record"]: "corrupt",
+    batch_wire.STATUS["fragment-id-mismatch"]: "corrupt",
+}
+
+
+@dataclass(frozen=True)
+class _Store:
+    fragment_id: str
+    payload: bytes
+    checksum: int
+
+
+@dataclass(frozen=True)
+class _Fetch:
+    location: FragmentLocation
+    fragment_id: str
+
+
 class NodeClient:
-    """Talks to the configured storage nodes over one shared keep-alive session."""
+    """Talks to the configured storage nodes over one shared keep-alive session.
+
+    ``batch_inflight``: batch requests in flight per node and direction before further small
+    fragments wait to leave together (0: no batching, one request per fragment)."""
 
     def __init__(
-        self, session: aiohttp.ClientSession, nodes: Mapping[str, NodeSpec], timeout: float
+        self, session: aiohttp.ClientSession, nodes: Mapping[str, NodeSpec], timeout: float,
+        *, batch_inflight: int = 2,
     ) -> None:
         self._session = session
         self._nodes = dict(nodes)
         self._timeout = aiohttp.ClientTimeout(total=timeout, sock_connect=min(timeout, 2.0))
         self._probe_timeout = aiohttp.ClientTimeout(total=min(timeout, 2.0))
+        self._batch_inflight = batch_inflight
+        self._stores: dict[str, Coalescer[_Store, FragmentLocation]] = {}
+        self._fetches: dict[str, Coalescer[_Fetch, bytes]] = {}
+
+    async def close(self) -> None:
+        """Cancel batches in flight (before the session closes under them)."""
+        for lane in [*self._stores.values(), *self._fetches.values()]:
+            await lane.close()
 
     @property
     def node_ids(self) -> list[str]:
@@ -110,8 +168,64 @@ class NodeClient:
         self, node_id: str, fragment_id: str, payload: bytes
     ) -> FragmentLocation:
         """Store ``payload`` durably on ``node_id``; its location (with our own CRC-32)."""
-        url = f"{self._nodes[node_id].url}/fragments"
         checksum = zlib.crc32(payload)
+        if self._batch_inflight and len(payload) <= BATCH_FRAGMENT_LIMIT:
+            lane = self._stores.get(node_id)
+            if lane is None:
+                lane = self._stores[node_id] = Coalescer(
+                    lambda items: self._store_batch(node_id, items),
+                    max_inflight=self._batch_inflight, max_items=BATCH_MAX_ITEMS,
+                    max_bytes=BATCH_MAX_BYTES, size_of=lambda item: len(item.payload))
+            return await lane.submit(_Store(fragment_id, payload, checksum))
+        return await self._put_one(node_id, fragment_id, payload, checksum)
+
+    async def _store_batch(
+        self, node_id: str, items: list[_Store]
+    ) -> list[FragmentLocation | Exception]:
+        spec = self._nodes.get(node_id)
+        if spec is None:
+            raise NodeRequestError(node_id, "unreachable", "node no longer configured")
+        body = b"".join(batch_wire.encode_store(
+            batch_wire.StoreItem(i.fragment_id.encode(), i.payload, i.checksum) for i in items))
+        answer = await self._post_batch(node_id, spec.url + "/fragments/batch", body)
+        try:
+            entries = batch_wire.decode_stored(answer, len(items))
+        except batch_wire.BatchFormatError as exc:
+            raise NodeRequestError(node_id, "rejected", f"bad batch answer: {exc}") from None
+        out: list[FragmentLocation | Exception] = []
+        for item, entry in zip(items, entries, strict=True):
+            if not entry.ok:
+                out.append(NodeRequestError(node_id, "rejected", batch_wire.KIND.get(
+                    entry.status, f"status {entry.status}")))
+            elif entry.length != len(item.payload):
+                out.append(NodeRequestError(node_id, "rejected", f"stored {entry.length} of "
+                                                                 f"{len(item.payload)} bytes"))
+            else:
+                out.append(FragmentLocation(node_id, entry.volume, entry.offset,
+                                            entry.length, item.checksum))
+        return out
+
+    async def _post_batch(self, node_id: str, url: str, body: bytes) -> bytes:
+        """One batch request; the whole answer body, or ``NodeRequestError`` for all of it."""
+        try:
+            async with self._session.post(url, data=body, timeout=self._timeout, headers={
+                    "Content-Type": "application/octet-stream"}) as resp:
+                if resp.status != 200:
+                    raise NodeRequestError(node_id, "rejected",
+                                           f"HTTP {resp.status}: {(await resp.text())[:200]}")
+                return await resp.read()
+        except NodeRequestError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - mapped below, never leaks
+            raise _map_exception(node_id, exc) from exc
+
+    async def _put_one(
+        self, node_id: str, fragment_id: str, payload: bytes, checksum: int
+    ) -> FragmentLocation:
+        spec = self._nodes.get(node_id)
+        if spec is None:
+            raise NodeRequestError(node_id, "unreachable", "node not configured")
+        url = f"{spec.url}/fragments"
         try:
             async with self._session.post(url, data=payload, timeout=self._timeout,
                                           headers={"X-Fragment-Id": fragment_id,
@@ -136,6 +250,46 @@ class NodeClient:
         (the node verified its own record checksum too; this also covers the network and any
         node bug that hands back the wrong bytes)."""
         node_id = location.node_id
+        if self._batch_inflight and location.length <= BATCH_FRAGMENT_LIMIT:
+            lane = self._fetches.get(node_id)
+            if lane is None:
+                lane = self._fetches[node_id] = Coalescer(
+                    lambda items: self._fetch_batch(node_id, items),
+                    max_inflight=self._batch_inflight, max_items=BATCH_MAX_ITEMS,
+                    max_bytes=BATCH_MAX_BYTES, size_of=lambda item: item.location.length)
+            payload = await lane.submit(_Fetch(location, fragment_id))
+        else:
+            payload = await self._get_one(location, fragment_id)
+        if len(payload) != location.length or zlib.crc32(payload) != location.checksum:
+            raise NodeRequestError(node_id, "corrupt", "fragment checksum differs from metadata")
+        return payload
+
+    async def _fetch_batch(self, node_id: str, items: list[_Fetch]) -> list[bytes | Exception]:
+        spec = self._nodes.get(node_id)
+        if spec is None:
+            raise NodeRequestError(node_id, "unreachable", "node no longer configured")
+        body = batch_wire.encode_fetch(
+            batch_wire.FetchItem(i.location.volume, i.location.offset, i.location.length,
+                                 i.fragment_id.encode()) for i in items)
+        answer = await self._post_batch(node_id, spec.url + "/fragments/read", body)
+        try:
+            entries = batch_wire.decode_fetched(answer, len(items))
+        except batch_wire.BatchFormatError as exc:
+            raise NodeRequestError(node_id, "rejected", f"bad batch answer: {exc}") from None
+        out: list[bytes | Exception] = []
+        for entry in entries:
+            if entry.ok:
+                out.append(entry.body)
+                continue
+            kind = batch_wire.KIND.get(entry.status, f"status {entry.status}")
+            failure = _FETCH_FAILURE.get(entry.status, "rejected")
+            # A corrupt fragment's detail is the node's error kind, as X-Fragment-Error was.
+            out.append(NodeRequestError(node_id, failure, kind if failure == "corrupt" else
+                                        f"{kind}: {entry.body.decode(errors='replace')}"))
+        return out
+
+    async def _get_one(self, location: FragmentLocation, fragment_id: str) -> bytes:
+        node_id = location.node_id
         spec = self._nodes.get(node_id)
         if spec is None:
             raise NodeRequestError(node_id, "unreachable", "node no longer configured")
@@ -150,14 +304,11 @@ class NodeClient:
                     raise NodeRequestError(node_id, "corrupt", kind)
                 if resp.status != 200:
                     raise NodeRequestError(node_id, "rejected", f"HTTP {resp.status}")
-                payload = await resp.read()
+                return await resp.read()
         except NodeRequestError:
             raise
         except Exception as exc:  # noqa: BLE001 - mapped below, never leaks
             raise _map_exception(node_id, exc) from exc
-        if len(payload) != location.length or zlib.crc32(payload) != location.checksum:
-            raise NodeRequestError(node_id, "corrupt", "fragment checksum differs from metadata")
-        return payload
 
     async def probe(self, node_id: str) -> bool:
         """``GET /_health`` answered 200 within the probe timeout."""

@@ -82,7 +82,8 @@ async def _storage(app: web.Application) -> AsyncIterator[None]:
     specs = {n.node_id: n for n in config.storage_nodes}
     connector = aiohttp.TCPConnector(limit=512, limit_per_host=64, keepalive_timeout=30)
     session = aiohttp.ClientSession(connector=connector, auto_decompress=False)
-    nodes = NodeClient(session, specs, config.node_timeout)
+    nodes = NodeClient(session, specs, config.node_timeout,
+                       batch_inflight=config.node_batch_inflight)
     node_health = NodeHealth(specs)
     pool = app[POOL]
     zones = {n: s.zone for n, s in specs.items()}  # shared with the writer; grows on joins
@@ -111,6 +112,7 @@ async def _storage(app: web.Application) -> AsyncIterator[None]:
     if workers is not None:
         await workers.close()
     await node_health.stop()
+    await nodes.close()
     await session.close()
 
 

@@ -26,7 +26,7 @@ T = TypeVar("T")
 @dataclass
 class _Pending:
     fragment_id: bytes
-    payload: bytes
+    payload: bytes | memoryview
     future: asyncio.Future[Address] = field(repr=False)
 
 
@@ -69,6 +69,28 @@ class GroupCommitter:
         self._queue.append(_Pending(fragment_id, payload, future))
         self._wakeup.set()
         return await future
+
+    async def append_many(
+        self, items: list[tuple[bytes, bytes | memoryview]]
+    ) -> list[Address | VolumeError]:
+        """Queue several records at once (a batch request); each one's address once it is
+        durable, or the ``VolumeError`` that record's commit pass failed with. Queued together,
+        they normally share one pass and one fsync."""
+        loop = asyncio.get_running_loop()
+        futures: list[asyncio.Future[Address]] = []
+        for fragment_id, payload in items:
+            future: asyncio.Future[Address] = loop.create_future()
+            self._queue.append(_Pending(fragment_id, payload, future))
+            futures.append(future)
+        self._wakeup.set()
+        results = await asyncio.gather(*futures, return_exceptions=True)
+        out: list[Address | VolumeError] = []
+        for result in results:
+            if isinstance(result, Address | VolumeError):
+                out.append(result)
+            elif isinstance(result, BaseException):
+                raise result
+        return out
 
     async def run_exclusive(self, fn: Callable[[], T]) -> T:
         """Run ``fn`` on the writer thread, between batches (sealing or deleting a volume must

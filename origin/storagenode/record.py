@@ -67,7 +67,7 @@ def record_size(fragment_id: bytes, payload_length: int) -> int:
     return HEADER_SIZE + len(fragment_id) + payload_length
 
 
-def encode_header(fragment_id: bytes, payload: bytes) -> bytes:
+def encode_header(fragment_id: bytes, payload: bytes | memoryview) -> bytes:
     """Header + fragment id for ``payload``; the payload itself is written right after it."""
     if not 0 < len(fragment_id) <= MAX_FRAGMENT_ID:
         raise ValueError(f"fragment id must be 1..{MAX_FRAGMENT_ID} bytes, "

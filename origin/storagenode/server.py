@@ -7,6 +7,17 @@ Endpoints (all bodies are raw bytes or small JSON documents):
     stored in the record header for scrub/GC). Answers ``200 {"volume", "offset", "length"}``
     only after the record is durable (fsync; group commit). 400 without an id, 413 when the
     body exceeds ``max_fragment_bytes``, 507 when the disk refuses the write.
+``POST /fragments/batch``
+    Several fragments in one request (framing: ``origin.batch_wire``), each with the origin's
+    CRC-32 of its payload, checked before anything is stored. Answers 200 with one status
+    entry per fragment (its address, or ``checksum-mismatch`` / ``io-error``) once every
+    stored one is durable; the fragments share group-commit passes like concurrent single
+    POSTs do. 400 when the body does not parse, 413 beyond ``max_fragment_bytes`` in all.
+``POST /fragments/read``
+    Several ``(volume, offset, length, expected id)`` in one request; answers 200 with one
+    entry per fragment, in order: the payload, or the error kind of ``GET /volumes/…``
+    (``not-found``, ``checksum-mismatch``, ``corrupt-record``, ``fragment-id-mismatch``,
+    ``io-error``) and its message.
 ``GET /volumes/{volume}/{offset}/{length}``
     The payload of the record starting at ``offset``. Optional request header
     ``X-Fragment-Id``: the id the caller expects (guards against stale addresses). Answers
@@ -39,6 +50,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import zlib
 from collections.abc import AsyncIterator, Sequence
 
 from aiohttp import web
@@ -51,6 +63,7 @@ from prometheus_client import (
 )
 
 from cdn.roles import run_role
+from origin import batch_wire
 from origin.config import StorageNodeConfig
 from origin.storagenode import record
 from origin.storagenode.committer import GroupCommitter
@@ -78,6 +91,12 @@ class NodeMetrics:
                              ["result"], registry=self.registry)
         self.read_bytes = Counter("storage_node_read_bytes_total", "Payload bytes served",
                                   registry=self.registry)
+        self.batch_requests = Counter("storage_node_batch_requests_total",
+                                      "Batch requests by kind (store, read)", ["kind"],
+                                      registry=self.registry)
+        self.batch_fragments = Counter("storage_node_batch_fragments_total",
+                                       "Fragments carried by batch requests, by kind",
+                                       ["kind"], registry=self.registry)
         self.scrubbed_bytes = Counter("storage_node_scrubbed_bytes_total",
                                       "Payload bytes verified by scrub walks",
                                       registry=self.registry)
@@ -98,6 +117,10 @@ VOLUMES = web.AppKey("volumes", VolumeSet)
 COMMITTER = web.AppKey("committer", GroupCommitter)
 
 
+_READ_FAILURE_STATUS = {"not-found": 404, "checksum-mismatch": 409, "corrupt-record": 409,
+                        "fragment-id-mismatch": 409, "io-error": 500}
+
+
 def _error(status: int, kind: str, message: str) -> web.Response:
     return web.json_response({"error": kind, "message": message}, status=status,
                              headers={"X-Fragment-Error": kind})
@@ -115,6 +138,101 @@ async def post_fragment(request: web.Request) -> web.Response:
         return _error(507, "io-error", str(exc))
     return web.json_response({"volume": address.volume, "offset": address.offset,
                               "length": address.length})
+
+
+async def post_fragment_batch(request: web.Request) -> web.Response:
+    limit = request.app[CONFIG].max_fragment_bytes
+    size = request.content_length
+    if size is None or size > limit:
+        return _error(413, "too-large", f"a batch needs a Content-Length of at most {limit}")
+    body = await request.content.readexactly(size)
+    try:
+        items = batch_wire.decode_store(body, record.MAX_FRAGMENT_ID, limit)
+    except batch_wire.BatchFormatError as exc:
+        return _error(400, "bad-request", str(exc))
+    metrics = request.app[METRICS]
+    metrics.batch_requests.labels(kind="store").inc()
+    metrics.batch_fragments.labels(kind="store").inc(len(items))
+    # A payload damaged between origin and node is refused here, not stored and found later.
+    intact = [i for i, item in enumerate(items) if zlib.crc32(item.payload) == item.crc32]
+    stored = await request.app[COMMITTER].append_many(
+        [(items[i].fragment_id, items[i].payload) for i in intact])
+    entries = [batch_wire.StoredItem(batch_wire.STATUS["checksum-mismatch"], 0, 0, 0)
+               for _ in items]
+    for i, outcome in zip(intact, stored, strict=True):
+        entries[i] = (batch_wire.StoredItem(batch_wire.STATUS["io-error"], 0, 0, 0)
+                      if isinstance(outcome, VolumeError) else
+                      batch_wire.StoredItem(0, outcome.volume, outcome.offset, outcome.length))
+    return web.Response(body=batch_wire.encode_stored(entries),
+                        content_type="application/octet-stream")
+
+
+def _read_failure(exc: Exception) -> str | None:
+    """The error kind a failed read is answered with (``None``: not a read failure)."""
+    if isinstance(exc, RecordNotFound):
+        return "not-found"
+    if isinstance(exc, record.ChecksumMismatch):
+        return "checksum-mismatch"
+    if isinstance(exc, record.FragmentIdMismatch):
+        return "fragment-id-mismatch"
+    if isinstance(exc, record.RecordError):
+        return "corrupt-record"
+    if isinstance(exc, VolumeError):
+        return "io-error"
+    return None
+
+
+_Read = tuple[bytes, bytes] | Exception
+
+
+def _read_quietly(volumes: VolumeSet, address: Address, expected_id: bytes | None,
+                  *, cached_only: bool) -> _Read | None:
+    """One read whose failure is returned, not raised (so one bad fragment answers as an
+    entry of a batch); ``None`` when ``cached_only`` and the record is not in the page cache."""
+    try:
+        if cached_only:
+            return volumes.read_if_cached(address, expected_id)
+        return volumes.read(address, expected_id)
+    except (VolumeError, record.RecordError) as exc:
+        return exc
+
+
+async def post_fragment_read(request: web.Request) -> web.Response:
+    try:
+        wanted = batch_wire.decode_fetch(await request.read(), record.MAX_FRAGMENT_ID)
+    except batch_wire.BatchFormatError as exc:
+        return _error(400, "bad-request", str(exc))
+    metrics = request.app[METRICS]
+    metrics.batch_requests.labels(kind="read").inc()
+    metrics.batch_fragments.labels(kind="read").inc(len(wanted))
+    volumes = request.app[VOLUMES]
+    addresses = [Address(w.volume, w.offset, w.length) for w in wanted]
+    expected = [w.fragment_id or None for w in wanted]
+    found: list[_Read | None] = [
+        _read_quietly(volumes, a, e, cached_only=True) if a.length <= INLINE_READ_LIMIT
+        else None for a, e in zip(addresses, expected, strict=True)]
+    misses = [i for i, f in enumerate(found) if f is None]
+    if misses:
+        # Whatever would wait for the disk is read by one thread call for the whole batch.
+        from_disk = await asyncio.get_running_loop().run_in_executor(None, lambda: [
+            _read_quietly(volumes, addresses[i], expected[i], cached_only=False)
+            for i in misses])
+        for i, got in zip(misses, from_disk, strict=True):
+            found[i] = got
+    entries = []
+    for got in found:
+        if isinstance(got, tuple):
+            metrics.reads.labels(result="ok").inc()
+            metrics.read_bytes.inc(len(got[1]))
+            entries.append(batch_wire.FetchedItem(0, got[1]))
+            continue
+        kind = _read_failure(got) if isinstance(got, Exception) else None
+        if kind is None:
+            raise AssertionError(f"unexpected read outcome {got!r}")
+        metrics.reads.labels(result=kind).inc()
+        entries.append(batch_wire.FetchedItem(batch_wire.STATUS[kind], str(got).encode()))
+    return web.Response(body=b"".join(batch_wire.encode_fetched(entries)),
+                        content_type="application/octet-stream")
 
 
 def _address(request: web.Request) -> Address:
@@ -141,21 +259,10 @@ async def get_fragment(request: web.Request) -> web.Response:
             found = await asyncio.get_running_loop().run_in_executor(
                 None, volumes.read, address, expected_id)
         fragment_id, payload = found
-    except RecordNotFound as exc:
-        metrics.reads.labels(result="not-found").inc()
-        return _error(404, "not-found", str(exc))
-    except record.ChecksumMismatch as exc:
-        metrics.reads.labels(result="checksum-mismatch").inc()
-        return _error(409, "checksum-mismatch", str(exc))
-    except record.FragmentIdMismatch as exc:
-        metrics.reads.labels(result="fragment-id-mismatch").inc()
-        return _error(409, "fragment-id-mismatch", str(exc))
-    except record.CorruptRecord as exc:
-        metrics.reads.labels(result="corrupt-record").inc()
-        return _error(409, "corrupt-record", str(exc))
-    except VolumeError as exc:
-        metrics.reads.labels(result="io-error").inc()
-        return _error(500, "io-error", str(exc))
+    except (VolumeError, record.RecordError) as exc:
+        kind = _read_failure(exc) or "io-error"
+        metrics.reads.labels(result=kind).inc()
+        return _error(_READ_FAILURE_STATUS[kind], kind, str(exc))
     metrics.reads.labels(result="ok").inc()
     metrics.read_bytes.inc(len(payload))
     return web.Response(body=payload, content_type="application/octet-stream",
@@ -272,6 +379,8 @@ def build_app(config: StorageNodeConfig) -> web.Application:
     app.cleanup_ctx.append(_storage)
     app.cleanup_ctx.append(registration_context(config))
     app.router.add_post("/fragments", post_fragment)
+    app.router.add_post("/fragments/batch", post_fragment_batch)
+    app.router.add_post("/fragments/read", post_fragment_read)
     app.router.add_get(r"/volumes/{volume:\d+}/{offset:\d+}/{length:\d+}", get_fragment)
     app.router.add_get("/volumes", list_volumes)
     app.router.add_get(r"/volumes/{volume:\d+}/records", scan_records)

@@ -82,7 +82,7 @@ def volume_name(volume: int) -> str:
     return f"{volume:06d}.vol"
 
 
-def _pwrite_all(fd: int, buffers: list[bytes], offset: int) -> int:
+def _pwrite_all(fd: int, buffers: list[bytes | memoryview], offset: int) -> int:
     """Write every buffer at ``offset`` onwards, retrying short writes; returns bytes written."""
     written = 0
     for buf in buffers:
@@ -185,7 +185,7 @@ class VolumeSet:
 
     # -- writes (one writer thread) ---------------------------------------------------------
 
-    def append_batch(self, items: list[tuple[bytes, bytes]]) -> list[Address]:
+    def append_batch(self, items: list[tuple[bytes, bytes | memoryview]]) -> list[Address]:
         """Append ``(fragment_id, payload)`` records and make them durable with one fsync
         per volume touched (group commit). All-or-nothing: on error the tail written by this
         batch is truncated away and ``VolumeError`` raised."""

@@ -38,6 +38,9 @@ async def cluster_context(database_url: str, *, node_timeout: float = 10.0,
             nodes = NodeClient(session, specs, node_timeout)
             health = NodeHealth(specs)
             await health.probe_all(nodes.probe)
-            yield ClusterContext(pool, nodes, health, lost_after)
+            try:
+                yield ClusterContext(pool, nodes, health, lost_after)
+            finally:
+                await nodes.close()
     finally:
         await pool.close()

@@ -11,7 +11,7 @@ ROOT = Path(__file__).resolve().parents[3] / "origin"
 PURE = ["erasure.py", "placement.py", "sigv4.py", "layout.py", "errors.py",
         "storagenode/record.py", "api/preconditions.py", "api/names.py", "api/s3xml.py",
         "api/paths.py", "api/object_headers.py", "workers/planning.py", "storage_class.py",
-        "ttl_cache.py"]
+        "ttl_cache.py", "batch_wire.py"]
 FORBIDDEN = {"aiohttp", "asyncio", "asyncpg", "time", "socket", "redis"}
 
 

@@ -1,0 +1,145 @@
+"""Coalesce concurrent requests to one destination into batches, without waiting on purpose.
+
+A ``Coalescer`` sends whatever is queued as one batch as long as fewer than ``max_inflight``
+batches are in flight; otherwise items wait for the next free slot and then leave together.
+A lone request therefore goes out on the next turn of the event loop (no timer, no added
+latency), while under load the batch grows by itself to what arrived during one round trip,
+the same way the node's group commit grows its fsync batches. ``max_items`` and ``max_bytes``
+bound a batch, so a burst never becomes one huge request.
+
+The caller of ``submit`` may be cancelled at any time: a queued item is then dropped before it
+is sent, an item already in flight is sent anyway and its result ignored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import copy
+from collections import deque
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Generic, TypeVar
+
+Item = TypeVar("Item")
+Result = TypeVar("Result")
+
+# Sends one batch; per item its result or the exception that item failed with, in order.
+# Raising fails every item of the batch with (a copy of) that exception.
+BatchSender = Callable[[list[Item]], Awaitable[Sequence[Result | Exception]]]
+
+
+class Coalescer(Generic[Item, Result]):
+    def __init__(
+        self,
+        send: BatchSender[Item, Result],
+        *,
+        max_inflight: int,
+        max_items: int,
+        max_bytes: int,
+        size_of: Callable[[Item], int],
+    ) -> None:
+        if max_inflight < 1 or max_items < 1:
+            raise ValueError(f"max_inflight ({max_inflight}) and max_items ({max_items}) "
+                             f"must be >= 1")
+        self._send = send
+        self._max_inflight = max_inflight
+        self._max_items = max_items
+        self._max_bytes = max_bytes
+        self._size_of = size_of
+        self._queue: deque[tuple[Item, asyncio.Future[Result]]] = deque()
+        self._inflight = 0
+        self._flush_scheduled = False
+        self._closed = False
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    @property
+    def queued(self) -> int:
+        return len(self._queue)
+
+    async def submit(self, item: Item) -> Result:
+        if self._closed:
+            raise RuntimeError("coalescer closed")
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Result] = loop.create_future()
+        self._queue.append((item, future))
+        if self._inflight < self._max_inflight and not self._flush_scheduled:
+            # On the next turn rather than now: items submitted in this same turn (another
+            # request's fragments for this node) leave in the same batch.
+            self._flush_scheduled = True
+            loop.call_soon(self._flush)
+        return await future
+
+    async def close(self) -> None:
+        """Cancel the batches in flight and the waiters of queued items; send nothing more."""
+        self._closed = True
+        while self._queue:
+            self._queue.popleft()[1].cancel()
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    def _take(self) -> list[tuple[Item, asyncio.Future[Result]]]:
+        batch: list[tuple[Item, asyncio.Future[Result]]] = []
+        nbytes = 0
+        while self._queue and len(batch) < self._max_items:
+            item, future = self._queue[0]
+            if future.done():  # its caller was cancelled while it waited: never sent
+                self._queue.popleft()
+                continue
+            size = self._size_of(item)
+            if batch and nbytes + size > self._max_bytes:
+                break
+            self._queue.popleft()
+            batch.append((item, future))
+            nbytes += size
+        return batch
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        while self._queue and self._inflight < self._max_inflight and not self._closed:
+            batch = self._take()
+            if not batch:
+                return
+            self._inflight += 1
+            task = asyncio.get_running_loop().create_task(self._run(batch))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _run(self, batch: list[tuple[Item, asyncio.Future[Result]]]) -> None:
+        try:
+            results = await self._send([item for item, _future in batch])
+            if len(results) != len(batch):
+                raise RuntimeError(f"{len(results)} results for a batch of {len(batch)}")
+        except asyncio.CancelledError:
+            for _item, future in batch:
+                future.cancel()
+            raise
+        except Exception as exc:  # noqa: BLE001 - handed to every waiter of the batch
+            for _item, future in batch:
+                if not future.done():
+                    future.set_exception(_own_copy(exc))
+        else:
+            for (_item, future), result in zip(batch, results, strict=False):
+                if future.done():
+                    continue
+                if isinstance(result, Exception):
+                    future.set_exception(result)
+                else:
+                    future.set_result(result)
+        finally:
+            for _item, future in batch:
+                if not future.done():  # a bug above must not leave a waiter hanging
+                    future.set_exception(RuntimeError("batch ended without an answer"))
+            self._inflight -= 1
+            with contextlib.suppress(RuntimeError):  # loop closing: nothing left to send
+                self._flush()
+
+
+def _own_copy(exc: Exception) -> Exception:
+    """One instance per waiter, so each raise extends its own traceback; the shared one when
+    the exception type cannot be copied."""
+    try:
+        return copy.copy(exc)
+    except Exception:  # noqa: BLE001 - any copy failure: share the instance instead
+        return exc
