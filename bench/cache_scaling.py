@@ -10,7 +10,8 @@ any cache size; a 1,000-key tag is measured too. The store's API is being rework
 prints the commit of ``httpcache/store.py`` it ran against.
 
 Each object's field names and values are new strings parsed from its own head, as an upstream
-response's are (constants shared by every object would hide their cost). "Bytes cached" is
+response's are, and its timestamps its own floats (constants shared by every object would
+hide their cost). "Bytes cached" is
 what the objects weigh on the wire: body plus field lines (``name: value\r\n``); the RSS
 overhead is printed against that and against the bodies alone.
 """
@@ -51,7 +52,8 @@ def response(i: int, body_size: int, now: float) -> StoredResponse:
         *HEADERS, ("content-length", str(body_size)), ("surrogate-key", f"g{i // 10}")))
     headers = Fields(tuple(line.split(": ", 1)) for line in head.decode("latin-1").split("\r\n"))
     return StoredResponse(cache_key=f"/bucket/object-{i:08d}", status=200, headers=headers,
-                          body=body, request_time=now, response_time=now,
+                          body=body, request_time=now + i * 1e-6,  # each its own, as real
+                          response_time=now + i * 1e-6 + 0.01,
                           surrogate_keys=frozenset({f"g{i // 10}", f"k{i // 1000}"}))
 
 

@@ -12,14 +12,15 @@ names last seen for a URL say how a request selects its variant (``lookup``).
 Indexes are kept in step with every insert, delete and eviction, so a purge costs time in
 proportion to what it removes, not to the cache size:
 
-* variants: cache key → its entry keys (a purge by key removes every variant);
+* variants: cache key → its entry keys (a purge by key removes every variant), for the
+  cache keys whose only entry is not the plain one (the entry keyed by the cache key itself,
+  which is most of them: an index slot per entry would cost as much as the S3-FIFO's);
 * tag index: surrogate key → entry keys carrying it (purge by tag);
 * query index: path → the cache keys with that path and a query (purge by URL: a path names
   itself and those).
 
 An index holds a name's only key as the key itself and makes a set of the second (most
-names have one key: a set costs 216 bytes, a cache holds millions of entries); the
-variants of a plain entry are its own key, the same string object as the entry's.
+names have one key: a set costs 216 bytes, a cache holds millions of entries).
 
 Purge by prefix scans the keys (O(entries)); prefixes are rare and a sorted index would cost
 every insert. A hard purge evicts; a soft purge keeps the bytes but marks the response
@@ -87,7 +88,7 @@ class MemoryStore:
         self._cache: S3FIFO[str, StoredResponse] = S3FIFO(max_bytes, sizeof, self._evicted)
         self._tags: dict[str, _Keys] = {}
         self._queries: dict[str, _Keys] = {}  # path -> cache keys with a query
-        self._variants: dict[str, _Keys] = {}  # cache key -> entry keys
+        self._variants: dict[str, _Keys] = {}  # cache key -> entry keys, unless just itself
         # cache key -> the latest Vary names, for the keys that vary
         self._vary_names: dict[str, tuple[str, ...]] = {}
         self._listener = on_evict
@@ -112,11 +113,11 @@ class MemoryStore:
             return self._cache.get(key), False
         entry = f"{key}\x00{request_variant_key(names, request_headers)}"
         found = self._cache.get(entry)
-        return found, found is None and key in self._variants
+        return found, found is None and (key in self._variants or key in self._cache)
 
     def variants(self, key: str) -> list[StoredResponse]:
         """Every stored variant of ``key`` (without changing recency)."""
-        found = [self.peek(k) for k in _members(self._variants, key)]
+        found = [self.peek(k) for k in self._entries_of(key)]
         return [s for s in found if s is not None]
 
     def peek(self, key: str) -> StoredResponse | None:
@@ -167,7 +168,7 @@ class MemoryStore:
 
     def delete(self, key: str) -> bool:
         """Remove every variant of cache key ``key`` (or the one entry ``key`` names)."""
-        entries = list(_members(self._variants, key)) or [key]
+        entries = list(self._entries_of(key)) or [key]
         removed = False
         for entry in entries:
             removed = self.delete_entry(entry) or removed
@@ -193,7 +194,7 @@ class MemoryStore:
         removed = invalidated = 0
         entries: list[str] = []
         for key in list(keys):
-            entries.extend(_members(self._variants, key) or [key])
+            entries.extend(self._entries_of(key) or [key])
         for key in entries:
             if soft:
                 stored = self.peek(key)
@@ -219,7 +220,9 @@ class MemoryStore:
 
     def purge_prefix(self, prefix: str, *, soft: bool = False, age: float = 0.0) -> PurgeResult:
         self._remember("prefix", prefix, age)
-        return self.purge_keys([k for k in self._variants if k.startswith(prefix)], soft=soft)
+        # an entry key starts with its cache key (``StoredResponse.entry_key``)
+        keys = {k.partition("\x00")[0] for k in self._cache.keys() if k.startswith(prefix)}
+        return self.purge_keys([k for k in keys if k.startswith(prefix)], soft=soft)
 
     # -- purges racing with fetches ------------------------------------------------------------
 
@@ -261,13 +264,21 @@ class MemoryStore:
 
     # -- indexes -------------------------------------------------------------------------------
 
+    def _entries_of(self, key: str) -> tuple[str, ...] | set[str]:
+        """The entry keys of cache key ``key`` (a copy)."""
+        entries = _members(self._variants, key)
+        return entries or ((key,) if key in self._cache else ())
+
     def _index(self, entry: str, stored: StoredResponse) -> None:
         key = stored.cache_key
         for tag in stored.surrogate_keys:
             _add(self._tags, tag, entry)
         if "?" in key:
             _add(self._queries, stored.path, key)
-        _add(self._variants, key, entry)
+        if entry != key or key in self._variants:
+            if key not in self._variants and key in self._cache:
+                _add(self._variants, key, key)  # the plain entry gets company
+            _add(self._variants, key, entry)
         if not stored.slot:  # slices and their record do not say how variants are selected
             if stored.vary:
                 self._vary_names[key] = stored.vary_names
@@ -279,7 +290,9 @@ class MemoryStore:
         for tag in stored.surrogate_keys:
             _discard(self._tags, tag, entry)
         _discard(self._variants, key, entry)
-        if key not in self._variants:
+        if self._variants.get(key) == key:
+            del self._variants[key]  # the plain entry is alone again
+        if key not in self._variants and key not in self._cache:
             self._vary_names.pop(key, None)
             if "?" in key:
                 _discard(self._queries, stored.path, key)
@@ -305,12 +318,14 @@ class MemoryStore:
             if "?" in stored.cache_key:
                 queries.setdefault(stored.path, set()).add(stored.cache_key)
             variants.setdefault(stored.cache_key, set()).add(key)
+        variants = {key: keys for key, keys in variants.items() if keys != {key}}
         for expected, index in ((tags, self._tags), (queries, self._queries),
                                 (variants, self._variants)):
             assert all(isinstance(keys, str) or len(keys) > 1 for keys in index.values())
             found = {name: set(_members(index, name)) for name in index}
             assert expected == found, (expected, found)
-        assert all(name in self._variants for name in self._vary_names)
+        assert all(name in self._variants or name in self._cache for name in self._vary_names)
+        assert not any(keys == name for name, keys in self._variants.items())
 
 
 def purge_matches(kind: str, value: str, stored: StoredResponse) -> bool:

@@ -294,3 +294,36 @@ def test_a_response_without_vary_replacing_one_with_vary_is_found_plainly() -> N
     store.put(entry("/v"))
     assert store.lookup("/v", Fields())[0] is not None
     store.check_indexes()
+
+
+def test_indexes_stay_consistent_with_variants_queries_and_slices() -> None:
+    import random
+    rng = random.Random(11)
+    store = MemoryStore(max_bytes=25 * ONE)
+    keys = ["/a", "/a?x=1", "/a?x=2", "/b", "/b?y", "/c/d"]
+    for step in range(4000):
+        key = rng.choice(keys)
+        roll = rng.random()
+        if roll < 0.45:
+            vary = (("accept", rng.choice("xyz")),) if rng.random() < 0.4 else ()
+            store.put(StoredResponse(
+                key, 200, Fields([("Vary", "Accept")] if vary else []), b"x" * rng.randrange(200),
+                0.0, 0.0, frozenset({f"t{rng.randrange(3)}"}), vary=vary,
+                slot=rng.choice(["", "", "", "rec", "s0"])))
+        elif roll < 0.6:
+            store.lookup(key, Fields([("Accept", rng.choice("xyz"))]))
+        elif roll < 0.7:
+            store.delete(key)
+        elif roll < 0.8:
+            store.purge_url(key.split("?")[0] if rng.random() < 0.5 else key,
+                            soft=rng.random() < 0.3)
+        elif roll < 0.9:
+            store.purge_prefix(rng.choice(["/a", "/b", "/c/", "/"]), soft=rng.random() < 0.3)
+        else:
+            store.purge_tag(f"t{rng.randrange(3)}", soft=rng.random() < 0.3)
+        store.check_indexes()
+        assert store.current_bytes <= store.max_bytes, step
+    for key in keys:  # every variant, slice and record of a key goes with it
+        store.delete(key)
+    assert len(store) == 0
+    store.check_indexes()
