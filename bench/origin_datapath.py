@@ -171,10 +171,15 @@ class Cluster:
         raise RuntimeError("the origin does not see every storage node up")
 
     def cpu_seconds(self) -> float:
-        pids = [p.pid for p in [*self.nodes, *([self.origin] if self.origin else [])]]
+        return sum(self.cpu_by_role().values())
+
+    def cpu_by_role(self) -> dict[str, float]:
+        """CPU seconds so far of the origin, all nodes together, and PostgreSQL."""
+        out = {"origin": tree_cpu_seconds(self.origin.pid) if self.origin else 0.0,
+               "nodes": sum(tree_cpu_seconds(p.pid) for p in self.nodes), "pg": 0.0}
         if self.postgres and self.postgres.pid:
-            pids.append(self.postgres.pid)
-        return sum(tree_cpu_seconds(pid) for pid in pids)
+            out["pg"] = tree_cpu_seconds(self.postgres.pid)
+        return out
 
     def stop(self) -> None:
         if self.origin:
@@ -273,25 +278,37 @@ class SmallOps:
     get_server_ms: float
     put_client_ms: float
     get_client_ms: float
+    put_roles_ms: dict[str, float]
+    get_roles_ms: dict[str, float]
 
     def describe(self) -> str:
+        def roles(ms: dict[str, float]) -> str:
+            return "/".join(f"{v:.2f}" for v in ms.values())
+
         return (f"{self.puts:7.0f} PUT/s  {self.gets:7.0f} GET/s  (CPU ms/op server+client: "
                 f"PUT {self.put_server_ms:.2f}+{self.put_client_ms:.2f}, "
-                f"GET {self.get_server_ms:.2f}+{self.get_client_ms:.2f})")
+                f"GET {self.get_server_ms:.2f}+{self.get_client_ms:.2f}; "
+                f"origin/nodes/pg PUT {roles(self.put_roles_ms)} GET {roles(self.get_roles_ms)})")
 
 
 async def small_ops(load: Load, cluster: Cluster, seconds: float, concurrency: int,
                     keys: list[str]) -> SmallOps:
     tag = f"o{concurrency}-{time.time_ns()}"
-    cpu0, own0 = cluster.cpu_seconds(), time.process_time()
+    cpu0, own0 = cluster.cpu_by_role(), time.process_time()
     puts, took = await run_for(seconds, concurrency, lambda i: load.put(f"{tag}/{i}", 4 * KiB))
-    cpu1, own1 = cluster.cpu_seconds(), time.process_time()
+    cpu1, own1 = cluster.cpu_by_role(), time.process_time()
     gets, took_get = await run_for(seconds, concurrency,
                                    lambda i: load.get(keys[i % len(keys)], 4 * KiB))
-    cpu2, own2 = cluster.cpu_seconds(), time.process_time()
+    cpu2, own2 = cluster.cpu_by_role(), time.process_time()
+
+    def per_op(after: dict[str, float], before: dict[str, float], ops: int) -> dict[str, float]:
+        return {role: (after[role] - before[role]) / max(ops, 1) * 1e3 for role in after}
+
+    put_roles, get_roles = per_op(cpu1, cpu0, puts), per_op(cpu2, cpu1, gets)
     return SmallOps(puts / took, gets / took_get,
-                    (cpu1 - cpu0) / max(puts, 1) * 1e3, (cpu2 - cpu1) / max(gets, 1) * 1e3,
-                    (own1 - own0) / max(puts, 1) * 1e3, (own2 - own1) / max(gets, 1) * 1e3)
+                    sum(put_roles.values()), sum(get_roles.values()),
+                    (own1 - own0) / max(puts, 1) * 1e3, (own2 - own1) / max(gets, 1) * 1e3,
+                    put_roles, get_roles)
 
 
 async def bench_cluster(cluster: Cluster, args: argparse.Namespace) -> dict[str, object]:

@@ -5,7 +5,7 @@ a single writer task drains whatever has accumulated, writes it in one executor 
 thread, so file offsets are assigned in order) and fsyncs once. Every caller's future resolves
 only after that fsync returned: an acknowledged fragment is durable. While one batch is being
 written, the next one fills up, so batching grows by itself under load and costs nothing (a
-batch of one) when idle.
+batch of one) when idle. The records of one caller (a batch request) always share a pass.
 """
 
 from __future__ import annotations
@@ -23,11 +23,17 @@ from origin.storagenode.volume import Address, VolumeError, VolumeSet
 T = TypeVar("T")
 
 
+Record = tuple[bytes, bytes | memoryview]  # (fragment id, payload)
+
+
 @dataclass
 class _Pending:
-    fragment_id: bytes
-    payload: bytes | memoryview
-    future: asyncio.Future[Address] = field(repr=False)
+    """The records of one caller (one POST, or one batch request): committed in the same pass,
+    answered with one future."""
+
+    records: list[Record]
+    nbytes: int
+    future: asyncio.Future[list[Address]] = field(repr=False)
 
 
 class GroupCommitter:
@@ -63,34 +69,17 @@ class GroupCommitter:
         self._queue.clear()
         self._executor.shutdown(wait=True)
 
-    async def append(self, fragment_id: bytes, payload: bytes) -> Address:
+    async def append(self, fragment_id: bytes, payload: bytes | memoryview) -> Address:
         """Queue one record; returns its address once it is durable."""
-        future: asyncio.Future[Address] = asyncio.get_running_loop().create_future()
-        self._queue.append(_Pending(fragment_id, payload, future))
+        return (await self.append_many([(fragment_id, payload)]))[0]
+
+    async def append_many(self, records: list[Record]) -> list[Address]:
+        """Queue several records (a batch request); their addresses once all are durable.
+        They are never split over two passes: all are committed, or ``VolumeError``."""
+        future: asyncio.Future[list[Address]] = asyncio.get_running_loop().create_future()
+        self._queue.append(_Pending(records, sum(len(p) for _i, p in records), future))
         self._wakeup.set()
         return await future
-
-    async def append_many(
-        self, items: list[tuple[bytes, bytes | memoryview]]
-    ) -> list[Address | VolumeError]:
-        """Queue several records at once (a batch request); each one's address once it is
-        durable, or the ``VolumeError`` that record's commit pass failed with. Queued together,
-        they normally share one pass and one fsync."""
-        loop = asyncio.get_running_loop()
-        futures: list[asyncio.Future[Address]] = []
-        for fragment_id, payload in items:
-            future: asyncio.Future[Address] = loop.create_future()
-            self._queue.append(_Pending(fragment_id, payload, future))
-            futures.append(future)
-        self._wakeup.set()
-        results = await asyncio.gather(*futures, return_exceptions=True)
-        out: list[Address | VolumeError] = []
-        for result in results:
-            if isinstance(result, Address | VolumeError):
-                out.append(result)
-            elif isinstance(result, BaseException):
-                raise result
-        return out
 
     async def run_exclusive(self, fn: Callable[[], T]) -> T:
         """Run ``fn`` on the writer thread, between batches (sealing or deleting a volume must
@@ -101,13 +90,13 @@ class GroupCommitter:
     def _take_batch(self) -> list[_Pending]:
         batch: list[_Pending] = []
         nbytes = 0
-        while self._queue and (not batch or nbytes + len(self._queue[0].payload)
+        while self._queue and (not batch or nbytes + self._queue[0].nbytes
                                <= self._max_batch_bytes):
             item = self._queue.popleft()
             if item.future.cancelled():
                 continue  # the client went away before we wrote anything: skip it
             batch.append(item)
-            nbytes += len(item.payload)
+            nbytes += item.nbytes
         return batch
 
     async def _run(self) -> None:
@@ -119,7 +108,7 @@ class GroupCommitter:
                 batch = self._take_batch()
                 if not batch:
                     continue
-                items = [(p.fragment_id, p.payload) for p in batch]
+                items = [record for p in batch for record in p.records]
                 self._inflight = batch
                 try:
                     addresses = await asyncio.shield(
@@ -132,7 +121,10 @@ class GroupCommitter:
                             p.future.set_exception(error)
                     continue
                 self._inflight = []
-                self._on_batch(len(batch), sum(len(p.payload) for p in batch))
-                for p, address in zip(batch, addresses, strict=True):
+                self._on_batch(len(items), sum(p.nbytes for p in batch))
+                start = 0
+                for p in batch:
+                    end = start + len(p.records)
                     if not p.future.done():
-                        p.future.set_result(address)
+                        p.future.set_result(addresses[start:end])
+                    start = end

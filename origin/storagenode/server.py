@@ -89,6 +89,7 @@ class NodeMetrics:
                                     registry=self.registry)
         self.reads = Counter("storage_node_reads_total", "Fragment reads by outcome",
                              ["result"], registry=self.registry)
+        self.reads_ok = self.reads.labels(result="ok")  # bound once: counted per fragment
         self.read_bytes = Counter("storage_node_read_bytes_total", "Payload bytes served",
                                   registry=self.registry)
         self.batch_requests = Counter("storage_node_batch_requests_total",
@@ -155,14 +156,20 @@ async def post_fragment_batch(request: web.Request) -> web.Response:
     metrics.batch_fragments.labels(kind="store").inc(len(items))
     # A payload damaged between origin and node is refused here, not stored and found later.
     intact = [i for i, item in enumerate(items) if zlib.crc32(item.payload) == item.crc32]
-    stored = await request.app[COMMITTER].append_many(
-        [(items[i].fragment_id, items[i].payload) for i in intact])
     entries = [batch_wire.StoredItem(batch_wire.STATUS["checksum-mismatch"], 0, 0, 0)
                for _ in items]
-    for i, outcome in zip(intact, stored, strict=True):
-        entries[i] = (batch_wire.StoredItem(batch_wire.STATUS["io-error"], 0, 0, 0)
-                      if isinstance(outcome, VolumeError) else
-                      batch_wire.StoredItem(0, outcome.volume, outcome.offset, outcome.length))
+    if intact:
+        stored: list[Address | None]
+        try:
+            stored = list(await request.app[COMMITTER].append_many(
+                [(items[i].fragment_id, items[i].payload) for i in intact]))
+        except VolumeError:
+            stored = [None] * len(intact)  # the commit pass failed: none of them is stored
+        for i, address in zip(intact, stored, strict=True):
+            entries[i] = (batch_wire.StoredItem(batch_wire.STATUS["io-error"], 0, 0, 0)
+                          if address is None else
+                          batch_wire.StoredItem(0, address.volume, address.offset,
+                                                address.length))
     return web.Response(body=batch_wire.encode_stored(entries),
                         content_type="application/octet-stream")
 
@@ -222,7 +229,7 @@ async def post_fragment_read(request: web.Request) -> web.Response:
     entries = []
     for got in found:
         if isinstance(got, tuple):
-            metrics.reads.labels(result="ok").inc()
+            metrics.reads_ok.inc()
             metrics.read_bytes.inc(len(got[1]))
             entries.append(batch_wire.FetchedItem(0, got[1]))
             continue
