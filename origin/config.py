@@ -74,8 +74,9 @@ class OriginConfig:
     node_timeout: float = _opt(10.0, "seconds a storage-node request may take")
     health_interval: float = _opt(2.0, "seconds between storage-node health probes")
     # Small fragments to one node leave together once this many batches to it are in flight;
-    # a lone request never waits (see origin.coalescer).
-    node_batch_inflight: int = _opt(2, "batch requests in flight per storage node and "
+    # a lone request never waits (see origin.coalescer). 1 measured best with 4 KiB objects:
+    # larger batches (6.7 vs 4.6 fragments per store at 32 clients), fewer node requests.
+    node_batch_inflight: int = _opt(1, "batch requests in flight per storage node and "
                                        "direction (0: one request per fragment)")
     # Overlaps network and codec work while bounding memory to about (depth + 1) segments.
     pipeline_depth: int = _opt(2, "segments in flight per request")

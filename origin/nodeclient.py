@@ -89,7 +89,7 @@ class NodeClient:
 
     def __init__(
         self, session: aiohttp.ClientSession, nodes: Mapping[str, NodeSpec], timeout: float,
-        *, batch_inflight: int = 2,
+        *, batch_inflight: int = 1,
     ) -> None:
         self._session = session
         self._nodes = dict(nodes)
