@@ -89,18 +89,21 @@ class DateLine:
 class Wire:
     """The pre-serialised parts of the answers to hits on one stored response."""
 
-    __slots__ = ("date_missing", "head_200", "head_304", "length", "partial_base",
+    __slots__ = ("date_missing", "fields", "head_200", "head_304", "length", "partial_base",
                  "status_prefix", "unsatisfiable")
 
     def __init__(self, stored: StoredResponse, name: str, strip: frozenset[str]) -> None:
+        # the stored fields, unpacked once for the conditionals and ranges of later hits
+        # (the store keeps them packed: ``StoredResponse.headers`` unpacks on every read)
+        self.fields = stored.headers
         probe = CacheStatus(name, hit=True, ttl=0)
-        fields = client_response_fields(stored.headers, probe, via=name, age=0, strip=strip)
+        fields = client_response_fields(self.fields, probe, via=name, age=0, strip=strip)
         member = fields.get_all("cache-status")[-1]
         assert member.endswith("ttl=0"), member
         self.status_prefix = f"Cache-Status: {member[:-1]}".encode("utf-8", "surrogateescape")
         static = fields.without("age", "cache-status")
         length = self.length = len(stored.body)
-        self.date_missing = stored.headers.first("date") is None
+        self.date_missing = self.fields.first("date") is None
         self.head_200 = serialise(stored.status, whole_fields(static, stored.status, length))
         self.head_304 = serialise(304, not_modified_fields(static))
         self.partial_base = partial_base(static)
@@ -185,12 +188,12 @@ class HitPath:
         body: bytes | memoryview = stored.body
         if headers.first("if-none-match") is not None or headers.first(
                 "if-modified-since") is not None:
-            if not_modified(method, headers, stored.status, stored.headers):
+            if not_modified(method, headers, stored.status, wire.fields):
                 self._hits.n += 1
                 self._not_modified.n += 1
                 return [wire.head_304 + tail]
         if headers.first("range") is not None:
-            match requested_ranges(creq, stored.status, stored.headers, wire.length):
+            match requested_ranges(creq, stored.status, wire.fields, wire.length):
                 case [ByteRange() as part]:
                     head = serialise(206, part_fields(wire.partial_base, part))
                     body = memoryview(stored.body)[part.first:part.last + 1]
