@@ -57,6 +57,11 @@ class Coalescer(Generic[Item, Result]):
         return len(self._queue)
 
     async def submit(self, item: Item) -> Result:
+        return await self.enqueue(item)
+
+    def enqueue(self, item: Item) -> asyncio.Future[Result]:
+        """``submit`` without a coroutine: the future of ``item``'s result (cancelling it
+        withdraws the item if it has not left yet). For callers that start many at once."""
         if self._closed:
             raise RuntimeError("coalescer closed")
         loop = asyncio.get_running_loop()
@@ -67,7 +72,7 @@ class Coalescer(Generic[Item, Result]):
             # request's fragments for this node) leave in the same batch.
             self._flush_scheduled = True
             loop.call_soon(self._flush)
-        return await future
+        return future
 
     async def close(self) -> None:
         """Cancel the batches in flight and the waiters of queued items; send nothing more."""

@@ -76,7 +76,7 @@ class ECReader:
     ) -> bytes:
         """The ``length`` bytes of one segment, decoded from the first k good fragments."""
         candidates = deque(self.candidate_order(scheme, locations))
-        running: dict[asyncio.Task[bytes], int] = {}
+        running: dict[asyncio.Future[bytes], int] = {}
         got: dict[int, bytes] = {}
         failures: list[str] = []
 
@@ -85,8 +85,7 @@ class ECReader:
                 return False
             index = candidates.popleft()
             fid = fragment_id(object_id, segment, index)
-            task = asyncio.ensure_future(self._nodes.get_fragment(locations[index], fid))
-            running[task] = index
+            running[self._nodes.fetch(locations[index], fid)] = index
             return True
 
         try:
@@ -102,7 +101,7 @@ class ECReader:
                     index = running.pop(task)
                     try:
                         got[index] = task.result()
-                        self._metrics.fragment_reads.labels(result="ok").inc()
+                        self._metrics.fragment_reads_ok.inc()
                     except NodeRequestError as exc:
                         self._note_failure(exc)
                         if exc.kind in ("corrupt", "not-found") and self._on_bad_fragment:

@@ -244,7 +244,7 @@ class ECWriter:
             if exc.node_is_down:
                 self._health.mark_down(node_id, str(exc))
             return None
-        self._metrics.fragment_writes.labels(result="ok").inc()
+        self._metrics.fragment_writes_ok.inc()
         return location
 
 

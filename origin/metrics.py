@@ -34,6 +34,9 @@ class OriginMetrics:
         self.fragment_reads = Counter("origin_fragment_reads_total",
                                       "Fragment reads by outcome (ok, unreachable, timeout, "
                                       "rejected, corrupt, not-found)", ["result"], registry=r)
+        # Bound once: incremented per fragment on every small PUT and GET.
+        self.fragment_writes_ok = self.fragment_writes.labels(result="ok")
+        self.fragment_reads_ok = self.fragment_reads.labels(result="ok")
         self.degraded_segments = Counter("origin_degraded_segment_reads_total",
                                          "Segments decoded with at least one parity fragment",
                                          registry=r)

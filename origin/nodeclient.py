@@ -17,6 +17,7 @@ where the HTTP overhead is small next to the bytes.
 
 from __future__ import annotations
 
+import asyncio
 import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -249,20 +250,25 @@ class NodeClient:
         """The fragment at ``location``, verified against the CRC-32 taken when it was written
         (the node verified its own record checksum too; this also covers the network and any
         node bug that hands back the wrong bytes)."""
-        node_id = location.node_id
+        return await self.fetch(location, fragment_id)
+
+    def fetch(self, location: FragmentLocation, fragment_id: str) -> asyncio.Future[bytes]:
+        """``get_fragment`` as a future, started now: a small fragment costs no task of its
+        own (the reader starts k of them per segment). Cancel it to withdraw the read."""
         if self._batch_inflight and location.length <= BATCH_FRAGMENT_LIMIT:
-            lane = self._fetches.get(node_id)
+            lane = self._fetches.get(location.node_id)
             if lane is None:
+                node_id = location.node_id
                 lane = self._fetches[node_id] = Coalescer(
                     lambda items: self._fetch_batch(node_id, items),
                     max_inflight=self._batch_inflight, max_items=BATCH_MAX_ITEMS,
                     max_bytes=BATCH_MAX_BYTES, size_of=lambda item: item.location.length)
-            payload = await lane.submit(_Fetch(location, fragment_id))
-        else:
-            payload = await self._get_one(location, fragment_id)
-        if len(payload) != location.length or zlib.crc32(payload) != location.checksum:
-            raise NodeRequestError(node_id, "corrupt", "fragment checksum differs from metadata")
-        return payload
+            return lane.enqueue(_Fetch(location, fragment_id))
+        return asyncio.ensure_future(self._get_verified(location, fragment_id))
+
+    async def _get_verified(self, location: FragmentLocation, fragment_id: str) -> bytes:
+        payload = await self._get_one(location, fragment_id)
+        return _verified(location, payload)
 
     async def _fetch_batch(self, node_id: str, items: list[_Fetch]) -> list[bytes | Exception]:
         spec = self._nodes.get(node_id)
@@ -277,9 +283,12 @@ class NodeClient:
         except batch_wire.BatchFormatError as exc:
             raise NodeRequestError(node_id, "rejected", f"bad batch answer: {exc}") from None
         out: list[bytes | Exception] = []
-        for entry in entries:
+        for item, entry in zip(items, entries, strict=True):
             if entry.ok:
-                out.append(entry.body)
+                try:
+                    out.append(_verified(item.location, entry.body))
+                except NodeRequestError as exc:
+                    out.append(exc)
                 continue
             kind = batch_wire.KIND.get(entry.status, f"status {entry.status}")
             failure = _FETCH_FAILURE.get(entry.status, "rejected")
@@ -319,6 +328,13 @@ class NodeClient:
                 return resp.status == 200
         except (TimeoutError, aiohttp.ClientError, OSError):
             return False
+
+
+def _verified(location: FragmentLocation, payload: bytes) -> bytes:
+    if len(payload) != location.length or zlib.crc32(payload) != location.checksum:
+        raise NodeRequestError(location.node_id, "corrupt",
+                               "fragment checksum differs from metadata")
+    return payload
 
 
 def _map_exception(node_id: str, exc: BaseException) -> NodeRequestError:
