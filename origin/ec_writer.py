@@ -182,10 +182,13 @@ class ECWriter:
             fragments = await run_cpu(len(data), scheme.encode, data)
         except ErasureError as exc:
             raise InternalError(f"erasure coding failed: {exc}") from exc
-        tasks = {
-            asyncio.ensure_future(self._store_fragment(
-                node_id, fragment_id(object_id, segment, i), fragments[i])): i
-            for i, node_id in enumerate(slots)}
+        tasks: dict[asyncio.Future[FragmentLocation], int] = {}
+        for i, node_id in enumerate(slots):
+            if node_id is None:
+                self._metrics.fragment_writes.labels(result="skipped").inc()
+            else:
+                tasks[self._nodes.store(node_id, fragment_id(object_id, segment, i),
+                                        fragments[i])] = i
         quorum = self.quorum(scheme)
         stored = await self._await_quorum(tasks, quorum)
         if len(stored) < quorum:
@@ -198,7 +201,7 @@ class ECWriter:
         return stored
 
     async def _await_quorum(
-        self, tasks: dict[asyncio.Task[FragmentLocation | None], int], quorum: int
+        self, tasks: dict[asyncio.Future[FragmentLocation], int], quorum: int
     ) -> dict[int, FragmentLocation]:
         """Collect stored fragments until all slots answered, or the quorum became
         impossible, or the quorum was reached and stragglers had ``straggler_wait`` more
@@ -216,7 +219,7 @@ class ECWriter:
                 if not done:
                     break  # stragglers used up their grace period
                 for task in done:
-                    location = task.result()
+                    location = self._outcome(task)
                     if location is not None:
                         stored[tasks[task]] = location
                 if deadline is None and len(stored) >= quorum:
@@ -231,18 +234,15 @@ class ECWriter:
             self._metrics.fragment_writes.labels(result="straggler").inc(len(pending))
         return stored
 
-    async def _store_fragment(
-        self, node_id: str | None, frag_id: str, payload: bytes
-    ) -> FragmentLocation | None:
-        if node_id is None:
-            self._metrics.fragment_writes.labels(result="skipped").inc()
-            return None
+    def _outcome(self, store: asyncio.Future[FragmentLocation]) -> FragmentLocation | None:
+        """A finished store's location, or None after counting (and, for a node that did
+        not answer, reporting) its failure."""
         try:
-            location = await self._nodes.put_fragment(node_id, frag_id, payload)
+            location = store.result()
         except NodeRequestError as exc:
             self._metrics.fragment_writes.labels(result=exc.kind).inc()
             if exc.node_is_down:
-                self._health.mark_down(node_id, str(exc))
+                self._health.mark_down(exc.node_id, str(exc))
             return None
         self._metrics.fragment_writes_ok.inc()
         return location

@@ -169,6 +169,12 @@ class NodeClient:
         self, node_id: str, fragment_id: str, payload: bytes
     ) -> FragmentLocation:
         """Store ``payload`` durably on ``node_id``; its location (with our own CRC-32)."""
+        return await self.store(node_id, fragment_id, payload)
+
+    def store(self, node_id: str, fragment_id: str,
+              payload: bytes) -> asyncio.Future[FragmentLocation]:
+        """``put_fragment`` as a future, started now: a small fragment costs no task of its
+        own (a PUT starts k+m of them per segment)."""
         checksum = zlib.crc32(payload)
         if self._batch_inflight and len(payload) <= BATCH_FRAGMENT_LIMIT:
             lane = self._stores.get(node_id)
@@ -177,8 +183,8 @@ class NodeClient:
                     lambda items: self._store_batch(node_id, items),
                     max_inflight=self._batch_inflight, max_items=BATCH_MAX_ITEMS,
                     max_bytes=BATCH_MAX_BYTES, size_of=lambda item: len(item.payload))
-            return await lane.submit(_Store(fragment_id, payload, checksum))
-        return await self._put_one(node_id, fragment_id, payload, checksum)
+            return lane.enqueue(_Store(fragment_id, payload, checksum))
+        return asyncio.ensure_future(self._put_one(node_id, fragment_id, payload, checksum))
 
     async def _store_batch(
         self, node_id: str, items: list[_Store]
