@@ -675,7 +675,8 @@ def _content_length(headers: Fields) -> int | None:
         return None
 
 
-async def _slice(chunks: AsyncIterator[bytes], part: ByteRange) -> AsyncIterator[bytes]:
+async def _slice(chunks: AsyncIterator[bytes | memoryview], part: ByteRange
+                 ) -> AsyncIterator[bytes | memoryview]:
     """The bytes ``part.first..part.last`` of a body arriving as ``chunks``."""
     offset = 0
     async for chunk in chunks:
@@ -706,7 +707,7 @@ class _HeadWithBody(web.StreamResponse):
 
 
 async def _stream(request: web.Request, status: int, fields: Fields,
-                  chunks: AsyncIterable[bytes] | None, *, head_now: bool = True
+                  chunks: AsyncIterable[bytes | memoryview] | None, *, head_now: bool = True
                   ) -> web.StreamResponse:
     """Send the head, then the chunks as they come (each write waits for the socket).
 

@@ -283,7 +283,7 @@ class HitProtocol(asyncio.Protocol):
         if rest:
             self.data_received(rest)
 
-    def _write(self, data: bytes) -> None:
+    def _write(self, data: bytes | memoryview) -> None:
         if not self.closing and self.transport is not None:
             self.transport.write(data)
 

@@ -248,7 +248,7 @@ class HitPath:
         return MissPlan(creq, decision)
 
     async def serve_miss(self, plan: MissPlan, remote: str | None, connection: bytes,
-                         http11: bool, write: Callable[[bytes], None],
+                         http11: bool, write: Callable[[bytes | memoryview], None],
                          drain: Callable[[], Awaitable[None]]) -> bool:
         """Answer ``plan`` as ``CacheEngine`` answers a miss (``open_flight``,
         ``flight_fields``), written with ``write``/``drain`` (the protocol's transport).

@@ -435,7 +435,7 @@ class SliceDriver:
 
     async def _bytes(self, creq: CacheRequest, plan: _Plan, fetches: dict[int, _Fetch],
                      parts: list[ByteRange], framing: tuple[list[bytes], bytes] | None
-                     ) -> AsyncIterator[bytes]:
+                     ) -> AsyncIterator[bytes | memoryview]:
         """The bytes of ``parts`` (with multipart ``framing``), slice by slice, starting the
         fetch of the next missing slice while one is being sent."""
         try:
@@ -461,7 +461,8 @@ class SliceDriver:
                 fetches[later] = self._join(creq, later, None)
 
     async def _slice_bytes(self, creq: CacheRequest, plan: _Plan, fetches: dict[int, _Fetch],
-                           index: int, offset: int, end: int) -> AsyncIterator[bytes]:
+                           index: int, offset: int, end: int
+                           ) -> AsyncIterator[bytes | memoryview]:
         """Bytes ``offset..end-1`` of slice ``index``: stored, or from its flight."""
         fetch = fetches.pop(index, None)
         if fetch is None:
@@ -475,8 +476,8 @@ class SliceDriver:
                 except FileNotFoundError:
                     self.engine.disk.delete_entry(stored.entry_key)
                 else:
-                    async for chunk in read_range(handle, offset, end - 1):
-                        yield chunk
+                    async for piece in read_range(handle, offset, end - 1):
+                        yield piece
                     return
             fetch = self._join(creq, index, None)
         with fetch.reader:

@@ -102,8 +102,10 @@ class NodeClient:
 
     async def close(self) -> None:
         """Cancel batches in flight (before the session closes under them)."""
-        for lane in [*self._stores.values(), *self._fetches.values()]:
-            await lane.close()
+        for store in self._stores.values():
+            await store.close()
+        for fetch in self._fetches.values():
+            await fetch.close()
 
     @property
     def node_ids(self) -> list[str]:
