@@ -21,12 +21,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import cProfile
-import io
-import pstats
-import shutil
 import statistics
 import sys
-import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -34,8 +30,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.edge_vs_peers import parse_size  # noqa: E402
-from bench.origins import start_origin  # noqa: E402
-from cdn.processes import free_port  # noqa: E402
+from bench.inprocess import edge_in_process, profile_tables, with_origin  # noqa: E402
 
 URLS = 16
 
@@ -69,46 +64,17 @@ class SinkTransport:
 
 
 async def run(args: argparse.Namespace, origin_url: str) -> None:
-    from aiohttp import web
-
-    from cdn.roles import tune_gc, tune_malloc
-    from edge.config import EdgeConfig
-    from edge.server import build_app
-    from httpcache.app import ENGINE
-    from httpcache.fast_server import HitServer, app_handler_factory, proxied_elsewhere
-    from httpcache.hit_path import HitPath
-
     size = parse_size(args.size)
-    tune_malloc()
-    config = EdgeConfig(host="127.0.0.1", port=free_port(), upstream=origin_url,
-                        region="bench", cache_max_bytes=256 * 1024 * 1024)
-    app = build_app(config)
-    runner = web.AppRunner(app, handle_signals=False, access_log=None)
-    await runner.setup()
-    loop = asyncio.get_running_loop()
-    hits = HitServer(HitPath(app[ENGINE]), app_handler_factory(runner),
-                     app_paths=proxied_elsewhere(app))
-    listener = await loop.create_server(hits, config.host, config.port)
-    base = f"http://{config.host}:{config.port}"
-
-    def fill() -> None:
-        for k in range(1, URLS + 1):
-            for _ in range(2):
-                with urllib.request.urlopen(f"{base}/{size}/hit-{k}", timeout=30) as resp:
-                    resp.read()
-                    status = resp.headers.get("Cache-Status", "")
-            if "hit" not in status:
-                raise RuntimeError(f"/{size}/hit-{k} is not a hit: {status!r}")
-
-    try:
-        await loop.run_in_executor(None, fill)
+    async with edge_in_process(origin_url) as edge:
+        await asyncio.get_running_loop().run_in_executor(None, fill, edge.url, size)
         extra = "".join(f"{h}\r\n" for h in args.header)
-        requests = [(f"GET /{size}/hit-{k} HTTP/1.1\r\nHost: {config.host}:{config.port}\r\n"
-                     f"{extra}\r\n").encode() for k in range(1, URLS + 1)]
-        tune_gc()
+        host = edge.url.removeprefix("http://")
+        requests = [(f"GET /{size}/hit-{k} HTTP/1.1\r\nHost: {host}\r\n{extra}\r\n").encode()
+                    for k in range(1, URLS + 1)]
         sink = SinkTransport()
-        proto = hits()
-        proto.connection_made(sink)  # type: ignore[arg-type]
+        assert edge.hits is not None
+        proto = edge.hits()
+        proto.connection_made(sink)
         feed = proto.data_received
         per_hit: list[float] = []
         profiler = cProfile.Profile() if args.profile else None
@@ -123,21 +89,26 @@ async def run(args: argparse.Namespace, origin_url: str) -> None:
             if profiler is not None:
                 profiler.disable()
             per_hit.append(used / n * 1e6)
-        expected = args.requests * args.repeat
-        if sink.written < expected * size:
-            raise RuntimeError(f"only {sink.written} bytes written for {expected} hits")
-        print(f"hits {size} B: {statistics.median(per_hit):.2f} µs/hit median "
-              f"(runs: {', '.join(f'{x:.2f}' for x in per_hit)}), "
-              f"{sink.written / expected:.0f} B written per hit", flush=True)
-        if profiler is not None:
-            text = io.StringIO()
-            stats = pstats.Stats(profiler, stream=text)
-            stats.sort_stats("tottime").print_stats(args.top)
-            print(text.getvalue())
         proto.connection_lost(None)
-    finally:
-        listener.close()
-        await runner.cleanup()
+    expected = args.requests * args.repeat
+    if sink.written < expected * size:
+        raise RuntimeError(f"only {sink.written} bytes written for {expected} hits")
+    print(f"hits {size} B: {statistics.median(per_hit):.2f} µs/hit median "
+          f"(runs: {', '.join(f'{x:.2f}' for x in per_hit)}), "
+          f"{sink.written / expected:.0f} B written per hit", flush=True)
+    if profiler is not None:
+        print(profile_tables(profiler, args.top, "tottime"))
+
+
+def fill(base: str, size: int) -> None:
+    """Fetch each hit URL twice through the edge's socket; the second must be a hit."""
+    for k in range(1, URLS + 1):
+        for _ in range(2):
+            with urllib.request.urlopen(f"{base}/{size}/hit-{k}", timeout=30) as resp:
+                resp.read()
+                status = resp.headers.get("Cache-Status", "")
+        if "hit" not in status:
+            raise RuntimeError(f"/{size}/hit-{k} is not a hit: {status!r}")
 
 
 def main() -> int:
@@ -151,17 +122,8 @@ def main() -> int:
     parser.add_argument("--profile", action="store_true")
     parser.add_argument("--top", type=int, default=30)
     args = parser.parse_args()
-    import uvloop
-
-    work = Path(tempfile.mkdtemp(prefix="bench-hit-micro-"))
-    origin = start_origin(args.origin, work, [parse_size(args.size)])
-    try:
-        uvloop.run(run(args, origin.url))
-    finally:
-        origin.stop()
-        shutil.rmtree(work, ignore_errors=True)
-    return 0
-
+    return with_origin(args.origin, parse_size(args.size), "bench-hit-micro-",
+                       lambda origin_url: run(args, origin_url))
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -22,22 +22,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import cProfile
-import io
 import logging
-import pstats
 import resource
-import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.edge_vs_peers import parse_size  # noqa: E402
+from bench.inprocess import edge_in_process, profile_tables, with_origin  # noqa: E402
 from bench.loadgen import LUA, parse  # noqa: E402
-from bench.origins import start_origin  # noqa: E402
-from cdn.processes import free_port  # noqa: E402
 
 
 def cpu_seconds() -> float:
@@ -63,41 +58,15 @@ async def wrk(url: str, size: int, tag: str, seconds: float, connections: int) -
 
 
 async def run(args: argparse.Namespace, origin_url: str) -> None:
-    from aiohttp import web
-
-    from cdn.roles import tune_gc, tune_malloc
-    from edge.config import EdgeConfig
-    from edge.server import build_app
-    from httpcache.app import ENGINE
-    from httpcache.fast_server import HitServer, app_handler_factory, proxied_elsewhere
-    from httpcache.hit_path import HitPath
-
     size = parse_size(args.size)
-    tune_malloc()  # as httpcache.serving does
-    config = EdgeConfig(host="127.0.0.1", port=free_port(), upstream=origin_url,
-                        region="bench", cache_max_bytes=256 * 1024 * 1024)
-    app = build_app(config)
-    runner = web.AppRunner(app, handle_signals=False, access_log=None)
-    await runner.setup()
-    loop = asyncio.get_running_loop()
-    if args.no_hit_path:
-        site = web.TCPSite(runner, config.host, config.port, backlog=1024)
-        await site.start()
-        listener = None
-    else:
-        hits = HitServer(HitPath(app[ENGINE]), app_handler_factory(runner),
-                         app_paths=proxied_elsewhere(app))
-        listener = await loop.create_server(hits, config.host, config.port, backlog=1024)
-    url = f"http://{config.host}:{config.port}"
-    tune_gc()
-    try:
-        await wrk(url, size, f"warm{time.time_ns()}", 1.0, 8)  # connections, code paths
+    async with edge_in_process(origin_url, hit_path=not args.no_hit_path) as edge:
+        await wrk(edge.url, size, f"warm{time.time_ns()}", 1.0, 8)  # connections, code paths
         for connections in args.connections:
             profiler = cProfile.Profile() if args.profile else None
             before = cpu_seconds()
             if profiler is not None:
                 profiler.enable()
-            out = await wrk(url, size, f"r{time.time_ns()}", args.seconds, connections)
+            out = await wrk(edge.url, size, f"r{time.time_ns()}", args.seconds, connections)
             if profiler is not None:
                 profiler.disable()
             used = cpu_seconds() - before
@@ -107,17 +76,9 @@ async def run(args: argparse.Namespace, origin_url: str) -> None:
                   f"edge CPU {used / max(result.requests, 1) * 1e6:6.1f} µs/req  "
                   f"errors {result.errors}", flush=True)
             if profiler is not None:
-                text = io.StringIO()
-                stats = pstats.Stats(profiler, stream=text)
-                stats.sort_stats("tottime").print_stats(args.top)
-                stats.sort_stats("cumulative").print_stats(args.top)
-                print(text.getvalue())
+                print(profile_tables(profiler, args.top, "tottime", "cumulative"))
                 if args.dump:
-                    stats.dump_stats(f"{args.dump}.{connections}")
-    finally:
-        if listener is not None:
-            listener.close()
-        await runner.cleanup()
+                    profiler.dump_stats(f"{args.dump}.{connections}")
 
 
 def main() -> int:
@@ -132,19 +93,10 @@ def main() -> int:
     parser.add_argument("--dump", help="with --profile: also save the stats here (pstats)")
     parser.add_argument("--no-hit-path", action="store_true")
     args = parser.parse_args()
-    import uvloop
-
     # wrk drops its connections at the end of a run, mid-request: not worth a traceback
     logging.getLogger("aiohttp").setLevel(logging.CRITICAL)
-    work = Path(tempfile.mkdtemp(prefix="bench-miss-micro-"))
-    origin = start_origin(args.origin, work, [parse_size(args.size)])
-    try:
-        uvloop.run(run(args, origin.url))
-    finally:
-        origin.stop()
-        shutil.rmtree(work, ignore_errors=True)
-    return 0
-
+    return with_origin(args.origin, parse_size(args.size), "bench-miss-micro-",
+                       lambda origin_url: run(args, origin_url))
 
 if __name__ == "__main__":
     sys.exit(main())
