@@ -18,8 +18,9 @@ where the HTTP overhead is small next to the bytes.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import zlib
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Literal
 
@@ -121,29 +122,27 @@ class NodeClient:
         self._nodes[spec.node_id] = spec
         return True
 
+    def _node(self, node_id: str) -> NodeSpec:
+        spec = self._nodes.get(node_id)
+        if spec is None:  # removed from the cluster while a request to it was queued
+            raise NodeRequestError(node_id, "unreachable", "node not configured")
+        return spec
+
     # -- maintenance calls of the background workers ------------------------------------------
 
     async def _json(self, method: str, node_id: str, path: str, *,
                     params: dict[str, str] | None = None, body: object = None,
                     timeout: aiohttp.ClientTimeout | None = None,  # noqa: ASYNC109
                     ) -> dict:
-        spec = self._nodes.get(node_id)
-        if spec is None:
-            raise NodeRequestError(node_id, "unreachable", "node not configured")
-        try:
+        spec = self._node(node_id)
+        with _node_errors(node_id):
             async with self._session.request(method, spec.url + path, params=params,
                                               json=body, timeout=timeout or self._timeout
                                               ) as resp:
                 if resp.status == 404:
                     raise NodeRequestError(node_id, "not-found", await resp.text())
-                if resp.status != 200:
-                    raise NodeRequestError(node_id, "rejected",
-                                           f"HTTP {resp.status}: {(await resp.text())[:200]}")
+                await _expect_ok(node_id, resp)
                 return await resp.json()
-        except NodeRequestError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - mapped below, never leaks
-            raise _map_exception(node_id, exc) from exc
 
     async def list_volumes(self, node_id: str) -> list[dict]:
         """``[{"volume", "size", "active", "age"}]`` of one node."""
@@ -191,9 +190,7 @@ class NodeClient:
     async def _store_batch(
         self, node_id: str, items: list[_Store]
     ) -> list[FragmentLocation | Exception]:
-        spec = self._nodes.get(node_id)
-        if spec is None:
-            raise NodeRequestError(node_id, "unreachable", "node no longer configured")
+        spec = self._node(node_id)
         body = b"".join(batch_wire.encode_store(
             batch_wire.StoreItem(i.fragment_id.encode(), i.payload, i.checksum) for i in items))
         answer = await self._post_batch(node_id, spec.url + "/fragments/batch", body)
@@ -216,38 +213,24 @@ class NodeClient:
 
     async def _post_batch(self, node_id: str, url: str, body: bytes) -> bytes:
         """One batch request; the whole answer body, or ``NodeRequestError`` for all of it."""
-        try:
+        with _node_errors(node_id):
             async with self._session.post(url, data=body, timeout=self._timeout, headers={
                     "Content-Type": "application/octet-stream"}) as resp:
-                if resp.status != 200:
-                    raise NodeRequestError(node_id, "rejected",
-                                           f"HTTP {resp.status}: {(await resp.text())[:200]}")
+                await _expect_ok(node_id, resp)
                 return await resp.read()
-        except NodeRequestError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - mapped below, never leaks
-            raise _map_exception(node_id, exc) from exc
 
     async def _put_one(
         self, node_id: str, fragment_id: str, payload: bytes, checksum: int
     ) -> FragmentLocation:
-        spec = self._nodes.get(node_id)
-        if spec is None:
-            raise NodeRequestError(node_id, "unreachable", "node not configured")
+        spec = self._node(node_id)
         url = f"{spec.url}/fragments"
-        try:
+        with _node_errors(node_id):
             async with self._session.post(url, data=payload, timeout=self._timeout,
                                           headers={"X-Fragment-Id": fragment_id,
                                                    "Content-Type": "application/octet-stream"}
                                           ) as resp:
-                if resp.status != 200:
-                    raise NodeRequestError(node_id, "rejected",
-                                           f"HTTP {resp.status}: {(await resp.text())[:200]}")
+                await _expect_ok(node_id, resp)
                 answer = await resp.json()
-        except NodeRequestError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - mapped below, never leaks
-            raise _map_exception(node_id, exc) from exc
         try:
             return FragmentLocation(node_id, int(answer["volume"]), int(answer["offset"]),
                                     int(answer["length"]), checksum)
@@ -279,9 +262,7 @@ class NodeClient:
         return _verified(location, payload)
 
     async def _fetch_batch(self, node_id: str, items: list[_Fetch]) -> list[bytes | Exception]:
-        spec = self._nodes.get(node_id)
-        if spec is None:
-            raise NodeRequestError(node_id, "unreachable", "node no longer configured")
+        spec = self._node(node_id)
         body = batch_wire.encode_fetch(
             batch_wire.FetchItem(i.location.volume, i.location.offset, i.location.length,
                                  i.fragment_id.encode()) for i in items)
@@ -307,11 +288,9 @@ class NodeClient:
 
     async def _get_one(self, location: FragmentLocation, fragment_id: str) -> bytes:
         node_id = location.node_id
-        spec = self._nodes.get(node_id)
-        if spec is None:
-            raise NodeRequestError(node_id, "unreachable", "node no longer configured")
+        spec = self._node(node_id)
         url = f"{spec.url}/volumes/{location.volume}/{location.offset}/{location.length}"
-        try:
+        with _node_errors(node_id):
             async with self._session.get(url, timeout=self._timeout,
                                          headers={"X-Fragment-Id": fragment_id}) as resp:
                 if resp.status == 404:
@@ -319,13 +298,8 @@ class NodeClient:
                 if resp.status == 409:
                     kind = resp.headers.get("X-Fragment-Error", "corrupt")
                     raise NodeRequestError(node_id, "corrupt", kind)
-                if resp.status != 200:
-                    raise NodeRequestError(node_id, "rejected", f"HTTP {resp.status}")
+                await _expect_ok(node_id, resp)
                 return await resp.read()
-        except NodeRequestError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - mapped below, never leaks
-            raise _map_exception(node_id, exc) from exc
 
     async def probe(self, node_id: str) -> bool:
         """``GET /_health`` answered 200 within the probe timeout."""
@@ -343,6 +317,23 @@ def _verified(location: FragmentLocation, payload: bytes) -> bytes:
         raise NodeRequestError(location.node_id, "corrupt",
                                "fragment checksum differs from metadata")
     return payload
+
+
+@contextlib.contextmanager
+def _node_errors(node_id: str) -> Iterator[None]:
+    """Any failure of one request to ``node_id`` as a ``NodeRequestError``."""
+    try:
+        yield
+    except NodeRequestError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - mapped below, never leaks
+        raise _map_exception(node_id, exc) from exc
+
+
+async def _expect_ok(node_id: str, resp: aiohttp.ClientResponse) -> None:
+    if resp.status != 200:
+        raise NodeRequestError(node_id, "rejected",
+                               f"HTTP {resp.status}: {(await resp.text())[:200]}")
 
 
 def _map_exception(node_id: str, exc: BaseException) -> NodeRequestError:
