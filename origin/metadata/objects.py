@@ -240,6 +240,35 @@ def resume_after_common_prefix(prefix: str, delimiter: str, marker: str) -> str 
     return None
 
 
+async def walk_page(fetch: Callable[[int], Awaitable[list[asyncpg.Record]]], *, prefix: str,
+                    delimiter: str, max_keys: int, take: Callable[[asyncpg.Record], None],
+                    roll_up: Callable[[str], None]) -> tuple[list[str], bool]:
+    """One listing page over rows in key order, shared by the object and version listings.
+
+    ``fetch(limit)`` reads up to ``limit`` rows after the caller's cursor; ``take(row)``
+    lists a row and moves the cursor past it; a row under a new common prefix is rolled up
+    and ``roll_up(common)`` moves the cursor past everything under it (one query skips a whole
+    "folder"). Returns the common prefixes and whether more rows follow the page."""
+    prefixes: list[str] = []
+    taken = 0
+    while taken + len(prefixes) < max_keys:
+        limit = max_keys - taken - len(prefixes)
+        rows = await fetch(limit)
+        jumped = False
+        for row in rows:
+            common = common_prefix(row["key"], prefix, delimiter)
+            if common is not None:
+                prefixes.append(common)
+                roll_up(common)
+                jumped = True
+                break
+            take(row)
+            taken += 1
+        if not jumped and len(rows) < limit:
+            return prefixes, False
+    return prefixes, max_keys > 0 and bool(await fetch(1))
+
+
 def _lower_bound(prefix: str, resume: tuple[str, bool] | None) -> tuple[str, bool]:
     """Where a listing scan starts: the later of the prefix and the resume position."""
     if resume is None or resume[0] < prefix:
@@ -267,33 +296,23 @@ async def list_objects(
         resume = (jump, True)
     bound, inclusive = _lower_bound(prefix, resume)
     contents: list[ListedObject] = []
-    prefixes: list[str] = []
-    exhausted = False
+
+    def take(row: asyncpg.Record) -> None:
+        nonlocal bound, inclusive
+        contents.append(ListedObject(row["key"], row["size"], row["etag"],
+                                     row["last_modified"], row["storage_class"]))
+        bound, inclusive = row["key"], False
+
+    def roll_up(common: str) -> None:
+        nonlocal bound, inclusive
+        bound, inclusive = key_successor(common), True
+
     async with pool.acquire() as conn:
 
         async def fetch(limit: int) -> list[asyncpg.Record]:
             op = ">=" if inclusive else ">"
             return await conn.fetch(LISTING_QUERY.format(op=op), bucket, bound, upper, limit)
 
-        while len(contents) + len(prefixes) < max_keys:
-            limit = max_keys - len(contents) - len(prefixes)
-            rows = await fetch(limit)
-            jumped = False
-            for row in rows:
-                key = row["key"]
-                common = common_prefix(key, prefix, delimiter)
-                if common is not None:
-                    prefixes.append(common)
-                    bound, inclusive = key_successor(common), True
-                    jumped = True
-                    break
-                contents.append(ListedObject(key, row["size"], row["etag"],
-                                             row["last_modified"], row["storage_class"]))
-                bound, inclusive = key, False
-            if not jumped and len(rows) < limit:
-                exhausted = True
-                break
-        truncated = False
-        if not exhausted and max_keys > 0:
-            truncated = bool(await fetch(1))
+        prefixes, truncated = await walk_page(fetch, prefix=prefix, delimiter=delimiter,
+                                              max_keys=max_keys, take=take, roll_up=roll_up)
     return ListPage(contents, prefixes, truncated, (bound, inclusive) if truncated else None)

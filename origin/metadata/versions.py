@@ -16,9 +16,9 @@ from origin.metadata.models import ObjectRecord
 from origin.metadata.objects import (
     _OBJECT_COLUMNS,
     _object,
-    common_prefix,
     key_successor,
     resume_after_common_prefix,
+    walk_page,
 )
 from origin.metadata.rows import (
     insert_delete_marker,
@@ -159,7 +159,17 @@ async def list_versions(
         if rkey < prefix:
             rkey, rseq = prefix, -_FAR
         entries: list[VersionEntry] = []
-        prefixes: list[str] = []
+
+        def take(row: asyncpg.Record) -> None:
+            nonlocal rkey, rseq
+            entries.append(VersionEntry(row["key"], row["version_id"], row["is_latest"],
+                                        row["delete_marker"], row["size"], row["etag"],
+                                        row["last_modified"], row["storage_class"]))
+            rkey, rseq = row["key"], -row["seq"]
+
+        def roll_up(common: str) -> None:
+            nonlocal rkey, rseq
+            rkey, rseq = key_successor(common), -_FAR
 
         async def fetch(limit: int) -> list[asyncpg.Record]:
             return await conn.fetch(
@@ -169,27 +179,8 @@ async def list_versions(
                    AND ($3::text IS NULL OR key < $3) AND (key > $2 OR -seq > $4)
                    ORDER BY key, seq DESC LIMIT $5""", bucket, rkey, upper, rseq, limit)
 
-        exhausted = False
-        while len(entries) + len(prefixes) < max_keys:
-            room = max_keys - len(entries) - len(prefixes)
-            rows = await fetch(room)
-            jumped = False
-            for row in rows:
-                key = row["key"]
-                common = common_prefix(key, prefix, delimiter)
-                if common is not None:
-                    prefixes.append(common)
-                    rkey, rseq = key_successor(common), -_FAR
-                    jumped = True
-                    break
-                entries.append(VersionEntry(key, row["version_id"], row["is_latest"],
-                                            row["delete_marker"], row["size"], row["etag"],
-                                            row["last_modified"], row["storage_class"]))
-                rkey, rseq = key, -row["seq"]
-            if not jumped and len(rows) < room:
-                exhausted = True
-                break
-        truncated = not exhausted and max_keys > 0 and bool(await fetch(1))
+        prefixes, truncated = await walk_page(fetch, prefix=prefix, delimiter=delimiter,
+                                              max_keys=max_keys, take=take, roll_up=roll_up)
     if not truncated:
         return VersionPage(entries, prefixes, False, None, None)
     last_entry = entries[-1] if entries else None
