@@ -27,7 +27,7 @@ class Fields:
         self._index: dict[str, list[str]] | None = None
 
     @classmethod
-    def _of_str_pairs(cls, items: tuple[tuple[str, str], ...]) -> Fields:
+    def of_str_pairs(cls, items: tuple[tuple[str, str], ...]) -> Fields:
         """Fields over pairs known to be ``(str, str)`` already (copies of our own)."""
         fields = object.__new__(cls)
         fields._items = items
@@ -132,13 +132,13 @@ class Fields:
                 drop.update(_lowered(n))
         index = self._index
         if index is None:
-            return Fields._of_str_pairs(
+            return Fields.of_str_pairs(
                 tuple([item for item in self._items if item[0].lower() not in drop]))
         # indexed (request and upstream fields): no scan when nothing goes, which is the
         # common case, and the result stays indexed for the lookups that follow
         if drop.isdisjoint(index):
             return self
-        fields = Fields._of_str_pairs(
+        fields = Fields.of_str_pairs(
             tuple([item for item in self._items if item[0].lower() not in drop]))
         fields._index = {k: v for k, v in index.items() if k not in drop}
         return fields
@@ -147,14 +147,14 @@ class Fields:
         """A copy with every ``name`` line replaced by one line ``name: value``."""
         name, value = str(name), str(value)
         base = self.without(name)
-        fields = Fields._of_str_pairs((*base._items, (name, value)))
+        fields = Fields.of_str_pairs((*base._items, (name, value)))
         if base._index is not None:
             fields._index = {**base._index, name.lower(): [value]}
         return fields
 
     def appended(self, name: str, value: str) -> Fields:
         name, value = str(name), str(value)
-        fields = Fields._of_str_pairs((*self._items, (name, value)))
+        fields = Fields.of_str_pairs((*self._items, (name, value)))
         if self._index is not None:
             lname = name.lower()
             fields._index = {**self._index, lname: [*self._index.get(lname, ()), value]}
@@ -162,7 +162,7 @@ class Fields:
 
     def unindexed(self) -> Fields:
         """The same fields without the name index (what a store keeps: less memory)."""
-        return self if self._index is None else Fields._of_str_pairs(self._items)
+        return self if self._index is None else Fields.of_str_pairs(self._items)
 
     def byte_size(self) -> int:
         return sum(len(k) + len(v) + 4 for k, v in self._items)

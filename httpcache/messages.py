@@ -127,7 +127,7 @@ def unpack_fields(packed: str | Fields) -> Fields:
     if not packed:
         return Fields()
     parts = iter(packed.split(_SEP))
-    return Fields._of_str_pairs(tuple(zip(parts, parts, strict=True)))
+    return Fields.of_str_pairs(tuple(zip(parts, parts, strict=True)))
 
 
 def fields_wire_size(packed: str | Fields) -> int:
