@@ -50,7 +50,8 @@ def response(i: int, body_size: int, now: float) -> StoredResponse:
     body = (i.to_bytes(8, "little") * (body_size // 8 + 1))[:body_size]  # a new object each
     head = b"\r\n".join(b"%s: %s" % (n.encode(), v.encode()) for n, v in (
         *HEADERS, ("content-length", str(body_size)), ("surrogate-key", f"g{i // 10}")))
-    headers = Fields(tuple(line.split(": ", 1)) for line in head.decode("latin-1").split("\r\n"))
+    lines = head.decode("latin-1").split("\r\n")
+    headers = Fields((name, value) for name, _, value in (x.partition(": ") for x in lines))
     return StoredResponse(cache_key=f"/bucket/object-{i:08d}", status=200, headers=headers,
                           body=body, request_time=now + i * 1e-6,  # each its own, as real
                           response_time=now + i * 1e-6 + 0.01,

@@ -254,14 +254,15 @@ def worker_main(conn: multiprocessing.connection.Connection, host: str, port: in
             try:
                 if command == "exit":
                     return
+                reply: Any = None
                 if command == "open":
-                    reply: Any = await worker.open(*args)
+                    await worker.open(*args)
                 elif command == "lone":
                     reply = await worker.lone(*args)
                 elif command == "burst":
                     reply = await worker.burst(*args)
                 elif command == "close":
-                    reply = worker.close()
+                    worker.close()
                 else:
                     raise ValueError(command)
             except Exception as exc:  # the main process reports it and stops
