@@ -35,9 +35,10 @@ from bench.inprocess import edge_in_process, profile_tables, with_origin  # noqa
 from bench.loadgen import LUA, parse  # noqa: E402
 
 
-def cpu_seconds() -> float:
+def cpu_seconds() -> tuple[float, float]:
+    """(user, system) CPU seconds of this process."""
     usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
+    return usage.ru_utime, usage.ru_stime
 
 
 async def wrk(url: str, size: int, tag: str, seconds: float, connections: int) -> str:
@@ -69,11 +70,14 @@ async def run(args: argparse.Namespace, origin_url: str) -> None:
             out = await wrk(edge.url, size, f"r{time.time_ns()}", args.seconds, connections)
             if profiler is not None:
                 profiler.disable()
-            used = cpu_seconds() - before
+            after = cpu_seconds()
+            user, system = after[0] - before[0], after[1] - before[1]
             result = parse(out)
+            per = 1e6 / max(result.requests, 1)
             print(f"misses {size} B, {connections:3d} conn: {result.rps:8.0f} req/s  "
                   f"p50 {result.p50_ms:7.2f} ms  p99 {result.p99_ms:7.2f} ms  "
-                  f"edge CPU {used / max(result.requests, 1) * 1e6:6.1f} µs/req  "
+                  f"edge CPU {(user + system) * per:6.1f} µs/req "
+                  f"(user {user * per:.1f}, sys {system * per:.1f})  "
                   f"errors {result.errors}", flush=True)
             if profiler is not None:
                 print(profile_tables(profiler, args.top, "tottime", "cumulative"))

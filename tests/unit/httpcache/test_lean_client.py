@@ -236,3 +236,32 @@ async def test_host_field_is_the_one_aiohttp_sends() -> None:
     finally:
         pools.close()
         await server.stop()
+
+
+async def test_reading_pauses_after_the_first_piece_until_its_readers_ran(
+        pools: LeanPools) -> None:
+    """A body that is not complete in its first read: nothing more is read until the first
+    piece was taken and the tasks it woke had their turn (the time to first byte must not
+    wait for later pieces); a body complete in one read never pauses."""
+    size = HIGH_WATER * 2
+    server = await RawServer(lambda n, _h: ok(b"z" * (size if n == 1 else 10))).start()
+    try:
+        pool = pools.pool("127.0.0.1", server.port)
+        async with pool.get("/x", []) as (_head, chunks):
+            conn = next(iter(pool._open))
+            await asyncio.sleep(0.05)  # the server has sent everything by now
+            assert conn.paused and conn.queued < size
+            first = await chunks.__anext__()
+            assert conn.paused  # the resume waits behind the tasks this piece woke
+            await asyncio.sleep(0)
+            assert not conn.paused
+            rest = b"".join([c async for c in chunks])
+        assert len(first) + len(rest) == size
+        async with pool.get("/x", []) as (_head, chunks):
+            conn = next(iter(pool._open))
+            await asyncio.sleep(0.05)
+            assert not conn.paused and conn.complete
+            assert b"".join([c async for c in chunks]) == b"z" * 10
+        assert server.connections == 1
+    finally:
+        await server.stop()
