@@ -57,6 +57,7 @@ from bench.profile_edge import analyse  # noqa: E402
 from bench.static_origin import body  # noqa: E402
 
 LONE_SAMPLES = 5  # the lone request's TTFB is the median of this many cold fetches
+LONE_GAP = 0.2  # seconds between two lone samples
 WARM_SIZE = 16  # the small object whose hits open the connections
 READ_BUFFER = 256 * 1024
 MAX_HEAD = 64 * 1024
@@ -210,8 +211,14 @@ class Worker:
                                REQUEST_TIMEOUT)
 
     async def lone(self, paths: list[str]) -> list[Result]:
-        return [await asyncio.wait_for(self.clients[0].request(p), REQUEST_TIMEOUT)
-                for p in paths]
+        results = []
+        for path in paths:
+            # alone means alone: the previous sample's fill (joining and storing the body
+            # after its last byte went out) must not be running still
+            await asyncio.sleep(LONE_GAP)
+            results.append(await asyncio.wait_for(self.clients[0].request(path),
+                                                  REQUEST_TIMEOUT))
+        return results
 
     async def burst(self, path: str, start: float) -> tuple[list[Result], float]:
         """Every connection asks for ``path`` at ``start`` (a monotonic time shared by the

@@ -88,6 +88,9 @@ class Flight:
         self._unstarted: set[int] = set()  # readers that have not taken their first chunk
         self._tokens = itertools.count()
         self._changed = asyncio.Event()
+        # called (synchronously) on every change, after the readers were woken: the owner of
+        # a flight it runs itself writes to its client from here (``Collapser.start``)
+        self.listener: Callable[[], None] | None = None
 
     # -- producer side ---------------------------------------------------------------------
 
@@ -121,6 +124,8 @@ class Flight:
     def _wake(self) -> None:
         changed, self._changed = self._changed, asyncio.Event()
         changed.set()
+        if self.listener is not None:
+            self.listener()
 
     def _trim(self) -> None:
         if self._retain:
@@ -136,6 +141,11 @@ class Flight:
     @property
     def done(self) -> bool:
         return self._done
+
+    @property
+    def head(self) -> FlightHead | None:
+        """The head, once published."""
+        return self._head
 
     @property
     def received(self) -> int:
@@ -220,6 +230,17 @@ class FlightReader:
         return (flight._positions.get(self._token, 0) < flight._offset + len(flight._chunks)
                 or flight._done)
 
+    def take(self) -> bytes | memoryview | None:
+        """The next chunk if it is at hand (``None`` otherwise), without waiting: how the
+        owner of a flight it runs itself reads while the flight is being fed."""
+        flight = self.flight
+        position = flight._positions[self._token]
+        if position >= flight._offset + len(flight._chunks):
+            return None
+        flight._unstarted.discard(self._token)
+        flight._positions[self._token] = position + 1
+        return flight._chunks[position - flight._offset]
+
     def chunks(self) -> AsyncIterator[bytes | memoryview]:
         """The body from the start, chunk by chunk as it arrives (a ``memoryview`` for the
         rest of a cut first chunk, see the module docstring); raises the fetch's error if the
@@ -277,17 +298,29 @@ class Collapser:
         if shared:
             self._flights[key] = flight
         reader = flight.reader()
-        task = asyncio.get_running_loop().create_task(self._run(flight, producer))
+        task = asyncio.get_running_loop().create_task(self.run(flight, producer))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return reader, True
+
+    def start(self, key: str) -> Flight | None:
+        """A new shared flight for ``key`` that the caller runs itself (``run``, awaited in
+        its own task: no task of the flight's own, no hand-off per chunk), or ``None`` when
+        one is running already (join that one). The caller must not be cancelled while it
+        runs the flight: the others' answers and the cache fill depend on it."""
+        if key in self._flights:
+            return None
+        flight = self._flights[key] = Flight(key)
+        return flight
 
     def close_to_newcomers(self, flight: Flight) -> None:
         """Later requests start their own flight (e.g. the response is not shareable)."""
         if self._flights.get(flight.key) is flight:
             del self._flights[flight.key]
 
-    async def _run(self, flight: Flight, producer: Producer) -> None:
+    async def run(self, flight: Flight, producer: Producer) -> None:
+        """Run ``producer`` for ``flight``: its error goes to the readers, not the caller
+        (cancellation excepted)."""
         try:
             await producer(flight)
         except asyncio.CancelledError as exc:

@@ -372,20 +372,7 @@ class CacheEngine:
         """Join (or start) the flight that fetches ``creq`` and wait for its head: the
         reader (close it when done), the head, and whether this request owns the flight.
         On an ``UpstreamError`` the reader is closed already."""
-        stored = decision.stored if isinstance(decision, Revalidate) else None
-        fills = isinstance(decision, Revalidate) or decision.store
-
-        def producer(flight: Flight) -> Awaitable[None]:
-            # the upstream request's fields are made only by the request that starts the
-            # flight, not by each of a crowd's waiters
-            return self._produce(
-                flight, creq=creq, method="GET" if fills else creq.method,
-                headers=fill_request_fields(
-                    creq.headers, via=self.config.name, peer=remote, drop=self._drop,
-                    validators=decision.validators if isinstance(decision, Revalidate)
-                    else None),
-                stored=stored, fills=fills)
-
+        producer = self._producer(creq, decision, remote)
         reader, owner = self.collapser.join(creq.target, producer, shared=decision.collapse)
         try:
             try:
@@ -402,6 +389,39 @@ class CacheEngine:
             reader.close()
             raise
         return reader, head, owner
+
+    def inline_flight(self, creq: CacheRequest, decision: Miss, remote: str | None
+                      ) -> tuple[FlightReader, Callable[[], Awaitable[None]]] | None:
+        """For a miss that fills the cache with a GET, when no flight for the key is running:
+        a new shared flight the caller runs itself (``Collapser.start``), as its reader and
+        the coroutine function that runs it (awaited by the caller; never raises but for
+        cancellation, which the caller must not suffer meanwhile). ``None``: use
+        ``open_flight``. Others join the flight as they would join one in its own task."""
+        if creq.method != "GET" or not decision.store or not decision.collapse:
+            return None
+        flight = self.collapser.start(creq.target)
+        if flight is None:
+            return None
+        producer = self._producer(creq, decision, remote)
+        return flight.reader(), functools.partial(self.collapser.run, flight, producer)
+
+    def _producer(self, creq: CacheRequest, decision: Miss | Revalidate, remote: str | None
+                  ) -> Callable[[Flight], Awaitable[None]]:
+        """The upstream exchange of a flight for ``decision``. The upstream request's
+        fields are made only by the request that starts the flight, not by each waiter."""
+        stored = decision.stored if isinstance(decision, Revalidate) else None
+        fills = isinstance(decision, Revalidate) or decision.store
+
+        def producer(flight: Flight) -> Awaitable[None]:
+            return self._produce(
+                flight, creq=creq, method="GET" if fills else creq.method,
+                headers=fill_request_fields(
+                    creq.headers, via=self.config.name, peer=remote, drop=self._drop,
+                    validators=decision.validators if isinstance(decision, Revalidate)
+                    else None),
+                stored=stored, fills=fills)
+
+        return producer
 
     def flight_fields(self, decision: Miss | Revalidate, head: FlightHead, owner: bool, *,
                       revalidated: bool) -> tuple[Fields, CacheStatus, int | None, Fields]:

@@ -17,7 +17,9 @@ path; what is saved is aiohttp's request/response objects per miss, and the conn
 here, so its later hits stay cheap. A body the upstream breaks off after the head cuts the
 connection (as the engine does); an error before the head is answered as the application's
 ``errors_middleware`` answers it (status, text, ``Cache-Status`` detail, ``no-store``). A
-client that goes away cancels its task, not the flight (the fill goes on).
+client that goes away cancels its task, not the flight (the fill goes on); a task that runs
+the flight itself (the first GET of a key, ``HitPath.serve_miss``) is *pinned* meanwhile and
+not cancelled: it finishes the fill, writing nothing more.
 
 The first request it cannot answer *hands the connection over* to the aiohttp application:
 an aiohttp ``RequestHandler`` (made by the app runner's ``web.Server``, so the runner tracks
@@ -127,6 +129,7 @@ class HitProtocol(asyncio.Protocol):
         self.idle_timer: asyncio.TimerHandle | None = None
         self.miss: tuple[MissPlan, bytes, bool] | None = None  # (plan, connection, keep-alive)
         self.miss_task: asyncio.Task[None] | None = None
+        self.pinned = False  # the miss task runs a flight others may wait on: never cancel it
         self.drain_waiter: asyncio.Future[None] | None = None
 
     # -- connection ----------------------------------------------------------------------------
@@ -141,8 +144,8 @@ class HitProtocol(asyncio.Protocol):
     def connection_lost(self, exc: BaseException | None) -> None:
         self._detach()
         self.closing = True
-        if self.miss_task is not None:  # the client went away: the fetch goes on alone
-            self.miss_task.cancel()
+        if self.miss_task is not None and not self.pinned:
+            self.miss_task.cancel()  # the client went away: the fetch goes on alone
         self._wake_drain()
 
     def _detach(self) -> None:
@@ -262,8 +265,7 @@ class HitProtocol(asyncio.Protocol):
         plan, connection, keep_alive = self.miss
         http11 = self.parser.get_http_version() == "1.1"
         try:
-            reusable = await self.hits.serve_miss(plan, self.remote, connection, http11,
-                                                  self._write, self._drain)
+            reusable = await self.hits.serve_miss(plan, self, connection, http11)
         except asyncio.CancelledError:
             return
         except Exception:
@@ -283,14 +285,22 @@ class HitProtocol(asyncio.Protocol):
         if rest:
             self.data_received(rest)
 
-    def _write(self, data: bytes | memoryview) -> None:
+    # -- ``hit_path.MissClient``: what serve_miss writes through ------------------------------
+
+    def write(self, data: bytes | memoryview) -> None:
         if not self.closing and self.transport is not None:
             self.transport.write(data)
 
-    async def _drain(self) -> None:
+    async def drain(self) -> None:
         if self.paused and not self.closing:
             self.drain_waiter = asyncio.get_running_loop().create_future()
             await self.drain_waiter
+
+    def writable(self) -> bool:
+        return not self.paused and not self.closing
+
+    def pin(self, pinned: bool) -> None:
+        self.pinned = pinned
 
     def _fail(self, exc: CacheError) -> None:
         """Answer ``exc`` as the application would, then close the connection."""

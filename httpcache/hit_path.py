@@ -19,14 +19,17 @@ and, when the origin sent none, ``Date`` are written per response.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from http import HTTPStatus
+from typing import Protocol
 
 from httpcache.app import error_answer
 from httpcache.cache_key import cache_key, split_target
 from httpcache.cache_status import CacheStatus
+from httpcache.collapse import FlightHead, FlightReader
 from httpcache.conditional import not_modified, not_modified_fields, requested_ranges
 from httpcache.dates import format_http_date
 from httpcache.engine import CacheEngine
@@ -55,6 +58,7 @@ log = logging.getLogger("cdn.httpcache.hit_path")
 
 # Bodies at least this large are written as their own buffer (no copy into the head's).
 JOIN_BELOW = 16 * 1024
+_CLOSE = b"Connection: close\r\n"
 
 
 def serialise(status: int, fields: Fields) -> bytes:
@@ -247,66 +251,176 @@ class HitPath:
             return None
         return MissPlan(creq, decision)
 
-    async def serve_miss(self, plan: MissPlan, remote: str | None, connection: bytes,
-                         http11: bool, write: Callable[[bytes | memoryview], None],
-                         drain: Callable[[], Awaitable[None]]) -> bool:
-        """Answer ``plan`` as ``CacheEngine`` answers a miss (``open_flight``,
-        ``flight_fields``), written with ``write``/``drain`` (the protocol's transport).
-        Returns whether the connection may carry another request: not when the body was cut
-        (the upstream broke off after the head), nor when it was delimited by closing."""
+    async def serve_miss(self, plan: MissPlan, client: MissClient, connection: bytes,
+                         http11: bool) -> bool:
+        """Answer ``plan`` as ``CacheEngine`` answers a miss (``flight_fields``), written to
+        ``client`` (the protocol's connection). Returns whether the connection may carry
+        another request: not when the body was cut (the upstream broke off after the head),
+        nor when it was delimited by closing, nor when the client went away.
+
+        A GET that fills the cache, when no flight for the key is running, runs its flight
+        itself (``CacheEngine.inline_flight``): the head and each chunk are written to the
+        client as the flight is fed (``_MissAnswer.push``), with no task of the flight's own
+        and no hand-off between tasks per chunk; meanwhile the task is pinned (a client that
+        goes away does not cancel the fill others may be waiting on). What a paused client
+        could not take then is written from the flight afterwards. Any other miss reads the
+        flight it joins or starts (``open_flight``)."""
         engine = self.engine
         creq, decision = plan.creq, plan.decision
+        answer = _MissAnswer(self, creq, decision, client, connection, http11)
+        inline = engine.inline_flight(creq, decision, client.remote)
         try:
-            reader, head, owner = await engine.open_flight(creq, decision, remote)
+            if inline is not None:
+                reader, run = inline
+                owner = True
+                reader.flight.listener = functools.partial(answer.push, reader)
+                client.pin(True)
+                try:
+                    await run()
+                finally:
+                    client.pin(False)
+                    reader.flight.listener = None
+                try:
+                    head = await reader.head(owner=True)  # at hand, or the fetch's error
+                except BaseException:
+                    reader.close()
+                    raise
+            else:
+                reader, head, owner = await engine.open_flight(creq, decision, client.remote)
         except CacheError as exc:  # as httpcache.app's errors_middleware answers it
-            fields, body = error_answer(exc, engine, creq.method, creq.target)
-            write(serialise(exc.status, fields) + self.date_line() + connection + b"\r\n"
-                  + body)
+            answer.error(exc)
             return True
         with reader:
-            _headers, _status, _age, fields = engine.flight_fields(decision, head, owner,
-                                                                   revalidated=False)
-            date = self.date_line() if fields.first("date") is None else b""
-            status = head.status
-            if creq.method == "HEAD" and head.content_length is None and status not in (204,
-                                                                                       304):
-                # the length must be known first, as the engine does
-                body = await reader.body()
-                fields = fields.with_field("Content-Length", str(len(body)))
-            if creq.method == "HEAD" or status in (204, 304):
-                write(serialise(status, fields) + date + connection + b"\r\n")
-                return True
-            length = head.content_length
-            chunked = length is None and http11
-            if chunked:
-                fields = fields.without("transfer-encoding").appended(
-                    "Transfer-Encoding", "chunked")
-            head_bytes = serialise(status, fields) + date + (
-                connection if length is not None or http11 else b"Connection: close\r\n"
-            ) + b"\r\n"
-            if length is None and not reader.ready():
-                write(head_bytes)  # an open-ended body: its head at once (see _stream)
-                head_bytes = b""
-            try:
-                async for chunk in reader.chunks():
-                    if chunked:
-                        chunk = b"%x\r\n%s\r\n" % (len(chunk), chunk)
-                    if head_bytes:
-                        if len(chunk) < JOIN_BELOW:
-                            chunk = head_bytes + chunk
-                        else:  # a large first chunk: the head must not wait for its copy
-                            write(head_bytes)
-                        head_bytes = b""
-                    write(chunk)
-                    await drain()
-            except (UpstreamError, StoreError) as exc:
-                log.warning("%s %s: aborting response: %s", creq.method, creq.target,
-                            exc.message)
-                return False
-            last = head_bytes + (b"0\r\n\r\n" if chunked else b"")
-            if last:  # an empty write is still a call through the transport
-                write(last)
-            return length is not None or http11
+            if not answer.started:
+                if (creq.method == "HEAD" and head.content_length is None
+                        and head.status not in (204, 304)):
+                    # the length must be known first, as the engine does
+                    answer.begin(head, owner, body_length=len(await reader.body()))
+                else:
+                    answer.begin(head, owner)
+            if answer.body:
+                if answer.open_ended and not reader.ready():
+                    answer.flush_head()  # an open-ended body: its head at once (see _stream)
+                try:
+                    async for chunk in reader.chunks():
+                        if client.closing:
+                            return False
+                        answer.chunk(chunk)
+                        await client.drain()
+                except (UpstreamError, StoreError) as exc:
+                    log.warning("%s %s: aborting response: %s", creq.method, creq.target,
+                                exc.message)
+                    return False
+            return answer.end()
+
+
+class MissClient(Protocol):
+    """The connection ``serve_miss`` answers on (``fast_server.HitProtocol``)."""
+
+    remote: str | None
+    closing: bool  # the client went away (or the connection is being closed)
+
+    def write(self, data: bytes | memoryview) -> None: ...
+    async def drain(self) -> None: ...
+    def writable(self) -> bool:
+        """Whether a write now would go out without queueing (not paused, not closing)."""
+        ...
+    def pin(self, pinned: bool) -> None:
+        """While pinned, the client going away must not cancel the task answering it."""
+        ...
+
+
+class _MissAnswer:
+    """The response to one miss as it is written: the head (``begin``, joined with the first
+    chunk when that is at hand), the chunks (chunked-encoded when the length is unknown on
+    HTTP/1.1), the end (``end``). ``push`` writes what a flight has at hand, synchronously:
+    it is the listener of a flight the request runs itself."""
+
+    def __init__(self, path: HitPath, creq: CacheRequest, decision: Miss, client: MissClient,
+                 connection: bytes, http11: bool) -> None:
+        self.path = path
+        self.creq = creq
+        self.decision = decision
+        self.client = client
+        self.connection = connection
+        self.http11 = http11
+        self.started = False
+        self.body = False  # a body follows the head
+        self.open_ended = False  # no declared length: the head goes out at once
+        self.chunked = False
+        self.length: int | None = None
+        self.head_bytes = b""
+
+    def error(self, exc: CacheError) -> None:
+        fields, body = error_answer(exc, self.path.engine, self.creq.method, self.creq.target)
+        self.client.write(serialise(exc.status, fields) + self.path.date_line()
+                          + self.connection + b"\r\n" + body)
+
+    def begin(self, head: FlightHead, owner: bool, *, body_length: int | None = None) -> None:
+        """Count the answer and make its head (``flight_fields``); ``body_length``: the
+        length of a HEAD's body the upstream did not declare."""
+        self.started = True
+        _headers, _status, _age, fields = self.path.engine.flight_fields(
+            self.decision, head, owner, revalidated=False)
+        date = self.path.date_line() if fields.first("date") is None else b""
+        status = head.status
+        if body_length is not None:
+            fields = fields.with_field("Content-Length", str(body_length))
+        if self.creq.method == "HEAD" or status in (204, 304):
+            self.head_bytes = serialise(status, fields) + date + self.connection + b"\r\n"
+            self.length = 0
+            return
+        self.body = True
+        length = self.length = head.content_length
+        self.open_ended = length is None
+        self.chunked = length is None and self.http11
+        if self.chunked:
+            fields = fields.without("transfer-encoding").appended(
+                "Transfer-Encoding", "chunked")
+        self.head_bytes = serialise(status, fields) + date + (
+            self.connection if length is not None or self.http11 else _CLOSE) + b"\r\n"
+
+    def flush_head(self) -> None:
+        if self.head_bytes:
+            self.client.write(self.head_bytes)
+            self.head_bytes = b""
+
+    def chunk(self, chunk: bytes | memoryview) -> None:
+        if self.chunked:
+            chunk = b"%x\r\n%s\r\n" % (len(chunk), chunk)
+        if self.head_bytes:
+            if len(chunk) < JOIN_BELOW:
+                chunk = self.head_bytes + chunk
+            else:  # a large first chunk: the head must not wait for its copy
+                self.client.write(self.head_bytes)
+            self.head_bytes = b""
+        self.client.write(chunk)
+
+    def end(self) -> bool:
+        """Write what is left (a head not sent yet, the last chunk); whether the connection
+        may carry another request."""
+        last = self.head_bytes + (b"0\r\n\r\n" if self.chunked else b"")
+        self.head_bytes = b""
+        if last:  # an empty write is still a call through the transport
+            self.client.write(last)
+        return (self.length is not None or self.http11) and not self.client.closing
+
+    def push(self, reader: FlightReader) -> None:
+        """Write what ``reader``'s flight has at hand (a flight's listener)."""
+        if not self.started:
+            head = reader.flight.head
+            if head is None:
+                return
+            self.begin(head, owner=True)
+            if self.open_ended and not reader.ready():
+                self.flush_head()
+        if not self.body:
+            return
+        while self.client.writable():
+            chunk = reader.take()
+            if chunk is None:
+                return
+            self.chunk(chunk)
 
 
 # Request fields whose answers the engine derives from a complete response (conditionals,

@@ -174,6 +174,52 @@ async def test_misses_on_the_hit_path_keep_the_connection(edge: Edge) -> None:
     writer.close()
 
 
+async def test_a_miss_running_its_own_flight_fills_the_cache_when_its_client_leaves(
+        edge: Edge) -> None:
+    """The first GET of a key runs the flight in its own task (``inline_flight``): a second
+    client joins it and gets every byte, and the first client leaving mid-body cancels
+    neither the fill nor the other's answer: one origin request, then hits."""
+    body = bytes(range(256)) * 1024  # 256 KiB, over about 0.3 s
+    edge.topo.origin.set("/shared", body, headers=CACHEABLE, chunk_size=8192,
+                         chunk_delay=0.01)
+    first_reader, first = await edge.connect()
+    first.write(get("/shared"))
+    started = await first_reader.readuntil(b"\r\n\r\n")
+    assert started.startswith(b"HTTP/1.1 200")
+    second_reader, second = await edge.connect()
+    second.write(get("/shared"))
+    await asyncio.sleep(0.03)  # joined the running flight
+    first.transport.abort()  # the owner's client goes away mid-body: the edge's next write
+    # to it fails while the flight is still being fed
+    async with asyncio.timeout(10):
+        joined = await read_response(second_reader)
+    assert joined.body == body and joined.cache_status().get("collapsed") is True
+    second.close()
+    reader, writer = await edge.connect()
+    writer.write(get("/shared"))
+    hit = await read_response(reader)
+    assert hit.body == body and hit.cache_status().get("hit") is True
+    assert edge.topo.origin.count("/shared") == 1
+    writer.close()
+
+
+async def test_a_paused_client_of_its_own_flight_gets_the_rest_afterwards(edge: Edge) -> None:
+    """An owner whose client reads nothing while the body streams in (its transport pauses)
+    is written the rest from the flight once it reads again: exact bytes, in order."""
+    body = bytes(range(251)) * 32 * 1024  # ~8 MiB: more than the socket buffers hold
+    edge.topo.origin.set("/big", body, headers=CACHEABLE, chunk_size=256 * 1024)
+    reader, writer = await edge.connect()
+    writer.write(get("/big") + get("/b"))
+    await asyncio.sleep(0.5)  # the fetch runs on while the client does not read
+    async with asyncio.timeout(10):
+        whole = await read_response(reader)
+    assert whole.status == 200 and whole.body == body
+    after = await read_response(reader)  # the connection goes on after it
+    assert after.body == b"bee"
+    assert edge.topo.origin.count("/big") == 1
+    writer.close()
+
+
 async def test_conditional_and_ranged_misses_go_to_the_application(edge: Edge) -> None:
     reader, writer = await edge.connect()
     writer.write(get("/a", "Range: bytes=0-3"))
