@@ -5,7 +5,10 @@ and publishes the response head, then the body chunk by chunk. Every request for
 the first included — gets a ``FlightReader``: it waits for the head, then streams chunks as
 they arrive (an ``asyncio.Event`` replaced on every change wakes the readers; nothing polls).
 The fetch runs in its own task so one client going away does not abort the download the
-others (and the cache) are waiting for.
+others (and the cache) are waiting for. The exception is a flight its first request runs
+itself (``Collapser.start`` + ``run``, used by the hit path's plain misses): that request
+writes to its client from the flight's ``listener`` as the flight is fed, saving the task and
+the hand-off per chunk, and its caller guarantees it is not cancelled while it runs.
 
 Uncacheable answers: the head says whether the response may be *shared*. A response the
 policy would store is shareable by definition (the cache would serve it to anyone). One it
