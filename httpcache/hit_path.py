@@ -59,6 +59,7 @@ log = logging.getLogger("cdn.httpcache.hit_path")
 # Bodies at least this large are written as their own buffer (no copy into the head's).
 JOIN_BELOW = 16 * 1024
 _CLOSE = b"Connection: close\r\n"
+HOLD_LAST_ABOVE = 1024 * 1024  # see _MissAnswer.push
 
 
 def serialise(status: int, fields: Fields) -> bytes:
@@ -415,6 +416,14 @@ class _MissAnswer:
             if self.open_ended and not reader.ready():
                 self.flush_head()
         if not self.body:
+            return
+        flight = reader.flight
+        if self.length is not None and self.length >= HOLD_LAST_ABOVE and (
+                flight.received >= self.length):
+            # the last chunk of a large body waits until the flight has stored it (after
+            # ``run``): the fill (joining the body: ms on fresh memory for 10 MiB) then
+            # delays this response's end, not the time to first byte of the client's next
+            # request on this connection (measured: 10 MiB TTFB 1.3 -> 9-12 ms otherwise)
             return
         while self.client.writable():
             chunk = reader.take()

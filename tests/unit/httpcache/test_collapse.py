@@ -262,3 +262,31 @@ async def test_a_lone_readers_first_chunk_is_not_cut() -> None:
     reader, _ = collapser.join("/k", fetch)
     await reader.head(owner=True)
     assert [bytes(c) async for c in reader.chunks()] == [big]
+
+
+async def test_a_flight_run_by_its_owner_writes_through_its_listener() -> None:
+    """``start`` + ``run``: no task of the flight's own; the listener sees each change and
+    ``take`` reads what is at hand; a newcomer joins the running flight (no second fetch)."""
+    collapser = Collapser()
+    flight = collapser.start("/k")
+    assert flight is not None and collapser.start("/k") is None  # one is running
+    owner = flight.reader()
+    seen: list[bytes | memoryview] = []
+    joined: list[FlightReader] = []
+
+    def listener() -> None:
+        while (chunk := owner.take()) is not None:
+            seen.append(chunk)
+
+    async def fetch(f: Flight) -> None:
+        f.publish_head(FlightHead(200, HEADERS, HEADERS, content_length=6))
+        f.feed(b"abc")
+        reader, is_owner = collapser.join("/k", fetch)
+        assert not is_owner
+        joined.append(reader)
+        f.feed(b"def")
+
+    flight.listener = listener
+    await collapser.run(flight, fetch)
+    assert seen == [b"abc", b"def"] and flight.done and not collapser.busy("/k")
+    assert await joined[0].body() == b"abcdef"
