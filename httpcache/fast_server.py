@@ -59,14 +59,13 @@ from aiohttp import web
 from httpcache.app import error_answer
 from httpcache.errors import CacheError, HeadTooLarge, MalformedRequest
 from httpcache.headers import Fields
-from httpcache.hit_path import HitPath, MissPlan, serialise
+from httpcache.hit_path import CONNECTION_CLOSE, HitPath, MissPlan, serialise
 
 log = logging.getLogger("cdn.httpcache.fast_server")
 
 MAX_HEAD_BYTES = 64 * 1024
 MAX_FIELD_SIZE = 16384  # as the app's handler_args (aiohttp answers longer fields itself)
 
-_CLOSE = b"Connection: close\r\n"
 _BODY_FIELDS = frozenset({"content-length", "transfer-encoding", "expect"})
 _KEEP_ALIVE = b"Connection: keep-alive\r\n"
 
@@ -305,7 +304,7 @@ class HitProtocol(asyncio.Protocol):
     def _fail(self, exc: CacheError) -> None:
         """Answer ``exc`` as the application would, then close the connection."""
         fields, body = error_answer(exc, self.hits.engine, "-", "(unparsed request)")
-        self.out.append(serialise(exc.status, fields) + self.hits.date_line() + _CLOSE
+        self.out.append(serialise(exc.status, fields) + self.hits.date_line() + CONNECTION_CLOSE
                         + b"\r\n" + body)
         self._flush()
         self.close()
@@ -368,9 +367,9 @@ class HitProtocol(asyncio.Protocol):
         parser = self.parser
         keep_alive = parser.should_keep_alive()
         if parser.get_http_version() == "1.1":
-            connection = b"" if keep_alive else _CLOSE
+            connection = b"" if keep_alive else CONNECTION_CLOSE
         else:
-            connection = _KEEP_ALIVE if keep_alive else _CLOSE
+            connection = _KEEP_ALIVE if keep_alive else CONNECTION_CLOSE
         try:
             target = self.url.decode("ascii")
         except UnicodeDecodeError:

@@ -58,7 +58,7 @@ log = logging.getLogger("cdn.httpcache.hit_path")
 
 # Bodies at least this large are written as their own buffer (no copy into the head's).
 JOIN_BELOW = 16 * 1024
-_CLOSE = b"Connection: close\r\n"
+CONNECTION_CLOSE = b"Connection: close\r\n"  # the field line, as the protocol writes it
 HOLD_LAST_ABOVE = 1024 * 1024  # see _MissAnswer.push
 
 
@@ -379,7 +379,7 @@ class _MissAnswer:
             fields = fields.without("transfer-encoding").appended(
                 "Transfer-Encoding", "chunked")
         self.head_bytes = serialise(status, fields) + date + (
-            self.connection if length is not None or self.http11 else _CLOSE) + b"\r\n"
+            self.connection if length is not None or self.http11 else CONNECTION_CLOSE) + b"\r\n"
 
     def flush_head(self) -> None:
         if self.head_bytes:
@@ -416,6 +416,12 @@ class _MissAnswer:
             if self.open_ended and not reader.ready():
                 self.flush_head()
         if not self.body:
+            return
+        if self.client.closing:
+            # nobody to write to: let go of the chunks (a flight too large to keep drops
+            # what every reader has passed) instead of holding them until ``run`` ends
+            while reader.take() is not None:
+                pass
             return
         flight = reader.flight
         if self.length is not None and self.length >= HOLD_LAST_ABOVE and (

@@ -209,6 +209,8 @@ class _Connection(asyncio.Protocol):
         self.close()
 
     def send(self, request: bytes) -> None:
+        if self.paused:  # left paused by an exchange that ended early: read this one
+            self._resume()
         self._begin()
         self.used += 1
         self.active = True
