@@ -386,6 +386,8 @@ def main() -> int:
     parser.add_argument("--ndata", type=int, default=6)
     parser.add_argument("--nparity", type=int, default=3)
     parser.add_argument("--ec-type", default="isa_l_rs_cauchy")
+    parser.add_argument("--origin-args", default="",
+                        help="extra flags for the origin, e.g. '--node-batch-inflight 2'")
     args = parser.parse_args()
     args.concurrency = [int(c) for c in args.concurrency.split(",")]
     try:
@@ -419,7 +421,7 @@ def main() -> int:
     cluster = Cluster(root, args.ndata + args.nparity)
     try:
         cluster.start(["--ec-ndata", str(args.ndata), "--ec-nparity", str(args.nparity),
-                       "--ec-type", args.ec_type])
+                       "--ec-type", args.ec_type, *args.origin_args.split()])
         print(f"# cluster up: origin {cluster.url}, {len(cluster.nodes)} nodes", flush=True)
         results = asyncio.run(bench_cluster(cluster, args))
     finally:

@@ -82,8 +82,24 @@ def tune_gc() -> None:
     gc.set_threshold(50_000, 20, 100)
 
 
-def serve(app: web.Application, host: str, port: int, *, reuse_port: bool = False) -> None:
-    """Run ``app`` on uvloop until SIGINT/SIGTERM, then shut down cleanly."""
+class Front(typing.Protocol):
+    """A protocol factory put in front of an aiohttp application (it hands connections it
+    does not serve itself to the protocol ``app_server`` makes)."""
+
+    def __call__(self) -> asyncio.Protocol: ...
+
+    def close_connections(self) -> None: ...
+
+
+# (the application, after start-up; the factory of aiohttp's own protocol) -> the front
+FrontFactory = Callable[[web.Application, Callable[[], asyncio.Protocol]], Front]
+
+
+def serve(app: web.Application, host: str, port: int, *, reuse_port: bool = False,
+          front: FrontFactory | None = None) -> None:
+    """Run ``app`` on uvloop until SIGINT/SIGTERM, then shut down cleanly. With ``front``,
+    the listening socket's connections start with the protocol it makes (built once the
+    application has started, so it can use what the cleanup contexts set up)."""
     tune_malloc()
     try:
         import uvloop
@@ -95,8 +111,16 @@ def serve(app: web.Application, host: str, port: int, *, reuse_port: bool = Fals
     async def main() -> None:
         runner = web.AppRunner(app, handle_signals=False, access_log=None)
         await runner.setup()
-        site = web.TCPSite(runner, host, port, reuse_port=reuse_port, backlog=1024)
-        await site.start()
+        server: asyncio.Server | None = None
+        made: Front | None = None
+        if front is None:
+            site = web.TCPSite(runner, host, port, reuse_port=reuse_port, backlog=1024)
+            await site.start()
+        else:
+            assert runner.server is not None
+            made = front(app, runner.server)
+            server = await asyncio.get_running_loop().create_server(
+                made, host, port, reuse_port=reuse_port, backlog=1024)
         tune_gc()
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -105,6 +129,9 @@ def serve(app: web.Application, host: str, port: int, *, reuse_port: bool = Fals
         log.info("listening on http://%s:%d", host, port)
         print(f"ready http://{host}:{port}", flush=True)
         await stop.wait()
+        if server is not None and made is not None:
+            server.close()
+            made.close_connections()
         await runner.cleanup()
 
     asyncio.run(main())

@@ -20,13 +20,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import zlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
+from urllib.parse import urlsplit
 
 import aiohttp
 
 from origin import batch_wire
+from origin.batch_connections import BatchConnections
 from origin.coalescer import Coalescer
 from origin.config import NodeSpec
 from origin.layout import FragmentLocation
@@ -100,6 +102,8 @@ class NodeClient:
         self._batch_inflight = batch_inflight
         self._stores: dict[str, Coalescer[_Store, FragmentLocation]] = {}
         self._fetches: dict[str, Coalescer[_Fetch, bytes]] = {}
+        self._batches = BatchConnections(connect_timeout=min(timeout, 2.0))
+        self._addresses: dict[str, tuple[str, int]] = {}  # node URL -> (host, port)
 
     async def close(self) -> None:
         """Cancel batches in flight (before the session closes under them)."""
@@ -107,6 +111,7 @@ class NodeClient:
             await store.close()
         for fetch in self._fetches.values():
             await fetch.close()
+        self._batches.close()
 
     @property
     def node_ids(self) -> list[str]:
@@ -190,10 +195,9 @@ class NodeClient:
     async def _store_batch(
         self, node_id: str, items: list[_Store]
     ) -> list[FragmentLocation | Exception]:
-        spec = self._node(node_id)
-        body = b"".join(batch_wire.encode_store(
-            batch_wire.StoreItem(i.fragment_id.encode(), i.payload, i.checksum) for i in items))
-        answer = await self._post_batch(node_id, spec.url + "/fragments/batch", body)
+        body = batch_wire.encode_store(
+            batch_wire.StoreItem(i.fragment_id.encode(), i.payload, i.checksum) for i in items)
+        answer = await self._post_batch(node_id, "/fragments/batch", body)
         try:
             entries = batch_wire.decode_stored(answer, len(items))
         except batch_wire.BatchFormatError as exc:
@@ -211,13 +215,28 @@ class NodeClient:
                                             entry.length, item.checksum))
         return out
 
-    async def _post_batch(self, node_id: str, url: str, body: bytes) -> bytes:
-        """One batch request; the whole answer body, or ``NodeRequestError`` for all of it."""
+    async def _post_batch(self, node_id: str, path: str,
+                          body: Sequence[bytes | memoryview]) -> bytes:
+        """One batch request over the lean keep-alive connections (``batch_connections``);
+        the whole answer body, or ``NodeRequestError`` for all of the batch."""
+        host, port = self._host_port(node_id)
         with _node_errors(node_id):
-            async with self._session.post(url, data=body, timeout=self._timeout, headers={
-                    "Content-Type": "application/octet-stream"}) as resp:
-                await _expect_ok(node_id, resp)
-                return await resp.read()
+            status, answer = await self._batches.post(host, port, path, body,
+                                                      self._timeout.total or 30.0)
+        if status != 200:
+            raise NodeRequestError(node_id, "rejected", f"HTTP {status}: "
+                                                        f"{answer[:200].decode(errors='replace')}")
+        return answer
+
+    def _host_port(self, node_id: str) -> tuple[str, int]:
+        url = self._node(node_id).url
+        found = self._addresses.get(url)
+        if found is None:
+            parts = urlsplit(url)
+            if parts.scheme != "http" or not parts.hostname:
+                raise NodeRequestError(node_id, "unreachable", f"not an http:// node URL: {url}")
+            found = self._addresses[url] = (parts.hostname, parts.port or 80)
+        return found
 
     async def _put_one(
         self, node_id: str, fragment_id: str, payload: bytes, checksum: int
@@ -262,11 +281,10 @@ class NodeClient:
         return _verified(location, payload)
 
     async def _fetch_batch(self, node_id: str, items: list[_Fetch]) -> list[bytes | Exception]:
-        spec = self._node(node_id)
         body = batch_wire.encode_fetch(
             batch_wire.FetchItem(i.location.volume, i.location.offset, i.location.length,
                                  i.fragment_id.encode()) for i in items)
-        answer = await self._post_batch(node_id, spec.url + "/fragments/read", body)
+        answer = await self._post_batch(node_id, "/fragments/read", [body])
         try:
             entries = batch_wire.decode_fetched(answer, len(items))
         except batch_wire.BatchFormatError as exc:

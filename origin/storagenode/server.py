@@ -1,5 +1,9 @@
 """The storage node's HTTP API (``cdn storage-node``).
 
+``cdn storage-node`` serves this aiohttp application behind the node's protocol-level front
+(``storagenode.front``), which answers the two batch endpoints itself through the same
+functions (``storagenode.batches``) and hands every other request to aiohttp.
+
 Endpoints (all bodies are raw bytes or small JSON documents):
 
 ``POST /fragments``
@@ -50,67 +54,19 @@ from __future__ import annotations
 
 import asyncio
 import time
-import zlib
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 
 from aiohttp import web
-from prometheus_client import (
-    CONTENT_TYPE_LATEST,
-    CollectorRegistry,
-    Counter,
-    Histogram,
-    generate_latest,
-)
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from cdn.roles import run_role
-from origin import batch_wire
+from cdn.roles import run_role, serve
 from origin.config import StorageNodeConfig
-from origin.storagenode import record
+from origin.storagenode import batches, record
 from origin.storagenode.committer import GroupCommitter
+from origin.storagenode.front import NodeFront
+from origin.storagenode.metrics import NodeMetrics
 from origin.storagenode.registration import registration_context
 from origin.storagenode.volume import Address, RecordNotFound, VolumeError, VolumeSet
-
-
-class NodeMetrics:
-    """Counters of one node, in a registry of its own (never the process-global one)."""
-
-    def __init__(self) -> None:
-        self.registry = CollectorRegistry()
-        self.appends = Counter("storage_node_appends_total", "Fragments appended durably",
-                               registry=self.registry)
-        self.append_bytes = Counter("storage_node_append_bytes_total",
-                                    "Payload bytes appended durably", registry=self.registry)
-        self.commits = Counter("storage_node_commits_total",
-                               "Write+fsync passes (one per group-commit batch)",
-                               registry=self.registry)
-        self.batch_size = Histogram("storage_node_commit_batch_fragments",
-                                    "Fragments per group-commit batch",
-                                    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
-                                    registry=self.registry)
-        self.reads = Counter("storage_node_reads_total", "Fragment reads by outcome",
-                             ["result"], registry=self.registry)
-        self.reads_ok = self.reads.labels(result="ok")  # bound once: counted per fragment
-        self.read_bytes = Counter("storage_node_read_bytes_total", "Payload bytes served",
-                                  registry=self.registry)
-        self.batch_requests = Counter("storage_node_batch_requests_total",
-                                      "Batch requests by kind (store, read)", ["kind"],
-                                      registry=self.registry)
-        self.batch_fragments = Counter("storage_node_batch_fragments_total",
-                                       "Fragments carried by batch requests, by kind",
-                                       ["kind"], registry=self.registry)
-        self.scrubbed_bytes = Counter("storage_node_scrubbed_bytes_total",
-                                      "Payload bytes verified by scrub walks",
-                                      registry=self.registry)
-
-    def record_batch(self, count: int, nbytes: int) -> None:
-        self.commits.inc()
-        self.batch_size.observe(count)
-        self.appends.inc(count)
-        self.append_bytes.inc(nbytes)
-
-
-# Fragments up to this size are read on the event loop when they are in the page cache.
-INLINE_READ_LIMIT = 64 << 10
 
 CONFIG = web.AppKey("config", StorageNodeConfig)
 METRICS = web.AppKey("metrics", NodeMetrics)
@@ -147,99 +103,19 @@ async def post_fragment_batch(request: web.Request) -> web.Response:
     if size is None or size > limit:
         return _error(413, "too-large", f"a batch needs a Content-Length of at most {limit}")
     body = await request.content.readexactly(size)
-    try:
-        items = batch_wire.decode_store(body, record.MAX_FRAGMENT_ID, limit)
-    except batch_wire.BatchFormatError as exc:
-        return _error(400, "bad-request", str(exc))
-    metrics = request.app[METRICS]
-    metrics.batch_requests.labels(kind="store").inc()
-    metrics.batch_fragments.labels(kind="store").inc(len(items))
-    # A payload damaged between origin and node is refused here, not stored and found later.
-    intact = [i for i, item in enumerate(items) if zlib.crc32(item.payload) == item.crc32]
-    entries = [batch_wire.StoredItem(batch_wire.STATUS["checksum-mismatch"], 0, 0, 0)
-               for _ in items]
-    if intact:
-        stored: list[Address | None]
-        try:
-            stored = list(await request.app[COMMITTER].append_many(
-                [(items[i].fragment_id, items[i].payload) for i in intact]))
-        except VolumeError:
-            stored = [None] * len(intact)  # the commit pass failed: none of them is stored
-        for i, address in zip(intact, stored, strict=True):
-            entries[i] = (batch_wire.StoredItem(batch_wire.STATUS["io-error"], 0, 0, 0)
-                          if address is None else
-                          batch_wire.StoredItem(0, address.volume, address.offset,
-                                                address.length))
-    return web.Response(body=batch_wire.encode_stored(entries),
-                        content_type="application/octet-stream")
-
-
-def _read_failure(exc: Exception) -> str | None:
-    """The error kind a failed read is answered with (``None``: not a read failure)."""
-    if isinstance(exc, RecordNotFound):
-        return "not-found"
-    if isinstance(exc, record.ChecksumMismatch):
-        return "checksum-mismatch"
-    if isinstance(exc, record.FragmentIdMismatch):
-        return "fragment-id-mismatch"
-    if isinstance(exc, record.RecordError):
-        return "corrupt-record"
-    if isinstance(exc, VolumeError):
-        return "io-error"
-    return None
-
-
-_Read = tuple[bytes, bytes] | Exception
-
-
-def _read_quietly(volumes: VolumeSet, address: Address, expected_id: bytes | None,
-                  *, cached_only: bool) -> _Read | None:
-    """One read whose failure is returned, not raised (so one bad fragment answers as an
-    entry of a batch); ``None`` when ``cached_only`` and the record is not in the page cache."""
-    try:
-        if cached_only:
-            return volumes.read_if_cached(address, expected_id)
-        return volumes.read(address, expected_id)
-    except (VolumeError, record.RecordError) as exc:
-        return exc
+    return _response(await batches.store_batch(request.app[COMMITTER], request.app[METRICS],
+                                               body, limit))
 
 
 async def post_fragment_read(request: web.Request) -> web.Response:
-    try:
-        wanted = batch_wire.decode_fetch(await request.read(), record.MAX_FRAGMENT_ID)
-    except batch_wire.BatchFormatError as exc:
-        return _error(400, "bad-request", str(exc))
-    metrics = request.app[METRICS]
-    metrics.batch_requests.labels(kind="read").inc()
-    metrics.batch_fragments.labels(kind="read").inc(len(wanted))
-    volumes = request.app[VOLUMES]
-    addresses = [Address(w.volume, w.offset, w.length) for w in wanted]
-    expected = [w.fragment_id or None for w in wanted]
-    found: list[_Read | None] = [
-        _read_quietly(volumes, a, e, cached_only=True) if a.length <= INLINE_READ_LIMIT
-        else None for a, e in zip(addresses, expected, strict=True)]
-    misses = [i for i, f in enumerate(found) if f is None]
-    if misses:
-        # Whatever would wait for the disk is read by one thread call for the whole batch.
-        from_disk = await asyncio.get_running_loop().run_in_executor(None, lambda: [
-            _read_quietly(volumes, addresses[i], expected[i], cached_only=False)
-            for i in misses])
-        for i, got in zip(misses, from_disk, strict=True):
-            found[i] = got
-    entries = []
-    for got in found:
-        if isinstance(got, tuple):
-            metrics.reads_ok.inc()
-            metrics.read_bytes.inc(len(got[1]))
-            entries.append(batch_wire.FetchedItem(0, got[1]))
-            continue
-        kind = _read_failure(got) if isinstance(got, Exception) else None
-        if kind is None:
-            raise AssertionError(f"unexpected read outcome {got!r}")
-        metrics.reads.labels(result=kind).inc()
-        entries.append(batch_wire.FetchedItem(batch_wire.STATUS[kind], str(got).encode()))
-    return web.Response(body=b"".join(batch_wire.encode_fetched(entries)),
-                        content_type="application/octet-stream")
+    return _response(await batches.read_batch(request.app[VOLUMES], request.app[METRICS],
+                                              await request.read()))
+
+
+def _response(answer: batches.Answer) -> web.Response:
+    headers = {"X-Fragment-Error": answer.error_kind} if answer.error_kind else None
+    return web.Response(status=answer.status, body=answer.body,
+                        content_type=answer.content_type, headers=headers)
 
 
 def _address(request: web.Request) -> Address:
@@ -258,7 +134,7 @@ async def get_fragment(request: web.Request) -> web.Response:
     expected_id = expected.encode() if expected else None
     try:
         found = None
-        if address.length <= INLINE_READ_LIMIT:
+        if address.length <= batches.INLINE_READ_LIMIT:
             # A small record already in the page cache costs less to read here than the
             # hand-off to a thread; anything that would wait for the disk goes to one.
             found = volumes.read_if_cached(address, expected_id)
@@ -267,7 +143,7 @@ async def get_fragment(request: web.Request) -> web.Response:
                 None, volumes.read, address, expected_id)
         fragment_id, payload = found
     except (VolumeError, record.RecordError) as exc:
-        kind = _read_failure(exc) or "io-error"
+        kind = batches.read_failure(exc) or "io-error"
         metrics.reads.labels(result=kind).inc()
         return _error(_READ_FAILURE_STATUS[kind], kind, str(exc))
     metrics.reads.labels(result="ok").inc()
@@ -399,7 +275,29 @@ def build_app(config: StorageNodeConfig) -> web.Application:
     return app
 
 
+def node_front(app: web.Application, app_server: Callable[[], asyncio.Protocol]) -> NodeFront:
+    """The protocol-level front (``storagenode.front``) over the started ``app``: the batch
+    endpoints answered by the same functions as the aiohttp handlers above."""
+    config, metrics = app[CONFIG], app[METRICS]
+    committer, volumes = app[COMMITTER], app[VOLUMES]
+    limit = config.max_fragment_bytes
+
+    async def store(body: bytes) -> batches.Answer:
+        return await batches.store_batch(committer, metrics, body, limit)
+
+    async def read(body: bytes) -> batches.Answer:
+        return await batches.read_batch(volumes, metrics, body)
+
+    return NodeFront({b"/fragments/batch": store, b"/fragments/read": read}, app_server,
+                     max_body=limit, metrics=metrics)
+
+
+def _serve(config: StorageNodeConfig, app: web.Application) -> int:
+    serve(app, config.host, config.port, front=node_front)
+    return 0
+
+
 def main(argv: Sequence[str]) -> int:
     return run_role(argv, prog="cdn storage-node", cls=StorageNodeConfig, prefix="CDN_NODE_",
                     section="storage_node", build_app=build_app,
-                    host_port=lambda c: (c.host, c.port))
+                    host_port=lambda c: (c.host, c.port), serve_app=_serve)
