@@ -91,6 +91,11 @@ def run(count: int, body_size: int, ops: int) -> None:
     for key in keys:
         store.get(key + "-absent")
     lookup_miss = time.perf_counter() - start
+    hot = [keys[i % 16] for i in range(len(keys))]  # a hot set: read again and again
+    start = time.perf_counter()
+    for key in hot:
+        store.get(key)
+    lookup_hot = time.perf_counter() - start
 
     fresh = [response(count + i, body_size, now) for i in range(ops)]
     start = time.perf_counter()
@@ -121,7 +126,8 @@ def run(count: int, body_size: int, ops: int) -> None:
     print(f"{count:>9} objects of {body_size} B (store {accounted / 1e6:.0f} MB "
           f"accounted, gc {'on' if gc.isenabled() else 'off'}):")
     print(f"    insert (no eviction) {per_op(fill, count)}/put   lookup hit "
-          f"{per_op(lookup, ops)}/get   lookup miss {per_op(lookup_miss, ops)}/get")
+          f"{per_op(lookup, ops)}/get   lookup miss {per_op(lookup_miss, ops)}/get   "
+          f"hot (16 keys) {per_op(lookup_hot, ops)}/get")
     print(f"    put with eviction    {per_op(evicting, ops)}/put ({evicted} evicted)")
     print(f"    purge_tag, 10 keys   {purge10 / len(tags) * 1e6:8.1f} us/tag "
           f"({removed} keys removed by {len(tags)} tags, "

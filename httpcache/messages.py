@@ -161,6 +161,33 @@ def _packed_slot(cls: type, name: str, pack: Callable[[Any], Any],
 _headers_slot = _packed_slot(
     StoredResponse, "headers", pack_fields, unpack_fields,
     "The stored fields (a new unindexed ``Fields`` on every read: keep it if read often).")
-_packed_slot(
+_keys_slot = _packed_slot(
     StoredResponse, "surrogate_keys", _pack_keys, frozenset,
     "The surrogate keys (a new frozenset on every read).")
+
+
+def packed_state(stored: StoredResponse) -> tuple[str | Fields, tuple[str, ...]]:
+    """The packed fields and keys as held in ``stored``'s slots (``httpcache.stored_record``)."""
+    return _headers_slot.__get__(stored), _keys_slot.__get__(stored)
+
+
+def from_packed(cache_key: str, status: int, fields: str, body: bytes, request_time: float,
+                response_time: float, keys: tuple[str, ...], invalidated: bool) -> StoredResponse:
+    """A plain (no Vary, no file, no slot) stored response from packed parts, without the
+    unpack and repack that the constructor's ``Fields`` would cost."""
+    stored = object.__new__(StoredResponse)
+    init = object.__setattr__
+    init(stored, "cache_key", cache_key)
+    init(stored, "status", status)
+    _headers_slot.__set__(stored, fields)
+    init(stored, "body", body)
+    init(stored, "request_time", request_time)
+    init(stored, "response_time", response_time)
+    _keys_slot.__set__(stored, keys)
+    init(stored, "vary", ())
+    init(stored, "invalidated", invalidated)
+    init(stored, "file", None)
+    init(stored, "slot", "")
+    init(stored, "memo_policy", None)
+    init(stored, "memo_wire", None)
+    return stored

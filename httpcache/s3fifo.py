@@ -21,13 +21,17 @@ One-hit wonders (a scan, a crawler) pass through ``small`` and leave without dis
 hot set in ``main``; that is why it beats LRU on Zipf and scan-polluted traces
 (``bench/eviction_policies.py`` measures it).
 
-Memory per entry is one small object (``_Entry``: key, value, size, frequency, queue) and a
-slot in one dict; the queues are deques of those objects (8 bytes a slot) rather than
-OrderedDicts (about 100 bytes a key), so a ``pop`` from the middle of a queue is lazy: the
-entry is marked dead, its value released, and it is skipped when it reaches the head (or
-dropped when dead entries outnumber the live ones). The ghost keeps the keys' hashes, not
-the keys, so an evicted key's string is not held on to; two keys with one hash only share a
-second chance.
+Nothing is a Python object per entry but the value: an entry is a *slot*, an index into flat
+arrays (value, table key, size, and one byte of state: live, in main, frequency), found by
+its key's hash in an ``httpcache.int_table.SlotIndex``; the queues are arrays of slot numbers.
+That is about 55 bytes an entry where an entry object, a dict slot and a deque slot cost
+about 170, which matters for a million 1 KiB objects. The key itself is kept only when no
+``keyof`` is given: a store whose values carry their keys (``httpcache.store``) passes
+``keyof`` and the key string is not held at all. A ``pop`` from the middle of a queue is
+lazy: the slot is marked dead, its value released, and it is skipped (and freed for reuse)
+when it reaches the head, or when dead slots outnumber the live ones. The ghost keeps the
+keys' hashes, not the keys, so an evicted key's string is not held on to; two keys with one
+hash only share a second chance.
 
 The interface is the part of ``cachetools.Cache`` the memory tier uses: ``get`` (counts as a
 read), ``peek`` (does not), item assignment (may evict, reporting each eviction to
@@ -37,35 +41,96 @@ read), ``peek`` (does not), item assignment (may evict, reporting each eviction 
 
 from __future__ import annotations
 
-from collections import OrderedDict, deque
+from array import array
 from collections.abc import Callable, Iterator
 from typing import Generic, TypeVar
+
+from httpcache.int_table import IntTable, SlotIndex, table_key
 
 K = TypeVar("K")
 V = TypeVar("V")
 
 SMALL_SHARE = 0.10  # the paper's 10% of the cache for the small queue
 MAX_FREQ = 3
-DEAD = -1  # the size of a popped entry still in a queue
+# a slot's state byte
+FREQ = 0b0011
+MAIN = 0b0100
+LIVE = 0b1000
+COMPACT_AT = 4096  # consumed queue positions dropped from an array's front once this many
 
 
-class _Entry(Generic[K, V]):
-    __slots__ = ("key", "value", "size", "freq", "in_main")
+class _Queue:
+    """A FIFO of slot numbers: an array consumed from ``head``, its front cut off now and
+    then (amortised O(1), 4 bytes a slot)."""
 
-    def __init__(self, key: K, value: V | None, size: int) -> None:
-        self.key = key
-        self.value = value
-        self.size = size
-        self.freq = 0
-        self.in_main = False
+    __slots__ = ("slots", "head")
+
+    def __init__(self, slots: Iterator[int] | None = None) -> None:
+        self.slots = array("I", slots or ())
+        self.head = 0
+
+    def __len__(self) -> int:
+        return len(self.slots) - self.head
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.slots[self.head:])
+
+    def append(self, slot: int) -> None:
+        self.slots.append(slot)
+
+    def popleft(self) -> int:
+        slot = self.slots[self.head]
+        self.head += 1
+        if self.head >= COMPACT_AT and self.head * 2 >= len(self.slots):
+            del self.slots[:self.head]
+            self.head = 0
+        return slot
+
+
+class _Ghost:
+    """Hashes of keys evicted unread, oldest first, each once: a FIFO of hashes and a table
+    from hash to its position (removing one from the middle leaves a stale position behind,
+    recognised because the table no longer points at it)."""
+
+    __slots__ = ("_ring", "_where", "_base")
+
+    def __init__(self) -> None:
+        self._ring = array("q")
+        self._where = IntTable("q")  # hash -> absolute position in the FIFO
+        self._base = 0  # absolute position of _ring[0]
+
+    def __len__(self) -> int:
+        return len(self._where)
+
+    def add(self, fingerprint: int) -> None:
+        if self._where.get(fingerprint) < 0:  # already there: keeps its place
+            self._where.set(fingerprint, self._base + len(self._ring))
+            self._ring.append(fingerprint)
+
+    def take(self, fingerprint: int) -> bool:
+        return self._where.pop(fingerprint) >= 0
+
+    def trim(self, limit: int) -> None:
+        ring, where = self._ring, self._where
+        at = 0
+        while len(where) > limit:
+            fingerprint = ring[at]
+            if where.get(fingerprint) == self._base + at:
+                where.pop(fingerprint)
+            at += 1
+        if at:
+            del ring[:at]
+            self._base += at
 
 
 class S3FIFO(Generic[K, V]):
-    """A byte-bounded S3-FIFO map. ``getsizeof(value)`` gives each value's cost."""
+    """A byte-bounded S3-FIFO map. ``getsizeof(value)`` gives each value's cost;
+    ``keyof(value)``, when given, its key (then keys are not stored)."""
 
     def __init__(self, maxsize: int, getsizeof: Callable[[V], int],
                  on_evict: Callable[[K, V], None] | None = None,
-                 small_share: float = SMALL_SHARE, promote_at: int = 1) -> None:
+                 small_share: float = SMALL_SHARE, promote_at: int = 1,
+                 keyof: Callable[[V], K] | None = None) -> None:
         if maxsize <= 0:
             raise ValueError(f"S3FIFO maxsize must be positive, got {maxsize}")
         if not 0 < small_share < 1:
@@ -74,37 +139,89 @@ class S3FIFO(Generic[K, V]):
         self._promote_at = promote_at
         self._sizeof = getsizeof
         self._on_evict = on_evict
+        self._keyof = keyof
         self._small_target = max(1, int(maxsize * small_share))
-        self._entries: dict[K, _Entry[K, V]] = {}
-        self._small: deque[_Entry[K, V]] = deque()
-        self._main: deque[_Entry[K, V]] = deque()
-        self._dead = 0  # popped entries still in _small or _main
-        self._ghost: OrderedDict[int, None] = OrderedDict()  # hash(key), oldest first
+        self._values: list[V | None] = []
+        self._keys: list[K | None] = []  # only without keyof
+        self._hashes = array("q")  # table_key of each slot's key
+        self._table = SlotIndex(self._hashes)
+        self._sizes = array("Q")
+        self._state = bytearray()
+        self._free = array("I")  # slots neither live nor queued
+        self._small = _Queue()
+        self._main = _Queue()
+        self._ghost = _Ghost()
+        self._live = 0
+        self._dead = 0  # popped slots still queued
         self._small_bytes = 0
         self._main_bytes = 0
+
+    # -- slots -----------------------------------------------------------------------------
+
+    def _key_at(self, slot: int) -> K:
+        if self._keyof is None:
+            return self._keys[slot]  # type: ignore[return-value]  # a live slot's
+        return self._keyof(self._values[slot])  # type: ignore[arg-type]
+
+    def slot(self, key: K) -> int:
+        """The slot of ``key``, or -1. A slot stays ``key``'s until ``key`` leaves."""
+        slot = self._table.get(table_key(key))
+        if slot < 0 or self._key_at(slot) != key:
+            return -1
+        return slot
+
+    def touch(self, slot: int) -> None:
+        """Count a read of the live entry in ``slot`` (what ``get`` does after finding it)."""
+        state = self._state[slot]
+        if state & FREQ < MAX_FREQ:
+            self._state[slot] = state + 1
+
+    def _new_slot(self) -> int:
+        if self._free:
+            return self._free.pop()
+        self._values.append(None)
+        if self._keyof is None:
+            self._keys.append(None)
+        self._hashes.append(0)
+        self._sizes.append(0)
+        self._state.append(0)
+        return len(self._state) - 1
+
+    def _release(self, slot: int) -> None:
+        self._values[slot] = None
+        if self._keyof is None:
+            self._keys[slot] = None
 
     # -- reading ---------------------------------------------------------------------------
 
     def get(self, key: K, default: V | None = None) -> V | None:
-        entry = self._entries.get(key)
-        if entry is None:
+        slot = self.slot(key)
+        if slot < 0:
             return default
-        if entry.freq < MAX_FREQ:
-            entry.freq += 1
-        return entry.value
+        self.touch(slot)
+        return self._values[slot]
 
     def peek(self, key: K) -> V | None:
-        entry = self._entries.get(key)
-        return None if entry is None else entry.value
+        slot = self.slot(key)
+        return None if slot < 0 else self._values[slot]
+
+    def value_at(self, slot: int) -> V | None:
+        return self._values[slot]
+
+    def peek_hash(self, fingerprint: int) -> V | None:
+        """The value whose key has ``table_key`` ``fingerprint`` (the caller checks the key)."""
+        slot = self._table.get(fingerprint)
+        return None if slot < 0 else self._values[slot]
 
     def __contains__(self, key: object) -> bool:
-        return key in self._entries
+        return self.slot(key) >= 0  # type: ignore[arg-type]
 
     def __len__(self) -> int:
-        return len(self._entries)
+        return self._live
 
     def keys(self) -> Iterator[K]:
-        return iter(list(self._entries))
+        return iter([self._key_at(slot) for slot, state in enumerate(self._state)
+                     if state & LIVE])
 
     @property
     def currsize(self) -> int:
@@ -115,55 +232,83 @@ class S3FIFO(Generic[K, V]):
     def __setitem__(self, key: K, value: V) -> None:
         """Insert (or replace in place, keeping queue and frequency), then evict to fit.
         A value larger than ``maxsize`` raises ``ValueError`` like cachetools does."""
-        size = self._sizeof(value)
+        self.put(key, value, self._sizeof(value))
+
+    def put(self, key: K, value: V, size: int) -> None:
+        """``self[key] = value`` with ``value``'s size given."""
         if size > self.maxsize:
             raise ValueError(f"value of {size} bytes is larger than the cache ({self.maxsize})")
-        entry = self._entries.get(key)
-        if entry is not None:
-            self._account(entry, size - entry.size)
-            entry.value, entry.size = value, size
+        fingerprint = table_key(key)
+        slot = self._table.get(fingerprint)
+        if slot >= 0 and self._key_at(slot) != key:
+            self._drop(slot, dequeued=False)  # another key with the same hash makes way
+            slot = -1
+        if slot >= 0:
+            self._account(slot, size - self._sizes[slot])
+            self._values[slot] = value
+            self._sizes[slot] = size
         else:
-            entry = _Entry(key, value, size)
-            self._entries[key] = entry
-            fingerprint = hash(key)
-            if fingerprint in self._ghost:  # seen recently: straight to main
-                del self._ghost[fingerprint]
-                entry.in_main = True
-                self._main.append(entry)
+            slot = self._new_slot()
+            self._values[slot] = value
+            if self._keyof is None:
+                self._keys[slot] = key
+            self._hashes[slot] = fingerprint
+            self._sizes[slot] = size
+            self._table.add(slot)
+            self._live += 1
+            if self._ghost.take(fingerprint):  # seen recently: straight to main
+                self._state[slot] = LIVE | MAIN
+                self._main.append(slot)
             else:
-                self._small.append(entry)
-            self._account(entry, size)
+                self._state[slot] = LIVE
+                self._small.append(slot)
+            self._account(slot, size)
         self._evict_to_fit()
 
     def replace(self, key: K, value: V) -> None:
         """Swap the value of an existing key of the same size (no eviction, no read)."""
-        self._entries[key].value = value
+        slot = self.slot(key)
+        if slot < 0:
+            raise KeyError(key)
+        self._values[slot] = value
 
     def pop(self, key: K, default: V | None = None) -> V | None:
-        entry = self._entries.pop(key, None)
-        if entry is None:
+        slot = self.slot(key)
+        if slot < 0:
             return default
-        self._account(entry, -entry.size)
-        value = entry.value
-        entry.value, entry.size = None, DEAD  # skipped when it reaches its queue's head
-        self._dead += 1
-        if self._dead > len(self._entries) + 64:
+        value = self._values[slot]
+        self._unlink(slot)
+        self._dead += 1  # still queued: skipped when it reaches its queue's head
+        if self._dead > self._live + 64:
             self._drop_dead()
         return value
 
     # -- eviction --------------------------------------------------------------------------
 
-    def _account(self, entry: _Entry[K, V], delta: int) -> None:
-        if entry.in_main:
+    def _account(self, slot: int, delta: int) -> None:
+        if self._state[slot] & MAIN:
             self._main_bytes += delta
         else:
             self._small_bytes += delta
 
+    def _unlink(self, slot: int) -> None:
+        """Take a live slot out of the table and the byte count (it stays queued, dead)."""
+        self._table.remove(slot)
+        self._account(slot, -self._sizes[slot])
+        self._state[slot] = 0
+        self._release(slot)
+        self._live -= 1
+
     def _drop_dead(self) -> None:
-        """Rebuild the queues without popped entries: linear, once per as many pops as
-        there are live entries, so constant time per pop."""
-        self._small = deque(e for e in self._small if e.size != DEAD)
-        self._main = deque(e for e in self._main if e.size != DEAD)
+        """Rebuild the queues without popped slots: linear, once per as many pops as there
+        are live entries, so constant time per pop."""
+        state = self._state
+        for queue in (self._small, self._main):
+            for slot in queue:
+                if not state[slot] & LIVE:
+                    self._free.append(slot)
+            queue.slots = array("I", (slot for slot in queue if state[slot] & LIVE))
+            queue.head = 0
         self._dead = 0
 
     def _evict_to_fit(self) -> None:
@@ -174,35 +319,43 @@ class S3FIFO(Generic[K, V]):
                 self._evict_main()
 
     def _evict_small(self) -> None:
-        entry = self._small.popleft()
-        if entry.size == DEAD:
+        slot = self._small.popleft()
+        state = self._state[slot]
+        if not state & LIVE:
             self._dead -= 1
+            self._free.append(slot)
             return
-        self._small_bytes -= entry.size
-        if entry.freq >= self._promote_at:  # read again while on probation: keep it
-            entry.freq = 0
-            entry.in_main = True
-            self._main.append(entry)
-            self._main_bytes += entry.size
+        if state & FREQ >= self._promote_at:  # read again while on probation: keep it
+            size = self._sizes[slot]
+            self._small_bytes -= size
+            self._state[slot] = LIVE | MAIN
+            self._main.append(slot)
+            self._main_bytes += size
             return
-        self._ghost[hash(entry.key)] = None
-        while len(self._ghost) > max(len(self._entries), 1):
-            self._ghost.popitem(last=False)
-        self._drop(entry)
+        self._ghost.add(self._hashes[slot])
+        self._ghost.trim(max(self._live, 1))
+        self._drop(slot, dequeued=True)
 
     def _evict_main(self) -> None:
-        entry = self._main.popleft()
-        if entry.size == DEAD:
+        slot = self._main.popleft()
+        state = self._state[slot]
+        if not state & LIVE:
             self._dead -= 1
+            self._free.append(slot)
             return
-        if entry.freq > 0:
-            entry.freq -= 1
-            self._main.append(entry)  # reinserted at the tail
+        if state & FREQ:
+            self._state[slot] = state - 1
+            self._main.append(slot)  # reinserted at the tail
             return
-        self._main_bytes -= entry.size
-        self._drop(entry)
+        self._drop(slot, dequeued=True)
 
-    def _drop(self, entry: _Entry[K, V]) -> None:
-        del self._entries[entry.key]
+    def _drop(self, slot: int, *, dequeued: bool) -> None:
+        """Evict the live entry in ``slot``, just taken from its queue's head or not."""
+        key, value = self._key_at(slot), self._values[slot]
+        self._unlink(slot)
+        if dequeued:
+            self._free.append(slot)
+        else:
+            self._dead += 1
         if self._on_evict is not None:
-            self._on_evict(entry.key, entry.value)  # type: ignore[arg-type]  # live: not None
+            self._on_evict(key, value)  # type: ignore[arg-type]  # live: not None

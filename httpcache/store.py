@@ -9,18 +9,31 @@ Entries are keyed by *entry key*: the cache key, plus a secondary key for respon
 vary (RFC 9111 §4.1), so several variants of one URL are stored side by side. The Vary field
 names last seen for a URL say how a request selects its variant (``lookup``).
 
+A response with a body of up to 32 KiB that does not vary is kept as one ``bytes`` record
+(``httpcache.stored_record``), and the S3-FIFO keeps no key string for it (the record holds
+its key), so a million 1 KiB objects cost about 14% over their body and field bytes where
+response objects cost 57%, and the cyclic GC has nothing per entry to walk. A read unpacks the
+record into a ``StoredResponse``; the *read memo* keeps the last few thousand of those (by
+count, and by the body bytes they copied), so a hot object is unpacked once and keeps its
+pre-serialised head. Bigger responses stay objects: their overhead is under 1%.
+
 Indexes are kept in step with every insert, delete and eviction, so a purge costs time in
 proportion to what it removes, not to the cache size:
 
 * variants: cache key → its entry keys (a purge by key removes every variant), for the
   cache keys whose only entry is not the plain one (the entry keyed by the cache key itself,
   which is most of them: an index slot per entry would cost as much as the S3-FIFO's);
-* tag index: surrogate key → entry keys carrying it (purge by tag);
+* tag index: surrogate key → the S3-FIFO table keys (hashes) of the entries carrying it,
+  one int or an array of them. A leaving entry is not searched out of a big tag's array: the
+  tag counts it as stale and, once half its members are, is rebuilt from the entries that
+  still carry it (constant time per removal, amortised). A purge checks each member's tags,
+  so a stale or colliding hash never removes an entry without the tag;
 * query index: path → the cache keys with that path and a query (purge by URL: a path names
   itself and those).
 
-An index holds a name's only key as the key itself and makes a set of the second (most
-names have one key: a set costs 216 bytes, a cache holds millions of entries).
+The variant and query indexes hold a name's only key as the key itself and make a set of
+the second (most names have one key: a set costs 216 bytes, a cache holds millions of
+entries).
 
 Purge by prefix scans the keys (O(entries)); prefixes are rare and a sorted index would cost
 every insert. A hard purge evicts; a soft purge keeps the bytes but marks the response
@@ -37,12 +50,15 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections import deque
+from array import array
+from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+from httpcache import stored_record
 from httpcache.headers import Fields
-from httpcache.messages import StoredResponse
+from httpcache.int_table import table_key
+from httpcache.messages import StoredResponse, packed_state
 from httpcache.s3fifo import S3FIFO
 from httpcache.vary import request_variant_key
 
@@ -52,6 +68,14 @@ RECENT_PURGES = 4096
 PURGE_GRACE = 2.0
 
 _Keys = str | set[str]  # what an index holds under a name: one key, or a set of two or more
+_Members = int | array  # a tag's entries: one entry's table key, or an array of them
+_Value = bytes | StoredResponse  # what the S3-FIFO holds: a record, or a response too big to pack
+
+# The read memo: responses unpacked for recent reads, so a hot object is unpacked once
+# (and its pre-serialised head, ``memo_wire``, kept); bounded by count and by the bytes of
+# the bodies it copied out of records.
+READ_MEMO_ENTRIES = 4096
+READ_MEMO_SHARE = 32  # of max_bytes, at most, in copied bodies (and at least 1 MiB)
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,8 +109,15 @@ class MemoryStore:
         self.max_bytes = max_bytes
         self.max_object_bytes = min(max_object_bytes or max_bytes, max_bytes)
         self._sizeof = sizeof
-        self._cache: S3FIFO[str, StoredResponse] = S3FIFO(max_bytes, sizeof, self._evicted)
-        self._tags: dict[str, _Keys] = {}
+        # sizes are given with each put (``sizeof`` of the response, packed or not)
+        self._cache: S3FIFO[str, _Value] = S3FIFO(max_bytes, _no_sizeof, self._evicted,
+                                                  keyof=_entry_key)
+        # entry key -> (slot, response) for recent reads; see READ_MEMO_*
+        self._memo: OrderedDict[str, tuple[int, StoredResponse, int]] = OrderedDict()
+        self._memo_bytes = 0
+        self._memo_max_bytes = max(1 << 20, max_bytes // READ_MEMO_SHARE)
+        self._tags: dict[str, _Members] = {}  # tag -> table keys of entries (lazily pruned)
+        self._stale: dict[str, int] = {}  # tag -> members left behind (arrays only)
         self._queries: dict[str, _Keys] = {}  # path -> cache keys with a query
         self._variants: dict[str, _Keys] = {}  # cache key -> entry keys, unless just itself
         # cache key -> the latest Vary names, for the keys that vary
@@ -103,16 +134,48 @@ class MemoryStore:
 
     def get(self, key: str) -> StoredResponse | None:
         """The stored response for entry key ``key`` (counted as a read for eviction)."""
-        return self._cache.get(key)
+        memo = self._memo.get(key)
+        if memo is not None:
+            self._cache.touch(memo[0])
+            return memo[1]
+        slot = self._cache.slot(key)
+        if slot < 0:
+            return None
+        self._cache.touch(slot)
+        return self._read(key, slot)
+
+    def _read(self, key: str, slot: int) -> StoredResponse:
+        """The response in ``slot``, unpacked if need be, and remembered in the read memo."""
+        value = self._cache.value_at(slot)
+        assert value is not None  # a live slot holds a value
+        if not isinstance(value, bytes):
+            stored = value
+            copied = 0
+        else:
+            stored = stored_record.unpack(value)
+            copied = len(stored.body)
+        memo = self._memo
+        while memo and (len(memo) >= READ_MEMO_ENTRIES
+                        or self._memo_bytes + copied > self._memo_max_bytes):
+            self._memo_bytes -= memo.popitem(last=False)[1][2]  # the oldest read
+        if copied <= self._memo_max_bytes:
+            memo[key] = (slot, stored, copied)
+            self._memo_bytes += copied
+        return stored
+
+    def _forget(self, key: str) -> None:
+        memo = self._memo.pop(key, None)
+        if memo is not None:
+            self._memo_bytes -= memo[2]
 
     def lookup(self, key: str, request_headers: Fields) -> tuple[StoredResponse | None, bool]:
         """The variant of ``key`` that ``request_headers`` select, and whether other variants
         exist (a vary-miss) when none matches."""
         names = self._vary_names.get(key)
         if not names:
-            return self._cache.get(key), False
+            return self.get(key), False
         entry = f"{key}\x00{request_variant_key(names, request_headers)}"
-        found = self._cache.get(entry)
+        found = self.get(entry)
         return found, found is None and (key in self._variants or key in self._cache)
 
     def variants(self, key: str) -> list[StoredResponse]:
@@ -122,10 +185,14 @@ class MemoryStore:
 
     def peek(self, key: str) -> StoredResponse | None:
         """Like ``get`` without counting as a read."""
-        return self._cache.peek(key)
+        memo = self._memo.get(key)
+        if memo is not None:
+            return memo[1]
+        value = self._cache.peek(key)
+        return stored_record.unpack(value) if isinstance(value, bytes) else value
 
     def __contains__(self, key: object) -> bool:
-        return key in self._cache
+        return key in self._memo or key in self._cache
 
     def __len__(self) -> int:
         return len(self._cache)
@@ -135,7 +202,16 @@ class MemoryStore:
         return int(self._cache.currsize)
 
     def keys_for_tag(self, tag: str) -> set[str]:
-        return set(_members(self._tags, tag))
+        """The entry keys of the stored responses that carry ``tag``."""
+        members = self._tags.get(tag)
+        if members is None:
+            return set()
+        keys = set()
+        for fingerprint in {members} if isinstance(members, int) else set(members):
+            value = self._cache.peek_hash(fingerprint)
+            if value is not None and tag in _tags_of(value):
+                keys.add(_entry_key(value))
+        return keys
 
     def fits(self, size: int) -> bool:
         """Whether a body of ``size`` bytes may be kept in memory at all."""
@@ -152,18 +228,21 @@ class MemoryStore:
         if fetched is not None and self._purged_since(stored, fetched):
             stored = dataclasses.replace(stored, invalidated=True)
         entry = stored.entry_key
-        if self._sizeof(stored) > self.max_object_bytes:
+        size = self._sizeof(stored)
+        if size > self.max_object_bytes:
             self.delete_entry(entry)
             return False
         old = self._cache.peek(entry)
         if old is not None:
             self._unindex(entry, old)
+            self._forget(entry)
         self._index(entry, stored)
         # a replacement keeps its place and read count; may evict others (or, rarely, this
         # very entry), each reported to _evicted, which unindexes it
-        self._cache[entry] = stored
+        record = stored_record.pack(stored)
+        self._cache.put(entry, stored if record is None else record, size)
         if old is not None and self._on_remove is not None:
-            self._on_remove(old)
+            self._on_remove(_response(old))
         return True
 
     def delete(self, key: str) -> bool:
@@ -175,12 +254,13 @@ class MemoryStore:
         return removed
 
     def delete_entry(self, entry: str) -> bool:
-        stored = self._cache.pop(entry, None)
-        if stored is None:
+        self._forget(entry)
+        value = self._cache.pop(entry, None)
+        if value is None:
             return False
-        self._unindex(entry, stored)
+        self._unindex(entry, value)
         if self._on_remove is not None:
-            self._on_remove(stored)
+            self._on_remove(_response(value))
         return True
 
     def clear(self) -> None:
@@ -199,8 +279,11 @@ class MemoryStore:
             if soft:
                 stored = self.peek(key)
                 if stored is not None and not stored.invalidated:
+                    self._forget(key)
+                    value = self._cache.peek(key)
                     # same size, same key: no eviction, and no read counted either
-                    self._cache.replace(key, dataclasses.replace(stored, invalidated=True))
+                    self._cache.replace(key, stored_record.invalidated(value) if isinstance(
+                        value, bytes) else dataclasses.replace(stored, invalidated=True))
                     invalidated += 1
             elif self.delete_entry(key):
                 removed += 1
@@ -271,8 +354,17 @@ class MemoryStore:
 
     def _index(self, entry: str, stored: StoredResponse) -> None:
         key = stored.cache_key
-        for tag in stored.surrogate_keys:
-            _add(self._tags, tag, entry)
+        fingerprint = table_key(entry)
+        tags = self._tags
+        for tag in packed_state(stored)[1]:
+            members = tags.get(tag)
+            if members is None:
+                tags[tag] = fingerprint
+            elif isinstance(members, int):
+                if members != fingerprint:
+                    tags[tag] = array("q", (members, fingerprint))
+            else:
+                members.append(fingerprint)
         if "?" in key:
             _add(self._queries, stored.path, key)
         if entry != key or key in self._variants:
@@ -285,25 +377,58 @@ class MemoryStore:
             else:
                 self._vary_names.pop(key, None)
 
-    def _unindex(self, entry: str, stored: StoredResponse) -> None:
-        key = stored.cache_key
-        for tag in stored.surrogate_keys:
-            _discard(self._tags, tag, entry)
+    def _unindex(self, entry: str, value: _Value) -> None:
+        fingerprint = table_key(entry)
+        for tag in _tags_of(value):
+            members = self._tags.get(tag)
+            if isinstance(members, int):
+                if members == fingerprint:
+                    del self._tags[tag]
+            elif members is not None:
+                # left in place (removing it would cost the tag's size): pruned in bulk
+                stale = self._stale.get(tag, 0) + 1
+                self._stale[tag] = stale
+                if stale * 2 >= len(members):
+                    self._prune(tag, entry)
+        if isinstance(value, bytes):
+            key = stored_record.key_of(value)
+            path = key.split("?", 1)[0]
+        else:
+            key, path = value.cache_key, value.path
         _discard(self._variants, key, entry)
         if self._variants.get(key) == key:
             del self._variants[key]  # the plain entry is alone again
         if key not in self._variants and key not in self._cache:
             self._vary_names.pop(key, None)
             if "?" in key:
-                _discard(self._queries, stored.path, key)
+                _discard(self._queries, path, key)
 
-    def _evicted(self, key: str, stored: StoredResponse) -> None:
-        self._unindex(key, stored)
+    def _prune(self, tag: str, leaving: str) -> None:
+        """Rebuild ``tag``'s members from the entries that still carry it, but ``leaving``
+        (being removed): linear in the members, once per as many removals as half of them."""
+        del self._stale[tag]
+        members = self._tags[tag]
+        kept = []
+        assert not isinstance(members, int)  # a tag with stale members holds an array
+        for fingerprint in dict.fromkeys(members):
+            value = self._cache.peek_hash(fingerprint)
+            if value is not None and tag in _tags_of(value) and _entry_key(value) != leaving:
+                kept.append(fingerprint)
+        if not kept:
+            del self._tags[tag]
+        else:
+            self._tags[tag] = kept[0] if len(kept) == 1 else array("q", kept)
+
+    def _evicted(self, key: str, value: _Value) -> None:
+        self._forget(key)
+        self._unindex(key, value)
         self.evictions += 1
-        if self._listener is not None:
-            self._listener(stored)
-        if self._on_remove is not None:
-            self._on_remove(stored)
+        if self._listener is not None or self._on_remove is not None:
+            stored = _response(value)
+            if self._listener is not None:
+                self._listener(stored)
+            if self._on_remove is not None:
+                self._on_remove(stored)
 
     def check_indexes(self) -> None:
         """Assert the indexes describe exactly the stored entries (for tests)."""
@@ -319,8 +444,16 @@ class MemoryStore:
                 queries.setdefault(stored.path, set()).add(stored.cache_key)
             variants.setdefault(stored.cache_key, set()).add(key)
         variants = {key: keys for key, keys in variants.items() if keys != {key}}
-        for expected, index in ((tags, self._tags), (queries, self._queries),
-                                (variants, self._variants)):
+        found_tags = {tag: self.keys_for_tag(tag) for tag in self._tags}
+        assert {tag: keys for tag, keys in found_tags.items() if keys} == tags, (tags, found_tags)
+        for stale_tag, stale in self._stale.items():
+            members = self._tags[stale_tag]
+            assert not isinstance(members, int) and 0 < stale * 2 < len(members)
+        for key, (slot, stored, _copied) in self._memo.items():
+            value = self._cache.value_at(slot)
+            assert _entry_key(value) == key, (key, value)  # type: ignore[arg-type]
+            assert value is stored or stored_record.pack(stored) == value
+        for expected, index in ((queries, self._queries), (variants, self._variants)):
             assert all(isinstance(keys, str) or len(keys) > 1 for keys in index.values())
             found = {name: set(_members(index, name)) for name in index}
             assert expected == found, (expected, found)
@@ -336,6 +469,22 @@ def purge_matches(kind: str, value: str, stored: StoredResponse) -> bool:
     if kind == "url":
         return value == (stored.cache_key if "?" in value else stored.path)
     return stored.cache_key.startswith(value)
+
+
+def _no_sizeof(value: _Value) -> int:
+    raise TypeError("MemoryStore gives the S3-FIFO each value's size")
+
+
+def _entry_key(value: _Value) -> str:
+    return stored_record.key_of(value) if isinstance(value, bytes) else value.entry_key
+
+
+def _tags_of(value: _Value) -> tuple[str, ...] | list[str]:
+    return stored_record.tags_of(value) if isinstance(value, bytes) else packed_state(value)[1]
+
+
+def _response(value: _Value) -> StoredResponse:
+    return stored_record.unpack(value) if isinstance(value, bytes) else value
 
 
 def _members(index: dict[str, _Keys], name: str) -> tuple[str, ...] | set[str]:
