@@ -620,9 +620,10 @@ class CacheEngine:
             return
         if self.disk is not None:
             self.disk.delete_entry(entry)
-        kept = self.store.peek(entry)
-        if self.shared is not None and kept is not None and not kept.invalidated:
-            self.shared.put_later(kept)
+        if self.shared is not None:
+            kept = self.store.peek(entry)  # as stored (a racing purge may have marked it)
+            if kept is not None and not kept.invalidated:
+                self.shared.put_later(kept)
 
     def _delete_variant(self, creq: CacheRequest) -> None:
         stored, _vary_miss = self.store.lookup(creq.target, creq.headers)
