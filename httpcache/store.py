@@ -24,9 +24,10 @@ proportion to what it removes, not to the cache size:
   cache keys whose only entry is not the plain one (the entry keyed by the cache key itself,
   which is most of them: an index slot per entry would cost as much as the S3-FIFO's);
 * tag index: surrogate key → the S3-FIFO table keys (hashes) of the entries carrying it,
-  one int or an array of them. A leaving entry is not searched out of a big tag's array: the
-  tag counts it as stale and, once half its members are, is rebuilt from the entries that
-  still carry it (constant time per removal, amortised). A purge checks each member's tags,
+  one int or an array of them. A leaving entry is not searched out of a tag's array: the
+  tag counts it as stale, is dropped when all its members are, and a tag of more than 16
+  is rebuilt from the entries that still carry it once half are (constant time per
+  removal, amortised). A purge checks each member's tags,
   so a stale or colliding hash never removes an entry without the tag;
 * query index: path → the cache keys with that path and a query (purge by URL: a path names
   itself and those).
@@ -76,6 +77,8 @@ _Value = bytes | StoredResponse  # what the S3-FIFO holds: a record, or a respon
 # the bodies it copied out of records.
 READ_MEMO_ENTRIES = 4096
 READ_MEMO_SHARE = 32  # of max_bytes, at most, in copied bodies (and at least 1 MiB)
+# A tag of at most this many members is not pruned: it is dropped when all have left.
+PRUNE_ABOVE = 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -292,7 +295,11 @@ class MemoryStore:
     def purge_tag(self, tag: str, *, soft: bool = False, age: float = 0.0) -> PurgeResult:
         """``age``: how long ago the purge was made (see ``_remember``)."""
         self._remember("tag", tag, age)
-        return self.purge_keys(self.keys_for_tag(tag), soft=soft)
+        keys = self.keys_for_tag(tag)
+        if not soft:  # every entry with the tag goes: no need to count them out one by one
+            self._tags.pop(tag, None)
+            self._stale.pop(tag, None)
+        return self.purge_keys(keys, soft=soft)
 
     def purge_url(self, url: str, *, soft: bool = False, age: float = 0.0) -> PurgeResult:
         """A path purges every query variant of it; a path with a query purges that key."""
@@ -387,9 +394,13 @@ class MemoryStore:
             elif members is not None:
                 # left in place (removing it would cost the tag's size): pruned in bulk
                 stale = self._stale.get(tag, 0) + 1
-                self._stale[tag] = stale
-                if stale * 2 >= len(members):
+                if stale >= len(members):  # each member counted out once: all are gone
+                    del self._tags[tag]
+                    self._stale.pop(tag, None)
+                elif stale * 2 >= len(members) > PRUNE_ABOVE:
                     self._prune(tag, entry)
+                else:
+                    self._stale[tag] = stale
         if isinstance(value, bytes):
             key = stored_record.key_of(value)
             path = key.split("?", 1)[0]
@@ -406,7 +417,7 @@ class MemoryStore:
     def _prune(self, tag: str, leaving: str) -> None:
         """Rebuild ``tag``'s members from the entries that still carry it, but ``leaving``
         (being removed): linear in the members, once per as many removals as half of them."""
-        del self._stale[tag]
+        self._stale.pop(tag, None)
         members = self._tags[tag]
         kept = []
         assert not isinstance(members, int)  # a tag with stale members holds an array
@@ -448,7 +459,7 @@ class MemoryStore:
         assert {tag: keys for tag, keys in found_tags.items() if keys} == tags, (tags, found_tags)
         for stale_tag, stale in self._stale.items():
             members = self._tags[stale_tag]
-            assert not isinstance(members, int) and 0 < stale * 2 < len(members)
+            assert not isinstance(members, int) and 0 < stale < len(members)
         for key, (slot, stored, _copied) in self._memo.items():
             value = self._cache.value_at(slot)
             assert _entry_key(value) == key, (key, value)  # type: ignore[arg-type]
