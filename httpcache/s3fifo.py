@@ -92,10 +92,11 @@ class _Ghost:
     from hash to its position (removing one from the middle leaves a stale position behind,
     recognised because the table no longer points at it)."""
 
-    __slots__ = ("_ring", "_where", "_base")
+    __slots__ = ("_ring", "_head", "_where", "_base")
 
     def __init__(self) -> None:
         self._ring = array("q")
+        self._head = 0  # _ring[:_head] are consumed
         self._where = IntTable("q")  # hash -> absolute position in the FIFO
         self._base = 0  # absolute position of _ring[0]
 
@@ -106,21 +107,36 @@ class _Ghost:
         if self._where.get(fingerprint) < 0:  # already there: keeps its place
             self._where.set(fingerprint, self._base + len(self._ring))
             self._ring.append(fingerprint)
+            if len(self._ring) - self._head > 2 * len(self._where) + COMPACT_AT:
+                self._drop_taken()
+
+    def _drop_taken(self) -> None:
+        """Rebuild the FIFO without the positions ``take`` left behind (they pile up when
+        keys come back before the ghost is full): linear, once per as many adds."""
+        ring, where = self._ring, self._where
+        kept = array("q", (fingerprint for at, fingerprint in enumerate(ring[self._head:],
+                                                                        self._base + self._head)
+                           if where.get(fingerprint) == at))
+        self._base += len(ring)  # new positions, past every old one
+        for at, fingerprint in enumerate(kept, self._base):
+            where.set(fingerprint, at)
+        self._ring, self._head = kept, 0
 
     def take(self, fingerprint: int) -> bool:
         return self._where.pop(fingerprint) >= 0
 
     def trim(self, limit: int) -> None:
-        ring, where = self._ring, self._where
-        at = 0
+        ring, where, at = self._ring, self._where, self._head
         while len(where) > limit:
             fingerprint = ring[at]
             if where.get(fingerprint) == self._base + at:
                 where.pop(fingerprint)
             at += 1
-        if at:
+        self._head = at
+        if at >= COMPACT_AT and at * 2 >= len(ring):  # amortised: as _Queue.popleft
             del ring[:at]
             self._base += at
+            self._head = 0
 
 
 class S3FIFO(Generic[K, V]):

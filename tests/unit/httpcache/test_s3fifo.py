@@ -187,3 +187,24 @@ def test_a_popped_value_is_released_at_once() -> None:
     cache["a"] = value
     cache.pop("a")
     assert sys.getrefcount(value) == 2  # ours and getrefcount's argument: the queue let go
+
+
+def test_the_ghost_does_not_grow_with_keys_that_came_back() -> None:
+    cache: S3FIFO[str, int] = S3FIFO(100, unit)
+    came_back = 0
+    for i in range(50_000):  # keys evicted unread come back while the ghost remembers them
+        key = f"k{i % 130}"
+        came_back += cache._ghost._where.get(hash(key)) >= 0
+        cache[key] = 1
+    ghost = cache._ghost  # private, but its size is the point here
+    assert came_back > 5_000
+    assert len(ghost._ring) - ghost._head <= 2 * len(ghost) + 4096 + 1
+    assert len(ghost) <= len(cache) + 1
+
+
+def test_a_full_ghost_drops_its_front_in_bulk() -> None:
+    cache: S3FIFO[str, int] = S3FIFO(1000, unit)
+    for i in range(30_000):  # one-hit wonders: the ghost stays full, its front is dropped
+        cache[f"k{i}"] = 1
+    ghost = cache._ghost
+    assert len(ghost) <= 1001 and len(ghost._ring) <= 2 * 4096 + 1001
