@@ -79,42 +79,74 @@ class ECReader:
         running: dict[asyncio.Future[bytes], int] = {}
         got: dict[int, bytes] = {}
         failures: list[str] = []
+        loop = asyncio.get_running_loop()
+        finished: asyncio.Future[None] = loop.create_future()
+        hedge: asyncio.TimerHandle | None = None
 
-        def launch() -> bool:
-            if not candidates:
-                return False
-            index = candidates.popleft()
-            fid = fragment_id(object_id, segment, index)
-            running[self._nodes.fetch(locations[index], fid)] = index
-            return True
+        def launch() -> None:
+            if candidates:
+                index = candidates.popleft()
+                fetch = self._nodes.fetch(locations[index],
+                                          fragment_id(object_id, segment, index))
+                running[fetch] = index
+                fetch.add_done_callback(settle)
+
+        last_answer = loop.time()
+
+        def hedge_check() -> None:
+            # One more candidate after ``hedge_after`` seconds without any answer, as often
+            # as that happens (no-op once out of candidates). One timer, moved on lazily.
+            nonlocal hedge, last_answer
+            due = last_answer + self._hedge_after
+            if loop.time() < due:
+                hedge = loop.call_at(due, hedge_check)
+                return
+            launch()
+            last_answer = loop.time()
+            hedge = loop.call_at(last_answer + self._hedge_after, hedge_check)
+
+        def settle(fetch: asyncio.Future[bytes]) -> None:
+            nonlocal last_answer
+            index = running.pop(fetch, None)
+            if index is None or finished.done():
+                return
+            try:
+                got[index] = fetch.result()
+                self._metrics.fragment_reads_ok.inc()
+            except NodeRequestError as exc:
+                self._note_failure(exc)
+                if exc.kind in ("corrupt", "not-found") and self._on_bad_fragment:
+                    # Counted as missing for this read, and queued for the reconstructor
+                    # so the next reader finds it healed.
+                    self._on_bad_fragment(object_id, segment, index, exc.kind)
+                failures.append(f"#{index} {exc}")
+                if len(got) + len(running) < scheme.ndata:
+                    launch()
+            except BaseException as exc:  # noqa: BLE001 - cancelled or a bug: the read fails
+                if isinstance(exc, asyncio.CancelledError):
+                    finished.cancel()
+                else:
+                    finished.set_exception(exc)
+                return
+            if len(got) >= scheme.ndata or not running:
+                finished.set_result(None)
+            else:
+                last_answer = loop.time()
 
         try:
             for _ in range(scheme.ndata):
                 launch()
-            while running and len(got) < scheme.ndata:
-                done, _pending = await asyncio.wait(
-                    running, timeout=self._hedge_after, return_when=asyncio.FIRST_COMPLETED)
-                if not done:
-                    launch()  # hedge against a slow node; no-op when out of candidates
-                    continue
-                for task in done:
-                    index = running.pop(task)
-                    try:
-                        got[index] = task.result()
-                        self._metrics.fragment_reads_ok.inc()
-                    except NodeRequestError as exc:
-                        self._note_failure(exc)
-                        if exc.kind in ("corrupt", "not-found") and self._on_bad_fragment:
-                            # Counted as missing for this read, and queued for the
-                            # reconstructor so the next reader finds it healed.
-                            self._on_bad_fragment(object_id, segment, index, exc.kind)
-                        failures.append(f"#{index} {exc}")
-                        if len(got) + len(running) < scheme.ndata:
-                            launch()
+            if running:
+                hedge = loop.call_at(last_answer + self._hedge_after, hedge_check)
+                await finished
         finally:
-            for task in running:
-                task.cancel()
-            await asyncio.gather(*running, return_exceptions=True)
+            if hedge is not None:
+                hedge.cancel()
+            left = list(running)
+            running.clear()
+            for fetch in left:
+                fetch.cancel()
+            await asyncio.gather(*left, return_exceptions=True)
         if len(got) < scheme.ndata:
             raise InsufficientFragments(
                 f"segment {segment}: {len(got)} of {scheme.ndata} needed fragments readable "

@@ -206,30 +206,53 @@ class ECWriter:
         """Collect stored fragments until all slots answered, or the quorum became
         impossible, or the quorum was reached and stragglers had ``straggler_wait`` more
         seconds. A straggler left behind is a missing fragment for the reconstructor, so one
-        stalled node does not hold every PUT for the full node timeout."""
+        stalled node does not hold every PUT for the full node timeout.
+
+        Each store's outcome is taken by a done-callback as it arrives (not by a loop of
+        ``asyncio.wait``, which re-registers on every pending future per answer)."""
         loop = asyncio.get_running_loop()
         stored: dict[int, FragmentLocation] = {}
         pending = set(tasks)
-        deadline: float | None = None
+        finished: asyncio.Future[None] = loop.create_future()
+        timer: asyncio.TimerHandle | None = None
+
+        def stop_waiting() -> None:
+            if not finished.done():
+                finished.set_result(None)
+
+        def settle(store: asyncio.Future[FragmentLocation]) -> None:
+            nonlocal timer
+            if finished.done() or store not in pending:
+                return
+            pending.discard(store)
+            if store.cancelled():
+                finished.cancel()  # as the wait loop did: a store cancelled under us
+                return
+            try:
+                location = self._outcome(store)
+            except Exception as exc:  # noqa: BLE001 - not a node failure: the write fails
+                finished.set_exception(exc)
+                return
+            if location is not None:
+                stored[tasks[store]] = location
+            if not pending or len(stored) + len(pending) < quorum:
+                stop_waiting()
+            elif timer is None and len(stored) >= quorum:
+                timer = loop.call_later(self._straggler_wait, stop_waiting)
+
+        for store in tasks:
+            store.add_done_callback(settle)
         try:
-            while pending:
-                timeout = None if deadline is None else max(0.0, deadline - loop.time())
-                done, pending = await asyncio.wait(pending, timeout=timeout,
-                                                   return_when=asyncio.FIRST_COMPLETED)
-                if not done:
-                    break  # stragglers used up their grace period
-                for task in done:
-                    location = self._outcome(task)
-                    if location is not None:
-                        stored[tasks[task]] = location
-                if deadline is None and len(stored) >= quorum:
-                    deadline = loop.time() + self._straggler_wait
-                if len(stored) + len(pending) < quorum:
-                    break
+            if pending:
+                await finished
         finally:
-            for task in pending:
-                task.cancel()
-            await asyncio.gather(*pending, return_exceptions=True)
+            if timer is not None:
+                timer.cancel()
+            left = list(pending)
+            for store in left:
+                store.remove_done_callback(settle)
+                store.cancel()
+            await asyncio.gather(*left, return_exceptions=True)
         if pending:
             self._metrics.fragment_writes.labels(result="straggler").inc(len(pending))
         return stored

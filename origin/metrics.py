@@ -15,6 +15,9 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 class OriginMetrics:
     def __init__(self) -> None:
         r = self.registry = CollectorRegistry()
+        self._request_children: dict[
+            tuple[str, int, bool],
+            tuple[Counter, Counter | None, Histogram]] = {}
         self.requests = Counter("origin_requests_total", "S3 API requests by method and status",
                                 ["method", "status"], registry=r)
         self.object_requests = Counter(
@@ -47,3 +50,21 @@ class OriginMetrics:
             "origin_incomplete_segment_writes_total",
             "Segments stored with quorum but fewer than k+m fragments (repair needed)",
             registry=r)
+
+    def count_request(self, method: str, status: int, is_object: bool, seconds: float) -> None:
+        """One answered S3 request; the labelled children are looked up once per (method,
+        status), not per request (``labels()`` costs more than the increment)."""
+        children = self._request_children.get((method, status, is_object))
+        if children is None:
+            text = str(status)
+            children = (self.requests.labels(method=method, status=text),
+                        self.object_requests.labels(method=method, status=text)
+                        if is_object else None,
+                        self.request_seconds.labels(method=method))
+            if len(self._request_children) < 1024:  # methods and statuses are few
+                self._request_children[(method, status, is_object)] = children
+        requests, object_requests, request_seconds = children
+        requests.inc()
+        if object_requests is not None:
+            object_requests.inc()
+        request_seconds.observe(seconds)

@@ -75,8 +75,9 @@ class RequestParts:
 
 def _parse_amz_date(value: str) -> datetime:
     try:
-        return datetime.strptime(sigv4.check_amz_date(value), "%Y%m%dT%H%M%SZ").replace(
-            tzinfo=UTC)
+        v = sigv4.check_amz_date(value)  # YYYYMMDDTHHMMSSZ, digits checked
+        return datetime(int(v[0:4]), int(v[4:6]), int(v[6:8]), int(v[9:11]), int(v[11:13]),
+                        int(v[13:15]), tzinfo=UTC)
     except (sigv4.SigV4FormatError, ValueError):
         raise AccessDenied(f"X-Amz-Date {value!r} is not a valid YYYYMMDDTHHMMSSZ date") \
             from None

@@ -87,12 +87,9 @@ async def s3_middleware(request: web.Request, handler: Handler) -> web.StreamRes
     except Exception:  # noqa: BLE001 - the client gets InternalError, the log the details
         log.exception("unhandled error in %s %s", request.method, request.path)
         response = error_response(InternalError(), request)
-    status = str(response.status)
-    metrics.requests.labels(method=request.method, status=status).inc()
-    if split_path(request.raw_path)[1] is not None:
-        metrics.object_requests.labels(method=request.method, status=status).inc()
-    metrics.request_seconds.labels(method=request.method).observe(
-        time.perf_counter() - started)
+    metrics.count_request(request.method, response.status,
+                          split_path(request.raw_path)[1] is not None,
+                          time.perf_counter() - started)
     return response
 
 

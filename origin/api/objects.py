@@ -30,6 +30,7 @@ from origin.api.object_data import (
     chunk_reader,
     object_chunks,
     requested_class,
+    small_object_bytes,
     store_body,
     write_blob,
 )
@@ -405,8 +406,12 @@ async def _stream_object(
     """Decode and send bytes ``first..last``. The first chunk is read before any header is
     sent, so a read that cannot even start still gets a proper 503 document; a failure later
     aborts the connection (the client sees a short body, never wrong bytes)."""
-    chunks = object_chunks(request.app, obj, first, last, prefetched)
     metrics = request.app[METRICS]
+    whole = await small_object_bytes(request.app, obj, first, last, prefetched)
+    if whole is not None:  # one segment, read before any header is sent
+        metrics.bytes_out.inc(len(whole))
+        return web.Response(status=status, headers=headers, body=whole)
+    chunks = object_chunks(request.app, obj, first, last, prefetched)
     async with contextlib.aclosing(chunks):
         chunk = await anext(chunks)
         response = web.StreamResponse(status=status, headers=headers)

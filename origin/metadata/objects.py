@@ -60,7 +60,7 @@ async def commit_object(
     if also is None:
         try:
             row = await pool.fetchrow(_COMMIT_CALL, *_object_values(obj),
-                                      *_fragment_columns(fragments))
+                                      *_array_literals(_fragment_columns(fragments)))
         except asyncpg.ForeignKeyViolationError:
             raise NoSuchBucket(resource=f"/{obj.bucket}") from None
         assert row is not None
@@ -88,9 +88,27 @@ async def commit_object(
     return record
 
 
+# The fragment columns travel as array *literals* (text, parsed by PostgreSQL's array_in):
+# asyncpg's array encoder checks every element against the collections ABCs, which cost the
+# origin more than the rest of the call's encoding (9 fragments x 7 columns per 4 KiB PUT).
 _COMMIT_CALL = f"""SELECT {_OBJECT_COLUMNS} FROM origin_commit_object(
     $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20,
-    $21, $22, $23, $24, $25, $26, $27, $28)"""
+    $21, $22::text::integer[], $23::text::smallint[], $24::text::text[],
+    $25::text::integer[], $26::text::bigint[], $27::text::integer[], $28::text::bigint[])"""
+
+
+def _array_literals(columns: tuple[list[object], ...]) -> list[str]:
+    """Each column as a PostgreSQL array literal: integers as they print, text elements
+    double-quoted with backslash escapes (so any node id reads back exactly)."""
+    out = []
+    for column in columns:
+        if column and isinstance(column[0], str):
+            items = ('"' + str(v).replace("\\", "\\\\").replace('"', '\\"') + '"'
+                     for v in column)
+        else:
+            items = (str(int(v)) for v in column)  # type: ignore[call-overload]
+        out.append("{" + ",".join(items) + "}")
+    return out
 
 
 def _object_values(obj: NewObject) -> tuple[object, ...]:

@@ -121,6 +121,22 @@ async def test_object_and_its_first_map_come_in_one_query(pool: asyncpg.Pool) ->
     assert await objects.get_object_and_map(pool, "b", "absent", 2) == (None, {})
 
 
+async def test_fragment_columns_round_trip_any_node_id_and_large_numbers(
+    pool: asyncpg.Pool,
+) -> None:
+    """The commit sends the fragment columns as array literals: quotes, backslashes, commas,
+    braces, spaces and NULL-looking names come back exactly, as do 64-bit offsets."""
+    odd = ['n "quoted"', "back\\slash", "a,b", "{brace}", " spaced ", "NULL", "ünï"]
+    await nodes.upsert_nodes(pool, [NodeSpec(n, "z", "http://h:1") for n in odd])
+    obj = _object("odd", size=5000)
+    fragment_map = {0: {i: FragmentLocation(n, 7 + i, (1 << 40) + i, 10, 0xFFFFFFFF - i)
+                        for i, n in enumerate(odd)}}
+    await objects.commit_object(pool, obj, fragment_map)
+    assert await objects.get_fragments(pool, obj.id, 0, 0) == fragment_map
+    stored = await pool.fetch("SELECT node_id FROM volumes WHERE volume >= 7")
+    assert sorted(r["node_id"] for r in stored) == sorted(odd)
+
+
 async def test_concurrent_commits_of_one_key_leave_one_latest_version(
         pool: asyncpg.Pool) -> None:
     import asyncio
