@@ -8,8 +8,10 @@ import re
 from pathlib import Path
 
 from origin.config import StorageNodeConfig
+from origin.storagenode.committer import GroupCommitter
 from origin.storagenode.record import HEADER_SIZE
 from origin.storagenode.server import build_app
+from origin.storagenode.volume import VolumeSet
 
 
 def _app(tmp_path: Path, **overrides: object):  # noqa: ANN202
@@ -103,3 +105,27 @@ async def test_health_and_metrics(aiohttp_client, tmp_path: Path) -> None:
     assert health == {"status": "ok", "node_id": "n1", "zone": "z1"}
     resp = await client.get("/_metrics")
     assert resp.status == 200 and "storage_node_reads_total" in await resp.text()
+
+
+async def test_inline_and_threaded_passes_and_a_seal_keep_their_order(tmp_path: Path) -> None:
+    """Small passes are written on the loop, large ones on the writer thread; a seal queued
+    between appends runs after the ones before it and before the ones after it."""
+    volumes = VolumeSet(tmp_path, 1 << 20, fsync=True)
+    volumes.open()
+    committer = GroupCommitter(volumes, inline_max_bytes=4096)
+    committer.start()
+    try:
+        small = [asyncio.ensure_future(committer.append(f"s/0/{i}".encode(), b"x" * 100))
+                 for i in range(5)]
+        big = asyncio.ensure_future(committer.append(b"b/0/0", b"y" * 20000))  # threaded
+        sealed = asyncio.ensure_future(committer.run_exclusive(volumes.seal))
+        after = asyncio.ensure_future(committer.append(b"a/0/0", b"z" * 100))
+        before = await asyncio.gather(*small, big)
+        assert {a.volume for a in before} == {1}
+        assert await sealed == 2
+        assert (await after).volume == 2
+        assert volumes.read(before[-1], b"b/0/0")[1] == b"y" * 20000
+        assert volumes.read(await after, b"a/0/0")[1] == b"z" * 100
+    finally:
+        await committer.stop()
+        volumes.close()
