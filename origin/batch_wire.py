@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Iterable
-from dataclasses import dataclass
+from typing import NamedTuple
 
 # Status byte <-> the kind names of the single-fragment endpoints.
 STATUS: dict[str, int] = {
@@ -42,21 +42,20 @@ _STORE_HEAD = struct.Struct(">HII")
 _STORED = struct.Struct(">BIQI")
 _FETCH_HEAD = struct.Struct(">IQIH")
 _FETCHED_HEAD = struct.Struct(">BI")
+# The items below are named tuples (cheap to make: a small PUT or GET makes dozens).
 
 
 class BatchFormatError(ValueError):
     """A batch body or answer does not parse (truncated, lengths out of range)."""
 
 
-@dataclass(frozen=True)
-class StoreItem:
+class StoreItem(NamedTuple):
     fragment_id: bytes
     payload: bytes | memoryview
     crc32: int
 
 
-@dataclass(frozen=True)
-class StoredItem:
+class StoredItem(NamedTuple):
     """A store answer entry; ``volume/offset/length`` are meaningful only when ``ok``."""
 
     status: int
@@ -69,16 +68,14 @@ class StoredItem:
         return self.status == STATUS["ok"]
 
 
-@dataclass(frozen=True)
-class FetchItem:
+class FetchItem(NamedTuple):
     volume: int
     offset: int
     length: int
     fragment_id: bytes
 
 
-@dataclass(frozen=True)
-class FetchedItem:
+class FetchedItem(NamedTuple):
     status: int
     body: bytes  # the payload when ok, else the node's error message
 

@@ -21,8 +21,7 @@ import asyncio
 import contextlib
 import zlib
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, NamedTuple
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -72,15 +71,13 @@ _FETCH_FAILURE: dict[int, FailureKind] = {
 }
 
 
-@dataclass(frozen=True)
-class _Store:
+class _Store(NamedTuple):
     fragment_id: str
     payload: bytes
     checksum: int
 
 
-@dataclass(frozen=True)
-class _Fetch:
+class _Fetch(NamedTuple):
     location: FragmentLocation
     fragment_id: str
 
