@@ -11,7 +11,8 @@ storage nodes (3 zones, fsync on) and the origin (6+3 by default). Prints, side 
 * pyeclib alone: encode and decode (from data fragments, and with 3 data fragments lost)
   of 1 MiB segments, MB/s of segment bytes;
 * PUT and GET throughput (MB/s of object bytes) for 4 KiB, 1 MiB and 256 MiB objects;
-* 4 KiB PUT and GET ops/s at several concurrency levels;
+* 4 KiB PUT and GET ops/s at several concurrency levels (``--client lean``, the default:
+  ``bench/lean_s3.py``, every request SigV4-signed; ``--client aiohttp``: ``S3Client``);
 * the issue's goals as ratios;
 * with ``--objects N``: 4 KiB PUT/GET ops/s as the store grows (10 k … N objects).
 
@@ -37,6 +38,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.lean_s3 import LeanS3  # noqa: E402
 from bench.procs import Proc, cdn_role, tree_cpu_seconds  # noqa: E402
 from cdn.embedded import EmbeddedPostgres  # noqa: E402
 from cdn.processes import free_port  # noqa: E402
@@ -228,19 +230,31 @@ async def run_count(count: int, concurrency: int, op: Callable[[int], Awaitable[
 
 
 class Load:
-    def __init__(self, client: object, bucket: str, data: bytes) -> None:
+    """PUTs and GETs of slices of ``data``; with ``lean``, objects under 1 MiB go through the
+    lean client (``bench/lean_s3.py``: still SigV4-signed, cheaper per request)."""
+
+    def __init__(self, client: object, bucket: str, data: bytes,
+                 lean: LeanS3 | None = None) -> None:
         self.s3 = client
         self.bucket = bucket
         self.data = memoryview(data)
+        self.lean = lean
 
     async def put(self, key: str, size: int) -> None:
-        if size < MiB:
+        if self.lean is not None and size < MiB:
+            await self.lean.put(self.bucket, key, bytes(self.data[:size]))
+        elif size < MiB:
             await self.s3.put_object(self.bucket, key, bytes(self.data[:size]))  # type: ignore[attr-defined]
         else:
             await self.s3.put_object(self.bucket, key, chunks_of(self.data[:size]),  # type: ignore[attr-defined]
                                      content_length=size)
 
     async def get(self, key: str, size: int, verify: bool = False) -> None:
+        if self.lean is not None and size < MiB and not verify:
+            body = await self.lean.get(self.bucket, key)
+            if len(body) != size:
+                raise RuntimeError(f"GET {key}: {len(body)} bytes (wanted {size})")
+            return
         got, crc = 0, 0
         async for chunk in self.s3.iter_object(self.bucket, key):  # type: ignore[attr-defined]
             got += len(chunk)
@@ -334,14 +348,22 @@ async def bench_cluster(cluster: Cluster, args: argparse.Namespace) -> dict[str,
                   f"({got['put_ops']:.0f} ops/s, server CPU {got['put_cpu_s_per_GB']:.1f} s/GB)"
                   f"  GET {got['get_MBps']:8.1f} MB/s ({got['get_ops']:.0f} ops/s, server CPU "
                   f"{got['get_cpu_s_per_GB']:.1f} s/GB)", flush=True)
+        lean = None
+        if args.client == "lean":
+            host, _sep, port = cluster.url.removeprefix("http://").partition(":")
+            lean = LeanS3(host, int(port), ACCESS, SECRET)
+        small = Load(s3, "bench", data, lean)
         keys = [f"small/{i}" for i in range(500)]
-        await run_count(len(keys), 32, lambda i: load.put(keys[i], 4 * KiB))
+        await run_count(len(keys), 32, lambda i: small.put(keys[i], 4 * KiB))
+        await small.get(keys[0], 4 * KiB, verify=True)
         for conc in args.concurrency:
-            got_ops = await small_ops(load, cluster, args.seconds, conc, keys)
+            got_ops = await small_ops(small, cluster, args.seconds, conc, keys)
             results[f"ops_{conc}"] = got_ops
             print(f"  4 KiB concurrency {conc:>3}: {got_ops.describe()}", flush=True)
         if args.objects:
-            results["growth"] = await growth(load, cluster, args)
+            results["growth"] = await growth(small, cluster, args)
+        if lean is not None:
+            lean.close()
     await session.close()
     return results
 
@@ -386,6 +408,9 @@ def main() -> int:
     parser.add_argument("--ndata", type=int, default=6)
     parser.add_argument("--nparity", type=int, default=3)
     parser.add_argument("--ec-type", default="isa_l_rs_cauchy")
+    parser.add_argument("--client", choices=("lean", "aiohttp"), default="lean",
+                        help="client of the 4 KiB ops/s part: bench/lean_s3.py (SigV4-signed "
+                             "like the other, less CPU per request) or origin.client.S3Client")
     parser.add_argument("--origin-args", default="",
                         help="extra flags for the origin, e.g. '--node-batch-inflight 2'")
     args = parser.parse_args()
