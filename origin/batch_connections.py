@@ -164,15 +164,16 @@ class BatchConnections:
         head = (f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\n"
                 f"Content-Type: application/octet-stream\r\nContent-Length: {length}\r\n\r\n"
                 ).encode()
-        async with asyncio.timeout(timeout):
-            conn = self._take_idle((host, port))
-            if conn is not None:
-                try:
-                    return await self._exchange((host, port), conn, head, body)
-                except _Stale:
-                    pass  # dropped while idle: once more on a new connection
+        deadline = asyncio.get_running_loop().time() + timeout
+        conn = self._take_idle((host, port))
+        if conn is not None:
+            try:
+                return await self._exchange((host, port), conn, head, body, deadline)
+            except _Stale:
+                pass  # dropped while idle: once more on a new connection
+        async with asyncio.timeout_at(deadline):
             conn = await self._connect(host, port)
-            return await self._exchange((host, port), conn, head, body)
+        return await self._exchange((host, port), conn, head, body, deadline)
 
     def close(self) -> None:
         for idle in self._idle.values():
@@ -196,14 +197,19 @@ class BatchConnections:
         return conn
 
     async def _exchange(self, key: tuple[str, int], conn: _Connection, head: bytes,
-                        body: Sequence[bytes | memoryview]) -> tuple[int, bytes]:
+                        body: Sequence[bytes | memoryview], deadline: float,
+                        ) -> tuple[int, bytes]:
         self._busy.add(conn)
+        waiter = conn.send(head, body)
+        # A timer handle rather than ``asyncio.timeout``: one per batch, on every small op.
+        timer = asyncio.get_running_loop().call_at(deadline, _expire, waiter)
         try:
-            status, answer, keep_alive = await conn.send(head, body)
+            status, answer, keep_alive = await waiter
         except BaseException:
             conn.abort()  # failed, timed out or cancelled mid-exchange: never reused
             raise
         finally:
+            timer.cancel()
             self._busy.discard(conn)
         conn.done_with_exchange()
         idle = self._idle.setdefault(key, deque())
@@ -213,3 +219,8 @@ class BatchConnections:
             with contextlib.suppress(Exception):
                 conn.close()
         return status, answer
+
+
+def _expire(waiter: asyncio.Future[tuple[int, bytes, bool]]) -> None:
+    if not waiter.done():
+        waiter.set_exception(TimeoutError("no answer from the node in time"))

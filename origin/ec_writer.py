@@ -133,6 +133,7 @@ class ECWriter:
         scheme = self.scheme
         slots: list[str | None] | None = None
         tasks: list[asyncio.Task[dict[int, FragmentLocation]]] = []
+        single: dict[int, FragmentLocation] | None = None
         room = asyncio.Semaphore(self._depth)
         try:
             while True:
@@ -147,6 +148,9 @@ class ECWriter:
                     scheme = self.scheme_for(storage_class,
                                              len(data) if len(data) < step else None)
                     slots = self.place(object_id, scheme)
+                    if len(data) < step:  # the whole body is one segment: no task for it
+                        single = await self._store_segment(object_id, 0, data, slots, scheme)
+                        break
                 await room.acquire()
                 _raise_first_failure(tasks)
                 task = asyncio.ensure_future(
@@ -155,7 +159,7 @@ class ECWriter:
                 tasks.append(task)
                 if len(data) < step:
                     break
-            stored = await asyncio.gather(*tasks)
+            stored = [single] if single is not None else await asyncio.gather(*tasks)
         except BaseException:
             for task in tasks:
                 task.cancel()

@@ -217,9 +217,11 @@ class NodeClient:
         """One batch request over the lean keep-alive connections (``batch_connections``);
         the whole answer body, or ``NodeRequestError`` for all of the batch."""
         host, port = self._host_port(node_id)
-        with _node_errors(node_id):
+        try:
             status, answer = await self._batches.post(host, port, path, body,
                                                       self._timeout.total or 30.0)
+        except Exception as exc:  # noqa: BLE001 - mapped, never leaks (as _node_errors)
+            raise _map_exception(node_id, exc) from exc
         if status != 200:
             raise NodeRequestError(node_id, "rejected", f"HTTP {status}: "
                                                         f"{answer[:200].decode(errors='replace')}")
