@@ -2,8 +2,9 @@
 
 Every aiohttp exception and every non-200 answer becomes a ``NodeRequestError`` naming the node
 and what went wrong, so the data path decides (count a failed slot, fall back to parity) without
-knowing about aiohttp. One ``ClientSession`` with keep-alive connections is shared by all
-requests of the process.
+knowing about aiohttp. One ``ClientSession`` with keep-alive connections is shared by the
+single-fragment and maintenance requests of the process; batch requests go over the lean
+keep-alive connections of ``origin.batch_connections`` (no aiohttp objects per request).
 
 Small fragments (up to ``BATCH_FRAGMENT_LIMIT``) are not sent one request each: per node, one
 ``Coalescer`` for stores and one for reads gather what concurrent PUTs and GETs want from that
