@@ -38,6 +38,7 @@ _AUTH_HEADER = re.compile(
     r"^AWS4-HMAC-SHA256\s+Credential=(?P<credential>[^,\s]+)\s*,\s*"
     r"SignedHeaders=(?P<signed>[^,\s]+)\s*,\s*Signature=(?P<signature>[0-9a-fA-F]+)\s*$")
 _AMZ_DATE = re.compile(r"\d{8}T\d{6}Z", re.ASCII)
+_SCOPE_DATE = re.compile(r"\d{8}")
 
 
 class SigV4FormatError(ValueError):
@@ -187,7 +188,7 @@ def signatures_match(expected: str, given: str) -> bool:
 def parse_credential(value: str) -> tuple[str, Scope]:
     """``AKID/20130524/us-east-1/s3/aws4_request`` → ``("AKID", Scope(...))``."""
     parts = value.split("/")
-    if len(parts) != 5 or parts[4] != TERMINATOR or not re.fullmatch(r"\d{8}", parts[1]):
+    if len(parts) != 5 or parts[4] != TERMINATOR or not _SCOPE_DATE.fullmatch(parts[1]):
         raise SigV4FormatError(f"malformed credential {value!r}")
     return parts[0], Scope(parts[1], parts[2], parts[3])
 

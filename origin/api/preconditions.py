@@ -7,6 +7,7 @@ with strong ETags needs.
 from __future__ import annotations
 
 import enum
+import functools
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -22,8 +23,11 @@ class Outcome(enum.Enum):
     PRECONDITION_FAILED = "412"
 
 
+@functools.lru_cache(maxsize=4096)
 def http_date(moment: datetime) -> str:
-    """IMF-fixdate (RFC 9110 §5.6.7), e.g. ``Sun, 06 Nov 1994 08:49:37 GMT``."""
+    """IMF-fixdate (RFC 9110 §5.6.7), e.g. ``Sun, 06 Nov 1994 08:49:37 GMT``. Memoised:
+    every GET of an object formats its ``Last-Modified`` again (a pure function of an
+    immutable value, so the memo cannot go stale)."""
     return format_datetime(moment.astimezone(UTC).replace(microsecond=0), usegmt=True)
 
 
