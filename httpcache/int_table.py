@@ -1,11 +1,12 @@
-"""A map from 64-bit hashes to integers kept in two flat arrays: no Python object per entry.
+"""Maps from 64-bit hashes to integers kept in flat arrays: no Python object per entry.
 
 A ``dict[int, int]`` costs about 110 bytes an entry at a million entries (a 24-byte slot, the
-sparse index, a key int object and a value int object); this table costs 12 bytes a bucket,
-about 25 an entry at its usual load, which is what lets the memory tier keep its index
-overhead small next to 1 KiB objects (``bench/cache_scaling.py``). Lookups run a few bytecodes
-a probe, so the hot path keeps its own dict of recently read entries in front of it
-(``httpcache.store``).
+sparse index, a key int object and a value int object). ``IntTable`` holds keys and values
+itself (12 bytes a bucket: the S3-FIFO's ghost); ``SlotIndex`` holds only slot numbers and
+reads each slot's hash from the caller's array (4 bytes a bucket, about 8 an entry: the
+S3-FIFO's key index), which is what lets the memory tier keep its overhead small next to
+1 KiB objects (``bench/cache_scaling.py``). Lookups run a few bytecodes a probe, so the hot
+path keeps its own dict of recently read entries in front of them (``httpcache.store``).
 
 Open addressing with linear probing; a deletion shifts the following entries of its run back
 (Knuth's algorithm R), so there are no tombstones and lookups never slow down with churn. The

@@ -140,10 +140,11 @@ class _Ghost:
 
 
 class S3FIFO(Generic[K, V]):
-    """A byte-bounded S3-FIFO map. ``getsizeof(value)`` gives each value's cost;
+    """A byte-bounded S3-FIFO map. ``getsizeof(value)`` gives each value's cost for item
+    assignment (``None``: the caller gives each size to ``put``);
     ``keyof(value)``, when given, its key (then keys are not stored)."""
 
-    def __init__(self, maxsize: int, getsizeof: Callable[[V], int],
+    def __init__(self, maxsize: int, getsizeof: Callable[[V], int] | None,
                  on_evict: Callable[[K, V], None] | None = None,
                  small_share: float = SMALL_SHARE, promote_at: int = 1,
                  keyof: Callable[[V], K] | None = None) -> None:
@@ -248,6 +249,8 @@ class S3FIFO(Generic[K, V]):
     def __setitem__(self, key: K, value: V) -> None:
         """Insert (or replace in place, keeping queue and frequency), then evict to fit.
         A value larger than ``maxsize`` raises ``ValueError`` like cachetools does."""
+        if self._sizeof is None:
+            raise TypeError("this S3FIFO has no getsizeof: give sizes to put()")
         self.put(key, value, self._sizeof(value))
 
     def put(self, key: K, value: V, size: int) -> None:

@@ -113,7 +113,7 @@ class MemoryStore:
         self.max_object_bytes = min(max_object_bytes or max_bytes, max_bytes)
         self._sizeof = sizeof
         # sizes are given with each put (``sizeof`` of the response, packed or not)
-        self._cache: S3FIFO[str, _Value] = S3FIFO(max_bytes, _no_sizeof, self._evicted,
+        self._cache: S3FIFO[str, _Value] = S3FIFO(max_bytes, None, self._evicted,
                                                   keyof=_entry_key)
         # entry key -> (slot, response) for recent reads; see READ_MEMO_*
         self._memo: OrderedDict[str, tuple[int, StoredResponse, int]] = OrderedDict()
@@ -480,10 +480,6 @@ def purge_matches(kind: str, value: str, stored: StoredResponse) -> bool:
     if kind == "url":
         return value == (stored.cache_key if "?" in value else stored.path)
     return stored.cache_key.startswith(value)
-
-
-def _no_sizeof(value: _Value) -> int:
-    raise TypeError("MemoryStore gives the S3-FIFO each value's size")
 
 
 def _entry_key(value: _Value) -> str:

@@ -208,3 +208,12 @@ def test_a_full_ghost_drops_its_front_in_bulk() -> None:
         cache[f"k{i}"] = 1
     ghost = cache._ghost
     assert len(ghost) <= 1001 and len(ghost._ring) <= 2 * 4096 + 1001
+
+
+def test_without_getsizeof_sizes_come_with_each_put() -> None:
+    cache: S3FIFO[str, bytes] = S3FIFO(10, None)
+    cache.put("a", b"x", 6)
+    cache.put("b", b"y", 6)  # 12 > 10: "a" leaves
+    assert "a" not in cache and cache.currsize == 6
+    with pytest.raises(TypeError, match="put"):
+        cache["c"] = b"z"
