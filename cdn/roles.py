@@ -96,10 +96,12 @@ FrontFactory = Callable[[web.Application, Callable[[], asyncio.Protocol]], Front
 
 
 def serve(app: web.Application, host: str, port: int, *, reuse_port: bool = False,
-          front: FrontFactory | None = None) -> None:
+          front: FrontFactory | None = None, label: str = "") -> None:
     """Run ``app`` on uvloop until SIGINT/SIGTERM, then shut down cleanly. With ``front``,
     the listening socket's connections start with the protocol it makes (built once the
-    application has started, so it can use what the cleanup contexts set up)."""
+    application has started, so it can use what the cleanup contexts set up): the storage
+    node's batch front, the edge's and shield's hit path (``httpcache.serving``). ``label``
+    follows the address in the ``ready`` line (which worker)."""
     tune_malloc()
     try:
         import uvloop
@@ -126,8 +128,8 @@ def serve(app: web.Application, host: str, port: int, *, reuse_port: bool = Fals
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        log.info("listening on http://%s:%d", host, port)
-        print(f"ready http://{host}:{port}", flush=True)
+        log.info("listening on http://%s:%d%s", host, port, label)
+        print(f"ready http://{host}:{port}{label}", flush=True)
         await stop.wait()
         if server is not None and made is not None:
             server.close()

@@ -25,12 +25,13 @@ import logging
 import os
 import signal
 import sys
+from collections.abc import Callable
 
 from aiohttp import web
 
-from cdn.roles import tune_gc, tune_malloc
+from cdn.roles import serve as serve_role
 from httpcache.app import ENGINE
-from httpcache.fast_server import HitServer, app_handler_factory, proxied_elsewhere
+from httpcache.fast_server import HitServer, proxied_elsewhere
 from httpcache.hit_path import HitPath
 
 log = logging.getLogger("cdn.serving")
@@ -80,45 +81,10 @@ def _die_with_parent() -> None:
 
 def _serve_one(app: web.Application, host: str, port: int, *, hit_path: bool,
                reuse_port: bool, worker: int = 0) -> None:
-    tune_malloc()  # as cdn.roles.serve does for every role
-    try:
-        import uvloop
-
-        uvloop.install()
-    except ImportError:  # pragma: no cover - non-posix
-        pass
-    asyncio.run(_main(app, host, port, hit_path=hit_path, reuse_port=reuse_port,
-                      worker=worker))
-
-
-async def _main(app: web.Application, host: str, port: int, *, hit_path: bool,
-                reuse_port: bool, worker: int) -> None:
-    runner = web.AppRunner(app, handle_signals=False, access_log=None)
-    await runner.setup()
-    hits: HitServer | None = None
-    if hit_path:
-        hits = HitServer(HitPath(app[ENGINE]), app_handler_factory(runner),
-                         app_paths=proxied_elsewhere(app))
-        loop = asyncio.get_running_loop()
-        listener = await loop.create_server(hits, host, port, reuse_port=reuse_port or None,
-                                            backlog=1024)
-        site_close = listener.close
-    else:
-        site = web.TCPSite(runner, host, port, reuse_port=reuse_port, backlog=1024)
-        await site.start()
-        site_close = None
-    tune_gc()
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
     who = f" (worker {worker}, pid {os.getpid()})" if worker else ""
-    log.info("listening on http://%s:%d%s%s", host, port, who,
-             " with the hit path" if hit_path else "")
-    print(f"ready http://{host}:{port}{who}", flush=True)
-    await stop.wait()
-    if site_close is not None:
-        site_close()
-    if hits is not None:
-        hits.close_connections()
-    await runner.cleanup()
+    serve_role(app, host, port, reuse_port=reuse_port, label=who,
+               front=_hit_front if hit_path else None)
+
+
+def _hit_front(app: web.Application, app_server: Callable[[], asyncio.Protocol]) -> HitServer:
+    return HitServer(HitPath(app[ENGINE]), app_server, app_paths=proxied_elsewhere(app))
