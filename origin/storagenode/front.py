@@ -3,31 +3,42 @@
 A small PUT or GET at the origin costs each node it touches one batch request
 (``POST /fragments/batch`` or ``POST /fragments/read``, framed by ``origin.batch_wire``), and
 aiohttp's request and response objects cost more CPU than the node's own work on a batch of
-a few 700-byte fragments. So every connection starts with ``FrontProtocol``, which reads
-requests with a deliberately narrow parser and answers exactly those two endpoints itself,
-through the same functions the aiohttp handlers call (``storagenode.batches``), so what is
-stored, verified and answered does not depend on which server parsed the request.
+a few 700-byte fragments. So every connection starts with ``FrontProtocol``, which parses
+requests with httptools (llhttp, the parser inside aiohttp and uvicorn) and answers exactly
+those two endpoints itself, through the same functions the aiohttp handlers call
+(``storagenode.batches``), so what is stored, verified and answered does not depend on which
+server parsed the request.
 
-What it answers: ``POST {path} HTTP/1.1`` with one decimal ``Content-Length`` no larger than
-``max_fragment_bytes``, no ``Transfer-Encoding``, ``Expect`` or ``Upgrade``, no obsolete line
-folding, a head of at most ``MAX_HEAD_BYTES``. Pipelined requests are answered in order.
-``Connection: close`` is honoured after its answer.
+What it answers: ``POST {path} HTTP/1.1`` with one ``Content-Length`` no larger than
+``max_fragment_bytes``, no ``Transfer-Encoding``, ``Expect`` or ``Upgrade``, a head of at
+most ``MAX_HEAD_BYTES``; llhttp decides whether the head is well formed (CRLF line ends, no
+obsolete line folding, a decimal length). Pipelined requests are answered in order.
+``Connection: close`` (llhttp's ``should_keep_alive``) is honoured after its answer.
 
 Everything else (any other path or method, HTTP/1.0, chunked bodies, oversized batches, a
-head it cannot split into lines) *hands the connection over* to aiohttp from the first byte
-of that request on, once the answers to the requests before it have been written: an
-aiohttp ``RequestHandler`` (from the runner's ``web.Server``, so shutdown and limits stay
-aiohttp's) becomes the transport's protocol and is fed the raw bytes. aiohttp then answers
-it as it always did (404, 413, 400 …) and keeps the connection. Health probes, metrics and
-the workers' JSON calls take that path; the origin's batch lanes never leave the front.
-"""
+head llhttp rejects) *hands the connection over* to aiohttp from the first byte of that
+request on, once the answers to the requests before it have been written: an aiohttp
+``RequestHandler`` (from the runner's ``web.Server``, so shutdown and limits stay aiohttp's)
+becomes the transport's protocol and is fed the raw bytes. aiohttp then answers it as it
+always did (404, 413, 400 …) and keeps the connection. Health probes, metrics and the
+workers' JSON calls take that path; the origin's batch lanes never leave the front.
 
+To hand over raw bytes the front must know where each request began, and llhttp does not
+say where in the bytes fed a message ended. So, as ``httpcache.fast_server`` does, the bytes
+are fed in pieces that each end where a request's head ends (just after the first
+``CRLF CRLF``, found with ``bytes.find``; llhttp requires CRLF line ends, so its head cannot
+end elsewhere) or where its body ends (the ``Content-Length`` accepted at the end of the
+head): a request completes only at the end of a piece. The bytes of a head still incomplete
+are kept (``partial``); a body, once its head is accepted, is only ever answered here.
+"""
 from __future__ import annotations
 
 import asyncio
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable
+
+import httptools
 
 from origin.storagenode.batches import Answer
 from origin.storagenode.metrics import NodeMetrics
@@ -40,35 +51,11 @@ BatchHandler = Callable[[bytes], Awaitable[Answer]]
 _REASONS = {200: b"OK", 400: b"Bad Request", 500: b"Internal Server Error",
             507: b"Insufficient Storage"}
 _REFUSED_FIELDS = frozenset({b"transfer-encoding", b"expect", b"upgrade"})
+_HEAD_END = b"\r\n\r\n"
 
 
-def parse_head(head: bytes, routes: frozenset[bytes]) -> tuple[bytes, int, bool] | None:
-    """``(path, content length, close after answering)`` of a request head (without its
-    final CRLF CRLF) that the front answers itself; ``None`` for anything it hands over."""
-    lines = head.split(b"\r\n")
-    parts = lines[0].split(b" ")
-    if len(parts) != 3 or parts[0] != b"POST" or parts[2] != b"HTTP/1.1" \
-            or parts[1] not in routes:
-        return None
-    length: int | None = None
-    close = False
-    for line in lines[1:]:
-        name, sep, value = line.partition(b":")
-        if not sep or not name or name[-1:] in (b" ", b"\t") or line[:1] in (b" ", b"\t"):
-            return None  # malformed or folded: aiohttp's parser decides what it means
-        name = name.lower()
-        value = value.strip()
-        if name == b"content-length":
-            if length is not None or not value.isdigit():
-                return None
-            length = int(value)
-        elif name in _REFUSED_FIELDS:
-            return None
-        elif name == b"connection":
-            close = b"close" in value.lower()
-    if length is None:
-        return None
-    return parts[1], length, close
+class _HandOver(Exception):
+    """Raised in a parser callback: the request being parsed is aiohttp's."""
 
 
 def serialise(answer: Answer, close: bool) -> bytes:
@@ -115,12 +102,23 @@ class FrontProtocol(asyncio.Protocol):
     def __init__(self, front: NodeFront) -> None:
         self.front = front
         self.transport: asyncio.Transport | None = None
-        self.buffer = bytearray()
+        self.parser = httptools.HttpRequestParser(self)
+        self.partial = b""  # the bytes of an unfinished head, from its request's first byte
+        self.held = b""  # bytes not fed to the parser (writes paused, or aiohttp's from here)
+        self.head_fits = False  # the piece being fed ends the head, within MAX_HEAD_BYTES
+        self.remaining = 0  # body bytes still to come of the request being read
+        # the request being read: its path, Content-Length, Connection: close, body so far
+        self.url = b""
+        self.length: bytes | None = None
+        self.refused = False  # a field the front leaves to aiohttp, or a repeated length
+        self.request: tuple[bytes, bool] | None = None  # (path, close) once its head passed
+        self.body: list[bytes] = []
+        self.complete = False  # a request's last byte was in the piece just fed
         # Answers in request order; a task until its answer is ready.
         self.pending: deque[asyncio.Task[bytes]] = deque()
         self.reading_paused = False
         self.write_paused = False
-        self.hand_over_pending = False  # the next request is aiohttp's, after the answers
+        self.hand_over_pending = False  # ``held`` is aiohttp's, after the answers
         self.close_after = False  # a request asked for Connection: close
         self.closed = False
         self.counted = False
@@ -138,8 +136,12 @@ class FrontProtocol(asyncio.Protocol):
         self.front.connections.discard(self)
 
     def data_received(self, data: bytes) -> None:
-        self.buffer += data
-        self._parse()
+        if self.closed or self.close_after:
+            return  # after Connection: close (or a 500) nothing more is read
+        if self.hand_over_pending or self.write_paused:
+            self.held += data
+            return
+        self._feed(data)
 
     def pause_writing(self) -> None:
         self.write_paused = True
@@ -150,40 +152,114 @@ class FrontProtocol(asyncio.Protocol):
         if not self.hand_over_pending and not self.close_after and self.transport is not None:
             self.reading_paused = False
             self.transport.resume_reading()
-            self._parse()
+            held, self.held = self.held, b""
+            if held:
+                self._feed(held)
 
     # -- requests --------------------------------------------------------------------------------
 
-    def _parse(self) -> None:
+    def _feed(self, data: bytes) -> None:
+        """Feed ``data`` to the parser in pieces that each end where a request's head or
+        body ends, so the first byte of every request is known (see the module docstring)."""
+        parser = self.parser
+        n = len(data)
+        view = memoryview(data)
+        pos = 0
+        while pos < n:
+            if self.remaining:  # the body of a request whose head was accepted
+                stop = min(n, pos + self.remaining)
+                self.remaining -= stop - pos
+            else:  # a head, or the rest of one
+                end = data.find(_HEAD_END, pos)
+                stop = n if end < 0 else end + 4
+                if pos == 0 and self.partial:  # CRLF CRLF may straddle two reads
+                    tail = self.partial[-3:]
+                    i = (tail + data[:3]).find(_HEAD_END)
+                    if i >= 0:
+                        end, stop = 0, i + 4 - len(tail)
+                self.head_fits = end >= 0 and len(self.partial) + stop - pos <= MAX_HEAD_BYTES
+            try:
+                parser.feed_data(data if stop == n and pos == 0 else view[pos:stop])
+            except (httptools.HttpParserError, httptools.HttpParserUpgrade) as exc:
+                # refused in on_headers_complete, or not HTTP/1.1 as llhttp reads it:
+                # aiohttp answers it (400 for what it cannot parse either)
+                if not self.refused and isinstance(exc, httptools.HttpParserCallbackError):
+                    log.exception("parser callback failed; handing over to aiohttp")
+                self._hand_over_after_answers(self.partial + data[pos:])
+                return
+            if self.request is None:  # the head is not complete yet
+                self.partial += data[pos:stop]
+                if len(self.partial) > MAX_HEAD_BYTES:
+                    self._hand_over_after_answers(self.partial)
+                    return
+            else:
+                self.partial = b""
+            pos = stop
+            if self.complete:
+                self._start_answer()
+                if self.close_after:
+                    self._pause_reading()  # what follows is never read
+                    return
+
+    def _start_answer(self) -> None:
+        assert self.request is not None
+        path, close = self.request
+        body = self.body
+        self.request = None
+        self.complete = False
         front = self.front
-        while not (self.hand_over_pending or self.close_after or self.write_paused
-                   or self.closed):
-            buf = self.buffer
-            end = buf.find(b"\r\n\r\n")
-            if end < 0:
-                if len(buf) > MAX_HEAD_BYTES:
-                    self._hand_over_after_answers()
-                return
-            parsed = parse_head(bytes(buf[:end]), front.routes) if end <= MAX_HEAD_BYTES \
-                else None
-            if parsed is None or parsed[1] > front.max_body:
-                self._hand_over_after_answers()
-                return
-            path, length, close = parsed
-            total = end + 4 + length
-            if len(buf) < total:
-                return
-            body = bytes(buf[end + 4:total])
-            del buf[:total]
-            if not self.counted:
-                self.counted = True
-                front.served_here.inc()
-            task = asyncio.get_running_loop().create_task(self._answer(path, body, close))
-            self.pending.append(task)
-            task.add_done_callback(self._answered)
-            if close:
-                self.close_after = True
-                self._pause_reading()
+        if not self.counted:
+            self.counted = True
+            front.served_here.inc()
+        task = asyncio.get_running_loop().create_task(self._answer(
+            path, body[0] if len(body) == 1 else b"".join(body), close))
+        self.pending.append(task)
+        task.add_done_callback(self._answered)
+        if close:
+            self.close_after = True
+
+    # -- httptools callbacks -------------------------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        self.url = b""
+        self.length = None
+        self.refused = False
+        self.body = []
+
+    def on_url(self, url: bytes) -> None:
+        self.url += url
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        name = name.lower()
+        if name == b"content-length":
+            self.refused |= self.length is not None  # llhttp refuses this too
+            self.length = value
+        elif name in _REFUSED_FIELDS:
+            self.refused = True
+
+    def on_headers_complete(self) -> None:
+        """Accept a ``POST {route} HTTP/1.1`` with a ``Content-Length`` the front can take
+        and nothing it leaves to aiohttp; anything else is handed over from its first byte."""
+        parser = self.parser
+        raw = self.length
+        if (self.refused or raw is None or not self.head_fits or self.url not in self.front.routes
+                or parser.get_method() != b"POST" or parser.get_http_version() != "1.1"):
+            self.refused = True
+            raise _HandOver
+        length = int(raw)  # llhttp has checked that it is decimal digits
+        if length > self.front.max_body:
+            self.refused = True
+            raise _HandOver  # aiohttp answers 413 without reading the body
+        self.remaining = length
+        self.request = (self.url, not parser.should_keep_alive())
+
+    def on_body(self, body: bytes) -> None:
+        self.body.append(body)
+
+    def on_message_complete(self) -> None:
+        self.complete = True
+
+    # -- answers -------------------------------------------------------------------------------
 
     async def _answer(self, path: bytes, body: bytes, close: bool) -> bytes:
         try:
@@ -216,7 +292,11 @@ class FrontProtocol(asyncio.Protocol):
             self.reading_paused = True
             self.transport.pause_reading()
 
-    def _hand_over_after_answers(self) -> None:
+    def _hand_over_after_answers(self, raw: bytes) -> None:
+        """``raw``, from the first byte of a request on, is aiohttp's once the answers to
+        the requests before it are written."""
+        self.partial = b""
+        self.held = raw
         self.hand_over_pending = True
         if self.pending:
             self._pause_reading()
@@ -224,7 +304,7 @@ class FrontProtocol(asyncio.Protocol):
             self._hand_over()
 
     def _hand_over(self) -> None:
-        """From now on the connection is aiohttp's; the buffer starts with its request."""
+        """From now on the connection is aiohttp's; ``held`` starts with its request."""
         transport = self.transport
         if transport is None or self.closed:
             return
@@ -233,7 +313,7 @@ class FrontProtocol(asyncio.Protocol):
         if not self.counted:
             self.counted = True
             self.front.handed_over.inc()
-        raw, self.buffer = bytes(self.buffer), bytearray()
+        raw, self.held = self.held, b""
         handler = self.front.app_server()
         transport.set_protocol(handler)
         handler.connection_made(transport)

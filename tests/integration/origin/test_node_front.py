@@ -119,6 +119,72 @@ async def test_what_the_front_does_not_answer_is_answered_by_aiohttp(
         await writer.wait_closed()
 
 
+async def test_a_head_llhttp_rejects_is_answered_400_by_aiohttp_after_the_answers_before_it(
+    node_proc: RoleProcess,
+) -> None:
+    malformed = [
+        b"POST /fragments/read HTTP/1.1\r\nHost node\r\nContent-Length: 0\r\n\r\n",
+        b"POST /fragments/read HTTP/1.1\r\nContent-Length: 1x\r\n\r\n",
+        b"POST /fragments/read HTTP/1.1\r\nX: a\r\n folded\r\nContent-Length: 0\r\n\r\n",
+        b"POST /fragments/read HTTP/1.1\nContent-Length: 0\n\n",
+    ]
+    for raw in malformed:
+        reader, writer = await asyncio.open_connection("127.0.0.1", node_proc.port)
+        writer.write(_post("/fragments/read", b"") + raw)
+        (status, _f, body), = await _answers(reader, 1)  # the front's, before the bad one
+        assert status == 200 and body == b""
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5.0)
+        assert int(head.split(b" ")[1]) == 400, (raw, head)
+        writer.close()
+        await writer.wait_closed()
+    # a head larger than MAX_HEAD_BYTES (in one read or several) is aiohttp's to answer too
+    for pieces in (1, 40):
+        before = _metric(node_proc.url, "storage_node_front_connections_total",
+                         '{served_by="aiohttp"}')
+        reader, writer = await asyncio.open_connection("127.0.0.1", node_proc.port)
+        raw = _post("/fragments/read", b"", *(f"X-Pad-{i}: {'p' * 3000}" for i in range(4)))
+        step = -(-len(raw) // pieces)
+        for start in range(0, len(raw), step):
+            writer.write(raw[start:start + step])
+            await writer.drain()
+            await asyncio.sleep(0.001)
+        (status, _f, body), = await _answers(reader, 1)
+        assert status == 200 and body == b""
+        writer.close()
+        await writer.wait_closed()
+        # this connection, and the one reading /_metrics (handed over too)
+        assert _metric(node_proc.url, "storage_node_front_connections_total",
+                       '{served_by="aiohttp"}') == before + 2
+
+
+async def test_requests_split_across_many_small_writes_are_answered_by_the_front(
+    node_proc: RoleProcess,
+) -> None:
+    """Heads and bodies arriving a few bytes at a time (the head's CRLF CRLF split between
+    reads), and a read holding one request's end and the next one's start."""
+    before = _metric(node_proc.url, "storage_node_front_connections_total",
+                     '{served_by="front"}')
+    payloads = [os.urandom(300 + i) for i in range(3)]
+    stream = b"".join(_post("/fragments/batch", _store_body([(f"s/{i}/0".encode(), p)]))
+                      for i, p in enumerate(payloads))
+    reader, writer = await asyncio.open_connection("127.0.0.1", node_proc.port)
+    for size in (1, 2, 3, 5, 7, 64):
+        cut = 0
+        for start in range(0, len(stream), size):
+            writer.write(stream[start:start + size])
+            await writer.drain()
+            cut += 1
+            if cut < 200:  # the first few hundred pieces arrive as reads of their own
+                await asyncio.sleep(0.0005)
+        got = await _answers(reader, len(payloads))
+        assert [g[0] for g in got] == [200] * len(payloads)
+        assert all(bw.decode_stored(g[2], 1)[0].ok for g in got)
+    writer.close()
+    await writer.wait_closed()
+    assert _metric(node_proc.url, "storage_node_front_connections_total",
+                   '{served_by="front"}') == before + 1
+
+
 async def test_connection_close_is_honoured(node_proc: RoleProcess) -> None:
     reader, writer = await asyncio.open_connection("127.0.0.1", node_proc.port)
     writer.write(_post("/fragments/read", b"", "Connection: close")

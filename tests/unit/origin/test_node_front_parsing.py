@@ -1,0 +1,128 @@
+"""``storagenode.front.FrontProtocol`` driven with plain bytes in every split: where each
+request begins is known however the bytes arrive, so the front answers the batch requests
+and hands aiohttp exactly the bytes from the first request it does not answer."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from origin.storagenode.batches import Answer
+from origin.storagenode.front import NodeFront
+from origin.storagenode.metrics import NodeMetrics
+
+
+class _Transport(asyncio.Transport):
+    def __init__(self) -> None:
+        super().__init__()
+        self.out = bytearray()
+        self.protocol: asyncio.BaseProtocol | None = None
+        self.closed = False
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self.out += data
+
+    def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:
+        self.protocol = protocol
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class _Aiohttp(asyncio.Protocol):
+    def __init__(self) -> None:
+        self.raw = bytearray()
+
+    def data_received(self, data: bytes) -> None:
+        self.raw += data
+
+
+def _post(path: bytes, body: bytes, *extra: bytes) -> bytes:
+    return b"\r\n".join([b"POST " + path + b" HTTP/1.1", b"Host: n",
+                         b"Content-Length: %d" % len(body), *extra]) + b"\r\n\r\n" + body
+
+
+def _front(seen: list[bytes], handed: list[_Aiohttp]) -> NodeFront:
+    async def echo(body: bytes) -> Answer:
+        seen.append(body)
+        return Answer(200, body)
+
+    def app_server() -> asyncio.Protocol:
+        handed.append(_Aiohttp())
+        return handed[-1]
+
+    return NodeFront({b"/fragments/batch": echo, b"/fragments/read": echo}, app_server,
+                     max_body=1000, metrics=NodeMetrics())
+
+
+async def _run(chunks: list[bytes]) -> tuple[list[bytes], bytes, bytes | None, bool]:
+    """(bodies answered, bytes written, bytes handed to aiohttp or None, closed)"""
+    seen: list[bytes] = []
+    handed: list[_Aiohttp] = []
+    transport = _Transport()
+    conn = _front(seen, handed)()
+    conn.connection_made(transport)
+    for chunk in chunks:
+        if transport.protocol is not None:
+            transport.protocol.data_received(chunk)
+        else:
+            conn.data_received(chunk)
+        await asyncio.sleep(0)
+    for _ in range(5):
+        await asyncio.sleep(0)
+    return seen, bytes(transport.out), bytes(handed[0].raw) if handed else None, \
+        transport.closed
+
+
+def _splits(stream: bytes) -> list[list[bytes]]:
+    out = [[stream]]
+    for size in (1, 2, 3, 4, 5, 7, 13):
+        out.append([stream[i:i + size] for i in range(0, len(stream), size)])
+    for cut in range(1, len(stream), max(1, len(stream) // 400)):
+        out.append([stream[:cut], stream[cut:]])
+    return out
+
+
+BODIES = [b"a" * 40, b"", b"\r\n\r\nPOST /x HTTP/1.1\r\n\r\n"]  # bodies may look like heads
+BATCHES = b"".join(_post(b"/fragments/batch", b) for b in BODIES)
+
+
+async def test_pipelined_requests_in_any_split_are_answered_in_order() -> None:
+    for chunks in _splits(BATCHES):
+        seen, written, handed, _closed = await _run(chunks)
+        assert seen == BODIES and handed is None
+        assert written.count(b"HTTP/1.1 200 OK") == 3
+        assert written.endswith(BODIES[-1])
+
+
+@pytest.mark.parametrize("theirs", [
+    b"GET /_health HTTP/1.1\r\nHost: n\r\n\r\n",
+    b"POST /fragments/read HTTP/1.0\r\nContent-Length: 0\r\n\r\n",
+    b"POST /fragments/read HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+    b"POST /fragments/read HTTP/1.1\r\nContent-Length: 1001\r\n\r\n",
+    b"POST /fragments/read HTTP/1.1\r\nHost n\r\nContent-Length: 0\r\n\r\n",  # malformed
+    b"POST /fragments/read HTTP/1.1\nContent-Length: 0\n\n",  # LF only: llhttp refuses
+    _post(b"/fragments/read", b"", b"X-Pad: " + b"p" * 9000),  # head > MAX_HEAD_BYTES
+])
+async def test_aiohttp_gets_the_bytes_from_the_first_request_it_answers(theirs: bytes) -> None:
+    stream = BATCHES + theirs + _post(b"/fragments/read", b"later")
+    for chunks in _splits(stream):
+        seen, written, handed, _closed = await _run(chunks)
+        assert seen == BODIES, chunks
+        assert written.count(b"HTTP/1.1 200 OK") == 3
+        assert handed == theirs + _post(b"/fragments/read", b"later"), chunks
+
+
+async def test_connection_close_is_answered_and_nothing_after_it_is_read() -> None:
+    stream = _post(b"/fragments/read", b"x", b"Connection: close") + BATCHES
+    for chunks in _splits(stream)[:10]:
+        seen, written, handed, closed = await _run(chunks)
+        assert seen == [b"x"] and handed is None and closed
+        assert b"Connection: close\r\n" in written
