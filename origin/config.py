@@ -84,6 +84,12 @@ class OriginConfig:
     # slots get this long and are then left for the reconstructor. One slow node costs little.
     hedge_after: float = _opt(1.0, "seconds a slow node gets before reads hedge to parity and "
                                    "writes stop waiting for it (after quorum)")
+    # Plain object GETs and PUTs are parsed with httptools and answered by the same handlers
+    # without aiohttp's request/response objects (origin.api.front); everything else, and
+    # any body larger than front_max_body (read whole before the handler runs), is aiohttp's.
+    front: bool = _opt(True, "answer plain object GET/PUT on the protocol-level front")
+    front_max_body: int = _opt(256 << 10, "largest PUT body (bytes) the front reads whole; "
+                                          "larger ones stream through aiohttp")
     db_pool_max: int = _opt(16, "PostgreSQL connections per origin process")
     max_clock_skew: int = _opt(900, "allowed X-Amz-Date skew in seconds (S3: 15 min)")
     # Credentials and buckets are read on every request; another origin's change to either is

@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from aiohttp import web
 
 from origin.api import auth, s3xml
+from origin.api.front_request import StreamingNeeded
 from origin.api.keys import CONFIG, CREDENTIALS, METRICS, POOL, PRINCIPAL, REQUEST_ID
 from origin.api.paths import resource, split_path
 from origin.errors import (
@@ -78,6 +79,8 @@ async def s3_middleware(request: web.Request, handler: Handler) -> web.StreamRes
     try:
         request[PRINCIPAL] = await _authenticate(request)
         response = await handler(request)
+    except StreamingNeeded:
+        raise  # read by the front; aiohttp answers it again from the start (front_request)
     except OriginError as exc:
         response = error_response(exc, request)
     except web.HTTPException as exc:

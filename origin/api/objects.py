@@ -23,6 +23,7 @@ from aiohttp import web
 from origin import checksums
 from origin.api import multipart, s3xml, s3xml_in
 from origin.api.buckets import load_bucket
+from origin.api.front_request import must_stream
 from origin.api.keys import METRICS, POOL, PRINCIPAL
 from origin.api.names import check_key
 from origin.api.object_data import (
@@ -390,6 +391,7 @@ async def get_object(request: web.Request) -> web.StreamResponse:
     length = byte_range.length if byte_range else obj.size
     if request.method == "HEAD" or length == 0:
         # A StreamResponse keeps our Content-Length (a HEAD must announce the GET's length).
+        must_stream(request)
         response = web.StreamResponse(status=status, headers=headers)
         response.content_length = length
         await response.prepare(request)
@@ -411,6 +413,7 @@ async def _stream_object(
     if whole is not None:  # one segment, read before any header is sent
         metrics.bytes_out.inc(len(whole))
         return web.Response(status=status, headers=headers, body=whole)
+    must_stream(request)
     chunks = object_chunks(request.app, obj, first, last, prefetched)
     async with contextlib.aclosing(chunks):
         chunk = await anext(chunks)

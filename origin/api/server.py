@@ -8,15 +8,17 @@ and reader). Handlers reach them through typed ``AppKey``s only.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+import asyncio
+from collections.abc import AsyncIterator, Callable, Sequence
 
 import aiohttp
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from cdn.roles import run_role
+from cdn.roles import run_role, serve
 from origin.api import buckets, objects
 from origin.api.auth import ADMIN_OWNER
+from origin.api.front import OriginFront
 from origin.api.keys import (
     BUCKETS,
     CONFIG,
@@ -165,7 +167,18 @@ def build_app(config: OriginConfig) -> web.Application:
     return app
 
 
+def origin_front(app: web.Application, app_server: Callable[[], asyncio.Protocol]
+                 ) -> OriginFront:
+    """The protocol-level front (``origin.api.front``) over the started ``app``."""
+    return OriginFront(app, app_server, max_body=app[CONFIG].front_max_body)
+
+
+def _serve(config: OriginConfig, app: web.Application) -> int:
+    serve(app, config.host, config.port, front=origin_front if config.front else None)
+    return 0
+
+
 def main(argv: Sequence[str]) -> int:
     return run_role(argv, prog="cdn origin", cls=OriginConfig, prefix="CDN_ORIGIN_",
                     section="origin", build_app=build_app,
-                    host_port=lambda c: (c.host, c.port))
+                    host_port=lambda c: (c.host, c.port), serve_app=_serve)
