@@ -368,8 +368,29 @@ def response_directives(
     ignore the Cache-Control and Expires header fields in that response, unless no valid,
     non-empty value is available from the listed header fields."
     """
+    memo = headers.memo
+    if type(memo) is _DirectivesMemo and memo.targeted_fields is targeted_fields:
+        return memo.directives
+    found = None
     for name in targeted_fields:
         parsed = parse_targeted_field(name, headers.get(name))
         if parsed is not None:
-            return ResponseDirectives(parsed, targeted=True)
-    return ResponseDirectives(parse_cache_control(headers.get("cache-control")), targeted=False)
+            found = ResponseDirectives(parsed, targeted=True)
+            break
+    if found is None:
+        found = ResponseDirectives(parse_cache_control(headers.get("cache-control")),
+                                   targeted=False)
+    if memo is None:
+        headers.memo = _DirectivesMemo(targeted_fields, found)
+    return found
+
+
+class _DirectivesMemo:
+    """``response_directives`` of one ``Fields``, for one list of targeted fields."""
+
+    __slots__ = ("directives", "targeted_fields")
+
+    def __init__(self, targeted_fields: tuple[str, ...], directives: ResponseDirectives
+                 ) -> None:
+        self.targeted_fields = targeted_fields
+        self.directives = directives

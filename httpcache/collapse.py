@@ -233,6 +233,13 @@ class FlightReader:
         return (flight._positions.get(self._token, 0) < flight._offset + len(flight._chunks)
                 or flight._done)
 
+    def drained(self) -> bool:
+        """Whether this reader has taken the whole body of a flight that ended well: what
+        ``chunks()`` would then yield is nothing."""
+        flight = self.flight
+        return (flight._done and flight._error is None
+                and flight._positions.get(self._token, -1) >= flight._offset + len(flight._chunks))
+
     def take(self) -> bytes | memoryview | None:
         """The next chunk if it is at hand (``None`` otherwise), without waiting: how the
         owner of a flight it runs itself reads while the flight is being fed."""

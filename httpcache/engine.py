@@ -39,6 +39,7 @@ import logging
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from types import TracebackType
 from typing import Any, Protocol
 
 from aiohttp import web
@@ -662,22 +663,45 @@ class CacheEngine:
         for target in dict.fromkeys(targets):
             self.tiers.purge_url(target)  # recorded, so a fetch in flight cannot undo it
 
-    @contextlib.asynccontextmanager
-    async def _upstream(self, method: str, target: str, headers: Fields,
-                        body: AsyncIterable[bytes] | None = None
-                        ) -> AsyncIterator[UpstreamResponse]:
+    def _upstream(self, method: str, target: str, headers: Fields,
+                  body: AsyncIterable[bytes] | None = None) -> _CountedExchange:
         """One upstream exchange, counted in ``cdn_upstream_requests_total``."""
-        counted = False
+        return _CountedExchange(self, method, target, headers, body)
+
+
+class _CountedExchange:
+    """``CacheEngine._upstream``: the upstream's context, with the exchange counted by its
+    status, or as an error when it fails before the head. A class rather than an
+    ``asynccontextmanager``: every miss passes through it (no async generator per miss)."""
+
+    __slots__ = ("body", "engine", "headers", "inner", "method", "target")
+
+    def __init__(self, engine: CacheEngine, method: str, target: str, headers: Fields,
+                 body: AsyncIterable[bytes] | None) -> None:
+        self.engine = engine
+        self.method = method
+        self.target = target
+        self.headers = headers
+        self.body = body
+        self.inner: contextlib.AbstractAsyncContextManager[UpstreamResponse] | None = None
+
+    async def __aenter__(self) -> UpstreamResponse:
+        engine, method = self.engine, self.method
         try:
-            async with self.upstream.open(method, target, headers, body,
-                                          cache_key=target) as up:
-                self._upstream_counter(method, up.status).inc()
-                counted = True
-                yield up
+            inner = engine.upstream.open(method, self.target, self.headers, self.body,
+                                         cache_key=self.target)
+            up = await inner.__aenter__()
         except UpstreamError:
-            if not counted:
-                self._upstream_counter(method, "error").inc()
+            engine._upstream_counter(method, "error").inc()
             raise
+        self.inner = inner
+        engine._upstream_counter(method, up.status).inc()
+        return up
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> bool | None:
+        assert self.inner is not None
+        return await self.inner.__aexit__(exc_type, exc, tb)
 
 
 def _result(owner: bool, revalidated: bool, head: FlightHead) -> str:

@@ -20,11 +20,14 @@ HOP_BY_HOP = frozenset({
 class Fields:
     """Ordered header fields; names compare case-insensitively, order and duplicates kept."""
 
-    __slots__ = ("_index", "_items")
+    __slots__ = ("_index", "_items", "memo")
 
     def __init__(self, items: Iterable[tuple[str, str]] = ()) -> None:
         self._items: tuple[tuple[str, str], ...] = tuple((str(k), str(v)) for k, v in items)
         self._index: dict[str, list[str]] | None = None
+        # what a pure function derived from these (immutable) fields, kept by that function
+        # (``cache_control.response_directives``: parsed 3-4 times per miss otherwise)
+        self.memo: object = None
 
     @classmethod
     def of_str_pairs(cls, items: tuple[tuple[str, str], ...]) -> Fields:
@@ -32,6 +35,7 @@ class Fields:
         fields = object.__new__(cls)
         fields._items = items
         fields._index = None
+        fields.memo = None
         return fields
 
     @classmethod
@@ -59,6 +63,7 @@ class Fields:
         fields = object.__new__(cls)
         fields._items = items
         fields._index = index
+        fields.memo = None
         return fields
 
     @classmethod
@@ -205,6 +210,9 @@ def end_to_end(fields: Fields) -> Fields:
 
     ``fields`` itself when it has none (the common case: no copy).
     """
+    index = fields._index
+    if index is not None and "connection" not in index and HOP_BY_HOP.isdisjoint(index):
+        return fields
     options = connection_options(fields)
     drop = HOP_BY_HOP | options if options else HOP_BY_HOP
     if not fields.has_any(drop):

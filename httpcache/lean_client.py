@@ -39,7 +39,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import Iterable
+from types import TracebackType
 
 import httptools
 
@@ -57,11 +58,15 @@ HIGH_WATER = 256 * 1024  # queued body bytes above which reading from the socket
 class LeanResponse:
     """The head of a response and its body as it arrives (see ``LeanPool.get``)."""
 
-    __slots__ = ("headers", "status")
+    __slots__ = ("headers", "index", "status")
 
-    def __init__(self, status: int, headers: list[tuple[str, str]]) -> None:
+    def __init__(self, status: int, headers: list[tuple[str, str]],
+                 index: dict[str, list[str]]) -> None:
         self.status = status
         self.headers = headers
+        # lower-case name -> values in order, built as the fields arrived (what
+        # ``headers.Fields.prebuilt`` takes: no second pass lowering every name)
+        self.index = index
 
 
 class _Connection(asyncio.Protocol):
@@ -81,6 +86,7 @@ class _Connection(asyncio.Protocol):
     def _begin(self) -> None:
         self.status = 0
         self.headers: list[tuple[str, str]] = []
+        self.index: dict[str, list[str]] = {}
         self.head_done = False
         self.informational = False
         self.complete = False
@@ -139,13 +145,22 @@ class _Connection(asyncio.Protocol):
     # -- parser callbacks ----------------------------------------------------------------------
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self.headers.append((name.decode("latin-1"), value.decode("utf-8", "surrogateescape")))
+        key = name.decode("latin-1")
+        text = value.decode("utf-8", "surrogateescape")
+        self.headers.append((key, text))
+        lname = key.lower()
+        found = self.index.get(lname)
+        if found is None:
+            self.index[lname] = [text]
+        else:
+            found.append(text)
 
     def on_headers_complete(self) -> None:
         status = self.parser.get_status_code()
         if 100 <= status < 200:  # 1xx (e.g. 103 Early Hints): the final response follows
             self.informational = True
             self.headers = []
+            self.index = {}
             return
         self.status = status
         self.head_done = True
@@ -172,10 +187,7 @@ class _Connection(asyncio.Protocol):
     def _ends_at_close(self) -> bool:
         """RFC 9112 §6.3: no Transfer-Encoding, no Content-Length: the body ends with the
         connection (a 204/304 has none, and llhttp completes those itself)."""
-        for name, _value in self.headers:
-            if name.lower() in ("content-length", "transfer-encoding"):
-                return False
-        return True
+        return "content-length" not in self.index and "transfer-encoding" not in self.index
 
     def _wake(self) -> None:
         waiter = self.waiter
@@ -225,29 +237,27 @@ class _Connection(asyncio.Protocol):
             if self.error is not None:
                 raise self.error
             await self._wait()
-        return LeanResponse(self.status, self.headers)
+        return LeanResponse(self.status, self.headers, self.index)
 
-    async def chunks(self) -> AsyncIterator[bytes]:
+    def chunks(self) -> LeanBody:
         """The body as it arrives (pieces queued meanwhile are joined into one)."""
-        while True:
-            pieces = self.pieces
-            if pieces:
-                chunk = pieces[0] if len(pieces) == 1 else b"".join(pieces)
-                self.pieces = []
-                self.queued = 0
-                if self.paused:
-                    if self.first_taken:
-                        self._resume()
-                    else:  # behind the tasks this piece wakes (module docstring)
-                        self.loop.call_soon(self._resume)
-                self.first_taken = True
-                yield chunk
-                continue
-            if self.complete:
-                return
-            if self.error is not None:
-                raise self.error
-            await self._wait()
+        return LeanBody(self)
+
+    def next_piece(self) -> bytes | None:
+        """What arrived since the last call, joined (``None``: nothing at hand)."""
+        pieces = self.pieces
+        if not pieces:
+            return None
+        chunk = pieces[0] if len(pieces) == 1 else b"".join(pieces)
+        self.pieces = []
+        self.queued = 0
+        if self.paused:
+            if self.first_taken:
+                self._resume()
+            else:  # behind the tasks this piece wakes (module docstring)
+                self.loop.call_soon(self._resume)
+        self.first_taken = True
+        return chunk
 
     def _resume(self) -> None:
         if self.paused and not self.lost and self.transport is not None:
@@ -325,33 +335,11 @@ class LeanPool:
                                 f"{self.where}")
         return text.encode("utf-8", "surrogateescape")
 
-    @contextlib.asynccontextmanager
-    async def get(self, target: str, fields: Iterable[tuple[str, str]]
-                  ) -> AsyncIterator[tuple[LeanResponse, AsyncIterator[bytes]]]:
-        """Send ``GET target`` with ``fields`` (Host is added); yields the head and the body
-        chunks. The connection goes back to the pool if the body was read to its end."""
-        request = self.request_bytes(target, fields)
-        async with self._slots:
-            conn = self._reuse()
-            reused = conn is not None
-            if conn is None:
-                conn = await self._connect()
-            try:
-                conn.send(request)
-                try:
-                    head = await conn.head()
-                except UpstreamDisconnected:
-                    if not reused or conn.received:
-                        raise
-                    # the upstream closed the idle connection as we reused it: once more
-                    conn = await self._connect()
-                    conn.send(request)
-                    head = await conn.head()
-                yield head, conn.chunks()
-            except BaseException:
-                conn.close()
-                raise
-            self._release(conn)
+    def get(self, target: str, fields: Iterable[tuple[str, str]]) -> LeanExchange:
+        """Send ``GET target`` with ``fields`` (Host is added) on entering; the context
+        yields the head and the body chunks. The connection goes back to the pool if the
+        body was read to its end."""
+        return LeanExchange(self, target, fields)
 
     def close(self) -> None:
         for conn in list(self._open):
@@ -384,3 +372,81 @@ class LeanPools:
         for pool in self._pools.values():
             pool.close()
         self._pools.clear()
+
+
+class LeanBody:
+    """A response body as it arrives (``_Connection.chunks``): a plain async iterator, not
+    an async generator, which the event loop would register and finalise per response."""
+
+    __slots__ = ("conn",)
+
+    def __init__(self, conn: _Connection) -> None:
+        self.conn = conn
+
+    def __aiter__(self) -> LeanBody:
+        return self
+
+    async def __anext__(self) -> bytes:
+        conn = self.conn
+        while True:
+            chunk = conn.next_piece()
+            if chunk is not None:
+                return chunk
+            if conn.complete:
+                raise StopAsyncIteration
+            if conn.error is not None:
+                raise conn.error
+            await conn._wait()
+
+
+class LeanExchange:
+    """One GET on a pooled connection (``LeanPool.get``), as a class rather than an
+    ``asynccontextmanager``: a cache miss passes through it once, and the generator-based
+    form costs an async generator, its registration with the loop and a wrapper object."""
+
+    __slots__ = ("conn", "fields", "pool", "target")
+
+    def __init__(self, pool: LeanPool, target: str, fields: Iterable[tuple[str, str]]) -> None:
+        self.pool = pool
+        self.target = target
+        self.fields = fields
+        self.conn: _Connection | None = None
+
+    async def __aenter__(self) -> tuple[LeanResponse, LeanBody]:
+        pool = self.pool
+        request = pool.request_bytes(self.target, self.fields)
+        await pool._slots.acquire()
+        try:
+            conn = pool._reuse()
+            reused = conn is not None
+            if conn is None:
+                conn = await pool._connect()
+            self.conn = conn
+            conn.send(request)
+            try:
+                head = await conn.head()
+            except UpstreamDisconnected:
+                if not reused or conn.received:
+                    raise
+                # the upstream closed the idle connection as we reused it: once more
+                conn = self.conn = await pool._connect()
+                conn.send(request)
+                head = await conn.head()
+        except BaseException:
+            if self.conn is not None:
+                self.conn.close()
+            pool._slots.release()
+            raise
+        return head, conn.chunks()
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        conn = self.conn
+        assert conn is not None
+        try:
+            if exc_type is not None:
+                conn.close()
+            else:
+                self.pool._release(conn)
+        finally:
+            self.pool._slots.release()

@@ -16,6 +16,7 @@ import contextlib
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterator
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
+from types import TracebackType
 from typing import Protocol
 
 import aiohttp
@@ -29,7 +30,7 @@ from httpcache.errors import (
     UpstreamUnavailable,
 )
 from httpcache.headers import Fields, end_to_end
-from httpcache.lean_client import LeanPools
+from httpcache.lean_client import LeanExchange, LeanPools
 
 CHUNK_SIZE = 64 * 1024
 
@@ -105,8 +106,7 @@ class HttpUpstream:
                 and base.path in ("", "/") and base.host_port_subcomponent):
             self._lean_where = (base.raw_host, base.port or 80, base.host_port_subcomponent)
 
-    @contextlib.asynccontextmanager
-    async def open(
+    def open(
         self,
         method: str,
         target: str,
@@ -114,20 +114,20 @@ class HttpUpstream:
         body: AsyncIterable[bytes] | None = None,
         *,
         cache_key: str = "",
-    ) -> AsyncIterator[UpstreamResponse]:
+    ) -> AbstractAsyncContextManager[UpstreamResponse]:
         send = list(headers)
         if self.signer is not None:
             send += list(self.signer(method, target).items())
         if (method == "GET" and body is None and self._lean_where is not None
                 and self.lean is not None and target.startswith("/")):
-            async with self.lean.pool(*self._lean_where).get(target, send) as (head, chunks):
-                yield UpstreamResponse(
-                    status=head.status,
-                    headers=end_to_end(Fields.indexed(head.headers)),
-                    chunks=chunks,
-                    upstream=self.base_url,
-                )
-            return
+            return _LeanOpen(self.lean.pool(*self._lean_where).get(target, send),
+                             self.base_url)
+        return self._open_session(method, target, send, body)
+
+    @contextlib.asynccontextmanager
+    async def _open_session(self, method: str, target: str, send: list[tuple[str, str]],
+                            body: AsyncIterable[bytes] | None
+                            ) -> AsyncIterator[UpstreamResponse]:
         # encoded=True: send the target byte for byte as the client sent it (signatures over
         # the path, and origins that distinguish %2F from /, depend on it).
         url = URL(self.base_url + target, encoded=True)
@@ -142,6 +142,28 @@ class HttpUpstream:
                     chunks=_chunks(resp, self.base_url),
                     upstream=self.base_url,
                 )
+
+
+class _LeanOpen:
+    """``HttpUpstream.open`` through the lean client: a class, not an
+    ``asynccontextmanager`` (every cache fill passes through it; see ``lean_client``)."""
+
+    __slots__ = ("base_url", "exchange")
+
+    def __init__(self, exchange: LeanExchange, base_url: str) -> None:
+        self.exchange = exchange
+        self.base_url = base_url
+
+    async def __aenter__(self) -> UpstreamResponse:
+        head, chunks = await self.exchange.__aenter__()
+        return UpstreamResponse(status=head.status,
+                                headers=end_to_end(Fields.prebuilt(tuple(head.headers),
+                                                                   head.index)),
+                                chunks=chunks, upstream=self.base_url)
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        await self.exchange.__aexit__(exc_type, exc, tb)
 
 
 async def _chunks(resp: aiohttp.ClientResponse, where: str) -> AsyncIterator[bytes]:
