@@ -18,7 +18,7 @@ all build them here.
 from __future__ import annotations
 
 from httpcache.cache_status import CacheStatus, append_cache_status
-from httpcache.headers import Fields, end_to_end
+from httpcache.headers import HOP_BY_HOP, Fields, connection_options
 from httpcache.ranges import ByteRange, Unsatisfiable
 
 CLIENT_PRECONDITIONS = frozenset({"if-none-match", "if-modified-since", "if-range", "range",
@@ -31,11 +31,7 @@ _NOT_FORWARDED = frozenset({"host", "expect"})
 def forward_request_fields(client: Fields, *, via: str, peer: str | None,
                            drop: frozenset[str] = frozenset()) -> Fields:
     """Fields for forwarding a request as is (any method, body framing kept)."""
-    fields = end_to_end(client).without(_NOT_FORWARDED, drop)
-    fields = fields.with_field("Via", _append(client.get("via"), f"1.1 {via}"))
-    if peer:
-        fields = fields.with_field("X-Forwarded-For", _append(client.get("x-forwarded-for"), peer))
-    return fields
+    return _forwarded(client, via, peer, drop, fill=False)
 
 
 def fill_request_fields(client: Fields, *, via: str, peer: str | None,
@@ -43,23 +39,66 @@ def fill_request_fields(client: Fields, *, via: str, peer: str | None,
                         validators: Fields | None = None) -> Fields:
     """Fields for a GET that fills the cache: no client preconditions, no body framing,
     plus our validators when revalidating (RFC 9111 §4.3.1)."""
-    fields = forward_request_fields(client, via=via, peer=peer, drop=drop)
-    fields = fields.without(CLIENT_PRECONDITIONS, "content-length", "content-type")
+    fields = _forwarded(client, via, peer, drop, fill=True)
     if validators:
         fields = Fields([*fields, *validators])
     return fields
 
 
+def _forwarded(client: Fields, via: str, peer: str | None, drop: frozenset[str], *,
+               fill: bool) -> Fields:
+    """The client's end-to-end fields (``headers.end_to_end``) without ``_NOT_FORWARDED``,
+    ``drop`` and, to ``fill``, the preconditions and body framing; ``Via`` and
+    ``X-Forwarded-For`` (with ``peer``) replaced by ours: in one pass over the fields."""
+    remove = _request_removals(drop, bool(peer), fill)
+    options = connection_options(client)
+    if options:
+        remove = remove | options
+    add = [("Via", _append(client.get("via"), f"1.1 {via}"))]
+    if peer:
+        add.append(("X-Forwarded-For", _append(client.get("x-forwarded-for"), peer)))
+    return client.replaced(remove, add)
+
+
 def client_response_fields(upstream: Fields, status: CacheStatus, *, via: str,
                            age: int | None = None,
                            strip: frozenset[str] = frozenset()) -> Fields:
-    """Fields sent to our client for a response that came from ``upstream`` or the store."""
-    fields = upstream.without(strip, "cache-status", "via")
+    """Fields sent to our client for a response that came from ``upstream`` or the store:
+    without ``strip``, with ``Age`` (when given) and ``Via`` replaced by ours and our
+    ``Cache-Status`` member after the upstream's."""
+    add = []
     if age is not None:
-        fields = fields.with_field("Age", str(age))
-    fields = fields.appended("Via", _append(upstream.get("via"), f"1.1 {via}"))
-    return fields.appended("Cache-Status", append_cache_status(upstream.get("cache-status"),
-                                                               status))
+        add.append(("Age", str(age)))
+    add.append(("Via", _append(upstream.get("via"), f"1.1 {via}")))
+    add.append(("Cache-Status", append_cache_status(upstream.get("cache-status"), status)))
+    return upstream.replaced(_response_removals(strip, age is not None), add)
+
+
+_FILL_REMOVES = CLIENT_PRECONDITIONS | {"content-length", "content-type"}
+_REMOVALS: dict[tuple[frozenset[str], bool, bool], frozenset[str]] = {}
+_RESPONSE_REMOVALS: dict[tuple[frozenset[str], bool], frozenset[str]] = {}
+
+
+def _request_removals(drop: frozenset[str], peer: bool, fill: bool) -> frozenset[str]:
+    key = (drop, peer, fill)
+    found = _REMOVALS.get(key)
+    if found is None:
+        if len(_REMOVALS) > 256:  # config sets only: stay bounded all the same
+            _REMOVALS.clear()
+        found = _REMOVALS[key] = frozenset(
+            {n.lower() for n in drop} | HOP_BY_HOP | _NOT_FORWARDED | {"via"}
+            | ({"x-forwarded-for"} if peer else set()) | (_FILL_REMOVES if fill else set()))
+    return found
+
+
+def _response_removals(strip: frozenset[str], age: bool) -> frozenset[str]:
+    found = _RESPONSE_REMOVALS.get((strip, age))
+    if found is None:
+        if len(_RESPONSE_REMOVALS) > 256:
+            _RESPONSE_REMOVALS.clear()
+        found = _RESPONSE_REMOVALS[strip, age] = frozenset(
+            {n.lower() for n in strip} | {"cache-status", "via"} | ({"age"} if age else set()))
+    return found
 
 
 def whole_fields(fields: Fields, status: int, length: int) -> Fields:

@@ -151,10 +151,28 @@ class Fields:
     def with_field(self, name: str, value: str) -> Fields:
         """A copy with every ``name`` line replaced by one line ``name: value``."""
         name, value = str(name), str(value)
-        base = self.without(name)
-        fields = Fields.of_str_pairs((*base._items, (name, value)))
-        if base._index is not None:
-            fields._index = {**base._index, name.lower(): [value]}
+        return self.replaced(frozenset((name.lower(),)), ((name, value),))
+
+    def replaced(self, remove: frozenset[str], add: Iterable[tuple[str, str]]) -> Fields:
+        """A copy without the lines named in ``remove`` (lower-case names), with the
+        ``(str, str)`` lines ``add`` appended: ``without`` and ``with_field``/``appended``
+        in one pass (the forwarding rules make one such change per message)."""
+        add = tuple(add)
+        index = self._index
+        if index is not None and remove.isdisjoint(index):
+            fields = Fields.of_str_pairs(self._items + add)
+            new = dict(index)
+        else:
+            fields = Fields.of_str_pairs(tuple(
+                [item for item in self._items if item[0].lower() not in remove]) + add)
+            if index is None:
+                return fields
+            new = {k: v for k, v in index.items() if k not in remove}
+        for name, value in add:
+            lname = name.lower()
+            # the value lists are shared with ``self``'s index: extend a copy
+            new[lname] = [*new.get(lname, ()), value]
+        fields._index = new
         return fields
 
     def appended(self, name: str, value: str) -> Fields:

@@ -84,3 +84,41 @@ def test_answer_fields_for_each_kind_of_answer() -> None:
     assert multi.get_all("content-type") == ["multipart/byteranges; boundary=x"]
     bad = unsatisfiable_fields(stored, Unsatisfiable(10))
     assert list(bad) == [("Content-Range", "bytes */10"), ("Content-Length", "0")]
+
+
+def test_replaced_is_without_then_appended_on_indexed_and_plain_fields() -> None:
+    items = [("A", "1"), ("Via", "x"), ("a", "2"), ("B", "3"), ("via", "y")]
+    for fields in (Fields(items), Fields.indexed(items)):
+        out = fields.replaced(frozenset({"via", "zz"}), [("Via", "z"), ("A", "4")])
+        assert list(out) == [("A", "1"), ("a", "2"), ("B", "3"), ("Via", "z"), ("A", "4")]
+        assert out.get_all("a") == ["1", "2", "4"] and out.get("via") == "z"
+        untouched = fields.replaced(frozenset({"zz"}), [("A", "5")])
+        assert untouched.get_all("a") == ["1", "2", "5"]
+    # an indexed copy extends copies of the value lists, never the original's
+    indexed = Fields.indexed(items)
+    indexed.replaced(frozenset(), [("A", "9")])
+    assert indexed.get_all("a") == ["1", "2"]
+
+
+def test_forwarded_fields_in_order_from_indexed_and_plain_requests() -> None:
+    items = [("Host", "edge"), ("Connection", "x-hop"), ("X-Hop", "1"), ("Accept", "*/*"),
+             ("If-None-Match", '"c"'), ("Via", "1.0 lb"), ("Content-Length", "0"),
+             ("X-Forwarded-For", "1.1.1.1"), ("Cookie", "c=1")]
+    for client in (Fields(items), Fields.indexed(items)):
+        assert list(forward_request_fields(client, via="e", peer="2.2.2.2")) == [
+            ("Accept", "*/*"), ("If-None-Match", '"c"'), ("Content-Length", "0"),
+            ("Cookie", "c=1"), ("Via", "1.0 lb, 1.1 e"),
+            ("X-Forwarded-For", "1.1.1.1, 2.2.2.2")]
+        assert list(fill_request_fields(client, via="e", peer=None)) == [
+            ("Accept", "*/*"), ("X-Forwarded-For", "1.1.1.1"), ("Cookie", "c=1"),
+            ("Via", "1.0 lb, 1.1 e")]
+
+
+def test_request_and_response_removals_do_not_share_a_memo() -> None:
+    # same sets and flags on both sides: each still removes its own names
+    request = Fields.indexed([("Range", "bytes=0-1"), ("Age", "1"), ("Accept", "*/*")])
+    assert list(fill_request_fields(request, via="e", peer="p")) == [
+        ("Age", "1"), ("Accept", "*/*"), ("Via", "1.1 e"), ("X-Forwarded-For", "p")]
+    response = Fields.indexed([("Range", "r"), ("Age", "1"), ("ETag", '"e"')])
+    out = client_response_fields(response, CacheStatus("edge", hit=True), via="e", age=2)
+    assert list(out)[:2] == [("Range", "r"), ("ETag", '"e"')] and out.get("age") == "2"
