@@ -112,7 +112,6 @@ class ECReader:
                 return
             try:
                 got[index] = fetch.result()
-                self._metrics.fragment_reads_ok.inc()
             except NodeRequestError as exc:
                 self._note_failure(exc)
                 if exc.kind in ("corrupt", "not-found") and self._on_bad_fragment:
@@ -142,11 +141,14 @@ class ECReader:
         finally:
             if hedge is not None:
                 hedge.cancel()
-            left = list(running)
-            running.clear()
-            for fetch in left:
-                fetch.cancel()
-            await asyncio.gather(*left, return_exceptions=True)
+            if running:  # hedged or abandoned reads (a gather of nothing still costs a future)
+                left = list(running)
+                running.clear()
+                for fetch in left:
+                    fetch.cancel()
+                await asyncio.gather(*left, return_exceptions=True)
+        # one increment per segment: each takes the metric's lock
+        self._metrics.fragment_reads_ok.inc(len(got))
         if len(got) < scheme.ndata:
             raise InsufficientFragments(
                 f"segment {segment}: {len(got)} of {scheme.ndata} needed fragments readable "

@@ -127,11 +127,11 @@ async def authenticate(
 ) -> Principal | None:
     """The principal of a signed request, ``None`` for an anonymous one; raises the S3
     error a bad signature deserves."""
-    query = sigv4.parse_query(parts.raw_query)
-    names = {k for k, _v in query}
+    query = sigv4.parse_query(parts.raw_query) if parts.raw_query else []
     header = parts.header("Authorization")
     if header is not None:
         return await _authenticate_header(parts, header, query, lookup, region, now, max_skew)
+    names = {k for k, _v in query}
     if "X-Amz-Algorithm" in names or "X-Amz-Signature" in names:
         return await _authenticate_presigned(parts, query, lookup, region, now, max_skew)
     if "AWSAccessKeyId" in names and "Signature" in names:

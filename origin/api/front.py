@@ -31,7 +31,8 @@ reading paused if they pile up), so a request that is handed over is always the 
 front read, and the bytes after it are still raw. To know where each request begins, bytes
 are fed to llhttp in pieces that end where a head ends (the first ``CRLF CRLF``; llhttp
 requires CRLF line ends) or where the body announced by the head ends, as the node front
-does. Idle connections are closed after ``keepalive_timeout`` seconds, as aiohttp does.
+does. A connection that starts no request for ``keepalive_timeout`` seconds (aiohttp's
+default) is closed within twice that (one timer per connection, not one per request).
 """
 
 from __future__ import annotations
@@ -196,7 +197,11 @@ class FrontProtocol(asyncio.Protocol):
         self.reading_paused = False
         self.write_paused = False
         self.closed = False
+        # One timer per connection, not one per request: when it fires, a connection that
+        # started no request since it was armed (and is not answering one) is closed.
         self.idle: asyncio.TimerHandle | None = None
+        self.started = 0  # requests started here
+        self.started_at_arming = 0
 
     # -- asyncio.Protocol ----------------------------------------------------------------------
 
@@ -216,9 +221,6 @@ class FrontProtocol(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self.closed:
             return
-        if self.idle is not None:
-            self.idle.cancel()
-            self.idle = None
         if self.busy or self.write_paused:
             self.held += data
             if len(self.held) > MAX_HELD_BYTES:
@@ -279,7 +281,6 @@ class FrontProtocol(asyncio.Protocol):
                 self.held = data[pos:]
                 self._start_answer()
                 return
-        self._arm_idle()
 
     def _start_answer(self) -> None:
         body = self.body
@@ -291,6 +292,7 @@ class FrontProtocol(asyncio.Protocol):
                 for k, v in self.fields)),
             body[0] if len(body) == 1 else b"".join(body), self.transport)
         raw = self.raw_head
+        self.started += 1
         self.accepted = self.complete = False
         self.raw_head = b""
         self.busy = True
@@ -354,8 +356,6 @@ class FrontProtocol(asyncio.Protocol):
         held, self.held = self.held, b""
         if held:
             self._feed(held)
-        else:
-            self._arm_idle()
 
     # -- httptools callbacks -------------------------------------------------------------------
 
@@ -407,9 +407,18 @@ class FrontProtocol(asyncio.Protocol):
     # -- hand-over and closing -----------------------------------------------------------------
 
     def _arm_idle(self) -> None:
-        if self.idle is None and not self.closed:
+        if not self.closed:
+            self.started_at_arming = self.started
             self.idle = asyncio.get_running_loop().call_later(
-                self.front.keepalive_timeout, self.close)
+                self.front.keepalive_timeout, self._idle_check)
+
+    def _idle_check(self) -> None:
+        """Close after ``keepalive_timeout`` to ``2 × keepalive_timeout`` seconds without a
+        new request (aiohttp: exactly ``keepalive_timeout`` after the last answer)."""
+        if self.busy or self.started != self.started_at_arming:
+            self._arm_idle()
+        else:
+            self.close()
 
     def _pause_reading(self) -> None:
         if not self.reading_paused and self.transport is not None and not self.closed:

@@ -68,8 +68,10 @@ async def _keep_session(_conn: asyncpg.Connection) -> None:
 
 async def create_pool(url: str, *, max_size: int = 16) -> asyncpg.Pool:
     """A pool whose connections decode ``jsonb`` to Python objects."""
+    # max_inactive_connection_lifetime=0: asyncpg would otherwise arm (and cancel) a timer
+    # on every release, i.e. on every query of the data path.
     pool = await asyncpg.create_pool(url, min_size=1, max_size=max_size, init=_init_connection,
-                                     reset=_keep_session)
+                                     reset=_keep_session, max_inactive_connection_lifetime=0)
     assert pool is not None
     return pool
 

@@ -49,10 +49,11 @@ class _Front(OriginFront):
     """Answers ``GET`` with the path and ``PUT`` with the body; paths under ``/big/`` need a
     streamed answer."""
 
-    def __init__(self) -> None:
+    def __init__(self, keepalive_timeout: float = 75.0) -> None:
         self.seen: list[tuple[str, str, bytes]] = []
         self.handed: list[_Aiohttp] = []
-        super().__init__(web.Application(), self._app_server, max_body=1000)
+        super().__init__(web.Application(), self._app_server, max_body=1000,
+                         keepalive_timeout=keepalive_timeout)
 
     def _app_server(self) -> asyncio.Protocol:
         self.handed.append(_Aiohttp())
@@ -165,6 +166,21 @@ async def test_connection_close_is_the_last_answer() -> None:
                                              + _get(b"/b/b")])
     assert [s[1] for s in front.seen] == ["/b/a"] and handed is None and closed
     assert b"\r\nConnection: close\r\n" in out
+
+
+async def test_idle_connections_are_closed_busy_ones_kept() -> None:
+    front = _Front(keepalive_timeout=0.05)
+    idle, busy = _Transport(), _Transport()
+    idle_conn, busy_conn = front(), front()
+    idle_conn.connection_made(idle)
+    busy_conn.connection_made(busy)
+    for i in range(8):
+        busy_conn.data_received(_get(b"/b/%d" % i))
+        await asyncio.sleep(0.02)
+    assert idle.closed and not busy.closed
+    await asyncio.sleep(0.15)
+    assert busy.closed
+    assert len(_bodies(bytes(busy.out))) == 8
 
 
 def test_object_paths() -> None:
