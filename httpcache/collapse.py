@@ -90,7 +90,9 @@ class Flight:
         self._positions: dict[int, int] = {}  # reader token -> next absolute chunk index
         self._unstarted: set[int] = set()  # readers that have not taken their first chunk
         self._tokens = itertools.count()
-        self._changed = asyncio.Event()
+        # set on the next change, made when a reader first waits for one (an inline flight's
+        # owner never waits: no Event per wake)
+        self._changed: asyncio.Event | None = None
         # called (synchronously) on every change, after the readers were woken: the owner of
         # a flight it runs itself writes to its client from here (``Collapser.start``)
         self.listener: Callable[[], None] | None = None
@@ -125,8 +127,10 @@ class Flight:
             self._wake()
 
     def _wake(self) -> None:
-        changed, self._changed = self._changed, asyncio.Event()
-        changed.set()
+        changed = self._changed
+        if changed is not None:
+            self._changed = None
+            changed.set()
         if self.listener is not None:
             self.listener()
 
@@ -140,6 +144,13 @@ class Flight:
             self._offset += drop
 
     # -- reader side -----------------------------------------------------------------------
+
+    async def _change(self) -> None:
+        """Wait for the next change (head, chunk, end)."""
+        changed = self._changed
+        if changed is None:
+            changed = self._changed = asyncio.Event()
+        await changed.wait()
 
     @property
     def done(self) -> bool:
@@ -173,7 +184,7 @@ class Flight:
         while self._head is None:
             if self._error is not None:
                 raise self._error
-            await self._changed.wait()
+            await self._change()
         if not owner and self._head.shared_headers is None:
             raise NotShareable(self.key)
         return self._head
@@ -210,7 +221,7 @@ class Flight:
                 raise self._error
             if self._done:
                 return
-            await self._changed.wait()
+            await self._change()
             woken = True
 
 

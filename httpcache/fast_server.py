@@ -135,6 +135,8 @@ class HitProtocol(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]  # uvloop's is not a subclass
+        # once per connection: asyncio's get_running_loop() makes a getpid() system call
+        self.loop = asyncio.get_running_loop()
         peer = transport.get_extra_info("peername")
         self.remote = peer[0] if isinstance(peer, tuple | list) and peer else None
         self.server.connections.add(self)
@@ -161,7 +163,7 @@ class HitProtocol(asyncio.Protocol):
     def _arm_idle_timer(self) -> None:
         timeout = self.server.keepalive_timeout
         if timeout > 0:
-            self.idle_timer = asyncio.get_running_loop().call_later(timeout, self._idle_check)
+            self.idle_timer = self.loop.call_later(timeout, self._idle_check)
 
     def _idle_check(self) -> None:
         if self.active or self.miss_task is not None:
@@ -257,7 +259,7 @@ class HitProtocol(asyncio.Protocol):
         """Stop reading (requests are answered in order) and answer the miss in a task."""
         assert self.transport is not None and self.miss is not None
         self.transport.pause_reading()
-        self.miss_task = asyncio.get_running_loop().create_task(self._serve_miss(rest))
+        self.miss_task = self.loop.create_task(self._serve_miss(rest))
 
     async def _serve_miss(self, rest: bytes) -> None:
         assert self.miss is not None
@@ -292,7 +294,7 @@ class HitProtocol(asyncio.Protocol):
 
     async def drain(self) -> None:
         if self.paused and not self.closing:
-            self.drain_waiter = asyncio.get_running_loop().create_future()
+            self.drain_waiter = self.loop.create_future()
             await self.drain_waiter
 
     def writable(self) -> bool:
