@@ -90,6 +90,9 @@ class OriginConfig:
     front: bool = _opt(True, "answer plain object GET/PUT on the protocol-level front")
     front_max_body: int = _opt(256 << 10, "largest PUT body (bytes) the front reads whole; "
                                           "larger ones stream through aiohttp")
+    # Off by default: behind shields the origin mostly serves first reads (origin.object_cache).
+    object_cache_bytes: int = _opt(0, "memory (bytes) for decoded small objects kept by "
+                                      "their immutable id; 0 disables")
     db_pool_max: int = _opt(16, "PostgreSQL connections per origin process")
     max_clock_skew: int = _opt(900, "allowed X-Amz-Date skew in seconds (S3: 15 min)")
     # Credentials and buckets are read on every request; another origin's change to either is
@@ -137,6 +140,9 @@ class OriginConfig:
                               f"{self.fragments_per_segment} (or 0 for ndata + 1)")
         if self.segment_size < 4096:
             raise ConfigError(f"origin: segment_size {self.segment_size} is below 4096 bytes")
+        if self.object_cache_bytes < 0 or self.front_max_body < 0:
+            raise ConfigError(f"origin: object_cache_bytes ({self.object_cache_bytes}) and "
+                              f"front_max_body ({self.front_max_body}) must be >= 0")
         if self.node_batch_inflight < 0:
             raise ConfigError(f"origin: node_batch_inflight ({self.node_batch_inflight}) "
                               f"must be >= 0")

@@ -40,6 +40,11 @@ class OriginMetrics:
         # Bound once: incremented per fragment on every small PUT and GET.
         self.fragment_writes_ok = self.fragment_writes.labels(result="ok")
         self.fragment_reads_ok = self.fragment_reads.labels(result="ok")
+        lookups = Counter("origin_object_cache_lookups_total",
+                          "Object cache lookups of one-segment GETs (origin.object_cache)",
+                          ["result"], registry=r)
+        self.object_cache_hits = lookups.labels(result="hit")
+        self.object_cache_misses = lookups.labels(result="miss")
         self.degraded_segments = Counter("origin_degraded_segment_reads_total",
                                          "Segments decoded with at least one parity fragment",
                                          registry=r)

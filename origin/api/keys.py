@@ -15,6 +15,7 @@ from origin.metadata.models import Bucket, Credential
 from origin.metrics import OriginMetrics
 from origin.nodeclient import NodeClient
 from origin.nodehealth import NodeHealth
+from origin.object_cache import ObjectCache
 from origin.ttl_cache import TTLCache
 
 CONFIG = web.AppKey("config", OriginConfig)
@@ -28,6 +29,8 @@ READER = web.AppKey("reader", ECReader)
 # Per-process memos of rows read on every request (see ``origin.ttl_cache``).
 CREDENTIALS: web.AppKey[TTLCache[str, Credential]] = web.AppKey("credentials")
 BUCKETS: web.AppKey[TTLCache[str, Bucket]] = web.AppKey("buckets")
+# Absent unless object_cache_bytes > 0 (origin.object_cache).
+OBJECT_CACHE = web.AppKey("object_cache", ObjectCache)
 
 REQUEST_ID = web.RequestKey("request_id", str)
 # None for an anonymous request.

@@ -19,7 +19,7 @@ from aiohttp import web
 
 from origin.api.auth import Principal
 from origin.api.body import IncomingBody
-from origin.api.keys import CONFIG, POOL, READER, WRITER
+from origin.api.keys import CONFIG, METRICS, OBJECT_CACHE, POOL, READER, WRITER
 from origin.api.object_headers import content_md5
 from origin.ec_reader import MAP_WINDOW, ECReader
 from origin.ec_writer import BodyReader
@@ -110,15 +110,25 @@ async def _blob_chunks(reader: ECReader, pool: asyncpg.Pool, blob_id: str, s: St
 async def small_object_bytes(app: web.Application, obj: ObjectRecord, first: int, last: int,
                              prefetched: FragmentMap | None) -> bytes | None:
     """Bytes ``first..last`` of a one-segment object whose fragment map came with its row,
-    read and decoded in one step; ``None`` when the object is not such a one (multipart,
-    several segments, no prefetched map), for ``object_chunks`` to stream instead. A 4 KiB
-    GET then costs no generators and no read-ahead task."""
+    read and decoded in one step (or found in the object cache, when there is one: the row
+    was read just now, so the id is current); ``None`` when the object is not such a one
+    (multipart, several segments, no prefetched map), for ``object_chunks`` to stream
+    instead. A 4 KiB GET then costs no generators and no read-ahead task."""
     s = obj.scheme
-    if obj.part_count or not 0 < obj.size <= s.segment_size or not prefetched \
-            or 0 not in prefetched:
+    if obj.part_count or not 0 < obj.size <= s.segment_size:
         return None
-    scheme = cached_scheme(s.ndata, s.nparity, s.segment_size, s.ec_type)
-    data = await app[READER].read_segment(obj.id, scheme, 0, obj.size, prefetched[0])
+    cache = app.get(OBJECT_CACHE)
+    data = cache.get(obj.id) if cache is not None else None
+    if data is None:
+        if not prefetched or 0 not in prefetched:
+            return None
+        scheme = cached_scheme(s.ndata, s.nparity, s.segment_size, s.ec_type)
+        data = await app[READER].read_segment(obj.id, scheme, 0, obj.size, prefetched[0])
+        if cache is not None:
+            cache.put(obj.id, data)
+            app[METRICS].object_cache_misses.inc()
+    else:
+        app[METRICS].object_cache_hits.inc()
     return data if first == 0 and last == obj.size - 1 else data[first:last + 1]
 
 

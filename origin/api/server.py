@@ -26,6 +26,7 @@ from origin.api.keys import (
     HEALTH,
     METRICS,
     NODES,
+    OBJECT_CACHE,
     POOL,
     READER,
     SESSION,
@@ -44,6 +45,7 @@ from origin.metadata.nodes import touch_nodes, upsert_nodes
 from origin.metrics import OriginMetrics
 from origin.nodeclient import NodeClient
 from origin.nodehealth import NodeHealth
+from origin.object_cache import ObjectCache
 from origin.ttl_cache import TTLCache
 from origin.workers.base import Closeable, ClusterContext
 from origin.workers.runtime import BackgroundWorkers, bad_fragment_reporter, refresh_node_directory
@@ -143,6 +145,8 @@ def build_app(config: OriginConfig) -> web.Application:
     app[METRICS] = OriginMetrics()
     app[CREDENTIALS] = TTLCache(config.lookup_cache_ttl)
     app[BUCKETS] = TTLCache(config.lookup_cache_ttl)
+    if config.object_cache_bytes:
+        app[OBJECT_CACHE] = ObjectCache(config.object_cache_bytes)
     app.cleanup_ctx.extend([_metadata, _storage, _lifecycle])
     app.on_response_prepare.append(add_request_id)
     r = app.router
