@@ -292,6 +292,10 @@ class HitProtocol(asyncio.Protocol):
         if not self.closing and self.transport is not None:
             self.transport.write(data)
 
+    def writelines(self, data: list[bytes | memoryview]) -> None:
+        if not self.closing and self.transport is not None:
+            self.transport.writelines(data)
+
     async def drain(self) -> None:
         if self.paused and not self.closing:
             self.drain_waiter = self.loop.create_future()

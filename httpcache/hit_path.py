@@ -323,6 +323,9 @@ class MissClient(Protocol):
     closing: bool  # the client went away (or the connection is being closed)
 
     def write(self, data: bytes | memoryview) -> None: ...
+    def writelines(self, data: list[bytes | memoryview]) -> None:
+        """Several buffers in one system call (``writev``), without joining them."""
+        ...
     async def drain(self) -> None: ...
     def writable(self) -> bool:
         """Whether a write now would go out without queueing (not paused, not closing)."""
@@ -391,11 +394,11 @@ class _MissAnswer:
         if self.chunked:
             chunk = b"%x\r\n%s\r\n" % (len(chunk), chunk)
         if self.head_bytes:
-            if len(chunk) < JOIN_BELOW:
-                chunk = self.head_bytes + chunk
-            else:  # a large first chunk: the head must not wait for its copy
-                self.client.write(self.head_bytes)
-            self.head_bytes = b""
+            head, self.head_bytes = self.head_bytes, b""
+            if len(chunk) >= JOIN_BELOW:  # a large first chunk: one writev, not a copy
+                self.client.writelines([head, chunk])
+                return
+            chunk = head + chunk
         self.client.write(chunk)
 
     def end(self) -> bool:
