@@ -12,7 +12,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterable, AsyncIterator, Mapping
+from collections.abc import AsyncIterable, Mapping
+from types import TracebackType
 
 import aiohttp
 
@@ -116,8 +117,7 @@ class ShieldUpstream:
         self._hops = {name: HttpUpstream(session, url, signer, lean=lean)
                       for name, url in pool.urls.items()}
 
-    @contextlib.asynccontextmanager
-    async def open(
+    def open(
         self,
         method: str,
         target: str,
@@ -125,22 +125,49 @@ class ShieldUpstream:
         body: AsyncIterable[bytes] | None = None,
         *,
         cache_key: str,
-    ) -> AsyncIterator[UpstreamResponse]:
-        retryable = method in RETRYABLE_METHODS and body is None
-        candidates = self.pool.candidates(cache_key)
+    ) -> ShieldExchange:
+        return ShieldExchange(self, method, target, headers, body, cache_key)
+
+
+class ShieldExchange:
+    """``ShieldUpstream.open``: the exchange with the first shield of the key's ranking that
+    answers; a shield that cannot be reached (or drops the connection before answering) is
+    marked down and, for a retryable request, the next one is tried. A class rather than an
+    ``asynccontextmanager``: every miss passes through it."""
+
+    __slots__ = ("body", "cache_key", "headers", "inner", "method", "target", "upstream")
+
+    def __init__(self, upstream: ShieldUpstream, method: str, target: str, headers: Fields,
+                 body: AsyncIterable[bytes] | None, cache_key: str) -> None:
+        self.upstream = upstream
+        self.method = method
+        self.target = target
+        self.headers = headers
+        self.body = body
+        self.cache_key = cache_key
+        self.inner: contextlib.AbstractAsyncContextManager[UpstreamResponse] | None = None
+
+    async def __aenter__(self) -> UpstreamResponse:
+        upstream = self.upstream
+        retryable = self.method in RETRYABLE_METHODS and self.body is None
+        candidates = upstream.pool.candidates(self.cache_key)
         for attempt, name in enumerate(candidates):
-            stack = contextlib.AsyncExitStack()
+            inner = upstream._hops[name].open(self.method, self.target, self.headers,
+                                              self.body, cache_key=self.cache_key)
             try:
-                response = await stack.enter_async_context(
-                    self._hops[name].open(method, target, headers, body, cache_key=cache_key))
+                response = await inner.__aenter__()
             except (UpstreamUnavailable, UpstreamDisconnected) as exc:
-                await stack.aclose()
-                self.pool.mark_down(name)
+                upstream.pool.mark_down(name)
                 if not retryable or attempt == len(candidates) - 1:
                     raise
                 log.warning("shield %s failed (%s); trying %s", name, exc.message,
                             candidates[attempt + 1])
                 continue
-            async with stack:
-                yield response
-            return
+            self.inner = inner
+            return response
+        raise UpstreamUnavailable("no shield to ask")  # a pool is never empty
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> bool | None:
+        assert self.inner is not None
+        return await self.inner.__aexit__(exc_type, exc, tb)
