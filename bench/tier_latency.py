@@ -136,13 +136,23 @@ def main() -> int:
                   f"{added:>10} {' '.join(f'{m * 1e3:.3f}' for m in medians[name])}")
             previous = p50
         print("\n# streaming (new URLs): time to first byte vs total, p50 ms")
+        ttfb: dict[tuple[str, int], float] = {}
         for name, client in clients.items():
             for body_size in ttfb_sizes:
                 got = [client.get(f"/{body_size}/ttfb-{tag}-{name[:4]}-{i}", body_size)
                        for i in range(args.ttfb_requests)]
+                ttfb[name, body_size] = statistics.median(g[1] for g in got)
                 print(f"{name:<24} {label(body_size):>8}: TTFB "
-                      f"{statistics.median(g[1] for g in got) * 1e3:7.3f}, total "
+                      f"{ttfb[name, body_size] * 1e3:7.3f}, total "
                       f"{statistics.median(g[0] for g in got) * 1e3:8.3f}", flush=True)
+        # what each tier adds to the TTFB, per size: flat if the tier streams (the origin's
+        # own TTFB may grow with the size; that is not the tier's)
+        names = list(clients)
+        print("\n# TTFB added by each tier over the path with one tier fewer, p50 ms")
+        for lower, upper in zip(names, names[1:], strict=False):
+            print(f"{upper:<24} " + "  ".join(
+                f"{label(size)}: {(ttfb[upper, size] - ttfb[lower, size]) * 1e3:+.3f}"
+                for size in ttfb_sizes))
         for client in clients.values():
             client.close()
     finally:
