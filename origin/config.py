@@ -93,6 +93,9 @@ class OriginConfig:
     # Off by default: behind shields the origin mostly serves first reads (origin.object_cache).
     object_cache_bytes: int = _opt(0, "memory (bytes) for decoded small objects kept by "
                                       "their immutable id; 0 disables")
+    # More than one: see origin.api.processes (each process its own memos, cache and metrics).
+    processes: int = _opt(1, "origin processes sharing the port (SO_REUSEPORT); background "
+                             "workers run in the first")
     db_pool_max: int = _opt(16, "PostgreSQL connections per origin process")
     max_clock_skew: int = _opt(900, "allowed X-Amz-Date skew in seconds (S3: 15 min)")
     # Credentials and buckets are read on every request; another origin's change to either is
@@ -140,6 +143,8 @@ class OriginConfig:
                               f"{self.fragments_per_segment} (or 0 for ndata + 1)")
         if self.segment_size < 4096:
             raise ConfigError(f"origin: segment_size {self.segment_size} is below 4096 bytes")
+        if self.processes < 1:
+            raise ConfigError(f"origin: processes ({self.processes}) must be >= 1")
         if self.object_cache_bytes < 0 or self.front_max_body < 0:
             raise ConfigError(f"origin: object_cache_bytes ({self.object_cache_bytes}) and "
                               f"front_max_body ({self.front_max_body}) must be >= 0")

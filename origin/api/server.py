@@ -33,6 +33,7 @@ from origin.api.keys import (
     WRITER,
 )
 from origin.api.middleware import add_request_id, s3_middleware
+from origin.api.processes import serve_processes
 from origin.config import OriginConfig
 from origin.ec_reader import ECReader
 from origin.ec_writer import ECWriter
@@ -177,9 +178,14 @@ def origin_front(app: web.Application, app_server: Callable[[], asyncio.Protocol
     return OriginFront(app, app_server, max_body=app[CONFIG].front_max_body)
 
 
+def _serve_one(config: OriginConfig, app: web.Application, reuse_port: bool,
+               label: str) -> None:
+    serve(app, config.host, config.port, reuse_port=reuse_port, label=label,
+          front=origin_front if config.front else None)
+
+
 def _serve(config: OriginConfig, app: web.Application) -> int:
-    serve(app, config.host, config.port, front=origin_front if config.front else None)
-    return 0
+    return serve_processes(config, app, build_app, _serve_one)
 
 
 def main(argv: Sequence[str]) -> int:

@@ -1,0 +1,78 @@
+"""``cdn origin --processes N``: N origin processes on one port (``SO_REUSEPORT``).
+
+One origin process runs one event loop, and with the object cache on (``origin.object_cache``)
+a 4 KiB GET costs the nodes nothing, so that one core becomes the limit while the machine
+has CPU to spare. With ``processes`` > 1 the parent forks that many servers before any event
+loop exists; each binds the same port with ``SO_REUSEPORT`` (the kernel spreads connections
+over them) and runs its own application, exactly as several origins behind a load balancer
+would: its own PostgreSQL pool, node connections, memos and object cache, and its own
+``/_metrics``. So, as between origins, a bucket change made through one process is seen by
+the others within ``lookup_cache_ttl`` (objects are read from PostgreSQL on every request and
+are always current). Background workers and the lifecycle worker run in the first process
+only. The parent only supervises: it forwards SIGTERM/SIGINT and exits when they have.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import dataclasses
+import logging
+import os
+import signal
+import sys
+from collections.abc import Callable
+
+from aiohttp import web
+
+from origin.config import OriginConfig
+
+log = logging.getLogger("cdn.origin.processes")
+
+ServeOne = Callable[[OriginConfig, web.Application, bool, str], None]
+
+
+def serve_processes(config: OriginConfig, app: web.Application,
+                    build_app: Callable[[OriginConfig], web.Application],
+                    serve_one: ServeOne) -> int:
+    """Run ``config.processes`` servers; ``serve_one(config, app, reuse_port, label)`` runs
+    one until it is told to stop. The exit status of the whole."""
+    if config.processes <= 1:
+        serve_one(config, app, False, "")
+        return 0
+    children: list[int] = []
+    for index in range(config.processes):
+        pid = os.fork()
+        if pid == 0:  # a server
+            _die_with_parent()
+            code = 0
+            try:
+                own = config if index == 0 else dataclasses.replace(
+                    config, background_workers=False, lifecycle_interval=0.0)
+                serve_one(own, app if index == 0 else build_app(own), True,
+                          f" (process {index + 1}, pid {os.getpid()})")
+            except BaseException:  # noqa: BLE001 - reported, then this process exits
+                log.exception("origin process %d failed", index + 1)
+                code = 1
+            os._exit(code)
+        children.append(pid)
+
+    def forward(sig: int, _frame: object) -> None:
+        for child in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(child, sig)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    status = 0
+    for child in children:
+        _pid, code = os.waitpid(child, 0)
+        status = status or os.waitstatus_to_exitcode(code)
+    return status
+
+
+def _die_with_parent() -> None:
+    """Linux: a server gets SIGTERM when the supervising parent dies."""
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG

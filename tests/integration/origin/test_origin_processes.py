@@ -1,0 +1,82 @@
+"""``cdn origin --processes 2`` on the session cluster's database and nodes: both processes
+serve the port (each its own /_metrics), writes through one are read through the other, and
+SIGTERM to the parent stops them all."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import urllib.request
+import uuid
+
+import pytest
+
+from cdn.processes import free_port
+from origin.client import S3Client
+from tests.integration.origin.cluster_parts import nodes_flag
+from tests.integration.origin.conftest import ACCESS_KEY, SECRET_KEY, SEGMENT_SIZE, Cluster
+from tests.procs import RoleProcess
+
+
+async def test_two_processes_share_the_port(cluster: Cluster,
+                                            tmp_path_factory: pytest.TempPathFactory) -> None:
+    logs = tmp_path_factory.mktemp("two-processes")
+    port = free_port()
+    proc = RoleProcess("origin", [
+        "--port", str(port), "--database-url", cluster.database_url,
+        "--nodes", nodes_flag(cluster.nodes, cluster.zones),
+        "--segment-size", str(SEGMENT_SIZE), "--admin-access-key", ACCESS_KEY,
+        "--admin-secret-key", SECRET_KEY, "--no-background-workers",
+        "--lifecycle-interval", "0", "--processes", "2"], port=port,
+        log_path=logs / "origin.log")
+    proc.start()
+    try:
+        assert proc.proc is not None
+        children = _children(proc.proc.pid)
+        assert len(children) == 2
+        bucket = f"procs-{uuid.uuid4().hex[:10]}"
+        data = {f"k{i}": os.urandom(1000 + i) for i in range(40)}
+        async with S3Client(cluster.endpoint, ACCESS_KEY, SECRET_KEY) as other:
+            await other.create_bucket(bucket)
+        # A new client (new connections) per request: the kernel spreads them.
+        for key, body in data.items():
+            async with S3Client(proc.url, ACCESS_KEY, SECRET_KEY) as s3:
+                await s3.put_object(bucket, key, body)
+        for key, body in data.items():
+            async with S3Client(proc.url, ACCESS_KEY, SECRET_KEY) as s3:
+                assert await s3.get_object(bucket, key) == body
+        counts = _get_counts_seen(proc.url, tries=40)
+        # each process counts the GETs it answered; together, all of them
+        assert counts == {len(data) / 2} or (len(counts) == 2 and sum(counts) == len(data))
+    finally:
+        proc.stop()
+    await asyncio.sleep(0.2)
+    assert not any(_alive(child) for child in children)
+
+
+def _get_counts_seen(url: str, tries: int) -> set[float]:
+    """The object GET counts ``/_metrics`` reports over ``tries`` connections (either
+    process may answer each)."""
+    seen = set()
+    for _ in range(tries):
+        with urllib.request.urlopen(url + "/_metrics", timeout=5) as resp:
+            text = resp.read().decode()
+        found = re.search(
+            r'^origin_object_requests_total\{method="GET",status="200"\} ([\d.e+]+)',
+            text, re.M)
+        seen.add(float(found[1]) if found else 0.0)
+    return seen
+
+
+def _children(pid: int) -> list[int]:
+    with open(f"/proc/{pid}/task/{pid}/children") as f:
+        return [int(x) for x in f.read().split()]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
