@@ -65,7 +65,7 @@ from httpcache.forwarding import (
 from httpcache.freshness import ERROR_STATUSES
 from httpcache.headers import Fields
 from httpcache.messages import CacheRequest, StoredResponse
-from httpcache.metrics import CacheMetrics
+from httpcache.metrics import CacheMetrics, PendingCount
 from httpcache.policy import (
     CACHEABLE_METHODS,
     DEFAULT_POLICY,
@@ -156,8 +156,11 @@ class CacheEngine:
         self.metrics = metrics
         self.clock = clock
         self.collapser = Collapser(max_waiters=config.collapse_max_waiters)
-        self._counters: dict[str, Any] = {}
-        self._upstream_counters: dict[tuple[str, int | str], Any] = {}
+        # counted as plain ints, moved into prometheus_client's children when the registry
+        # is collected (``PendingCount``): no lock and four calls less per increment
+        self._counters: dict[str, PendingCount] = {}
+        self._upstream_counters: dict[tuple[str, int | str], PendingCount] = {}
+        metrics.on_collect(self._flush_counts)
         self._strip = frozenset(n.lower() for n in config.strip_response_fields)
         self._drop = frozenset(n.lower() for n in config.drop_request_fields)
         size = config.slice_size
@@ -168,22 +171,29 @@ class CacheEngine:
     async def aclose(self) -> None:
         await self.collapser.aclose()
 
-    def counter(self, result: str) -> Any:
-        """``cdn_requests_total{result}``'s child, looked up once per label value."""
-        child = self._counters.get(result)
-        if child is None:
-            child = self._counters[result] = self.metrics.requests.labels(result)
-        return child
+    def counter(self, result: str) -> PendingCount:
+        """``cdn_requests_total{result}``, looked up once per label value."""
+        count = self._counters.get(result)
+        if count is None:
+            count = self._counters[result] = PendingCount(self.metrics.requests.labels(result))
+        return count
 
-    def _upstream_counter(self, method: str, status: int | str) -> Any:
+    def _upstream_counter(self, method: str, status: int | str) -> PendingCount:
         key = (method, status)
-        child = self._upstream_counters.get(key)
-        if child is None:
+        count = self._upstream_counters.get(key)
+        if count is None:
             if len(self._upstream_counters) > 256:  # methods/statuses are few; stay bounded
+                self._flush_counts()
                 self._upstream_counters.clear()
-            child = self._upstream_counters[key] = self.metrics.upstream_requests.labels(
-                method, str(status))
-        return child
+            count = self._upstream_counters[key] = PendingCount(
+                self.metrics.upstream_requests.labels(method, str(status)))
+        return count
+
+    def _flush_counts(self) -> None:
+        for count in self._counters.values():
+            count.flush()
+        for count in self._upstream_counters.values():
+            count.flush()
 
     # -- the driver ----------------------------------------------------------------------------
 
@@ -569,13 +579,14 @@ class CacheEngine:
                 if fills and shareable
                 and is_worth_storing(up.status, up.headers, response_time, policy) else None)
         kept = fields_to_store(up.headers, policy) if shareable else None
+        vary = selecting_fields(as_sent.headers, up.headers)
         flight.publish_head(FlightHead(
             status=up.status, headers=up.headers,
             shared_headers=kept,
             content_length=length, fwd_status=up.status,
             stored=sink is not None and sink.keeping,
             request_time=request_time, response_time=response_time,
-            vary=selecting_fields(as_sent.headers, up.headers)))
+            vary=vary))
         if not shareable:
             self.collapser.close_to_newcomers(flight)
         # chunks are retained for late joiners while they fit in memory as one object
@@ -599,7 +610,7 @@ class CacheEngine:
         if sink is not None and sink.keeping:
             stored = make_stored_response(creq.target, as_sent, up.status, up.headers,
                                           sink.body(), request_time, response_time, policy,
-                                          kept=kept)
+                                          kept=kept, vary=vary)
             await self._keep(stored, sink, since)
         elif method == "GET" and up.status not in ERROR_STATUSES:
             # superseded by a response we do not keep (an error keeps the stale one usable

@@ -43,7 +43,6 @@ from httpcache.forwarding import (
 )
 from httpcache.headers import Fields
 from httpcache.messages import CacheRequest, StoredResponse
-from httpcache.metrics import PendingCount
 from httpcache.policy import (
     CACHEABLE_METHODS,
     DECISIVE_REQUEST_FIELDS,
@@ -141,10 +140,8 @@ class HitPath:
         self._policy = config.policy
         self._gates = tuple(config.gates)
         self._lookup = engine.store.lookup
-        self._hits = PendingCount(engine.counter("hit"))
-        self._not_modified = PendingCount(engine.counter("not_modified"))
-        engine.metrics.on_collect(self._hits.flush)
-        engine.metrics.on_collect(self._not_modified.flush)
+        self._hits = engine.counter("hit")
+        self._not_modified = engine.counter("not_modified")
 
     def wire(self, stored: StoredResponse) -> Wire:
         wire = stored.memo_wire

@@ -168,15 +168,19 @@ def effective_request_directives(request: CacheRequest, config: PolicyConfig) ->
 def make_stored_response(cache_key: str, request: CacheRequest, status: int, headers: Fields,
                          body: bytes, request_time: float, response_time: float,
                          config: PolicyConfig = DEFAULT_POLICY, *,
-                         kept: Fields | None = None) -> StoredResponse:
+                         kept: Fields | None = None,
+                         vary: tuple[tuple[str, str | None], ...] | None = None
+                         ) -> StoredResponse:
     """The stored form of a response that ``should_store`` accepted (``kept``:
-    ``fields_to_store(headers, config)`` when the caller has it already)."""
+    ``fields_to_store(headers, config)``, ``vary``: ``selecting_fields(request.headers,
+    headers)``, when the caller has them already)."""
     if kept is None:
         kept = fields_to_store(headers, config)
+    if vary is None:
+        vary = selecting_fields(request.headers, headers)
     return StoredResponse(cache_key=cache_key, status=status, headers=kept, body=body,
                           request_time=request_time, response_time=response_time,
-                          surrogate_keys=surrogate_keys(kept),
-                          vary=selecting_fields(request.headers, headers))
+                          surrogate_keys=surrogate_keys(kept), vary=vary)
 
 
 def client_requires_validation(req: CacheControl, age: float, lifetime: float) -> bool:
