@@ -59,6 +59,9 @@ from origin.errors import InternalError
 log = logging.getLogger("cdn.origin.api.front")
 
 MAX_HEAD_BYTES = 16384
+# aiohttp's own limits on one field and on the request line (max_field_size, max_line_size):
+# longer ones are handed over so aiohttp refuses them as it always has.
+MAX_FIELD_BYTES = 8190
 MAX_HELD_BYTES = 1 << 20  # read no further while this much waits behind the current request
 KEEPALIVE_TIMEOUT = 75.0  # aiohttp's default
 
@@ -371,6 +374,8 @@ class FrontProtocol(asyncio.Protocol):
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self.fields.append((name, value))
+        if len(value) > MAX_FIELD_BYTES or len(name) > MAX_FIELD_BYTES:
+            self.refused = True
         lower = name.lower()
         if lower == b"content-length":
             self.refused |= self.length is not None
@@ -385,7 +390,8 @@ class FrontProtocol(asyncio.Protocol):
         method = parser.get_method()
         raw = self.length
         if (self.refused or not self.head_fits or parser.get_http_version() != "1.1"
-                or method not in self.front.handlers or not is_object_path(self.url)):
+                or method not in self.front.handlers or not is_object_path(self.url)
+                or len(self.url) > MAX_FIELD_BYTES):
             self.refused = True
             raise _HandOver
         length = int(raw) if raw is not None else 0  # llhttp has checked the digits

@@ -133,6 +133,8 @@ async def test_plain_requests_answered_in_order_in_any_split(split: int) -> None
     b"PUT /b/k HTTP/1.1\r\nHost: o\r\nContent-Length: 1001\r\n\r\n" + b"y" * 1001,
     b"GET /b/k HTTP/1.1\r\nHost: o\r\nContent-Length: 3\r\n\r\nabc",
     b"GET /b/k HTTP/1.1\nHost: o\n\n",
+    b"GET /b/k HTTP/1.1\r\nHost: o\r\nx-long: " + b"v" * 8191 + b"\r\n\r\n",
+    b"GET /b/" + b"k" * 8190 + b" HTTP/1.1\r\nHost: o\r\n\r\n",
 ])
 async def test_what_the_front_does_not_take_goes_to_aiohttp_from_its_first_byte(
         refused: bytes) -> None:
