@@ -14,7 +14,10 @@ storage nodes (3 zones, fsync on) and the origin (6+3 by default). Prints, side 
 * 4 KiB PUT and GET ops/s at several concurrency levels (``--client lean``, the default:
   ``bench/lean_s3.py``, every request SigV4-signed; ``--client aiohttp``: ``S3Client``);
 * the issue's goals as ratios;
-* with ``--objects N``: 4 KiB PUT/GET ops/s as the store grows (10 k … N objects).
+* with ``--objects N``: 4 KiB PUT/GET ops/s as the store grows (10 k … N objects);
+* with ``--callgrind OPS``, instead of all that: the instructions the origin process runs per
+  4 KiB GET and PUT, counted by valgrind's callgrind (user space only; steady to ±1 % on a
+  shared machine where CPU time per op swings by 2x).
 
 Clients sign every request (SigV4) in this process and share the 2 cores with the servers;
 server CPU (origin + nodes + PostgreSQL) per MB is printed so the client's share can be told.
@@ -134,7 +137,9 @@ class Cluster:
         self.node_count = nodes
         self.url = ""
 
-    def start(self, extra_origin_args: list[str]) -> None:
+    def start(self, extra_origin_args: list[str], origin_prefix: list[str] | None = None
+              ) -> None:
+        """``origin_prefix``: a command the origin runs under (``--callgrind``: valgrind)."""
         logs = self.root / "logs"
         logs.mkdir()
         self.postgres = EmbeddedPostgres(self.root / "pg" / "data", free_port())
@@ -156,9 +161,12 @@ class Cluster:
             "--port", str(port), "--database-url", db_url,
             "--nodes", ",".join(f"{n}={u}" for n, u, _p in specs),
             "--admin-access-key", ACCESS, "--admin-secret-key", SECRET,
-            "--log-level", "WARNING", *extra_origin_args], logs).start()
-        self.origin.ready(self.url + "/_health")
-        self._wait_nodes_up()
+            "--log-level", "WARNING", *extra_origin_args], logs)
+        if origin_prefix:
+            self.origin.argv = [*origin_prefix, *self.origin.argv]
+        self.origin.start()
+        self.origin.ready(self.url + "/_health", timeout=300 if origin_prefix else 30)
+        self._wait_nodes_up(timeout=120 if origin_prefix else 30)
 
     def _wait_nodes_up(self, timeout: float = 30.0) -> None:
         import json
@@ -392,6 +400,78 @@ async def growth(load: Load, cluster: Cluster, args: argparse.Namespace
     return rows
 
 
+async def count_instructions(cluster: Cluster, ops: int) -> dict[str, float]:
+    """Instructions the origin executes per 4 KiB GET and per PUT (``--callgrind``): counting
+    is on (``callgrind_control -i on``) only around ``ops`` operations at 8 clients, after 300
+    objects were written and read once, and each phase is dumped on its own (``-d``). On a
+    shared machine user-space instructions per op are steady where CPU time is not."""
+    from origin.client import S3Client
+
+    assert cluster.origin is not None
+    pid = str(cluster.origin.pid)
+    async with S3Client(cluster.url, ACCESS, SECRET) as s3:
+        await s3.create_bucket("bench")
+    host, _sep, port = cluster.url.removeprefix("http://").partition(":")
+    lean = LeanS3(host, int(port), ACCESS, SECRET)
+    data = os.urandom(4 * KiB)
+    keys = [f"small/{i}" for i in range(300)]
+    await run_count(len(keys), 8, lambda i: lean.put("bench", keys[i], data))
+    await run_count(len(keys), 8, lambda i: lean.get("bench", keys[i]))
+    counted: dict[str, float] = {}
+    for mode in ("get", "put"):
+        dumps = set(cluster.root.glob("callgrind.out*"))
+        await callgrind_control("-i", "on", pid)
+        if mode == "get":
+            await run_count(ops, 8, lambda i: lean.get("bench", keys[i % len(keys)]))
+        else:
+            await run_count(ops, 8, lambda i: lean.put("bench", f"counted/{i}", data))
+        await callgrind_control("-i", "off", pid)
+        await callgrind_control("-d", pid)
+        new = set(cluster.root.glob("callgrind.out*")) - dumps
+        counted[mode] = sum(_dump_total(d) for d in new) / ops
+    lean.close()
+    return counted
+
+
+async def callgrind_control(*args: str) -> None:
+    proc = await asyncio.create_subprocess_exec("callgrind_control", *args,
+                                                stdout=asyncio.subprocess.DEVNULL,
+                                                stderr=asyncio.subprocess.DEVNULL)
+    if await proc.wait() != 0:
+        raise RuntimeError(f"callgrind_control {' '.join(args)} failed")
+
+
+def callgrind_only(cluster: Cluster, args: argparse.Namespace) -> int:
+    """``--callgrind OPS``: instructions per op of the origin process, nothing else."""
+    if not shutil.which("valgrind") or not shutil.which("callgrind_control"):
+        print("# valgrind is not installed (apt-get install valgrind): nothing counted")
+        return 1
+    prefix = ["valgrind", "--tool=callgrind", "--instr-atstart=no",
+              f"--callgrind-out-file={cluster.root / 'callgrind.out'}"]
+    try:
+        # Under valgrind the origin is ~50x slower: no background work, patient node calls.
+        cluster.start(["--ec-ndata", str(args.ndata), "--ec-nparity", str(args.nparity),
+                       "--ec-type", args.ec_type, "--no-background-workers",
+                       "--node-timeout", "60", *args.origin_args.split()], prefix)
+        counted = asyncio.run(count_instructions(cluster, args.callgrind))
+    finally:
+        cluster.stop()
+        if not args.keep:
+            shutil.rmtree(cluster.root, ignore_errors=True)
+    print(f"origin instructions per 4 KiB op ({args.callgrind} each, 8 clients): "
+          f"GET {counted['get']:,.0f}, PUT {counted['put']:,.0f}")
+    return 0
+
+
+def _dump_total(dump: Path) -> int:
+    """The event total of one callgrind dump (its ``totals:`` or ``summary:`` line)."""
+    total = 0
+    for line in dump.read_text(errors="replace").splitlines():
+        if line.startswith(("totals:", "summary:")):
+            total = max(total, int(line.split()[1]))
+    return total
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dir", default=tempfile.gettempdir(),
@@ -411,6 +491,9 @@ def main() -> int:
     parser.add_argument("--client", choices=("lean", "aiohttp"), default="lean",
                         help="client of the 4 KiB ops/s part: bench/lean_s3.py (SigV4-signed "
                              "like the other, less CPU per request) or origin.client.S3Client")
+    parser.add_argument("--callgrind", type=int, default=0, metavar="OPS",
+                        help="only count the origin's instructions per 4 KiB GET and PUT over "
+                             "OPS operations each, the origin under valgrind's callgrind")
     parser.add_argument("--origin-args", default="",
                         help="extra flags for the origin, e.g. '--node-batch-inflight 2'")
     args = parser.parse_args()
@@ -444,6 +527,8 @@ def main() -> int:
               f"({ec['origin_decode_data_MBps'] / ec['decode_data_MBps']:.2f}x; goal >= 0.80x)",
               flush=True)
     cluster = Cluster(root, args.ndata + args.nparity)
+    if args.callgrind:
+        return callgrind_only(cluster, args)
     try:
         cluster.start(["--ec-ndata", str(args.ndata), "--ec-nparity", str(args.nparity),
                        "--ec-type", args.ec_type, *args.origin_args.split()])
