@@ -6,9 +6,9 @@ it runs the very middleware and handlers aiohttp runs (``middleware.s3_middlewar
 ``objects.get_object`` / ``put_object``), so authentication, checks, errors and metrics cannot
 differ between the two paths. Those functions read only a few things of a request; this class
 offers exactly those: ``app``, ``method``, ``path`` / ``raw_path``, ``headers``, ``query``
-(always empty: the front takes no query string), ``content`` (the body, already read whole:
-the front only takes bodies up to ``front_max_body``), ``transport`` and the per-request
-values kept under ``web.RequestKey``s.
+(always empty: the front takes no query string), ``content`` and ``read()`` (the body,
+already read whole: the front only takes bodies up to ``front_max_body``), ``transport`` and
+the per-request values kept under ``web.RequestKey``s.
 
 What it cannot do is send a streamed answer (``web.StreamResponse.prepare`` needs aiohttp's
 writer). A handler about to stream calls ``must_stream(request)``; for a front request that
@@ -80,6 +80,10 @@ class FrontRequest:
     @property
     def path(self) -> str:
         return unquote(self.raw_path)
+
+    async def read(self) -> bytes:
+        """The whole body (``web.Request.read``; the object handlers stream it instead)."""
+        return await self.content.read()
 
     def __getitem__(self, key: web.RequestKey[Any]) -> Any:
         return self._values[key]
