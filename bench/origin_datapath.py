@@ -225,7 +225,7 @@ async def run_for(seconds: float, concurrency: int,
     return done, time.perf_counter() - start
 
 
-async def run_count(count: int, concurrency: int, op: Callable[[int], Awaitable[None]]) -> float:
+async def run_count(count: int, concurrency: int, op: Callable[[int], Awaitable[object]]) -> float:
     counter = iter(range(count))
 
     async def worker() -> None:
