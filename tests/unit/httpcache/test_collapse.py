@@ -6,6 +6,7 @@ import asyncio
 
 import pytest
 
+from httpcache import collapse
 from httpcache.collapse import (
     FIRST_PIECE,
     Collapser,
@@ -290,3 +291,57 @@ async def test_a_flight_run_by_its_owner_writes_through_its_listener() -> None:
     await collapser.run(flight, fetch)
     assert seen == [b"abc", b"def"] and flight.done and not collapser.busy("/k")
     assert await joined[0].body() == b"abcdef"
+
+
+async def test_started_readers_wait_for_the_crowd_to_settle_before_the_bulk(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """While readers keep joining (less than ``SETTLE`` apart), one that has had its first
+    chunk gets nothing more; once nobody has joined for ``SETTLE`` it gets the rest, before
+    the body is complete. A lone reader never waits."""
+    settle = 0.2  # long, so a loaded machine's late timers cannot look like a settled crowd
+    monkeypatch.setattr(collapse, "SETTLE", settle)
+    collapser = Collapser()
+    release = asyncio.Event()
+
+    async def fetch(flight: Flight) -> None:
+        flight.publish_head(FlightHead(200, HEADERS, HEADERS))
+        for i in range(4):
+            flight.feed(bytes([i]) * 100)
+        await release.wait()
+
+    early, owner = collapser.join("/k", fetch)
+    assert owner
+    await early.head(owner=True)
+    chunks = early.chunks()
+    assert await anext(chunks) == b"\x00" * 100  # alone so far: no waiting
+    late = [collapser.join("/k", fetch)[0]]
+    got: list[bytes] = []
+    three = asyncio.Event()
+
+    async def rest() -> None:
+        async for chunk in chunks:
+            got.append(chunk)
+            if len(got) == 3:
+                three.set()
+
+    task = asyncio.create_task(rest())
+    for _ in range(10):  # readers keep joining, 20 ms apart
+        await asyncio.sleep(settle / 10)
+        assert got == []
+        late.append(collapser.join("/k", fetch)[0])
+    # settled: the rest flows though the body is not complete
+    await asyncio.wait_for(three.wait(), 5)
+    assert got == [bytes([i]) * 100 for i in range(1, 4)] and not task.done()
+    release.set()
+    await asyncio.wait_for(task, 5)
+    for reader in [early, *late]:
+        reader.close()
+
+    lone, _ = collapser.join("/lone", fetch)
+    await lone.head(owner=True)
+    release.clear()
+    lone_chunks = lone.chunks()
+    for i in range(4):  # everything at hand, without waiting for any timer
+        assert await asyncio.wait_for(anext(lone_chunks), settle / 2) == bytes([i]) * 100
+    release.set()
+    lone.close()
