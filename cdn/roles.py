@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import ctypes
 import dataclasses
 import gc
 import logging
+import os
 import signal
 import sys
 import typing
@@ -80,6 +82,47 @@ def tune_gc() -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(50_000, 20, 100)
+
+
+def serve_forked(count: int, serve_one: Callable[[int], None], *, what: str) -> int:
+    """Run ``count`` servers as forked processes, made before any event loop exists:
+    ``serve_one(index)`` runs server ``index`` (0-based) until it is told to stop, binding
+    its port with ``SO_REUSEPORT`` so the kernel spreads connections over them. The parent
+    only supervises: it forwards SIGTERM/SIGINT and returns the first non-zero exit status
+    once every server has exited. Each server gets SIGTERM if the parent dies (Linux).
+    ``what`` names a server in the log ("worker", "origin process")."""
+    children: list[int] = []
+    for index in range(count):
+        pid = os.fork()
+        if pid == 0:  # a server
+            _die_with_parent()
+            code = 0
+            try:
+                serve_one(index)
+            except BaseException:  # noqa: BLE001 - reported, then this process exits
+                log.exception("%s %d failed", what, index + 1)
+                code = 1
+            os._exit(code)
+        children.append(pid)
+
+    def forward(sig: int, _frame: object) -> None:
+        for child in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(child, sig)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    status = 0
+    for child in children:
+        _pid, code = os.waitpid(child, 0)
+        status = status or os.waitstatus_to_exitcode(code)
+    return status
+
+
+def _die_with_parent() -> None:
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 class Front(typing.Protocol):

@@ -19,22 +19,16 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import ctypes
-import logging
 import os
-import signal
-import sys
 from collections.abc import Callable
 
 from aiohttp import web
 
 from cdn.roles import serve as serve_role
+from cdn.roles import serve_forked
 from httpcache.app import ENGINE
 from httpcache.fast_server import HitServer, proxied_elsewhere
 from httpcache.hit_path import HitPath
-
-log = logging.getLogger("cdn.serving")
 
 
 def serve(app: web.Application, host: str, port: int, *, hit_path: bool = True,
@@ -43,40 +37,8 @@ def serve(app: web.Application, host: str, port: int, *, hit_path: bool = True,
     if workers <= 1:
         _serve_one(app, host, port, hit_path=hit_path, reuse_port=False)
         return 0
-    children: list[int] = []
-    for index in range(workers):
-        pid = os.fork()
-        if pid == 0:  # a worker
-            _die_with_parent()
-            code = 0
-            try:
-                _serve_one(app, host, port, hit_path=hit_path, reuse_port=True,
-                           worker=index + 1)
-            except BaseException:  # noqa: BLE001 - reported, then the worker exits
-                log.exception("worker %d failed", index + 1)
-                code = 1
-            os._exit(code)
-        children.append(pid)
-
-    def forward(sig: int, _frame: object) -> None:
-        for child in children:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(child, sig)
-
-    signal.signal(signal.SIGTERM, forward)
-    signal.signal(signal.SIGINT, forward)
-    status = 0
-    for child in children:
-        _pid, code = os.waitpid(child, 0)
-        status = status or os.waitstatus_to_exitcode(code)
-    return status
-
-
-def _die_with_parent() -> None:
-    """Linux: a worker gets SIGTERM when the supervising parent dies."""
-    if sys.platform.startswith("linux"):
-        with contextlib.suppress(OSError, AttributeError):
-            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    return serve_forked(workers, lambda index: _serve_one(
+        app, host, port, hit_path=hit_path, reuse_port=True, worker=index + 1), what="worker")
 
 
 def _serve_one(app: web.Application, host: str, port: int, *, hit_path: bool,

@@ -53,3 +53,18 @@ class RoleProcess:
 
     def kill(self) -> None:
         self.stop(signal.SIGKILL)
+
+
+def child_pids(pid: int) -> list[int]:
+    """The processes ``pid`` forked (Linux ``/proc``): a role's reuse_port servers."""
+    with open(f"/proc/{pid}/task/{pid}/children") as f:
+        return [int(x) for x in f.read().split()]
+
+
+def is_running(pid: int) -> bool:
+    """Whether ``pid`` exists and has not exited (a zombie has)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False

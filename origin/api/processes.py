@@ -14,20 +14,14 @@ only. The parent only supervises: it forwards SIGTERM/SIGINT and exits when they
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import dataclasses
-import logging
 import os
-import signal
-import sys
 from collections.abc import Callable
 
 from aiohttp import web
 
+from cdn.roles import serve_forked
 from origin.config import OriginConfig
-
-log = logging.getLogger("cdn.origin.processes")
 
 ServeOne = Callable[[OriginConfig, web.Application, bool, str], None]
 
@@ -40,39 +34,11 @@ def serve_processes(config: OriginConfig, app: web.Application,
     if config.processes <= 1:
         serve_one(config, app, False, "")
         return 0
-    children: list[int] = []
-    for index in range(config.processes):
-        pid = os.fork()
-        if pid == 0:  # a server
-            _die_with_parent()
-            code = 0
-            try:
-                own = config if index == 0 else dataclasses.replace(
-                    config, background_workers=False, lifecycle_interval=0.0)
-                serve_one(own, app if index == 0 else build_app(own), True,
-                          f" (process {index + 1}, pid {os.getpid()})")
-            except BaseException:  # noqa: BLE001 - reported, then this process exits
-                log.exception("origin process %d failed", index + 1)
-                code = 1
-            os._exit(code)
-        children.append(pid)
 
-    def forward(sig: int, _frame: object) -> None:
-        for child in children:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(child, sig)
+    def one(index: int) -> None:
+        own = config if index == 0 else dataclasses.replace(
+            config, background_workers=False, lifecycle_interval=0.0)
+        serve_one(own, app if index == 0 else build_app(own), True,
+                  f" (process {index + 1}, pid {os.getpid()})")
 
-    signal.signal(signal.SIGTERM, forward)
-    signal.signal(signal.SIGINT, forward)
-    status = 0
-    for child in children:
-        _pid, code = os.waitpid(child, 0)
-        status = status or os.waitstatus_to_exitcode(code)
-    return status
-
-
-def _die_with_parent() -> None:
-    """Linux: a server gets SIGTERM when the supervising parent dies."""
-    if sys.platform.startswith("linux"):
-        with contextlib.suppress(OSError, AttributeError):
-            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    return serve_forked(config.processes, one, what="origin process")

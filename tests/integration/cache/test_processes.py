@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from cdn.processes import free_port
 from edge.signing import sign_url
 from tests.integration.cache.conftest import url_of
 from tests.integration.cache.scriptable_origin import ScriptableOrigin
-from tests.procs import RoleProcess
+from tests.procs import RoleProcess, child_pids, is_running
 
 
 @pytest.fixture
@@ -59,3 +60,28 @@ async def test_cli_edge_and_shield_serve_and_cache(
             text = await resp.text()
         assert 'cdn_upstream_requests_total{method="GET",status="200"} 2.0' in text
     assert origin.count() == 2
+
+
+async def test_cli_edge_workers_share_the_port_and_stop_together(
+        aiohttp_server: Callable[[web.Application], Awaitable[TestServer]],
+        processes: list[RoleProcess], tmp_path: Path) -> None:
+    """``cdn edge --workers 2`` (``cdn.roles.serve_forked``): two forked servers on one port,
+    each with its own memory tier, both answering; SIGTERM to the parent stops both."""
+    origin = ScriptableOrigin()
+    origin.set("/pub/a", b"alpha", headers={"Cache-Control": "max-age=60"})
+    origin_url = url_of(await aiohttp_server(origin.app))
+    port = free_port()
+    edge = RoleProcess("edge", ["--region", "w", "--port", str(port), "--upstream", origin_url,
+                                "--workers", "2"], port, log_path=tmp_path / "edge.log")
+    processes.append(edge.start())
+    assert edge.proc is not None
+    workers = child_pids(edge.proc.pid)
+    assert len(workers) == 2
+    for _ in range(40):  # a new connection each time: the kernel spreads them
+        async with aiohttp.ClientSession() as client, client.get(edge.url + "/pub/a") as resp:
+            assert resp.status == 200 and await resp.read() == b"alpha"
+    # one fill per worker that received a connection (each has its own memory tier)
+    assert origin.count() in (1, 2)
+    edge.stop()  # SIGTERM to the parent, which forwards it
+    await asyncio.sleep(0.2)
+    assert not any(is_running(pid) for pid in workers)

@@ -16,7 +16,7 @@ from cdn.processes import free_port
 from origin.client import S3Client
 from tests.integration.origin.cluster_parts import nodes_flag
 from tests.integration.origin.conftest import ACCESS_KEY, SECRET_KEY, SEGMENT_SIZE, Cluster
-from tests.procs import RoleProcess
+from tests.procs import RoleProcess, child_pids, is_running
 
 
 async def test_two_processes_share_the_port(cluster: Cluster,
@@ -33,7 +33,7 @@ async def test_two_processes_share_the_port(cluster: Cluster,
     proc.start()
     try:
         assert proc.proc is not None
-        children = _children(proc.proc.pid)
+        children = child_pids(proc.proc.pid)
         assert len(children) == 2
         bucket = f"procs-{uuid.uuid4().hex[:10]}"
         data = {f"k{i}": os.urandom(1000 + i) for i in range(40)}
@@ -52,7 +52,7 @@ async def test_two_processes_share_the_port(cluster: Cluster,
     finally:
         proc.stop()
     await asyncio.sleep(0.2)
-    assert not any(_alive(child) for child in children)
+    assert not any(is_running(child) for child in children)
 
 
 def _get_counts_seen(url: str, tries: int) -> set[float]:
@@ -68,15 +68,3 @@ def _get_counts_seen(url: str, tries: int) -> set[float]:
         seen.add(float(found[1]) if found else 0.0)
     return seen
 
-
-def _children(pid: int) -> list[int]:
-    with open(f"/proc/{pid}/task/{pid}/children") as f:
-        return [int(x) for x in f.read().split()]
-
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
