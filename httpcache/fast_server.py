@@ -56,6 +56,7 @@ from typing import NoReturn
 import httptools
 from aiohttp import web
 
+from cdn.request_heads import head_piece
 from httpcache.app import error_answer
 from httpcache.errors import CacheError, HeadTooLarge, MalformedRequest
 from httpcache.headers import Fields
@@ -200,13 +201,7 @@ class HitProtocol(asyncio.Protocol):
         pos = 0
         parser = self.parser
         while pos < n:
-            end = data.find(b"\r\n\r\n", pos)
-            stop = n if end < 0 else end + 4
-            if pos == 0 and self.partial:  # the end of a head may straddle two reads
-                tail = self.partial[-3:]
-                i = (tail + data[:3]).find(b"\r\n\r\n")
-                if i >= 0:
-                    stop = i + 4 - len(tail)
+            stop, _ends = head_piece(data, pos, self.partial)
             piece = data if (pos == 0 and stop == n) else data[pos:stop]
             self.completed = False
             try:

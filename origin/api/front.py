@@ -50,6 +50,7 @@ from aiohttp import web
 from aiohttp.http import SERVER_SOFTWARE
 from multidict import CIMultiDict, CIMultiDictProxy
 
+from cdn.request_heads import head_piece
 from origin.api.front_request import FrontRequest, StreamingNeeded
 from origin.api.keys import REQUEST_ID
 from origin.api.middleware import error_response, s3_middleware
@@ -67,7 +68,6 @@ KEEPALIVE_TIMEOUT = 75.0  # aiohttp's default
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
-_HEAD_END = b"\r\n\r\n"
 _REFUSED_FIELDS = frozenset({b"transfer-encoding", b"expect", b"upgrade"})
 _NO_BODY_STATUS = frozenset({204, 304})  # 1xx are never answered here
 _SERVER = f"Server: {SERVER_SOFTWARE}\r\n"
@@ -253,14 +253,8 @@ class FrontProtocol(asyncio.Protocol):
                 stop = min(n, pos + self.remaining)
                 self.remaining -= stop - pos
             else:  # a head, or the rest of one
-                end = data.find(_HEAD_END, pos)
-                stop = n if end < 0 else end + 4
-                if pos == 0 and self.partial:  # CRLF CRLF may straddle two reads
-                    tail = self.partial[-3:]
-                    i = (tail + data[:3]).find(_HEAD_END)
-                    if i >= 0:
-                        end, stop = 0, i + 4 - len(tail)
-                self.head_fits = end >= 0 and len(self.partial) + stop - pos <= MAX_HEAD_BYTES
+                stop, ends = head_piece(data, pos, self.partial)
+                self.head_fits = ends and len(self.partial) + stop - pos <= MAX_HEAD_BYTES
             piece = data if stop == n and pos == 0 else view[pos:stop]
             try:
                 parser.feed_data(piece)

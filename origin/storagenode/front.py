@@ -40,6 +40,7 @@ from collections.abc import Awaitable, Callable
 
 import httptools
 
+from cdn.request_heads import head_piece
 from origin.storagenode.batches import Answer
 from origin.storagenode.metrics import NodeMetrics
 
@@ -51,7 +52,6 @@ BatchHandler = Callable[[bytes], Awaitable[Answer]]
 _REASONS = {200: b"OK", 400: b"Bad Request", 500: b"Internal Server Error",
             507: b"Insufficient Storage"}
 _REFUSED_FIELDS = frozenset({b"transfer-encoding", b"expect", b"upgrade"})
-_HEAD_END = b"\r\n\r\n"
 
 
 class _HandOver(Exception):
@@ -170,14 +170,8 @@ class FrontProtocol(asyncio.Protocol):
                 stop = min(n, pos + self.remaining)
                 self.remaining -= stop - pos
             else:  # a head, or the rest of one
-                end = data.find(_HEAD_END, pos)
-                stop = n if end < 0 else end + 4
-                if pos == 0 and self.partial:  # CRLF CRLF may straddle two reads
-                    tail = self.partial[-3:]
-                    i = (tail + data[:3]).find(_HEAD_END)
-                    if i >= 0:
-                        end, stop = 0, i + 4 - len(tail)
-                self.head_fits = end >= 0 and len(self.partial) + stop - pos <= MAX_HEAD_BYTES
+                stop, ends = head_piece(data, pos, self.partial)
+                self.head_fits = ends and len(self.partial) + stop - pos <= MAX_HEAD_BYTES
             try:
                 parser.feed_data(data if stop == n and pos == 0 else view[pos:stop])
             except (httptools.HttpParserError, httptools.HttpParserUpgrade) as exc:
