@@ -11,37 +11,7 @@ import pytest
 from origin.storagenode.batches import Answer
 from origin.storagenode.front import NodeFront
 from origin.storagenode.metrics import NodeMetrics
-
-
-class _Transport(asyncio.Transport):
-    def __init__(self) -> None:
-        super().__init__()
-        self.out = bytearray()
-        self.protocol: asyncio.BaseProtocol | None = None
-        self.closed = False
-
-    def write(self, data: bytes | bytearray | memoryview) -> None:
-        self.out += data
-
-    def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:
-        self.protocol = protocol
-
-    def pause_reading(self) -> None:
-        pass
-
-    def resume_reading(self) -> None:
-        pass
-
-    def close(self) -> None:
-        self.closed = True
-
-
-class _Aiohttp(asyncio.Protocol):
-    def __init__(self) -> None:
-        self.raw = bytearray()
-
-    def data_received(self, data: bytes) -> None:
-        self.raw += data
+from tests.unit.origin.front_doubles import RawSink, RecordingTransport
 
 
 def _post(path: bytes, body: bytes, *extra: bytes) -> bytes:
@@ -49,13 +19,13 @@ def _post(path: bytes, body: bytes, *extra: bytes) -> bytes:
                          b"Content-Length: %d" % len(body), *extra]) + b"\r\n\r\n" + body
 
 
-def _front(seen: list[bytes], handed: list[_Aiohttp]) -> NodeFront:
+def _front(seen: list[bytes], handed: list[RawSink]) -> NodeFront:
     async def echo(body: bytes) -> Answer:
         seen.append(body)
         return Answer(200, body)
 
     def app_server() -> asyncio.Protocol:
-        handed.append(_Aiohttp())
+        handed.append(RawSink())
         return handed[-1]
 
     return NodeFront({b"/fragments/batch": echo, b"/fragments/read": echo}, app_server,
@@ -65,8 +35,8 @@ def _front(seen: list[bytes], handed: list[_Aiohttp]) -> NodeFront:
 async def _run(chunks: list[bytes]) -> tuple[list[bytes], bytes, bytes | None, bool]:
     """(bodies answered, bytes written, bytes handed to aiohttp or None, closed)"""
     seen: list[bytes] = []
-    handed: list[_Aiohttp] = []
-    transport = _Transport()
+    handed: list[RawSink] = []
+    transport = RecordingTransport()
     conn = _front(seen, handed)()
     conn.connection_made(transport)
     for chunk in chunks:

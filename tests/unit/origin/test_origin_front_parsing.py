@@ -12,37 +12,7 @@ from aiohttp import web
 
 from origin.api.front import FrontProtocol, OriginFront, is_object_path, serialise
 from origin.api.front_request import FrontRequest, StreamingNeeded
-
-
-class _Transport(asyncio.Transport):
-    def __init__(self) -> None:
-        super().__init__()
-        self.out = bytearray()
-        self.protocol: asyncio.BaseProtocol | None = None
-        self.closed = False
-
-    def write(self, data: bytes | bytearray | memoryview) -> None:
-        self.out += data
-
-    def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:
-        self.protocol = protocol
-
-    def pause_reading(self) -> None:
-        pass
-
-    def resume_reading(self) -> None:
-        pass
-
-    def close(self) -> None:
-        self.closed = True
-
-
-class _Aiohttp(asyncio.Protocol):
-    def __init__(self) -> None:
-        self.raw = bytearray()
-
-    def data_received(self, data: bytes) -> None:
-        self.raw += data
+from tests.unit.origin.front_doubles import RawSink, RecordingTransport
 
 
 class _Front(OriginFront):
@@ -51,12 +21,12 @@ class _Front(OriginFront):
 
     def __init__(self, keepalive_timeout: float = 75.0) -> None:
         self.seen: list[tuple[str, str, bytes]] = []
-        self.handed: list[_Aiohttp] = []
+        self.handed: list[RawSink] = []
         super().__init__(web.Application(), self._app_server, max_body=1000,
                          keepalive_timeout=keepalive_timeout)
 
     def _app_server(self) -> asyncio.Protocol:
-        self.handed.append(_Aiohttp())
+        self.handed.append(RawSink())
         return self.handed[-1]
 
     async def run(self, request: FrontRequest) -> web.StreamResponse:
@@ -80,7 +50,7 @@ def _put(path: bytes, body: bytes) -> bytes:
 async def _run(chunks: list[bytes]) -> tuple[_Front, bytes, bytes | None, bool]:
     """(the front, bytes written, bytes handed to aiohttp or None, closed)"""
     front = _Front()
-    transport = _Transport()
+    transport = RecordingTransport()
     conn: FrontProtocol = front()
     conn.connection_made(transport)
     for chunk in chunks:
@@ -172,7 +142,7 @@ async def test_connection_close_is_the_last_answer() -> None:
 
 async def test_idle_connections_are_closed_busy_ones_kept() -> None:
     front = _Front(keepalive_timeout=0.05)
-    idle, busy = _Transport(), _Transport()
+    idle, busy = RecordingTransport(), RecordingTransport()
     idle_conn, busy_conn = front(), front()
     idle_conn.connection_made(idle)
     busy_conn.connection_made(busy)
