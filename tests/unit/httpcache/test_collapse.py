@@ -298,7 +298,7 @@ async def test_started_readers_wait_for_the_crowd_to_settle_before_the_bulk(
     """While readers keep joining (less than ``SETTLE`` apart), one that has had its first
     chunk gets nothing more; once nobody has joined for ``SETTLE`` it gets the rest, before
     the body is complete. A lone reader never waits."""
-    settle = 0.2  # long, so a loaded machine's late timers cannot look like a settled crowd
+    settle = 1.0  # long, so a loaded machine's late timers cannot look like a settled crowd
     monkeypatch.setattr(collapse, "SETTLE", settle)
     collapser = Collapser()
     release = asyncio.Event()
@@ -325,7 +325,7 @@ async def test_started_readers_wait_for_the_crowd_to_settle_before_the_bulk(
                 three.set()
 
     task = asyncio.create_task(rest())
-    for _ in range(10):  # readers keep joining, 20 ms apart
+    for _ in range(10):  # readers keep joining, 100 ms apart
         await asyncio.sleep(settle / 10)
         assert got == []
         late.append(collapser.join("/k", fetch)[0])
