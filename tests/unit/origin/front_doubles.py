@@ -36,3 +36,18 @@ class RawSink(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.raw += data
+
+
+async def feed(conn: asyncio.Protocol, transport: RecordingTransport, chunks: list[bytes],
+               *, turns: int) -> None:
+    """Each chunk as one read, to the front or, once it handed the connection over, to the
+    protocol that took it; then ``turns`` event-loop turns for the answers to be written."""
+    conn.connection_made(transport)
+    for chunk in chunks:
+        if transport.protocol is not None:
+            transport.protocol.data_received(chunk)  # type: ignore[attr-defined]
+        else:
+            conn.data_received(chunk)
+        await asyncio.sleep(0)
+    for _ in range(turns):
+        await asyncio.sleep(0)

@@ -11,7 +11,7 @@ import pytest
 from origin.storagenode.batches import Answer
 from origin.storagenode.front import NodeFront
 from origin.storagenode.metrics import NodeMetrics
-from tests.unit.origin.front_doubles import RawSink, RecordingTransport
+from tests.unit.origin.front_doubles import RawSink, RecordingTransport, feed
 
 
 def _post(path: bytes, body: bytes, *extra: bytes) -> bytes:
@@ -37,16 +37,7 @@ async def _run(chunks: list[bytes]) -> tuple[list[bytes], bytes, bytes | None, b
     seen: list[bytes] = []
     handed: list[RawSink] = []
     transport = RecordingTransport()
-    conn = _front(seen, handed)()
-    conn.connection_made(transport)
-    for chunk in chunks:
-        if transport.protocol is not None:
-            transport.protocol.data_received(chunk)
-        else:
-            conn.data_received(chunk)
-        await asyncio.sleep(0)
-    for _ in range(5):
-        await asyncio.sleep(0)
+    await feed(_front(seen, handed)(), transport, chunks, turns=5)
     return seen, bytes(transport.out), bytes(handed[0].raw) if handed else None, \
         transport.closed
 

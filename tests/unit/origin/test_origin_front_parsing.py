@@ -12,7 +12,7 @@ from aiohttp import web
 
 from origin.api.front import FrontProtocol, OriginFront, is_object_path, serialise
 from origin.api.front_request import FrontRequest, StreamingNeeded
-from tests.unit.origin.front_doubles import RawSink, RecordingTransport
+from tests.unit.origin.front_doubles import RawSink, RecordingTransport, feed
 
 
 class _Front(OriginFront):
@@ -52,15 +52,7 @@ async def _run(chunks: list[bytes]) -> tuple[_Front, bytes, bytes | None, bool]:
     front = _Front()
     transport = RecordingTransport()
     conn: FrontProtocol = front()
-    conn.connection_made(transport)
-    for chunk in chunks:
-        if transport.protocol is not None:
-            transport.protocol.data_received(chunk)
-        else:
-            conn.data_received(chunk)
-        await asyncio.sleep(0)
-    for _ in range(20):
-        await asyncio.sleep(0)
+    await feed(conn, transport, chunks, turns=20)
     conn.close()
     return front, bytes(transport.out), bytes(front.handed[0].raw) if front.handed else None, \
         transport.closed
