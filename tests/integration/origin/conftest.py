@@ -66,6 +66,18 @@ class Cluster:
         with urllib.request.urlopen(self.origin.url + "/_metrics", timeout=2) as resp:
             return resp.read().decode()
 
+    def another_origin(self, log_path: Path, *flags: str) -> RoleProcess:
+        """One more origin process (not started) on this cluster's database and nodes,
+        without background workers, with ``flags`` added (``--no-front``, ``--processes 2``
+        …)."""
+        port = free_port()
+        return RoleProcess("origin", [
+            "--port", str(port), "--database-url", self.database_url,
+            "--nodes", nodes_flag(self.nodes, self.zones),
+            "--segment-size", str(SEGMENT_SIZE), "--admin-access-key", ACCESS_KEY,
+            "--admin-secret-key", SECRET_KEY, "--no-background-workers",
+            "--lifecycle-interval", "0", *flags], port=port, log_path=log_path)
+
 
 @pytest.fixture(scope="session")
 def cluster(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:

@@ -12,10 +12,8 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
-from cdn.processes import free_port
 from origin.client import S3Client, S3ClientError
-from tests.integration.origin.cluster_parts import nodes_flag
-from tests.integration.origin.conftest import ACCESS_KEY, SECRET_KEY, SEGMENT_SIZE, Cluster
+from tests.integration.origin.conftest import ACCESS_KEY, SECRET_KEY, Cluster
 from tests.procs import RoleProcess
 
 
@@ -23,14 +21,7 @@ from tests.procs import RoleProcess
 def cached_origin(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory
                   ) -> Iterator[RoleProcess]:
     logs = tmp_path_factory.mktemp("cached-origin")
-    port = free_port()
-    proc = RoleProcess("origin", [
-        "--port", str(port), "--database-url", cluster.database_url,
-        "--nodes", nodes_flag(cluster.nodes, cluster.zones),
-        "--segment-size", str(SEGMENT_SIZE), "--admin-access-key", ACCESS_KEY,
-        "--admin-secret-key", SECRET_KEY, "--no-background-workers",
-        "--lifecycle-interval", "0", "--object-cache-bytes", str(4 << 20)],
-        port=port, log_path=logs / "origin.log")
+    proc = cluster.another_origin(logs / "origin.log", "--object-cache-bytes", str(4 << 20))
     proc.start()
     try:
         yield proc

@@ -16,10 +16,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from cdn.processes import free_port
 from origin import sigv4
 from origin.client import S3Client
-from tests.integration.origin.cluster_parts import nodes_flag
 from tests.integration.origin.conftest import (
     ACCESS_KEY,
     SECRET_KEY,
@@ -38,13 +36,7 @@ def plain_origin(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory
                  ) -> Iterator[RoleProcess]:
     """An origin without the front, on the session cluster's database and nodes."""
     logs = tmp_path_factory.mktemp("plain-origin")
-    port = free_port()
-    proc = RoleProcess("origin", [
-        "--port", str(port), "--database-url", cluster.database_url,
-        "--nodes", nodes_flag(cluster.nodes, cluster.zones),
-        "--segment-size", str(SEGMENT_SIZE), "--admin-access-key", ACCESS_KEY,
-        "--admin-secret-key", SECRET_KEY, "--no-background-workers", "--no-front",
-        "--lifecycle-interval", "0"], port=port, log_path=logs / "origin.log")
+    proc = cluster.another_origin(logs / "origin.log", "--no-front")
     proc.start()
     try:
         yield proc

@@ -12,24 +12,15 @@ import uuid
 
 import pytest
 
-from cdn.processes import free_port
 from origin.client import S3Client
-from tests.integration.origin.cluster_parts import nodes_flag
-from tests.integration.origin.conftest import ACCESS_KEY, SECRET_KEY, SEGMENT_SIZE, Cluster
-from tests.procs import RoleProcess, child_pids, is_running
+from tests.integration.origin.conftest import ACCESS_KEY, SECRET_KEY, Cluster
+from tests.procs import child_pids, is_running
 
 
 async def test_two_processes_share_the_port(cluster: Cluster,
                                             tmp_path_factory: pytest.TempPathFactory) -> None:
     logs = tmp_path_factory.mktemp("two-processes")
-    port = free_port()
-    proc = RoleProcess("origin", [
-        "--port", str(port), "--database-url", cluster.database_url,
-        "--nodes", nodes_flag(cluster.nodes, cluster.zones),
-        "--segment-size", str(SEGMENT_SIZE), "--admin-access-key", ACCESS_KEY,
-        "--admin-secret-key", SECRET_KEY, "--no-background-workers",
-        "--lifecycle-interval", "0", "--processes", "2"], port=port,
-        log_path=logs / "origin.log")
+    proc = cluster.another_origin(logs / "origin.log", "--processes", "2")
     proc.start()
     try:
         assert proc.proc is not None
