@@ -123,7 +123,9 @@ def build_cache_app(
     async def engine_context(app: web.Application) -> AsyncIterator[None]:
         session = new_client_session(connect_timeout, read_timeout)
         app[SESSION] = session
-        lean = LeanPools(connect_timeout=connect_timeout, read_timeout=read_timeout)
+        # a body the memory tier could keep is read straight into one buffer (lean_client)
+        lean = LeanPools(connect_timeout=connect_timeout, read_timeout=read_timeout,
+                         direct_max=store.max_object_bytes)
         app[LEAN] = lean
         disk_store = disk() if disk is not None else None
         if disk_store is not None:

@@ -11,6 +11,7 @@ the disk threshold (or is dropped when it outgrows memory and there is no disk t
 from __future__ import annotations
 
 from httpcache.disk_store import BodyWriter, DiskStore
+from httpcache.messages import Body, Chunk
 from httpcache.store import MemoryStore
 
 
@@ -20,7 +21,7 @@ class BodySink:
         self.disk = disk
         self.size = 0
         self.writer: BodyWriter | None = None
-        self._kept: list[bytes] = []
+        self._kept: list[Chunk] = []
         self.keeping = True
         if length is None:
             return
@@ -29,7 +30,7 @@ class BodySink:
         elif not memory.fits(length):
             self.keeping = False
 
-    async def add(self, chunk: bytes) -> None:
+    async def add(self, chunk: Chunk) -> None:
         if not self.keeping:
             return
         self.size += len(chunk)
@@ -50,8 +51,12 @@ class BodySink:
         elif not self.memory.fits(self.size):
             self.drop()
 
-    def body(self) -> bytes:
-        """The body kept in memory (empty when it went to a file)."""
+    def body(self, whole: bytearray | None = None) -> Body:
+        """The body kept in memory (empty when it went to a file). ``whole``: the complete
+        response body, read into one buffer by the upstream client; when every one of its
+        bytes went through ``add`` (the chunks were views of it), it is the body, unjoined."""
+        if whole is not None and self.writer is None and len(whole) == self.size:
+            return whole
         return b"".join(self._kept)
 
     def drop(self) -> None:

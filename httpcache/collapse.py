@@ -58,7 +58,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
 from httpcache.headers import Fields
-from httpcache.messages import StoredResponse
+from httpcache.messages import Chunk, StoredResponse
 
 # The first piece of body each reader of a shared flight gets (see the module docstring):
 # with a ~0.5 KB head, below the 16 KiB under which the hit path writes head and body as one.
@@ -98,7 +98,7 @@ class Flight:
         self.method = "GET"  # the method sent upstream (set by the producer)
         self.joined = 0  # readers that joined after the owner
         self._head: FlightHead | None = None
-        self._chunks: list[bytes] = []
+        self._chunks: list[Chunk] = []
         self._offset = 0  # absolute index of _chunks[0] (earlier ones were dropped)
         self._size = 0
         self._done = False
@@ -122,7 +122,7 @@ class Flight:
         self._head = head
         self._wake()
 
-    def feed(self, chunk: bytes) -> None:
+    def feed(self, chunk: Chunk) -> None:
         if chunk:
             self._chunks.append(chunk)
             self._size += len(chunk)
@@ -237,7 +237,7 @@ class Flight:
         if gate is not None:
             gate.set()
 
-    async def _read(self, token: int) -> AsyncIterator[bytes | memoryview]:
+    async def _read(self, token: int) -> AsyncIterator[Chunk]:
         unstarted = self._unstarted
         woken = True  # the first chunk is never held back
         while True:
@@ -304,7 +304,7 @@ class FlightReader:
         return (flight._done and flight._error is None
                 and flight._positions.get(self._token, -1) >= flight._offset + len(flight._chunks))
 
-    def take(self) -> bytes | memoryview | None:
+    def take(self) -> Chunk | None:
         """The next chunk if it is at hand (``None`` otherwise), without waiting: how the
         owner of a flight it runs itself reads while the flight is being fed."""
         flight = self.flight
@@ -315,7 +315,7 @@ class FlightReader:
         flight._positions[self._token] = position + 1
         return flight._chunks[position - flight._offset]
 
-    def chunks(self) -> AsyncIterator[bytes | memoryview]:
+    def chunks(self) -> AsyncIterator[Chunk]:
         """The body from the start, chunk by chunk as it arrives (a ``memoryview`` for the
         rest of a cut first chunk, see the module docstring); raises the fetch's error if the
         upstream broke off."""

@@ -43,7 +43,7 @@ from typing import BinaryIO
 
 from httpcache.errors import StoreError
 from httpcache.headers import Fields
-from httpcache.messages import BodyFile, StoredResponse
+from httpcache.messages import BodyFile, Chunk, StoredResponse
 from httpcache.ranges import ByteRange, multipart_heads
 from httpcache.store import FetchMark, MemoryStore, PurgeResult
 
@@ -63,11 +63,11 @@ class BodyWriter:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._file: BinaryIO | None = open(path, "wb")  # noqa: SIM115 (closed in finish/abort)
-        self._buffer: list[bytes] = []
+        self._buffer: list[Chunk] = []
         self._buffered = 0
         self.size = 0
 
-    async def write(self, chunk: bytes) -> None:
+    async def write(self, chunk: Chunk) -> None:
         self._buffer.append(chunk)
         self._buffered += len(chunk)
         self.size += len(chunk)

@@ -64,7 +64,7 @@ from httpcache.forwarding import (
 )
 from httpcache.freshness import ERROR_STATUSES
 from httpcache.headers import Fields
-from httpcache.messages import CacheRequest, StoredResponse
+from httpcache.messages import Body, CacheRequest, Chunk, StoredResponse
 from httpcache.metrics import CacheMetrics, PendingCount
 from httpcache.policy import (
     CACHEABLE_METHODS,
@@ -282,7 +282,7 @@ class CacheEngine:
     # -- answering from a complete body --------------------------------------------------------
 
     def _answer_complete(self, request: web.Request, creq: CacheRequest, status: int,
-                         headers: Fields, body: bytes, cache_status: CacheStatus,
+                         headers: Fields, body: Body, cache_status: CacheStatus,
                          age: int | None) -> web.Response:
         """Serve a response whose whole body is at hand, honouring the client's conditional
         and single-range requests (RFC 9111 §4.3.2, RFC 9110 §14)."""
@@ -609,7 +609,8 @@ class CacheEngine:
             raise
         if sink is not None and sink.keeping:
             stored = make_stored_response(creq.target, as_sent, up.status, up.headers,
-                                          sink.body(), request_time, response_time, policy,
+                                          sink.body(up.whole()), request_time, response_time,
+                                          policy,
                                           kept=kept, vary=vary)
             await self._keep(stored, sink, since)
         elif method == "GET" and up.status not in ERROR_STATUSES:
@@ -731,8 +732,8 @@ def _content_length(headers: Fields) -> int | None:
         return None
 
 
-async def _slice(chunks: AsyncIterator[bytes | memoryview], part: ByteRange
-                 ) -> AsyncIterator[bytes | memoryview]:
+async def _slice(chunks: AsyncIterator[Chunk], part: ByteRange
+                 ) -> AsyncIterator[Chunk]:
     """The bytes ``part.first..part.last`` of a body arriving as ``chunks``."""
     offset = 0
     async for chunk in chunks:
@@ -744,7 +745,7 @@ async def _slice(chunks: AsyncIterator[bytes | memoryview], part: ByteRange
             return
 
 
-def _response(status: int, fields: Fields, body: bytes) -> web.Response:
+def _response(status: int, fields: Fields, body: Body) -> web.Response:
     """A complete response; aiohttp computes Content-Length (and omits the body for HEAD)."""
     headers = CIMultiDict(fields.without("content-length"))
     response = web.Response(status=status, body=body, headers=headers)
@@ -763,7 +764,7 @@ class _HeadWithBody(web.StreamResponse):
 
 
 async def _stream(request: web.Request, status: int, fields: Fields,
-                  chunks: AsyncIterable[bytes | memoryview] | None, *, head_now: bool = True
+                  chunks: AsyncIterable[Chunk] | None, *, head_now: bool = True
                   ) -> web.StreamResponse:
     """Send the head, then the chunks as they come (each write waits for the socket).
 

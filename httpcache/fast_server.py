@@ -61,6 +61,7 @@ from httpcache.app import error_answer
 from httpcache.errors import CacheError, HeadTooLarge, MalformedRequest
 from httpcache.headers import Fields
 from httpcache.hit_path import CONNECTION_CLOSE, HitPath, MissPlan, serialise
+from httpcache.messages import Chunk
 
 log = logging.getLogger("cdn.httpcache.fast_server")
 
@@ -122,7 +123,7 @@ class HitProtocol(asyncio.Protocol):
         self.index: dict[str, list[str]] = {}
         self.method = "GET"
         self.oversize = False  # a field longer than aiohttp's limit: it answers that
-        self.out: list[bytes | memoryview] = []
+        self.out: list[Chunk] = []
         self.closing = False
         self.paused = False
         self.active = True  # data since the last idle check
@@ -283,11 +284,11 @@ class HitProtocol(asyncio.Protocol):
 
     # -- ``hit_path.MissClient``: what serve_miss writes through ------------------------------
 
-    def write(self, data: bytes | memoryview) -> None:
+    def write(self, data: Chunk) -> None:
         if not self.closing and self.transport is not None:
             self.transport.write(data)
 
-    def writelines(self, data: list[bytes | memoryview]) -> None:
+    def writelines(self, data: list[Chunk]) -> None:
         if not self.closing and self.transport is not None:
             self.transport.writelines(data)
 

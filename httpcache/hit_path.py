@@ -42,7 +42,7 @@ from httpcache.forwarding import (
     whole_fields,
 )
 from httpcache.headers import Fields
-from httpcache.messages import CacheRequest, StoredResponse
+from httpcache.messages import CacheRequest, Chunk, StoredResponse
 from httpcache.policy import (
     CACHEABLE_METHODS,
     DECISIVE_REQUEST_FIELDS,
@@ -152,7 +152,7 @@ class HitPath:
 
     def answer(self, method: str, target: str, headers: Fields, remote: str | None,
                connection: bytes = b"", *, misses: bool = False
-               ) -> list[bytes | memoryview] | MissPlan | None:
+               ) -> list[Chunk] | MissPlan | None:
         """The response to a fresh hit (``connection``: extra field lines such as
         ``Connection: close\\r\\n``), or ``None``: hand the request to the application;
         with ``misses``, a ``MissPlan`` for a plain miss ``serve_miss`` can answer."""
@@ -188,7 +188,7 @@ class HitPath:
         tail = b"Age: %d\r\n%s%d\r\n%s%s\r\n" % (
             int(decision.age), wire.status_prefix, int(decision.ttl),
             self.date_line() if wire.date_missing else b"", connection)
-        body: bytes | memoryview = stored.body
+        body: Chunk = stored.body
         if headers.first("if-none-match") is not None or headers.first(
                 "if-modified-since") is not None:
             if not_modified(method, headers, stored.status, wire.fields):
@@ -218,7 +218,7 @@ class HitPath:
         return [head + tail, body]
 
     def _whole(self, method: str, stored: StoredResponse, wire: Wire, age: float, ttl: float,
-               connection: bytes) -> list[bytes | memoryview]:
+               connection: bytes) -> list[Chunk]:
         """The 200 (or the stored status) with the whole body."""
         head = b"%sAge: %d\r\n%s%d\r\n%s%s\r\n" % (
             wire.head_200, int(age), wire.status_prefix, int(ttl),
@@ -319,8 +319,8 @@ class MissClient(Protocol):
     remote: str | None
     closing: bool  # the client went away (or the connection is being closed)
 
-    def write(self, data: bytes | memoryview) -> None: ...
-    def writelines(self, data: list[bytes | memoryview]) -> None:
+    def write(self, data: Chunk) -> None: ...
+    def writelines(self, data: list[Chunk]) -> None:
         """Several buffers in one system call (``writev``), without joining them."""
         ...
     async def drain(self) -> None: ...
@@ -387,7 +387,7 @@ class _MissAnswer:
             self.client.write(self.head_bytes)
             self.head_bytes = b""
 
-    def chunk(self, chunk: bytes | memoryview) -> None:
+    def chunk(self, chunk: Chunk) -> None:
         if self.chunked:
             chunk = b"%x\r\n%s\r\n" % (len(chunk), chunk)
         if self.head_bytes:

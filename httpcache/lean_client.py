@@ -18,6 +18,15 @@ again once on a new connection, as aiohttp does.
 Timeouts: ``connect_timeout`` for a new connection; ``read_timeout`` for each wait on the
 upstream (the head, then each piece of the body), like aiohttp's ``sock_read``.
 
+Receiving: the connection is a ``BufferedProtocol``. Heads (and bodies of unknown length)
+are read into one scratch buffer per pool and fed to the parser. A body with a declared
+``Content-Length`` of at most ``direct_max`` (the memory tier's largest object) is read by
+the kernel straight into a buffer of exactly that length, and its pieces are views of it:
+``LeanBody.whole`` is then the complete body, which the cache keeps as it is. Before, a
+1 MiB body was copied four times in user space (the loop's read, the parser's piece, the
+join of queued pieces, the join of the stored body), which was the largest part of a 1 MiB
+miss (``perf``: ``memmove`` 29% of the edge's CPU).
+
 Streaming: body pieces are queued as they arrive; above ``HIGH_WATER`` queued bytes reading
 from the socket pauses until the consumer has taken them, so a slow client slows the
 upstream instead of filling memory. Reading also pauses after the first piece of a body that
@@ -53,6 +62,7 @@ from httpcache.errors import (
 )
 
 HIGH_WATER = 256 * 1024  # queued body bytes above which reading from the socket pauses
+SCRATCH_SIZE = 256 * 1024  # the read buffer for heads and bodies not read directly (uvloop's)
 
 
 class LeanResponse:
@@ -69,7 +79,7 @@ class LeanResponse:
         self.index = index
 
 
-class _Connection(asyncio.Protocol):
+class _Connection(asyncio.BufferedProtocol):
     """One connection; one exchange at a time."""
 
     def __init__(self, pool: LeanPool) -> None:
@@ -81,6 +91,7 @@ class _Connection(asyncio.Protocol):
         self.used = 0  # exchanges started on it
         self.active = False  # an exchange is under way
         self.idle_since = 0.0
+        self.reading_direct = False  # the buffer handed to the loop is ``direct``'s
         self._begin()
 
     def _begin(self) -> None:
@@ -98,28 +109,59 @@ class _Connection(asyncio.Protocol):
         self.paused = False
         self.first_taken = False  # the consumer has taken the first piece of the body
         self.waiter: asyncio.Future[None] | None = None
+        # a body read straight into its own buffer (module docstring): filled up to
+        # ``filled``, handed to the consumer up to ``taken``
+        self.direct: bytearray | None = None
+        self.direct_view = memoryview(b"")
+        self.filled = 0
+        self.taken = 0
 
     # -- protocol ------------------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
 
-    def data_received(self, data: bytes) -> None:
+    def get_buffer(self, sizehint: int) -> memoryview:
+        direct = self.direct
+        if direct is not None and self.filled < len(direct):
+            self.reading_direct = True
+            return self.direct_view[self.filled:]
+        self.reading_direct = False
+        return self.pool.scratch
+
+    def buffer_updated(self, nbytes: int) -> None:
         if not self.active:  # bytes nobody asked for: the connection is out of step
             self.close()
             return
         self.received = True
-        try:
-            self.parser.feed_data(data)
-        except httptools.HttpParserError as exc:
-            self._fail(UpstreamError(f"upstream {self.pool.where} sent an invalid response: "
-                                     f"{exc}"))
-            self.close()
-            return
-        if (self.pieces and not self.first_taken and not self.complete and not self.paused
+        if self.reading_direct:
+            self.filled += nbytes
+            self.queued += nbytes
+            if self.filled == len(self.direct_view):
+                self._direct_complete()
+            elif (self.queued >= HIGH_WATER and not self.paused
+                    and self.transport is not None):
+                self.paused = True
+                self.transport.pause_reading()
+            self._wake()
+        else:
+            try:
+                # the parser's callbacks copy what they keep: the scratch is free again after
+                self.parser.feed_data(self.pool.scratch[:nbytes])
+            except httptools.HttpParserError as exc:
+                self._fail(UpstreamError(f"upstream {self.pool.where} sent an invalid "
+                                         f"response: {exc}"))
+                self.close()
+                return
+        if (self.queued and not self.first_taken and not self.complete and not self.paused
                 and self.transport is not None):
             self.paused = True  # until the first piece is on its way (module docstring)
             self.transport.pause_reading()
+
+    def _direct_complete(self) -> None:
+        self.complete = True
+        # the parser stopped inside this body: the next exchange gets a fresh one
+        self.parser = httptools.HttpResponseParser(self)
 
     def connection_lost(self, exc: BaseException | None) -> None:
         self.lost = True
@@ -164,9 +206,35 @@ class _Connection(asyncio.Protocol):
             return
         self.status = status
         self.head_done = True
+        length = self._direct_length(status)
+        if length:
+            self.direct = bytearray(length)
+            self.direct_view = memoryview(self.direct)
+            # known now for a declared length (llhttp_should_keep_alive reads only the head)
+            self.keep_alive = self.parser.should_keep_alive()
         self._wake()
 
+    def _direct_length(self, status: int) -> int:
+        """The length of a body to read straight into its buffer, or 0 (module docstring)."""
+        index = self.index
+        lengths = index.get("content-length")
+        if (lengths is None or len(lengths) != 1 or "transfer-encoding" in index
+                or status in (204, 304)):
+            return 0
+        text = lengths[0].strip()
+        if not text.isdigit():
+            return 0  # the parser refuses it anyway
+        length = int(text)
+        return length if length <= self.pool.direct_max else 0
+
     def on_body(self, body: bytes) -> None:
+        if self.direct is not None:  # the first bytes, read with the head
+            end = self.filled + len(body)
+            self.direct_view[self.filled:end] = body
+            self.filled = end
+            self.queued += len(body)
+            self._wake()
+            return
         self.pieces.append(body)
         self.queued += len(body)
         if self.queued >= HIGH_WATER and not self.paused and self.transport is not None:
@@ -243,13 +311,21 @@ class _Connection(asyncio.Protocol):
         """The body as it arrives (pieces queued meanwhile are joined into one)."""
         return LeanBody(self)
 
-    def next_piece(self) -> bytes | None:
-        """What arrived since the last call, joined (``None``: nothing at hand)."""
-        pieces = self.pieces
-        if not pieces:
-            return None
-        chunk = pieces[0] if len(pieces) == 1 else b"".join(pieces)
-        self.pieces = []
+    def next_piece(self) -> bytes | memoryview | None:
+        """What arrived since the last call, joined, or a view of the direct buffer
+        (``None``: nothing at hand)."""
+        chunk: bytes | memoryview
+        if self.direct is not None:
+            if self.filled == self.taken:
+                return None
+            chunk = self.direct_view[self.taken:self.filled]
+            self.taken = self.filled
+        else:
+            pieces = self.pieces
+            if not pieces:
+                return None
+            chunk = pieces[0] if len(pieces) == 1 else b"".join(pieces)
+            self.pieces = []
         self.queued = 0
         if self.paused:
             if self.first_taken:
@@ -258,6 +334,10 @@ class _Connection(asyncio.Protocol):
                 self.loop.call_soon(self._resume)
         self.first_taken = True
         return chunk
+
+    def whole(self) -> bytearray | None:
+        """The complete body when it was read into one buffer (never written to again)."""
+        return self.direct if self.complete else None
 
     def _resume(self) -> None:
         if self.paused and not self.lost and self.transport is not None:
@@ -274,7 +354,7 @@ class LeanPool:
 
     def __init__(self, host: str, port: int, *, limit: int, connect_timeout: float,
                  read_timeout: float, keepalive_timeout: float,
-                 host_field: str | None = None) -> None:
+                 host_field: str | None = None, direct_max: int = 0) -> None:
         self.host = host
         self.port = port
         self.where = f"http://{host}:{port}"
@@ -284,6 +364,9 @@ class LeanPool:
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
         self.keepalive_timeout = keepalive_timeout
+        self.direct_max = direct_max
+        # one read buffer for all the pool's connections: each read is parsed before the next
+        self.scratch = memoryview(bytearray(SCRATCH_SIZE))
         self.loop = asyncio.get_running_loop()
         self._idle: list[_Connection] = []
         self._open: set[_Connection] = set()
@@ -351,8 +434,10 @@ class LeanPools:
     """One ``LeanPool`` per ``host:port``, created on first use (within the running loop)."""
 
     def __init__(self, *, limit: int = 256, connect_timeout: float = 5.0,
-                 read_timeout: float = 60.0, keepalive_timeout: float = 30.0) -> None:
+                 read_timeout: float = 60.0, keepalive_timeout: float = 30.0,
+                 direct_max: int = 0) -> None:
         self.limit = limit
+        self.direct_max = direct_max  # bodies up to this long are read into one buffer
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
         self.keepalive_timeout = keepalive_timeout
@@ -365,7 +450,7 @@ class LeanPools:
             pool = self._pools[key] = LeanPool(
                 host, port, limit=self.limit, connect_timeout=self.connect_timeout,
                 read_timeout=self.read_timeout, keepalive_timeout=self.keepalive_timeout,
-                host_field=host_field)
+                host_field=host_field, direct_max=self.direct_max)
         return pool
 
     def close(self) -> None:
@@ -386,7 +471,11 @@ class LeanBody:
     def __aiter__(self) -> LeanBody:
         return self
 
-    async def __anext__(self) -> bytes:
+    def whole(self) -> bytearray | None:
+        """The complete body, once read to its end, when it was read into one buffer."""
+        return self.conn.whole()
+
+    async def __anext__(self) -> bytes | memoryview:
         conn = self.conn
         while True:
             chunk = conn.next_piece()

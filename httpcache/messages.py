@@ -20,6 +20,13 @@ from typing import Any
 from httpcache.headers import Fields
 from httpcache.vary import variant_key
 
+# A stored body: ``bytes``, or the ``bytearray`` a body of declared length was read into by
+# the upstream client (``lean_client``), kept as it is rather than copied; nothing writes to
+# it once the response is complete.
+Body = bytes | bytearray
+# A piece of a body on its way: a view of such a buffer, or bytes.
+Chunk = bytes | bytearray | memoryview
+
 
 @dataclass(frozen=True, slots=True)
 class CacheRequest:
@@ -58,7 +65,7 @@ class StoredResponse:
     cache_key: str
     status: int
     headers: Fields
-    body: bytes
+    body: Body
     request_time: float
     response_time: float
     surrogate_keys: frozenset[str] = frozenset()

@@ -53,7 +53,7 @@ from httpcache.freshness import (
 )
 from httpcache.headers import Fields
 from httpcache.invalidation import invalidated_targets, invalidates
-from httpcache.messages import CacheRequest, StoredResponse
+from httpcache.messages import Body, CacheRequest, StoredResponse
 from httpcache.policy_config import DEFAULT_POLICY, PolicyConfig
 from httpcache.storability import (
     CACHEABLE_METHODS,
@@ -166,7 +166,7 @@ def effective_request_directives(request: CacheRequest, config: PolicyConfig) ->
 
 
 def make_stored_response(cache_key: str, request: CacheRequest, status: int, headers: Fields,
-                         body: bytes, request_time: float, response_time: float,
+                         body: Body, request_time: float, response_time: float,
                          config: PolicyConfig = DEFAULT_POLICY, *,
                          kept: Fields | None = None,
                          vary: tuple[tuple[str, str | None], ...] | None = None

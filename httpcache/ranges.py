@@ -137,13 +137,14 @@ def new_boundary() -> str:
     return secrets.token_hex(12)
 
 
-def multipart_byteranges(body: bytes, parts: list[ByteRange], content_type: str | None,
-                         boundary: str | None = None) -> tuple[str, bytes]:
+def multipart_byteranges(body: bytes | bytearray, parts: list[ByteRange],
+                         content_type: str | None, boundary: str | None = None
+                         ) -> tuple[str, bytes]:
     """(Content-Type, payload) of a ``multipart/byteranges`` answer (RFC 9110 §14.6): each
     part carries its Content-Type (when known) and Content-Range."""
     boundary = boundary or new_boundary()
     heads, tail = multipart_heads(parts, content_type, boundary)
-    out: list[bytes] = []
+    out: list[bytes | bytearray] = []
     for head, part in zip(heads, parts, strict=True):
         out += [head, body[part.first:part.last + 1]]
     out.append(tail)

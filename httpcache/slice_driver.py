@@ -62,7 +62,7 @@ from httpcache.forwarding import (
 )
 from httpcache.freshness import ERROR_STATUSES
 from httpcache.headers import Fields
-from httpcache.messages import CacheRequest, StoredResponse
+from httpcache.messages import CacheRequest, Chunk, StoredResponse
 from httpcache.policy import (
     FreshHit,
     GatewayTimeout,
@@ -435,7 +435,7 @@ class SliceDriver:
 
     async def _bytes(self, creq: CacheRequest, plan: _Plan, fetches: dict[int, _Fetch],
                      parts: list[ByteRange], framing: tuple[list[bytes], bytes] | None
-                     ) -> AsyncIterator[bytes | memoryview]:
+                     ) -> AsyncIterator[Chunk]:
         """The bytes of ``parts`` (with multipart ``framing``), slice by slice, starting the
         fetch of the next missing slice while one is being sent."""
         try:
@@ -462,7 +462,7 @@ class SliceDriver:
 
     async def _slice_bytes(self, creq: CacheRequest, plan: _Plan, fetches: dict[int, _Fetch],
                            index: int, offset: int, end: int
-                           ) -> AsyncIterator[bytes | memoryview]:
+                           ) -> AsyncIterator[Chunk]:
         """Bytes ``offset..end-1`` of slice ``index``: stored, or from its flight."""
         fetch = fetches.pop(index, None)
         if fetch is None:

@@ -31,16 +31,24 @@ from httpcache.errors import (
 )
 from httpcache.headers import Fields, end_to_end
 from httpcache.lean_client import LeanExchange, LeanPools
+from httpcache.messages import Chunk
 
 CHUNK_SIZE = 64 * 1024
+
+
+def _no_whole() -> None:
+    return None
 
 
 @dataclass(slots=True)
 class UpstreamResponse:
     status: int
     headers: Fields  # end-to-end fields only
-    chunks: AsyncIterator[bytes]
+    chunks: AsyncIterator[Chunk]
     upstream: str  # which upstream answered (base URL), for logs and metrics
+    # once ``chunks`` is exhausted: the whole body when it was read into one buffer (the
+    # chunks were views of it; ``lean_client``), so keeping it needs no join
+    whole: Callable[[], bytearray | None] = _no_whole
 
 
 class Upstream(Protocol):
@@ -159,7 +167,7 @@ class _LeanOpen:
         return UpstreamResponse(status=head.status,
                                 headers=end_to_end(Fields.prebuilt(tuple(head.headers),
                                                                    head.index)),
-                                chunks=chunks, upstream=self.base_url)
+                                chunks=chunks, upstream=self.base_url, whole=chunks.whole)
 
     async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                         tb: TracebackType | None) -> None:

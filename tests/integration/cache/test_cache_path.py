@@ -9,6 +9,7 @@ import pytest
 
 from httpcache.app import STORE
 from httpcache.cache_status import parse_members
+from httpcache.headers import Fields
 from tests.integration.cache.conftest import Topology, metric
 
 CACHEABLE = {"Cache-Control": "max-age=60", "ETag": '"v1"', "Surrogate-Key": "t1 t2",
@@ -228,6 +229,21 @@ async def test_truncated_upstream_body_is_cut_short_and_not_stored(topo: Topolog
     resp, body = await topo.get("/b/broken")
     assert resp.status == 200 and len(body) == 40000
     assert topo.origin.count("/b/broken") == 2
+
+
+async def test_a_fetched_body_is_stored_as_the_buffer_it_was_read_into(topo: Topology) -> None:
+    """A body of declared length is read by the upstream client into one buffer, and that
+    buffer is what both tiers keep: the same bytes, with no join of the pieces."""
+    body = bytes(range(256)) * 1200  # 300 KiB, sent in several pieces
+    topo.origin.set("/b/whole", body, headers=CACHEABLE, chunk_size=50_000)
+    resp, got = await topo.get("/b/whole")
+    assert resp.status == 200 and got == body
+    for store in (topo.edge_store(), topo.shield_app()[STORE]):
+        stored, _vary_miss = store.lookup("/b/whole", Fields())
+        assert stored is not None and stored.body == body
+        assert type(stored.body) is bytearray
+    again, got = await topo.get("/b/whole")
+    assert got == body and "hit" in again.headers["Cache-Status"]
 
 
 async def test_upstream_timeout_is_a_504(make_topology) -> None:  # type: ignore[no-untyped-def]

@@ -73,9 +73,11 @@ async def fetch(pools: LeanPools, port: int, target: str = "/x",
         return head.status, head.headers, body
 
 
-@pytest.fixture
-async def pools() -> AsyncIterator[LeanPools]:
-    p = LeanPools(read_timeout=2.0, connect_timeout=2.0)
+@pytest.fixture(params=[0, 1 << 30], ids=["parsed-bodies", "direct-bodies"])
+async def pools(request: pytest.FixtureRequest) -> AsyncIterator[LeanPools]:
+    """Every test runs with bodies fed through the parser and with bodies of declared length
+    read straight into their buffer (``direct_max``)."""
+    p = LeanPools(read_timeout=2.0, connect_timeout=2.0, direct_max=request.param)
     yield p
     p.close()
 
@@ -264,4 +266,39 @@ async def test_reading_pauses_after_the_first_piece_until_its_readers_ran(
             assert b"".join([c async for c in chunks]) == b"z" * 10
         assert server.connections == 1
     finally:
+        await server.stop()
+
+
+async def test_a_declared_body_is_read_into_one_buffer_and_is_whole() -> None:
+    """With ``direct_max``: a body of declared length up to it arrives as views of one
+    buffer, which ``whole()`` then is; the bytes read with the head are in it too. The
+    connection is reused afterwards (a fresh parser for a chunked answer), and bodies that
+    are longer, chunked or of unknown length are fed through the parser as before."""
+    big = bytes(range(256)) * (HIGH_WATER // 64)  # several reads
+    chunked = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n"
+    answers = {1: ok(big), 2: chunked, 3: ok(b"x" * 100), 4: ok(big)}
+    server = await RawServer(lambda n, _h: answers[n]).start()
+    pools = LeanPools(read_timeout=2.0, connect_timeout=2.0, direct_max=len(big))
+    try:
+        pool = pools.pool("127.0.0.1", server.port)
+        async with pool.get("/x", []) as (_head, chunks):
+            pieces = [c async for c in chunks]
+            whole = chunks.whole()
+        assert isinstance(whole, bytearray) and whole == big
+        assert len(pieces) > 1 and all(isinstance(c, memoryview) and c.obj is whole
+                                       for c in pieces)
+        async with pool.get("/x", []) as (_head, chunks):
+            assert b"".join([c async for c in chunks]) == b"abc"
+            assert chunks.whole() is None
+        async with pool.get("/x", []) as (_head, chunks):
+            assert b"".join([c async for c in chunks]) == b"x" * 100
+            assert chunks.whole() == b"x" * 100  # whole in the read of its head
+        assert server.connections == 1
+        pools.close()
+        pools = LeanPools(read_timeout=2.0, connect_timeout=2.0, direct_max=len(big) - 1)
+        async with pools.pool("127.0.0.1", server.port).get("/x", []) as (_head, chunks):
+            assert b"".join([c async for c in chunks]) == big
+            assert chunks.whole() is None  # longer than direct_max: parsed
+    finally:
+        pools.close()
         await server.stop()
