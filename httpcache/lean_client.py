@@ -111,6 +111,7 @@ class _Connection(asyncio.BufferedProtocol):
         self.waiter: asyncio.Future[None] | None = None
         # a body read straight into its own buffer (module docstring): filled up to
         # ``filled``, handed to the consumer up to ``taken``
+        self.direct_length = 0  # a declared length that may be read directly
         self.direct: bytearray | None = None
         self.direct_view = memoryview(b"")
         self.filled = 0
@@ -122,6 +123,8 @@ class _Connection(asyncio.BufferedProtocol):
         self.transport = transport  # type: ignore[assignment]
 
     def get_buffer(self, sizehint: int) -> memoryview:
+        if self.direct_length and self.direct is None and not self.complete:
+            self._start_direct()  # the head came alone: the body goes to its buffer
         direct = self.direct
         if direct is not None and self.filled < len(direct):
             self.reading_direct = True
@@ -206,13 +209,17 @@ class _Connection(asyncio.BufferedProtocol):
             return
         self.status = status
         self.head_done = True
-        length = self._direct_length(status)
-        if length:
-            self.direct = bytearray(length)
-            self.direct_view = memoryview(self.direct)
-            # known now for a declared length (llhttp_should_keep_alive reads only the head)
-            self.keep_alive = self.parser.should_keep_alive()
+        self.direct_length = self._direct_length(status)
         self._wake()
+
+    def _start_direct(self) -> None:
+        """Read the rest of the body into one buffer: only for a body not complete in the
+        read that brought its head (one that is costs one copy by the parser, and a buffer
+        would add its zero-filling and a second copy)."""
+        self.direct = bytearray(self.direct_length)
+        self.direct_view = memoryview(self.direct)
+        # known now for a declared length (llhttp_should_keep_alive reads only the head)
+        self.keep_alive = self.parser.should_keep_alive()
 
     def _direct_length(self, status: int) -> int:
         """The length of a body to read straight into its buffer, or 0 (module docstring)."""
@@ -228,7 +235,9 @@ class _Connection(asyncio.BufferedProtocol):
         return length if length <= self.pool.direct_max else 0
 
     def on_body(self, body: bytes) -> None:
-        if self.direct is not None:  # the first bytes, read with the head
+        if self.direct_length and self.direct is None and len(body) < self.direct_length:
+            self._start_direct()  # the first bytes, read with the head
+        if self.direct is not None:
             end = self.filled + len(body)
             self.direct_view[self.filled:end] = body
             self.filled = end
