@@ -92,6 +92,7 @@ class _Connection(asyncio.BufferedProtocol):
         self.active = False  # an exchange is under way
         self.idle_since = 0.0
         self.reading_direct = False  # the buffer handed to the loop is ``direct``'s
+        self.scratch = pool.scratch
         self._begin()
 
     def _begin(self) -> None:
@@ -123,14 +124,12 @@ class _Connection(asyncio.BufferedProtocol):
         self.transport = transport  # type: ignore[assignment]
 
     def get_buffer(self, sizehint: int) -> memoryview:
-        if self.direct_length and self.direct is None and not self.complete:
+        if not self.direct_length or self.complete:
+            return self.scratch  # a head, or a body fed to the parser
+        if self.direct is None:
             self._start_direct()  # the head came alone: the body goes to its buffer
-        direct = self.direct
-        if direct is not None and self.filled < len(direct):
-            self.reading_direct = True
-            return self.direct_view[self.filled:]
-        self.reading_direct = False
-        return self.pool.scratch
+        self.reading_direct = True  # reset by buffer_updated
+        return self.direct_view[self.filled:]
 
     def buffer_updated(self, nbytes: int) -> None:
         if not self.active:  # bytes nobody asked for: the connection is out of step
@@ -138,6 +137,7 @@ class _Connection(asyncio.BufferedProtocol):
             return
         self.received = True
         if self.reading_direct:
+            self.reading_direct = False
             self.filled += nbytes
             self.queued += nbytes
             if self.filled == len(self.direct_view):
@@ -150,7 +150,7 @@ class _Connection(asyncio.BufferedProtocol):
         else:
             try:
                 # the parser's callbacks copy what they keep: the scratch is free again after
-                self.parser.feed_data(self.pool.scratch[:nbytes])
+                self.parser.feed_data(self.scratch[:nbytes])
             except httptools.HttpParserError as exc:
                 self._fail(UpstreamError(f"upstream {self.pool.where} sent an invalid "
                                          f"response: {exc}"))
