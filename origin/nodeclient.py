@@ -21,15 +21,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import zlib
-from collections.abc import Iterator, Mapping, Sequence
-from typing import Literal, NamedTuple
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any, Literal, NamedTuple
 from urllib.parse import urlsplit
 
 import aiohttp
 
 from origin import batch_wire
-from origin.batch_connections import BatchConnections
-from origin.coalescer import Coalescer
+from origin.batch_connections import BatchConnections, Outcome
+from origin.coalescer import BatchOutcome, Coalescer
 from origin.config import NodeSpec
 from origin.layout import FragmentLocation
 
@@ -184,49 +184,33 @@ class NodeClient:
             lane = self._stores.get(node_id)
             if lane is None:
                 lane = self._stores[node_id] = Coalescer(
-                    lambda items: self._store_batch(node_id, items),
+                    start=lambda items, done: self._start_batch(
+                        node_id, "/fragments/batch", _store_body(items), done,
+                        lambda answer: _stored_results(node_id, items, answer)),
                     max_inflight=self._batch_inflight, max_items=BATCH_MAX_ITEMS,
                     max_bytes=BATCH_MAX_BYTES, size_of=lambda item: len(item.payload))
             return lane.enqueue(_Store(fragment_id, payload, checksum))
         return asyncio.ensure_future(self._put_one(node_id, fragment_id, payload, checksum))
 
-    async def _store_batch(
-        self, node_id: str, items: list[_Store]
-    ) -> list[FragmentLocation | Exception]:
-        body = batch_wire.encode_store(
-            batch_wire.StoreItem(i.fragment_id.encode(), i.payload, i.checksum) for i in items)
-        answer = await self._post_batch(node_id, "/fragments/batch", body)
-        try:
-            entries = batch_wire.decode_stored(answer, len(items))
-        except batch_wire.BatchFormatError as exc:
-            raise NodeRequestError(node_id, "rejected", f"bad batch answer: {exc}") from None
-        out: list[FragmentLocation | Exception] = []
-        for item, entry in zip(items, entries, strict=True):
-            if not entry.ok:
-                out.append(NodeRequestError(node_id, "rejected", batch_wire.KIND.get(
-                    entry.status, f"status {entry.status}")))
-            elif entry.length != len(item.payload):
-                out.append(NodeRequestError(node_id, "rejected", f"stored {entry.length} of "
-                                                                 f"{len(item.payload)} bytes"))
-            else:
-                out.append(FragmentLocation(node_id, entry.volume, entry.offset,
-                                            entry.length, item.checksum))
-        return out
-
-    async def _post_batch(self, node_id: str, path: str,
-                          body: Sequence[bytes | memoryview]) -> bytes:
-        """One batch request over the lean keep-alive connections (``batch_connections``);
-        the whole answer body, or ``NodeRequestError`` for all of the batch."""
+    def _start_batch(self, node_id: str, path: str, body: Sequence[bytes | memoryview],
+                     done: Callable[[BatchOutcome[Any]], None],
+                     results: Callable[[bytes], list[Any]]) -> None:
+        """One batch request over the lean keep-alive connections (``batch_connections``),
+        driven by callbacks (no task): ``done`` gets ``results(answer body)``, or one
+        ``NodeRequestError`` for all of the batch (``CancelledError`` when cancelled)."""
         host, port = self._host_port(node_id)
-        try:
-            status, answer = await self._batches.post(host, port, path, body,
-                                                      self._timeout.total or 30.0)
-        except Exception as exc:  # noqa: BLE001 - mapped, never leaks (as _node_errors)
-            raise _map_exception(node_id, exc) from exc
-        if status != 200:
-            raise NodeRequestError(node_id, "rejected", f"HTTP {status}: "
-                                                        f"{answer[:200].decode(errors='replace')}")
-        return answer
+
+        def answered(outcome: Outcome) -> None:
+            if isinstance(outcome, asyncio.CancelledError):
+                done(outcome)
+                return
+            try:
+                mapped: BatchOutcome[Any] = results(_answer_body(node_id, outcome))
+            except Exception as exc:  # noqa: BLE001 - the whole batch's failure, never lost
+                mapped = exc
+            done(mapped)
+
+        self._batches.start(host, port, path, body, self._timeout.total or 30.0, answered)
 
     def _host_port(self, node_id: str) -> tuple[str, int]:
         url = self._node(node_id).url
@@ -270,7 +254,9 @@ class NodeClient:
             if lane is None:
                 node_id = location.node_id
                 lane = self._fetches[node_id] = Coalescer(
-                    lambda items: self._fetch_batch(node_id, items),
+                    start=lambda items, done: self._start_batch(
+                        node_id, "/fragments/read", [_fetch_body(items)], done,
+                        lambda answer: _fetched_results(node_id, items, answer)),
                     max_inflight=self._batch_inflight, max_items=BATCH_MAX_ITEMS,
                     max_bytes=BATCH_MAX_BYTES, size_of=lambda item: item.location.length)
             return lane.enqueue(_Fetch(location, fragment_id))
@@ -279,30 +265,6 @@ class NodeClient:
     async def _get_verified(self, location: FragmentLocation, fragment_id: str) -> bytes:
         payload = await self._get_one(location, fragment_id)
         return _verified(location, payload)
-
-    async def _fetch_batch(self, node_id: str, items: list[_Fetch]) -> list[bytes | Exception]:
-        body = batch_wire.encode_fetch(
-            batch_wire.FetchItem(i.location.volume, i.location.offset, i.location.length,
-                                 i.fragment_id.encode()) for i in items)
-        answer = await self._post_batch(node_id, "/fragments/read", [body])
-        try:
-            entries = batch_wire.decode_fetched(answer, len(items))
-        except batch_wire.BatchFormatError as exc:
-            raise NodeRequestError(node_id, "rejected", f"bad batch answer: {exc}") from None
-        out: list[bytes | Exception] = []
-        for item, entry in zip(items, entries, strict=True):
-            if entry.ok:
-                try:
-                    out.append(_verified(item.location, entry.body))
-                except NodeRequestError as exc:
-                    out.append(exc)
-                continue
-            kind = batch_wire.KIND.get(entry.status, f"status {entry.status}")
-            failure = _FETCH_FAILURE.get(entry.status, "rejected")
-            # A corrupt fragment's detail is the node's error kind, as X-Fragment-Error was.
-            out.append(NodeRequestError(node_id, failure, kind if failure == "corrupt" else
-                                        f"{kind}: {entry.body.decode(errors='replace')}"))
-        return out
 
     async def _get_one(self, location: FragmentLocation, fragment_id: str) -> bytes:
         node_id = location.node_id
@@ -328,6 +290,72 @@ class NodeClient:
                 return resp.status == 200
         except (TimeoutError, aiohttp.ClientError, OSError):
             return False
+
+
+def _answer_body(node_id: str, outcome: Outcome) -> bytes:
+    """The body of a 200 answer, or the ``NodeRequestError`` the whole batch failed with."""
+    if isinstance(outcome, BaseException):
+        raise _map_exception(node_id, outcome) from outcome
+    status, answer = outcome
+    if status != 200:
+        raise NodeRequestError(node_id, "rejected", f"HTTP {status}: "
+                                                    f"{answer[:200].decode(errors='replace')}")
+    return answer
+
+
+def _store_body(items: list[_Store]) -> list[bytes | memoryview]:
+    return batch_wire.encode_store(
+        batch_wire.StoreItem(i.fragment_id.encode(), i.payload, i.checksum) for i in items)
+
+
+def _stored_results(node_id: str, items: list[_Store], answer: bytes
+                    ) -> list[FragmentLocation | Exception]:
+    """Per stored fragment its location, or the error the node answered for it."""
+    try:
+        entries = batch_wire.decode_stored(answer, len(items))
+    except batch_wire.BatchFormatError as exc:
+        raise NodeRequestError(node_id, "rejected", f"bad batch answer: {exc}") from None
+    out: list[FragmentLocation | Exception] = []
+    for item, entry in zip(items, entries, strict=True):
+        if not entry.ok:
+            out.append(NodeRequestError(node_id, "rejected", batch_wire.KIND.get(
+                entry.status, f"status {entry.status}")))
+        elif entry.length != len(item.payload):
+            out.append(NodeRequestError(node_id, "rejected", f"stored {entry.length} of "
+                                                             f"{len(item.payload)} bytes"))
+        else:
+            out.append(FragmentLocation(node_id, entry.volume, entry.offset,
+                                        entry.length, item.checksum))
+    return out
+
+
+def _fetch_body(items: list[_Fetch]) -> bytes:
+    return batch_wire.encode_fetch(
+        batch_wire.FetchItem(i.location.volume, i.location.offset, i.location.length,
+                             i.fragment_id.encode()) for i in items)
+
+
+def _fetched_results(node_id: str, items: list[_Fetch], answer: bytes
+                     ) -> list[bytes | Exception]:
+    """Per fragment read its verified payload, or the error it failed with."""
+    try:
+        entries = batch_wire.decode_fetched(answer, len(items))
+    except batch_wire.BatchFormatError as exc:
+        raise NodeRequestError(node_id, "rejected", f"bad batch answer: {exc}") from None
+    out: list[bytes | Exception] = []
+    for item, entry in zip(items, entries, strict=True):
+        if entry.ok:
+            try:
+                out.append(_verified(item.location, entry.body))
+            except NodeRequestError as exc:
+                out.append(exc)
+            continue
+        kind = batch_wire.KIND.get(entry.status, f"status {entry.status}")
+        failure = _FETCH_FAILURE.get(entry.status, "rejected")
+        # A corrupt fragment's detail is the node's error kind, as X-Fragment-Error was.
+        out.append(NodeRequestError(node_id, failure, kind if failure == "corrupt" else
+                                    f"{kind}: {entry.body.decode(errors='replace')}"))
+    return out
 
 
 def _verified(location: FragmentLocation, payload: bytes) -> bytes:

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import struct
 import zlib
-from dataclasses import dataclass
+from typing import NamedTuple
 
 MAGIC = b"CDNF"
 VERSION = 1
@@ -51,8 +51,9 @@ class FragmentIdMismatch(RecordError):
     """The record is intact but belongs to another fragment than the caller expected."""
 
 
-@dataclass(frozen=True)
-class RecordHeader:
+class RecordHeader(NamedTuple):
+    """A decoded record header (a named tuple: one is made per fragment read)."""
+
     fragment_id: bytes
     payload_length: int
     payload_crc: int

@@ -288,8 +288,11 @@ def node_front(app: web.Application, app_server: Callable[[], asyncio.Protocol])
     async def read(body: bytes) -> batches.Answer:
         return await batches.read_batch(volumes, metrics, body)
 
+    def read_now(body: bytes) -> batches.Answer | None:
+        return batches.read_batch_cached(volumes, metrics, body)
+
     return NodeFront({b"/fragments/batch": store, b"/fragments/read": read}, app_server,
-                     max_body=limit, metrics=metrics)
+                     max_body=limit, metrics=metrics, quick={b"/fragments/read": read_now})
 
 
 def _serve(config: StorageNodeConfig, app: web.Application) -> int:

@@ -22,6 +22,7 @@ import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from origin.storagenode import record
 
@@ -41,9 +42,10 @@ class RecordNotFound(VolumeError):
     """No record at that address: unknown volume or an offset past the end of the data."""
 
 
-@dataclass(frozen=True)
-class Address:
-    """Where a fragment lives on this node; ``offset`` is the record start."""
+class Address(NamedTuple):
+    """Where a fragment lives on this node; ``offset`` is the record start. A named tuple,
+    not a frozen dataclass: one is made per fragment read or written, and a frozen
+    dataclass's ``__init__`` sets each field through ``object.__setattr__``."""
 
     volume: int
     offset: int

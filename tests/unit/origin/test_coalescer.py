@@ -145,3 +145,74 @@ async def test_an_exception_that_cannot_be_copied_still_reaches_every_waiter() -
     results = await asyncio.wait_for(asyncio.gather(
         *(lane.submit(i) for i in range(3)), return_exceptions=True), timeout=2.0)
     assert all(isinstance(r, _Uncopyable) for r in results)
+
+
+class CallbackSender:
+    """A callback-driven starter (``Coalescer(start=…)``): batches are answered when the test
+    says so, by calling the ``done`` each batch was given."""
+
+    def __init__(self, *, raise_now: bool = False) -> None:
+        self.batches: list[list[int]] = []
+        self.dones: list[object] = []
+        self.raise_now = raise_now
+
+    def start(self, items: list[int], done: object) -> None:
+        if self.raise_now:
+            raise ConnectionRefusedError("no route")
+        self.batches.append(list(items))
+        self.dones.append(done)
+
+    def answer(self, index: int, outcome: object) -> None:
+        self.dones[index](outcome)  # type: ignore[operator]
+
+
+def _callback_lane(sender: CallbackSender) -> Coalescer[int, int]:
+    return Coalescer(start=sender.start, max_inflight=1, max_items=64, max_bytes=1 << 20,
+                     size_of=lambda _item: 1)
+
+
+async def test_a_callback_sender_batches_and_answers_each_waiter() -> None:
+    sender = CallbackSender()
+    lane = _callback_lane(sender)
+    first = lane.enqueue(1)
+    await asyncio.sleep(0)
+    rest = [lane.enqueue(i) for i in (2, 3, 4)]
+    await asyncio.sleep(0)
+    assert sender.batches == [[1]]  # the others wait for the first batch's answer
+    sender.answer(0, [10])
+    assert await first == 10
+    await asyncio.sleep(0)
+    assert sender.batches == [[1], [2, 3, 4]]
+    sender.answer(1, [20, ValueError("bad 3"), 40])
+    sender.answer(1, [0, 0, 0])  # a second call of the same done is ignored
+    results = await asyncio.gather(*rest, return_exceptions=True)
+    assert results[0] == 20 and isinstance(results[1], ValueError) and results[2] == 40
+
+
+async def test_a_callback_sender_failing_a_batch_or_raising_fails_its_waiters_only() -> None:
+    sender = CallbackSender()
+    lane = _callback_lane(sender)
+    waiters = [lane.enqueue(i) for i in range(3)]
+    await asyncio.sleep(0)
+    sender.answer(0, ConnectionResetError("node went away"))
+    results = await asyncio.gather(*waiters, return_exceptions=True)
+    assert all(isinstance(r, ConnectionResetError) for r in results)
+    assert len({id(r) for r in results}) == 3
+    later = lane.enqueue(9)  # the lane is free again
+    await asyncio.sleep(0)
+    sender.answer(1, [90])
+    assert await later == 90
+    refusing = _callback_lane(CallbackSender(raise_now=True))
+    with pytest.raises(ConnectionRefusedError):
+        await asyncio.wait_for(refusing.enqueue(1), timeout=1.0)
+
+
+async def test_close_cancels_the_waiters_of_a_callback_batch_in_flight() -> None:
+    sender = CallbackSender()
+    lane = _callback_lane(sender)
+    in_flight = lane.enqueue(1)
+    await asyncio.sleep(0)
+    queued = lane.enqueue(2)
+    await lane.close()
+    assert in_flight.cancelled() and queued.cancelled()
+    sender.answer(0, [10])  # an answer after close is dropped quietly

@@ -87,3 +87,46 @@ async def test_connection_close_is_answered_and_nothing_after_it_is_read() -> No
         seen, written, handed, closed = await _run(chunks)
         assert seen == [b"x"] and handed is None and closed
         assert b"Connection: close\r\n" in written
+
+
+def _quick_front(asked: list[bytes]) -> NodeFront:
+    """Reads answered by a quick handler (``slow…`` bodies left to the coroutine), batches
+    by a coroutine."""
+    async def echo(body: bytes) -> Answer:
+        return Answer(200, b"task:" + body)
+
+    def quick(body: bytes) -> Answer | None:
+        asked.append(body)
+        return None if body.startswith(b"slow") else Answer(200, b"quick:" + body)
+
+    return NodeFront({b"/fragments/batch": echo, b"/fragments/read": echo}, RawSink,
+                     max_body=1000, metrics=NodeMetrics(), quick={b"/fragments/read": quick})
+
+
+async def test_a_quick_answer_is_written_without_waiting_for_the_loop() -> None:
+    asked: list[bytes] = []
+    transport = RecordingTransport()
+    conn = _quick_front(asked)()
+    conn.connection_made(transport)
+    conn.data_received(_post(b"/fragments/read", b"abc"))
+    assert bytes(transport.out).endswith(b"\r\n\r\nquick:abc")  # no await in between
+    conn.data_received(_post(b"/fragments/read", b"slow"))
+    assert not bytes(transport.out).endswith(b"slow")  # the coroutine answers it later
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    assert bytes(transport.out).endswith(b"\r\n\r\ntask:slow")
+    assert asked == [b"abc", b"slow"]
+
+
+async def test_quick_answers_never_overtake_an_answer_still_being_worked_out() -> None:
+    bodies = [b"first", b"second", b"slow-third", b"fourth"]
+    stream = _post(b"/fragments/batch", bodies[0]) + b"".join(
+        _post(b"/fragments/read", b) for b in bodies[1:])
+    for chunks in _splits(stream):
+        asked: list[bytes] = []
+        transport = RecordingTransport()
+        await feed(_quick_front(asked)(), transport, chunks, turns=5)
+        written = bytes(transport.out)
+        assert written.count(b"HTTP/1.1 200 OK") == 4, chunks
+        places = [written.find(b":" + b) for b in bodies]
+        assert -1 not in places and places == sorted(places), (chunks, written)
