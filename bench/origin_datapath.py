@@ -400,9 +400,10 @@ async def growth(load: Load, cluster: Cluster, args: argparse.Namespace
     return rows
 
 
-async def count_instructions(cluster: Cluster, ops: int) -> dict[str, float]:
+async def count_instructions(cluster: Cluster, ops: int, clients: int = 8) -> dict[str, float]:
     """Instructions the origin executes per 4 KiB GET and per PUT (``--callgrind``): counting
-    is on (``callgrind_control -i on``) only around ``ops`` operations at 8 clients, after 300
+    is on (``callgrind_control -i on``) only around ``ops`` operations at ``clients`` clients
+    (8 by default), after 300
     objects were written and read once, and each phase is dumped on its own (``-d``). On a
     shared machine user-space instructions per op are steady where CPU time is not."""
     from origin.client import S3Client
@@ -422,9 +423,9 @@ async def count_instructions(cluster: Cluster, ops: int) -> dict[str, float]:
         dumps = set(cluster.root.glob("callgrind.out*"))
         await callgrind_control("-i", "on", pid)
         if mode == "get":
-            await run_count(ops, 8, lambda i: lean.get("bench", keys[i % len(keys)]))
+            await run_count(ops, clients, lambda i: lean.get("bench", keys[i % len(keys)]))
         else:
-            await run_count(ops, 8, lambda i: lean.put("bench", f"counted/{i}", data))
+            await run_count(ops, clients, lambda i: lean.put("bench", f"counted/{i}", data))
         await callgrind_control("-i", "off", pid)
         await callgrind_control("-d", pid)
         new = set(cluster.root.glob("callgrind.out*")) - dumps
@@ -453,12 +454,14 @@ def callgrind_only(cluster: Cluster, args: argparse.Namespace) -> int:
         cluster.start(["--ec-ndata", str(args.ndata), "--ec-nparity", str(args.nparity),
                        "--ec-type", args.ec_type, "--no-background-workers",
                        "--node-timeout", "60", *args.origin_args.split()], prefix)
-        counted = asyncio.run(count_instructions(cluster, args.callgrind))
+        counted = asyncio.run(count_instructions(cluster, args.callgrind,
+                                                 args.callgrind_clients))
     finally:
         cluster.stop()
         if not args.keep:
             shutil.rmtree(cluster.root, ignore_errors=True)
-    print(f"origin instructions per 4 KiB op ({args.callgrind} each, 8 clients): "
+    print(f"origin instructions per 4 KiB op ({args.callgrind} each, "
+          f"{args.callgrind_clients} clients): "
           f"GET {counted['get']:,.0f}, PUT {counted['put']:,.0f}")
     return 0
 
@@ -494,6 +497,9 @@ def main() -> int:
     parser.add_argument("--callgrind", type=int, default=0, metavar="OPS",
                         help="only count the origin's instructions per 4 KiB GET and PUT over "
                              "OPS operations each, the origin under valgrind's callgrind")
+    parser.add_argument("--callgrind-clients", type=int, default=8, metavar="N",
+                        help="clients during the --callgrind count (more clients: bigger node "
+                             "batches, fewer batch requests per op)")
     parser.add_argument("--origin-args", default="",
                         help="extra flags for the origin, e.g. '--node-batch-inflight 2'")
     args = parser.parse_args()

@@ -20,7 +20,6 @@ is sent, an item already in flight is sent anyway and its result ignored.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import copy
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
@@ -187,8 +186,11 @@ class Coalescer(Generic[Item, Result]):
                     future.set_exception(RuntimeError("batch ended without an answer"))
             self._sent.pop(id(batch), None)
             self._inflight -= 1
-            with contextlib.suppress(RuntimeError):  # loop closing: nothing left to send
-                self._flush()
+            if self._queue:
+                try:
+                    self._flush()
+                except RuntimeError:  # loop closing: nothing left to send
+                    pass
 
 
 def _own_copy(exc: BaseException) -> BaseException:

@@ -259,6 +259,8 @@ class ECWriter:
             await asyncio.gather(*left, return_exceptions=True)
         if pending:
             self._metrics.fragment_writes.labels(result="straggler").inc(len(pending))
+        if stored:  # one increment per segment: each takes the metric's lock
+            self._metrics.fragment_writes_ok.inc(len(stored))
         return stored
 
     def _outcome(self, store: asyncio.Future[FragmentLocation]) -> FragmentLocation | None:
@@ -271,8 +273,7 @@ class ECWriter:
             if exc.node_is_down:
                 self._health.mark_down(exc.node_id, str(exc))
             return None
-        self._metrics.fragment_writes_ok.inc()
-        return location
+        return location  # counted with the segment's others (_await_quorum)
 
 
 def _raise_first_failure(tasks: list[asyncio.Task[dict[int, FragmentLocation]]]) -> None:

@@ -106,7 +106,8 @@ async def _authenticate(request: web.Request) -> auth.Principal | None:
     pool = request.app[POOL]
     cache = request.app[CREDENTIALS]
     raw_path, _sep, raw_query = request.raw_path.partition("?")
-    parts = auth.RequestParts(request.method, raw_path, raw_query, request.headers.items())
+    parts = auth.RequestParts(request.method, raw_path, raw_query, request.headers.items(),
+                              request.headers)
     from_cache: list[str] = []
 
     async def lookup(access_key: str):  # noqa: ANN202 - CredentialLookup

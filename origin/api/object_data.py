@@ -83,7 +83,8 @@ async def store_body(request: web.Request, object_id: str, principal: Principal 
         raise BadDigest()
     if declared_sha256 is not None and sha256_hex != declared_sha256:
         raise ContentSHA256Mismatch()
-    return dataclasses.replace(stored, checksum=checksum)
+    # (``replace`` builds the whole frozen dataclass again: only when there is a checksum)
+    return stored if checksum is None else dataclasses.replace(stored, checksum=checksum)
 
 
 async def _blob_chunks(reader: ECReader, pool: asyncpg.Pool, blob_id: str, s: StorageScheme,

@@ -53,8 +53,17 @@ def translate_db_errors(fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[
     return wrapper
 
 
+def _encode_json(value: object) -> str:
+    # Most object rows carry empty metadata and tags: ``{}`` without the encoder's machinery.
+    return "{}" if isinstance(value, dict) and not value else json.dumps(value)
+
+
+def _decode_json(text: str) -> object:
+    return {} if text == "{}" else json.loads(text)
+
+
 async def _init_connection(conn: asyncpg.Connection) -> None:
-    await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads,
+    await conn.set_type_codec("jsonb", encoder=_encode_json, decoder=_decode_json,
                               schema="pg_catalog")
 
 

@@ -103,3 +103,19 @@ def test_authorize_rules() -> None:
     authorize(bob, None, "read")  # lets the handler answer NoSuchBucket
     with pytest.raises(AccessDenied):
         authorize(bob, private, "read")
+
+
+async def test_headers_looked_up_by_name_authenticate_like_the_scanned_list() -> None:
+    from multidict import CIMultiDict, CIMultiDictProxy
+
+    parts = _signed()
+    by_name = CIMultiDictProxy(CIMultiDict(list(parts.headers)))
+    mapped = RequestParts("GET", parts.raw_path, parts.raw_query, parts.headers, by_name)
+    assert mapped.header("x-amz-date") == parts.header("X-AMZ-DATE") == AMZ_DATE
+    assert await _auth(mapped) == await _auth(parts) == Principal("AK", "alice", None)
+    # The mapping is what ``header`` reads: without the date there, the request is refused.
+    undated = CIMultiDict(list(parts.headers))
+    del undated["X-Amz-Date"]
+    with pytest.raises(AccessDenied, match="X-Amz-Date"):
+        await _auth(RequestParts("GET", parts.raw_path, parts.raw_query, parts.headers,
+                                 undated))

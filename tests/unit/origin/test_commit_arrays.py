@@ -1,0 +1,23 @@
+"""The commit call's fragment columns: the map as parallel arrays and as array literals that
+PostgreSQL's ``array_in`` reads back exactly (the integration tests round-trip them)."""
+
+from __future__ import annotations
+
+from origin.layout import FragmentLocation
+from origin.metadata.objects import _array_literals, _fragment_columns
+
+
+def test_the_map_becomes_seven_parallel_columns_in_map_order() -> None:
+    fragments = {0: {0: FragmentLocation("n1", 3, 100, 760, 11),
+                     2: FragmentLocation("n2", 4, 200, 760, 22)},
+                 1: {1: FragmentLocation("n3", 5, 300, 12, 33)}}
+    assert _fragment_columns(fragments) == (
+        [0, 0, 1], [0, 2, 1], ["n1", "n2", "n3"], [3, 4, 5], [100, 200, 300],
+        [760, 760, 12], [11, 22, 33])
+    assert _fragment_columns({}) == ([], [], [], [], [], [], [])
+
+
+def test_literals_quote_text_and_escape_quotes_and_backslashes() -> None:
+    assert _array_literals(([1, 2**40], ["node-1", "node-2"], [])) == [
+        "{1,1099511627776}", '{"node-1","node-2"}', "{}"]
+    assert _array_literals((['a"b', "c\\d", "e"],)) == ['{"a\\"b","c\\\\d","e"}']
