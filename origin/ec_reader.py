@@ -63,6 +63,8 @@ class ECReader:
     ) -> list[int]:
         """Fragment indexes in the order to try: data before parity, nodes believed down
         last (still tried: the belief may be stale and the read would fail anyway)."""
+        if self._health.all_up:  # data indexes are the low ones: plain order is the order
+            return sorted(locations)
         return sorted(locations, key=lambda i: (not self._health.is_up(locations[i].node_id),
                                                 i >= scheme.ndata, i))
 

@@ -29,6 +29,11 @@ class NodeHealth:
         return node_id not in self._down
 
     @property
+    def all_up(self) -> bool:
+        """No node is believed down (the common case, which readers order for cheaply)."""
+        return not self._down
+
+    @property
     def node_ids(self) -> list[str]:
         return list(self._all)
 

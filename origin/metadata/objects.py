@@ -179,12 +179,16 @@ async def get_object_and_map(
     if row is None:
         return None, {}
     result: FragmentMap = {}  # segments without a row are absent
-    if row["f_segment"]:
-        for seg, idx, node, volume, offset, length, checksum in zip(
-                row["f_segment"], row["f_index"], row["f_node"], row["f_volume"],
-                row["f_offset"], row["f_length"], row["f_checksum"], strict=True):
-            result.setdefault(seg, {})[idx] = FragmentLocation(node, volume, offset, length,
-                                                                checksum)
+    of_segment = row["f_segment"]
+    if of_segment:
+        locations = map(FragmentLocation._make, zip(
+            row["f_node"], row["f_volume"], row["f_offset"], row["f_length"],
+            row["f_checksum"], strict=True))
+        if len(set(of_segment)) == 1:  # one segment (every small object): one dict, whole
+            result[of_segment[0]] = dict(zip(row["f_index"], locations, strict=True))
+        else:
+            for seg, idx, location in zip(of_segment, row["f_index"], locations, strict=True):
+                result.setdefault(seg, {})[idx] = location
     return _object(row), result
 
 
