@@ -260,7 +260,7 @@ class BatchConnections:
         """``POST path`` with the concatenation of ``body``; ``on_done`` gets ``(status,
         answer body)`` or the exception, exactly once and never before this returns. The
         exchange returned can be cancelled (``cancel``; its connection is then aborted)."""
-        length = sum(len(b) for b in body)
+        length = sum(map(len, body))
         head = (f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\n"
                 f"Content-Type: application/octet-stream\r\nContent-Length: {length}\r\n\r\n"
                 ).encode()

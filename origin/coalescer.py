@@ -105,18 +105,20 @@ class Coalescer(Generic[Item, Result]):
         await asyncio.gather(*tasks, return_exceptions=True)
 
     def _take(self) -> list[tuple[Item, asyncio.Future[Result]]]:
+        queue, size_of = self._queue, self._size_of
+        max_items, max_bytes = self._max_items, self._max_bytes
         batch: list[tuple[Item, asyncio.Future[Result]]] = []
         nbytes = 0
-        while self._queue and len(batch) < self._max_items:
-            item, future = self._queue[0]
-            if future.done():  # its caller was cancelled while it waited: never sent
-                self._queue.popleft()
+        while queue and len(batch) < max_items:
+            entry = queue[0]
+            if entry[1].done():  # its caller was cancelled while it waited: never sent
+                queue.popleft()
                 continue
-            size = self._size_of(item)
-            if batch and nbytes + size > self._max_bytes:
+            size = size_of(entry[0])
+            if batch and nbytes + size > max_bytes:
                 break
-            self._queue.popleft()
-            batch.append((item, future))
+            queue.popleft()
+            batch.append(entry)
             nbytes += size
         return batch
 
@@ -180,10 +182,12 @@ class Coalescer(Generic[Item, Result]):
                         future.set_exception(result)
                     else:
                         future.set_result(result)
-        finally:
+        except BaseException:
             for _item, future in batch:
                 if not future.done():  # a bug above must not leave a waiter hanging
                     future.set_exception(RuntimeError("batch ended without an answer"))
+            raise
+        finally:
             self._sent.pop(id(batch), None)
             self._inflight -= 1
             if self._queue:

@@ -62,6 +62,7 @@ BATCH_FRAGMENT_LIMIT = 64 << 10
 BATCH_MAX_ITEMS = 64
 BATCH_MAX_BYTES = 2 << 20
 
+_OK = batch_wire.STATUS["ok"]
 # Per-fragment status of a batch answer -> how the data path sees it (as the single endpoints'
 # HTTP statuses map: 404 not-found, 409 corrupt, anything else rejected).
 _FETCH_FAILURE: dict[int, FailureKind] = {
@@ -70,12 +71,6 @@ _FETCH_FAILURE: dict[int, FailureKind] = {
     batch_wire.STATUS["corrupt-record"]: "corrupt",
     batch_wire.STATUS["fragment-id-mismatch"]: "corrupt",
 }
-
-
-class _Store(NamedTuple):
-    fragment_id: str
-    payload: bytes
-    checksum: int
 
 
 class _Fetch(NamedTuple):
@@ -98,7 +93,7 @@ class NodeClient:
         self._timeout = aiohttp.ClientTimeout(total=timeout, sock_connect=min(timeout, 2.0))
         self._probe_timeout = aiohttp.ClientTimeout(total=min(timeout, 2.0))
         self._batch_inflight = batch_inflight
-        self._stores: dict[str, Coalescer[_Store, FragmentLocation]] = {}
+        self._stores: dict[str, Coalescer[batch_wire.StoreItem, FragmentLocation]] = {}
         self._fetches: dict[str, Coalescer[_Fetch, bytes]] = {}
         self._batches = BatchConnections(connect_timeout=min(timeout, 2.0))
         self._addresses: dict[str, tuple[str, int]] = {}  # node URL -> (host, port)
@@ -185,11 +180,12 @@ class NodeClient:
             if lane is None:
                 lane = self._stores[node_id] = Coalescer(
                     start=lambda items, done: self._start_batch(
-                        node_id, "/fragments/batch", _store_body(items), done,
+                        node_id, "/fragments/batch", batch_wire.encode_store(items), done,
                         lambda answer: _stored_results(node_id, items, answer)),
                     max_inflight=self._batch_inflight, max_items=BATCH_MAX_ITEMS,
                     max_bytes=BATCH_MAX_BYTES, size_of=lambda item: len(item.payload))
-            return lane.enqueue(_Store(fragment_id, payload, checksum))
+            # queued as the wire's own item: the batch body is encoded from it as it is
+            return lane.enqueue(batch_wire.StoreItem(fragment_id.encode(), payload, checksum))
         return asyncio.ensure_future(self._put_one(node_id, fragment_id, payload, checksum))
 
     def _start_batch(self, node_id: str, path: str, body: Sequence[bytes | memoryview],
@@ -303,12 +299,7 @@ def _answer_body(node_id: str, outcome: Outcome) -> bytes:
     return answer
 
 
-def _store_body(items: list[_Store]) -> list[bytes | memoryview]:
-    return batch_wire.encode_store(
-        batch_wire.StoreItem(i.fragment_id.encode(), i.payload, i.checksum) for i in items)
-
-
-def _stored_results(node_id: str, items: list[_Store], answer: bytes
+def _stored_results(node_id: str, items: list[batch_wire.StoreItem], answer: bytes
                     ) -> list[FragmentLocation | Exception]:
     """Per stored fragment its location, or the error the node answered for it."""
     try:
@@ -325,7 +316,7 @@ def _stored_results(node_id: str, items: list[_Store], answer: bytes
                                                              f"{len(item.payload)} bytes"))
         else:
             out.append(FragmentLocation(node_id, entry.volume, entry.offset,
-                                        entry.length, item.checksum))
+                                        entry.length, item.crc32))
     return out
 
 
@@ -343,18 +334,20 @@ def _fetched_results(node_id: str, items: list[_Fetch], answer: bytes
     except batch_wire.BatchFormatError as exc:
         raise NodeRequestError(node_id, "rejected", f"bad batch answer: {exc}") from None
     out: list[bytes | Exception] = []
-    for item, entry in zip(items, entries, strict=True):
-        if entry.ok:
-            try:
-                out.append(_verified(item.location, entry.body))
-            except NodeRequestError as exc:
-                out.append(exc)
+    for item, (status, body) in zip(items, entries, strict=True):
+        if status == _OK:
+            location = item.location  # ``_verified``, inline: once per fragment read
+            if len(body) == location.length and zlib.crc32(body) == location.checksum:
+                out.append(body)
+            else:
+                out.append(NodeRequestError(node_id, "corrupt",
+                                            "fragment checksum differs from metadata"))
             continue
-        kind = batch_wire.KIND.get(entry.status, f"status {entry.status}")
-        failure = _FETCH_FAILURE.get(entry.status, "rejected")
+        kind = batch_wire.KIND.get(status, f"status {status}")
+        failure = _FETCH_FAILURE.get(status, "rejected")
         # A corrupt fragment's detail is the node's error kind, as X-Fragment-Error was.
         out.append(NodeRequestError(node_id, failure, kind if failure == "corrupt" else
-                                    f"{kind}: {entry.body.decode(errors='replace')}"))
+                                    f"{kind}: {body.decode(errors='replace')}"))
     return out
 
 
