@@ -45,28 +45,62 @@ def error_answer(status: int, kind: str, message: str) -> Answer:
 async def store_batch(committer: GroupCommitter, metrics: NodeMetrics, body: bytes,
                       limit: int) -> Answer:
     """Store the fragments of a batch body; one status entry each, once all are durable."""
+    got = start_store_batch(committer, metrics, body, limit)
+    return got if isinstance(got, Answer) else await got
+
+
+def start_store_batch(committer: GroupCommitter, metrics: NodeMetrics, body: bytes,
+                      limit: int) -> Answer | asyncio.Future[Answer]:
+    """``store_batch`` without a coroutine: the answer at once when nothing is to be stored
+    (a malformed body, every payload damaged), else its future, resolved by a callback once
+    the group commit made the fragments durable (the node front needs no task per store)."""
     try:
         items = batch_wire.decode_store(body, record.MAX_FRAGMENT_ID, limit)
     except batch_wire.BatchFormatError as exc:
         return error_answer(400, "bad-request", str(exc))
     metrics.batch_store_requests.inc()
     metrics.batch_store_fragments.inc(len(items))
-    # A payload damaged between origin and node is refused here, not stored and found later.
+    # A payload damaged between origin and node is refused here, not stored and found later;
+    # an intact one's CRC goes on into its record header (not computed a second time).
     intact = [i for i, item in enumerate(items) if zlib.crc32(item.payload) == item.crc32]
+    if not intact:
+        return _stored_answer(len(items), intact, [])
+    # StoreItem is an (id, payload, crc) record as it is
+    stored = committer.submit(list(items) if len(intact) == len(items)
+                              else [items[i] for i in intact])
+    answer: asyncio.Future[Answer] = asyncio.get_running_loop().create_future()
+
+    def durable(done: asyncio.Future[list[Address]]) -> None:
+        if answer.done():
+            return
+        if done.cancelled():
+            answer.cancel()
+            return
+        exc = done.exception()
+        if exc is not None and not isinstance(exc, VolumeError):
+            answer.set_exception(exc)
+            return
+        # a failed commit pass (VolumeError) stored none of them
+        answer.set_result(_stored_answer(len(items), intact,
+                                         None if exc is not None else done.result()))
+
+    stored.add_done_callback(durable)
+    return answer
+
+
+def _stored_answer(count: int, intact: list[int], stored: list[Address] | None) -> Answer:
+    """One status entry per fragment of the batch: ``intact`` were given to the committer
+    and stored at ``stored`` (``None``: the pass failed), the others failed their CRC."""
+    if stored is not None and len(intact) == count:  # the usual case
+        return Answer(200, batch_wire.encode_stored(
+            [batch_wire.StoredItem(0, a.volume, a.offset, a.length) for a in stored]))
     entries = [batch_wire.StoredItem(batch_wire.STATUS["checksum-mismatch"], 0, 0, 0)
-               for _ in items]
-    if intact:
-        stored: list[Address | None]
-        try:
-            stored = list(await committer.append_many(
-                [(items[i].fragment_id, items[i].payload) for i in intact]))
-        except VolumeError:
-            stored = [None] * len(intact)  # the commit pass failed: none of them is stored
-        for i, address in zip(intact, stored, strict=True):
-            entries[i] = (batch_wire.StoredItem(batch_wire.STATUS["io-error"], 0, 0, 0)
-                          if address is None else
-                          batch_wire.StoredItem(0, address.volume, address.offset,
-                                                address.length))
+               for _ in range(count)]
+    for n, i in enumerate(intact):
+        entries[i] = (batch_wire.StoredItem(batch_wire.STATUS["io-error"], 0, 0, 0)
+                      if stored is None else
+                      batch_wire.StoredItem(0, stored[n].volume, stored[n].offset,
+                                            stored[n].length))
     return Answer(200, batch_wire.encode_stored(entries))
 
 

@@ -28,12 +28,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TypeVar, cast
 
-from origin.storagenode.volume import Address, VolumeError, VolumeSet
+from origin.storagenode.volume import Address, Record, VolumeError, VolumeSet
 
 T = TypeVar("T")
 
 
-Record = tuple[bytes, bytes | memoryview]  # (fragment id, payload)
 
 
 @dataclass
@@ -96,10 +95,16 @@ class GroupCommitter:
     async def append_many(self, records: list[Record]) -> list[Address]:
         """Queue several records (a batch request); their addresses once all are durable.
         They are never split over two passes: all are committed, or ``VolumeError``."""
+        return await self.submit(records)
+
+    def submit(self, records: list[Record]) -> asyncio.Future[list[Address]]:
+        """``append_many`` as a future, for callers driven by callbacks (the node front's
+        batch stores: no task per request). Cancelling it before its pass withdraws the
+        records."""
         future: asyncio.Future[list[Address]] = asyncio.get_running_loop().create_future()
-        self._queue.append(_Pending(records, sum(len(p) for _i, p in records), future))
+        self._queue.append(_Pending(records, sum(len(r[1]) for r in records), future))
         self._wakeup.set()
-        return await future
+        return future
 
     async def run_exclusive(self, fn: Callable[[], T]) -> T:
         """Run ``fn`` on the writer thread, between passes, after the appends queued before

@@ -48,8 +48,9 @@ log = logging.getLogger("cdn.origin.storagenode.front")
 
 MAX_HEAD_BYTES = 8192
 BatchHandler = Callable[[bytes], Awaitable[Answer]]
-# A handler's answer when it can be had at once (``None``: the awaitable handler answers).
-QuickHandler = Callable[[bytes], Answer | None]
+# A handler's answer when it can be had without a task: at once, as a future resolved by a
+# callback, or ``None`` for the awaitable handler to answer.
+QuickHandler = Callable[[bytes], "Answer | asyncio.Future[Answer] | None"]
 
 _REASONS = {200: b"OK", 400: b"Bad Request", 500: b"Internal Server Error",
             507: b"Insufficient Storage"}
@@ -121,8 +122,8 @@ class FrontProtocol(asyncio.Protocol):
         self.request: tuple[bytes, bool] | None = None  # (path, close) once its head passed
         self.body: list[bytes] = []
         self.complete = False  # a request's last byte was in the piece just fed
-        # Answers in request order; a task until its answer is ready.
-        self.pending: deque[asyncio.Task[bytes]] = deque()
+        # Answers in request order; a task or future until its answer is ready.
+        self.pending: deque[asyncio.Future[bytes]] = deque()
         self.reading_paused = False
         self.write_paused = False
         self.hand_over_pending = False  # ``held`` is aiohttp's, after the answers
@@ -267,7 +268,8 @@ class FrontProtocol(asyncio.Protocol):
     # -- answers -------------------------------------------------------------------------------
 
     def _answer_now(self, quick: QuickHandler, path: bytes, body: bytes, close: bool) -> bool:
-        """Write the answer ``quick`` gives at once; False when it has none."""
+        """Write the answer ``quick`` gives at once, or queue its future (written by the
+        callback that resolves it, in request order); False when it has neither."""
         try:
             answer = quick(body)
         except Exception:  # noqa: BLE001 - answered 500 and the connection closed, as aiohttp
@@ -275,12 +277,35 @@ class FrontProtocol(asyncio.Protocol):
             answer, close = Answer(500, b"500 Internal Server Error"), True
         if answer is None:
             return False
+        if isinstance(answer, asyncio.Future):
+            self._queue_future(answer, path, close)
+            return True
         if not self.closed and self.transport is not None:
             self.transport.write(serialise(answer, close))
         if close:
             self.close_after = True
             self.close()
         return True
+
+    def _queue_future(self, answer: asyncio.Future[Answer], path: bytes, close: bool) -> None:
+        out: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        self.pending.append(out)
+        if close:
+            self.close_after = True
+
+        def ready(done: asyncio.Future[Answer]) -> None:
+            if done.cancelled():
+                out.cancel()
+            elif (exc := done.exception()) is not None:
+                log.error("batch request %s failed", path.decode(errors="replace"),
+                          exc_info=exc)
+                self.close_after = True  # answered 500 and closed, as _answer does
+                out.set_result(serialise(Answer(500, b"500 Internal Server Error"), True))
+            else:
+                out.set_result(serialise(done.result(), close))
+            self._answered(out)  # written now if it is next in line (no extra loop turn)
+
+        answer.add_done_callback(ready)
 
     async def _answer(self, path: bytes, body: bytes, close: bool) -> bytes:
         try:
@@ -291,7 +316,7 @@ class FrontProtocol(asyncio.Protocol):
             return serialise(Answer(500, b"500 Internal Server Error"), True)
         return serialise(answer, close)
 
-    def _answered(self, _task: asyncio.Task[bytes]) -> None:
+    def _answered(self, _done: asyncio.Future[bytes]) -> None:
         out: list[bytes] = []
         while self.pending and self.pending[0].done():
             task = self.pending.popleft()

@@ -68,13 +68,16 @@ def record_size(fragment_id: bytes, payload_length: int) -> int:
     return HEADER_SIZE + len(fragment_id) + payload_length
 
 
-def encode_header(fragment_id: bytes, payload: bytes | memoryview) -> bytes:
-    """Header + fragment id for ``payload``; the payload itself is written right after it."""
+def encode_header(fragment_id: bytes, payload: bytes | memoryview,
+                  payload_crc: int | None = None) -> bytes:
+    """Header + fragment id for ``payload``; the payload itself is written right after it.
+    ``payload_crc``: the payload's CRC-32 when the caller has just verified it (a batch
+    checks each payload against the origin's CRC on arrival), so it is not computed twice."""
     if not 0 < len(fragment_id) <= MAX_FRAGMENT_ID:
         raise ValueError(f"fragment id must be 1..{MAX_FRAGMENT_ID} bytes, "
                          f"got {len(fragment_id)}")
     prefix = struct.pack(">4sBBHQI", MAGIC, VERSION, 0, len(fragment_id), len(payload),
-                         zlib.crc32(payload))
+                         zlib.crc32(payload) if payload_crc is None else payload_crc)
     header_crc = zlib.crc32(fragment_id, zlib.crc32(prefix))
     return prefix + struct.pack(">I", header_crc) + fragment_id
 

@@ -291,8 +291,12 @@ def node_front(app: web.Application, app_server: Callable[[], asyncio.Protocol])
     def read_now(body: bytes) -> batches.Answer | None:
         return batches.read_batch_cached(volumes, metrics, body)
 
+    def store_now(body: bytes) -> batches.Answer | asyncio.Future[batches.Answer]:
+        return batches.start_store_batch(committer, metrics, body, limit)
+
     return NodeFront({b"/fragments/batch": store, b"/fragments/read": read}, app_server,
-                     max_body=limit, metrics=metrics, quick={b"/fragments/read": read_now})
+                     max_body=limit, metrics=metrics,
+                     quick={b"/fragments/read": read_now, b"/fragments/batch": store_now})
 
 
 def _serve(config: StorageNodeConfig, app: web.Application) -> int:

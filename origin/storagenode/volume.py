@@ -19,7 +19,7 @@ import re
 import threading
 import time
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -40,6 +40,10 @@ class VolumeError(Exception):
 
 class RecordNotFound(VolumeError):
     """No record at that address: unknown volume or an offset past the end of the data."""
+
+
+# A record to append: (fragment id, payload) or (fragment id, payload, payload CRC-32).
+Record = tuple[bytes, bytes | memoryview] | tuple[bytes, bytes | memoryview, int]
 
 
 class Address(NamedTuple):
@@ -196,9 +200,10 @@ class VolumeSet:
 
     # -- writes (one writer thread) ---------------------------------------------------------
 
-    def append_batch(self, items: list[tuple[bytes, bytes | memoryview]]) -> list[Address]:
-        """Append ``(fragment_id, payload)`` records and make them durable with one fsync
-        per volume touched (group commit). All-or-nothing: on error the tail written by this
+    def append_batch(self, items: Sequence[Record]) -> list[Address]:
+        """Append ``(fragment_id, payload)`` records (or ``(fragment_id, payload, crc)`` with
+        the payload's CRC-32 already verified) and make them durable with one fsync per
+        volume touched (group commit). All-or-nothing: on error the tail written by this
         batch is truncated away and ``VolumeError`` raised."""
         addresses: list[Address] = []
         dirty: list[tuple[int, int, int]] = []  # (volume, fd, size before the batch)
@@ -209,7 +214,8 @@ class VolumeSet:
         pending_at = 0
         end = self._sizes[self._active]
         try:
-            for fragment_id, payload in items:
+            for item in items:
+                fragment_id, payload = item[0], item[1]
                 size = record.record_size(fragment_id, len(payload))
                 too_old = self.max_age > 0 and self._clock() - self._active_since > self.max_age
                 if end > 0 and (end + size > self.max_bytes or too_old):
@@ -223,7 +229,8 @@ class VolumeSet:
                     dirty.append((self._active, self._active_fd, end))
                 if not pending:
                     pending_at = end
-                pending += (record.encode_header(fragment_id, payload), payload)
+                crc = item[2] if len(item) == 3 else None
+                pending += (record.encode_header(fragment_id, payload, crc), payload)
                 addresses.append(Address(self._active, end, len(payload)))
                 end += size
             if pending:

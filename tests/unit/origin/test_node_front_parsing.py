@@ -130,3 +130,36 @@ async def test_quick_answers_never_overtake_an_answer_still_being_worked_out() -
         assert written.count(b"HTTP/1.1 200 OK") == 4, chunks
         places = [written.find(b":" + b) for b in bodies]
         assert -1 not in places and places == sorted(places), (chunks, written)
+
+
+async def test_a_quick_future_is_answered_when_it_resolves_and_in_request_order() -> None:
+    loop = asyncio.get_running_loop()
+    futures: list[asyncio.Future[Answer]] = []
+
+    async def echo(body: bytes) -> Answer:
+        return Answer(200, b"task:" + body)
+
+    def later(body: bytes) -> asyncio.Future[Answer]:
+        futures.append(loop.create_future())
+        return futures[-1]
+
+    front = NodeFront({b"/fragments/batch": echo, b"/fragments/read": echo}, RawSink,
+                      max_body=1000, metrics=NodeMetrics(), quick={b"/fragments/batch": later})
+    transport = RecordingTransport()
+    conn = front()
+    conn.connection_made(transport)
+    conn.data_received(_post(b"/fragments/batch", b"one") + _post(b"/fragments/read", b"two"))
+    for _ in range(3):
+        await asyncio.sleep(0)
+    assert len(futures) == 1 and transport.out == b""  # "two" waits behind "one"
+    futures[0].set_result(Answer(200, b"stored:one"))
+    for _ in range(3):
+        await asyncio.sleep(0)
+    written = bytes(transport.out)
+    assert 0 < written.find(b"stored:one") < written.find(b"task:two")
+    # A future that fails is answered 500, and the connection closed after it.
+    conn.data_received(_post(b"/fragments/batch", b"three"))
+    futures[1].set_exception(RuntimeError("bug"))
+    for _ in range(3):
+        await asyncio.sleep(0)
+    assert bytes(transport.out).endswith(b"500 Internal Server Error") and transport.closed

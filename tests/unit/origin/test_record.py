@@ -79,3 +79,21 @@ def test_a_record_bigger_than_a_volume_gets_a_volume_of_its_own(tmp_path: Path) 
     assert (a.volume, b.volume, c.volume) == (1, 2, 3)
     assert volumes.read(b) == (b"b", b"2" * 500)
     volumes.close()
+
+
+def test_a_record_appended_with_its_verified_crc_is_the_same_record(tmp_path: Path) -> None:
+    import zlib
+
+    payload = b"fragment bytes" * 50
+    assert record.encode_header(b"o/0/1", payload, zlib.crc32(payload)) == \
+        record.encode_header(b"o/0/1", payload)
+    volumes = VolumeSet(tmp_path, 1 << 20, fsync=False)
+    volumes.open()
+    plain, with_crc = volumes.append_batch([(b"o/0/1", payload),
+                                            (b"o/0/2", payload, zlib.crc32(payload))])
+    assert volumes.read(plain, b"o/0/1") == (b"o/0/1", payload)
+    assert volumes.read(with_crc, b"o/0/2") == (b"o/0/2", payload)
+    # The CRC given is the one written: a wrong one makes the record fail its check on read.
+    (bad,) = volumes.append_batch([(b"o/0/3", payload, zlib.crc32(payload) ^ 1)])
+    with pytest.raises(record.ChecksumMismatch):
+        volumes.read(bad, b"o/0/3")
