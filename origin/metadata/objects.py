@@ -127,14 +127,16 @@ def _object_values(obj: NewObject) -> tuple[object, ...]:
 def _fragment_columns(fragments: FragmentMap) -> tuple[list[Any], ...]:
     """The fragment map as seven parallel arrays (segment, index, node, volume, offset,
     length, checksum), the shape ``unnest`` turns back into rows."""
-    segments: list[int] = []
-    indexes: list[int] = []
-    locations: list[FragmentLocation] = []
-    for seg, frags in fragments.items():
-        for idx, loc in frags.items():
-            segments.append(seg)
-            indexes.append(idx)
-            locations.append(loc)
+    if len(fragments) == 1:  # one segment (every small object): whole lists, no loop
+        ((seg, frags),) = fragments.items()
+        segments, indexes, locations = [seg] * len(frags), list(frags), list(frags.values())
+    else:
+        segments, indexes, locations = [], [], []
+        for seg, frags in fragments.items():
+            for idx, loc in frags.items():
+                segments.append(seg)
+                indexes.append(idx)
+                locations.append(loc)
     # FragmentLocation is (node_id, volume, offset, length, checksum): transposed by zip
     per_field = [list(field) for field in zip(*locations, strict=True)] or [[]] * 5
     return (segments, indexes, *per_field)

@@ -15,6 +15,10 @@ def test_the_map_becomes_seven_parallel_columns_in_map_order() -> None:
         [0, 0, 1], [0, 2, 1], ["n1", "n2", "n3"], [3, 4, 5], [100, 200, 300],
         [760, 760, 12], [11, 22, 33])
     assert _fragment_columns({}) == ([], [], [], [], [], [], [])
+    one = {0: {1: FragmentLocation("n2", 4, 200, 760, 22),
+               0: FragmentLocation("n1", 3, 100, 760, 11)}}
+    assert _fragment_columns(one) == ([0, 0], [1, 0], ["n2", "n1"], [4, 3], [200, 100],
+                                      [760, 760], [22, 11])
 
 
 def test_literals_quote_text_and_escape_quotes_and_backslashes() -> None:
