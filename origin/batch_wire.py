@@ -122,14 +122,24 @@ def encode_stored(entries: Iterable[StoredItem]) -> bytes:
 
 
 def decode_stored(body: bytes, count: int) -> list[StoredItem]:
+    return [StoredItem(*entry) for entry in decode_stored_tuples(body, count)]
+
+
+def decode_stored_tuples(body: bytes, count: int) -> list[tuple[int, int, int, int]]:
+    """``decode_stored`` as plain ``(status, volume, offset, length)`` tuples (the origin's
+    hot path: no named tuple per entry)."""
     if len(body) != count * _STORED.size:
         raise BatchFormatError(f"store answer of {len(body)} bytes for {count} fragments")
-    return [StoredItem(*_STORED.unpack_from(body, i * _STORED.size)) for i in range(count)]
+    return list(_STORED.iter_unpack(body))
+
+
+def fetch_frame(volume: int, offset: int, length: int, fragment_id: bytes) -> bytes:
+    """One fragment's frame of a fetch request body (the body is the frames, concatenated)."""
+    return _FETCH_HEAD.pack(volume, offset, length, len(fragment_id)) + fragment_id
 
 
 def encode_fetch(items: Iterable[FetchItem]) -> bytes:
-    return b"".join(_FETCH_HEAD.pack(i.volume, i.offset, i.length, len(i.fragment_id))
-                    + i.fragment_id for i in items)
+    return b"".join(fetch_frame(i.volume, i.offset, i.length, i.fragment_id) for i in items)
 
 
 def decode_fetch(body: bytes, max_id: int) -> list[FetchItem]:
@@ -157,8 +167,13 @@ def encode_fetched(entries: Iterable[FetchedItem]) -> list[bytes]:
 
 
 def decode_fetched(body: bytes, count: int) -> list[FetchedItem]:
+    return [FetchedItem(*entry) for entry in decode_fetched_tuples(body, count)]
+
+
+def decode_fetched_tuples(body: bytes, count: int) -> list[tuple[int, bytes]]:
+    """``decode_fetched`` as plain ``(status, body)`` tuples (the origin's hot path)."""
     view = memoryview(body)
-    entries: list[FetchedItem] = []
+    entries: list[tuple[int, bytes]] = []
     pos = 0
     for _ in range(count):
         if pos + _FETCHED_HEAD.size > len(view):
@@ -167,7 +182,7 @@ def decode_fetched(body: bytes, count: int) -> list[FetchedItem]:
         pos += _FETCHED_HEAD.size
         if pos + length > len(view):
             raise BatchFormatError(f"fetch answer entry {len(entries)} runs past the end")
-        entries.append(FetchedItem(status, bytes(view[pos:pos + length])))
+        entries.append((status, bytes(view[pos:pos + length])))
         pos += length
     if pos != len(view):
         raise BatchFormatError(f"{len(view) - pos} bytes after the last fetch answer entry")

@@ -54,10 +54,13 @@ class Coalescer(Generic[Item, Result]):
         if max_inflight < 1 or max_items < 1:
             raise ValueError(f"max_inflight ({max_inflight}) and max_items ({max_items}) "
                              f"must be >= 1")
-        if (send is None) == (start is None):
-            raise ValueError("give exactly one of send and start")
+        if send is not None and start is not None:
+            raise ValueError("give one of send and start, not both")
+        if send is None and start is None and type(self)._dispatch is Coalescer._dispatch:
+            raise ValueError("give send or start (or override _dispatch)")
         self._send = send
-        self._start = start if start is not None else self._start_task
+        self._start: BatchStarter[Item, Result] = start if start is not None else \
+            self._start_task
         self._max_inflight = max_inflight
         self._max_items = max_items
         self._max_bytes = max_bytes
@@ -130,18 +133,25 @@ class Coalescer(Generic[Item, Result]):
                 return
             self._inflight += 1
             self._sent[id(batch)] = batch
-            ended = False
+            self._dispatch(batch)
 
-            def done(outcome: BatchOutcome[Result], batch: list[_Waiting] = batch) -> None:
-                nonlocal ended
-                if not ended:  # a starter that calls back twice is ignored the second time
-                    ended = True
-                    self._finish(batch, outcome)
+    def _dispatch(self, batch: list[_Waiting]) -> None:
+        """Send ``batch`` through ``start`` (or ``send``); ``_finish`` answers its waiters.
+        A subclass may override this to send and answer the waiters itself (the node lanes
+        do, on the hot path of every small GET and PUT); it then calls ``_batch_done`` once
+        every waiter of the batch has its answer."""
+        ended = False
 
-            try:
-                self._start([item for item, _future in batch], done)
-            except Exception as exc:  # noqa: BLE001 - fails this batch, as a raising send does
-                done(exc)
+        def done(outcome: BatchOutcome[Result]) -> None:
+            nonlocal ended
+            if not ended:  # a starter that calls back twice is ignored the second time
+                ended = True
+                self._finish(batch, outcome)
+
+        try:
+            self._start([item for item, _future in batch], done)
+        except Exception as exc:  # noqa: BLE001 - fails this batch, as a raising send does
+            done(exc)
 
     def _start_task(self, items: list[Item],
                     done: Callable[[BatchOutcome[Result]], None]) -> None:
@@ -173,7 +183,7 @@ class Coalescer(Generic[Item, Result]):
             elif isinstance(outcome, BaseException):
                 for _item, future in batch:
                     if not future.done():
-                        future.set_exception(_own_copy(outcome))
+                        future.set_exception(own_copy(outcome))
             else:
                 for (_item, future), result in zip(batch, outcome, strict=True):
                     if future.done():
@@ -188,16 +198,20 @@ class Coalescer(Generic[Item, Result]):
                     future.set_exception(RuntimeError("batch ended without an answer"))
             raise
         finally:
-            self._sent.pop(id(batch), None)
-            self._inflight -= 1
-            if self._queue:
-                try:
-                    self._flush()
-                except RuntimeError:  # loop closing: nothing left to send
-                    pass
+            self._batch_done(batch)
+
+    def _batch_done(self, batch: list[_Waiting]) -> None:
+        """``batch`` is over: its slot is free for what queued meanwhile."""
+        self._sent.pop(id(batch), None)
+        self._inflight -= 1
+        if self._queue:
+            try:
+                self._flush()
+            except RuntimeError:  # loop closing: nothing left to send
+                pass
 
 
-def _own_copy(exc: BaseException) -> BaseException:
+def own_copy(exc: BaseException) -> BaseException:
     """One instance per waiter, so each raise extends its own traceback; the shared one when
     the exception type cannot be copied."""
     try:

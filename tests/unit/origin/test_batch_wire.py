@@ -64,3 +64,19 @@ def test_status_codes_name_the_single_endpoint_kinds() -> None:
     assert set(bw.STATUS) == {"ok", "not-found", "checksum-mismatch", "corrupt-record",
                               "fragment-id-mismatch", "io-error"}
     assert all(bw.KIND[code] == kind for kind, code in bw.STATUS.items())
+
+
+def test_plain_tuple_decoders_and_frames_agree_with_the_named_ones() -> None:
+    frames = [bw.fetch_frame(1, 24 * i, 700, f"o/0/{i}".encode()) for i in range(3)]
+    items = [bw.FetchItem(1, 24 * i, 700, f"o/0/{i}".encode()) for i in range(3)]
+    assert b"".join(frames) == bw.encode_fetch(items)
+    fetched = [bw.FetchedItem(0, b"abc"), bw.FetchedItem(3, b"gone"), bw.FetchedItem(0, b"")]
+    body = b"".join(bw.encode_fetched(fetched))
+    assert bw.decode_fetched_tuples(body, 3) == [(0, b"abc"), (3, b"gone"), (0, b"")]
+    with pytest.raises(bw.BatchFormatError):
+        bw.decode_fetched_tuples(body + b"x", 3)
+    stored = [bw.StoredItem(0, 2, 4096, 760), bw.StoredItem(5, 0, 0, 0)]
+    answer = bw.encode_stored(stored)
+    assert bw.decode_stored_tuples(answer, 2) == [(0, 2, 4096, 760), (5, 0, 0, 0)]
+    with pytest.raises(bw.BatchFormatError):
+        bw.decode_stored_tuples(answer, 3)
