@@ -10,6 +10,8 @@ could not be written is simply absent from the map; the reconstructor fills it i
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Iterable, Iterator
 from typing import NamedTuple
 
 # segment index -> fragment index -> location
@@ -26,6 +28,17 @@ class FragmentLocation(NamedTuple):
     offset: int
     length: int
     checksum: int
+
+
+def locations_from_fields(fields: Iterable[tuple[str, int, int, int, int]]
+                          ) -> Iterator[FragmentLocation]:
+    """Fragment locations from ``(node_id, volume, offset, length, checksum)`` tuples
+    (a GET's fragment map, read as columns and zipped), made by ``tuple.__new__`` itself: a
+    named tuple's own ``__new__`` and ``_make`` are Python functions, one call per fragment."""
+    return map(_new_location, fields)
+
+
+_new_location = functools.partial(tuple.__new__, FragmentLocation)
 
 
 def fragment_id(object_id: str, segment: int, index: int) -> str:

@@ -15,7 +15,7 @@ from typing import Any
 import asyncpg
 
 from origin.errors import NoSuchBucket
-from origin.layout import FragmentLocation, FragmentMap
+from origin.layout import FragmentLocation, FragmentMap, locations_from_fields
 from origin.metadata.db import translate_db_errors
 from origin.metadata.models import ListedObject, ListPage, NewObject, ObjectRecord, StorageScheme
 from origin.metadata.rows import lock_key, make_room, purge_rows
@@ -183,7 +183,7 @@ async def get_object_and_map(
     result: FragmentMap = {}  # segments without a row are absent
     of_segment = row["f_segment"]
     if of_segment:
-        locations = map(FragmentLocation._make, zip(
+        locations = locations_from_fields(zip(
             row["f_node"], row["f_volume"], row["f_offset"], row["f_length"],
             row["f_checksum"], strict=True))
         if len(set(of_segment)) == 1:  # one segment (every small object): one dict, whole

@@ -25,3 +25,15 @@ def test_literals_quote_text_and_escape_quotes_and_backslashes() -> None:
     assert _array_literals(([1, 2**40], ["node-1", "node-2"], [])) == [
         "{1,1099511627776}", '{"node-1","node-2"}', "{}"]
     assert _array_literals((['a"b', "c\\d", "e"],)) == ['{"a\\"b","c\\\\d","e"}']
+
+
+def test_the_columns_read_back_are_the_same_locations() -> None:
+    from origin.layout import locations_from_fields
+
+    original = {0: {i: FragmentLocation(f"node-{i}", 2, 800 * i, 760, 1000 + i)
+                    for i in range(9)}}
+    columns = _fragment_columns(original)
+    back = list(locations_from_fields(zip(*columns[2:], strict=True)))
+    assert back == list(original[0].values())
+    assert all(type(loc) is FragmentLocation for loc in back)
+    assert back[3].offset == 2400 and back[3].node_id == "node-3"
