@@ -216,3 +216,18 @@ async def test_close_cancels_the_waiters_of_a_callback_batch_in_flight() -> None
     await lane.close()
     assert in_flight.cancelled() and queued.cancelled()
     sender.answer(0, [10])  # an answer after close is dropped quietly
+
+
+async def test_after_an_answer_the_next_batch_waits_one_turn_for_that_turns_items() -> None:
+    sender = CallbackSender()
+    lane = _callback_lane(sender)
+    first = lane.enqueue(1)
+    await asyncio.sleep(0)
+    waiting = [lane.enqueue(i) for i in (2, 3)]
+    sender.answer(0, [10])  # the answer arrives (in a protocol callback, say) ...
+    late = lane.enqueue(4)  # ... and in the same turn another request adds a fragment
+    assert sender.batches == [[1]]  # nothing left yet: the next batch takes all three
+    await asyncio.sleep(0)
+    assert sender.batches == [[1], [2, 3, 4]]
+    sender.answer(1, [20, 30, 40])
+    assert await asyncio.gather(first, *waiting, late) == [10, 20, 30, 40]
