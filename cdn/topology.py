@@ -115,28 +115,30 @@ def build_plan(
         for i in range(node_count)
     )
     node_map = ",".join(f"{n.name}@{n.zone}={n.url}" for n in nodes)
+    # secret values go as ``--flag=value``: ``token_urlsafe`` may start one with "-", which
+    # argparse would take for an option after a separate ``--flag``
     origin = ProcessSpec(
         name="origin", role="origin", port=port("origin", 0), host=host,
         args=("--host", host, "--port", str(port("origin", 0)), "--database-url", database_url,
               "--nodes", node_map, "--admin-access-key", secrets.admin_access_key,
-              "--admin-secret-key", secrets.admin_secret_key),
+              f"--admin-secret-key={secrets.admin_secret_key}"),
     )
     control = ProcessSpec(
         name="control", role="control", port=port("control", 0), host=host,
         args=("--host", host, "--port", str(port("control", 0)), "--database-url", database_url,
-              "--redis-url", redis_url, "--purge-token", secrets.purge_token),
+              "--redis-url", redis_url, f"--purge-token={secrets.purge_token}"),
     )
     purge_args = ("--redis-url", redis_url, "--control-url", control.url,
-                  "--purge-token", secrets.purge_token)
+                  f"--purge-token={secrets.purge_token}")
     shields = tuple(
         ProcessSpec(
             name=f"shield-{i + 1}", role="shield", port=port("shield", i), host=host,
             args=("--name", f"shield-{i + 1}", "--host", host, "--port", str(port("shield", i)),
-                  "--origin", origin.url, "--edge-secret", secrets.edge_secret,
+                  "--origin", origin.url, f"--edge-secret={secrets.edge_secret}",
                   # Shields read private buckets with their own SigV4 signature; locally the
                   # admin key (a production shield gets a read-only user of its own).
                   "--origin-access-key", secrets.admin_access_key,
-                  "--origin-secret-key", secrets.admin_secret_key, *purge_args),
+                  f"--origin-secret-key={secrets.admin_secret_key}", *purge_args),
         )
         for i in range(shield_count)
     )
@@ -146,7 +148,7 @@ def build_plan(
             name=f"edge-{region}", role="edge", port=port("edge", i), region=region, host=host,
             args=("--region", region, "--host", host, "--port", str(port("edge", i)),
                   *(("--shields", shield_map) if shields else ("--upstream", origin.url)),
-                  "--edge-secret", secrets.edge_secret,
+                  f"--edge-secret={secrets.edge_secret}",
                   "--signing-keys", f"{secrets.signing_key_id}={secrets.signing_secret}",
                   "--signed-buckets", ",".join(signed_buckets), *purge_args),
         )

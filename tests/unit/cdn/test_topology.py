@@ -51,3 +51,37 @@ def test_rendezvous_moves_only_the_removed_candidates_keys():
     assert moved and all(before[k] == "s2" for k in moved)
     share = sum(1 for k in keys if before[k] == "s2") / len(keys)
     assert 0.2 < share < 0.45
+
+
+def test_secrets_that_start_with_a_dash_reach_every_role_intact():
+    """``token_urlsafe`` may start a secret with "-": each role's parser must still read it
+    as the value of its flag (``cdn up`` failed now and then before)."""
+    import argparse
+
+    from cdn.roles import add_config_arguments
+    from control.config import ControlConfig
+    from edge.config import EdgeConfig
+    from origin.config import OriginConfig
+    from shield.config import ShieldConfig
+
+    secrets = Secrets("AK", "-SK", "-edge", "-purge", "k1", "-sign")
+    ports = PortPlan(8000)
+    lookup = {"edge": ports.edge, "shield": ports.shield, "node": ports.node,
+              "origin": lambda _i: ports.origin(), "control": lambda _i: ports.control()}
+    plan = build_plan(data_dir="/d", secrets=secrets, database_url="postgresql://db",
+                      redis_url="redis://r", port=lambda kind, i: lookup[kind](i),
+                      regions=("us-east",), shield_count=1, node_count=9,
+                      signed_buckets=("private",))
+    configs = {"edge": EdgeConfig, "shield": ShieldConfig, "origin": OriginConfig,
+               "control": ControlConfig}
+    seen = set()
+    for spec in plan.all:
+        if spec.role not in configs:
+            continue
+        parser = argparse.ArgumentParser()
+        add_config_arguments(parser, configs[spec.role])
+        values = vars(parser.parse_args(list(spec.args)))
+        found = {v for v in values.values() if isinstance(v, str) and v.startswith("-")}
+        assert found <= {"-SK", "-edge", "-purge"}
+        seen |= found
+    assert seen == {"-SK", "-edge", "-purge"}
