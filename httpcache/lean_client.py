@@ -21,10 +21,10 @@ upstream (the head, then each piece of the body), like aiohttp's ``sock_read``.
 Receiving: the connection is a ``BufferedProtocol``. Heads (and bodies of unknown length)
 are read into one scratch buffer per pool and fed to the parser. A body with a declared
 ``Content-Length`` of at most ``direct_max`` (the memory tier's largest object, at most
-``DIRECT_LIMIT``) is, after
-its first piece (which waits for no allocation), read by the kernel straight into a buffer of
-exactly that length, and its later pieces are views of it: ``LeanBody.whole`` is then the
-complete body (the first piece copied in), which the cache keeps as it is. Before, a
+``DIRECT_LIMIT``) is, after its first piece (which waits for no allocation), read by the
+kernel straight into a buffer of exactly that length, and its later pieces are views of it:
+``LeanBody.whole`` is then the complete body (the first piece copied in), which the cache
+keeps as it is. Before, a
 1 MiB body was copied four times in user space (the loop's read, the parser's piece, the
 join of queued pieces, the join of the stored body), which was the largest part of a 1 MiB
 miss (``perf``: ``memmove`` 29% of the edge's CPU).
@@ -265,7 +265,7 @@ class _Connection(asyncio.BufferedProtocol):
                 or status in (204, 304)):
             return 0
         text = lengths[0].strip()
-        if not text.isdigit():
+        if not (text.isascii() and text.isdigit()):
             return 0  # the parser refuses it anyway
         length = int(text)
         return length if length <= self.pool.direct_max else 0
@@ -362,7 +362,9 @@ class _Connection(asyncio.BufferedProtocol):
                 return None
             chunk = pieces[0] if len(pieces) == 1 else b"".join(pieces)
             self.pieces = []
-            if self.direct_length:
+            if self.direct_length and not self.complete:
+                # copied into the buffer when it is made; a body complete in this piece
+                # needs no buffer, and the idle connection must not hold its bytes
                 self.early.append(chunk)
         self.queued = 0
         if self.paused:

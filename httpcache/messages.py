@@ -22,7 +22,8 @@ from httpcache.vary import variant_key
 
 # A stored body: ``bytes``, or the ``bytearray`` a body of declared length was read into by
 # the upstream client (``lean_client``), kept as it is rather than copied; nothing writes to
-# it once the response is complete.
+# it once the response is complete. (A ``StoredResponse`` holding one is unhashable: nothing
+# hashes stored responses; they are kept by key.)
 Body = bytes | bytearray
 # A piece of a body on its way: a view of such a buffer, or bytes.
 Chunk = bytes | bytearray | memoryview

@@ -297,6 +297,8 @@ async def test_a_declared_body_is_read_into_one_buffer_and_is_whole() -> None:
             assert b"".join([c async for c in chunks]) == b"x" * 100
             # complete in the read of its head: the parser's one copy, no buffer of its own
             assert chunks.whole() is None
+        conn = next(iter(pool._open))
+        assert conn.early == []  # the idle connection holds none of the body
         assert server.connections == 1
         pools.close()
         pools = LeanPools(read_timeout=2.0, connect_timeout=2.0, direct_max=len(big) - 1)
