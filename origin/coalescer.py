@@ -138,8 +138,8 @@ class Coalescer(Generic[Item, Result]):
     def _dispatch(self, batch: list[_Waiting]) -> None:
         """Send ``batch`` through ``start`` (or ``send``); ``_finish`` answers its waiters.
         A subclass may override this to send and answer the waiters itself (the node lanes
-        do, on the hot path of every small GET and PUT); it then calls ``_batch_done`` once
-        every waiter of the batch has its answer."""
+        do, on the hot path of every small GET and PUT); it then ends the batch with
+        ``_batch_over`` (``_fail`` answers all of its waiters with one error)."""
         ended = False
 
         def done(outcome: BatchOutcome[Result]) -> None:
@@ -177,13 +177,8 @@ class Coalescer(Generic[Item, Result]):
         try:
             if not isinstance(outcome, BaseException) and len(outcome) != len(batch):
                 outcome = RuntimeError(f"{len(outcome)} results for a batch of {len(batch)}")
-            if isinstance(outcome, asyncio.CancelledError):
-                for _item, future in batch:
-                    future.cancel()
-            elif isinstance(outcome, BaseException):
-                for _item, future in batch:
-                    if not future.done():
-                        future.set_exception(own_copy(outcome))
+            if isinstance(outcome, BaseException):
+                self._fail(batch, outcome)
             else:
                 for (_item, future), result in zip(batch, outcome, strict=True):
                     if future.done():
@@ -192,13 +187,29 @@ class Coalescer(Generic[Item, Result]):
                         future.set_exception(result)
                     else:
                         future.set_result(result)
-        except BaseException:
-            for _item, future in batch:
-                if not future.done():  # a bug above must not leave a waiter hanging
-                    future.set_exception(RuntimeError("batch ended without an answer"))
-            raise
         finally:
-            self._batch_done(batch)
+            self._batch_over(batch)
+
+    @staticmethod
+    def _fail(batch: list[_Waiting], exc: BaseException) -> None:
+        """Every waiter of ``batch`` not answered yet fails with its own copy of ``exc`` (its
+        own traceback); a cancellation cancels them instead."""
+        if isinstance(exc, asyncio.CancelledError):
+            for _item, future in batch:
+                future.cancel()
+            return
+        for _item, future in batch:
+            if not future.done():
+                future.set_exception(own_copy(exc))
+
+    def _batch_over(self, batch: list[_Waiting]) -> None:
+        """The last step of every batch, however it ended (``_finish``, or a subclass's own
+        answer handling): a waiter still without an answer (a bug on the way) gets an error
+        rather than hanging, then ``_batch_done``."""
+        for _item, future in batch:
+            if not future.done():
+                future.set_exception(RuntimeError("batch ended without an answer"))
+        self._batch_done(batch)
 
     def _batch_done(self, batch: list[_Waiting]) -> None:
         """``batch`` is over: its slot is free for what queued meanwhile, which leaves on the

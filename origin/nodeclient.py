@@ -30,7 +30,7 @@ import aiohttp
 
 from origin import batch_wire
 from origin.batch_connections import BatchConnections, Outcome
-from origin.coalescer import Coalescer, own_copy
+from origin.coalescer import Coalescer
 from origin.config import NodeSpec
 from origin.layout import FragmentLocation
 
@@ -298,31 +298,25 @@ class _Lane(Coalescer[Any, Any]):
                   ) -> None:
         node_id = self._node_id
         try:
-            if isinstance(outcome, asyncio.CancelledError):
-                for _item, future in batch:
-                    future.cancel()
-            elif isinstance(outcome, BaseException):
-                error = outcome if isinstance(outcome, NodeRequestError) else \
-                    _map_exception(node_id, outcome)
-                _fail_all(batch, error)
+            if isinstance(outcome, BaseException):
+                self._fail(batch, outcome if isinstance(
+                    outcome, NodeRequestError | asyncio.CancelledError)
+                    else _map_exception(node_id, outcome))
             elif outcome[0] != 200:
                 status, answer = outcome
-                _fail_all(batch, NodeRequestError(
+                self._fail(batch, NodeRequestError(
                     node_id, "rejected",
                     f"HTTP {status}: {answer[:200].decode(errors='replace')}"))
             else:
                 try:
                     self._resolve(batch, outcome[1])
                 except batch_wire.BatchFormatError as exc:
-                    _fail_all(batch, NodeRequestError(node_id, "rejected",
-                                                      f"bad batch answer: {exc}"))
+                    self._fail(batch, NodeRequestError(node_id, "rejected",
+                                                       f"bad batch answer: {exc}"))
         except Exception as exc:  # noqa: BLE001 - a bug: every waiter still gets an answer
-            _fail_all(batch, exc)
+            self._fail(batch, exc)
         finally:
-            for _item, future in batch:
-                if not future.done():  # a bug above must not leave a waiter hanging
-                    future.set_exception(RuntimeError("batch ended without an answer"))
-            self._batch_done(batch)
+            self._batch_over(batch)
 
 
 class _StoreLane(_Lane):
@@ -383,13 +377,6 @@ class _FetchLane(_Lane):
             future.set_exception(NodeRequestError(
                 node_id, failure, kind if failure == "corrupt" else
                 f"{kind}: {body.decode(errors='replace')}"))
-
-
-def _fail_all(batch: list[tuple[Any, asyncio.Future[Any]]], error: Exception) -> None:
-    """Every waiter not yet answered gets its own copy of ``error`` (its own traceback)."""
-    for _item, future in batch:
-        if not future.done():
-            future.set_exception(own_copy(error))
 
 
 def _verified(location: FragmentLocation, payload: bytes) -> bytes:
