@@ -17,6 +17,8 @@ from origin import batch_wire as bw
 from origin.config import NodeSpec, StorageNodeConfig
 from origin.layout import FragmentLocation
 from origin.nodeclient import BATCH_FRAGMENT_LIMIT, NodeClient, NodeRequestError
+from origin.storagenode import batches
+from origin.storagenode.metrics import NodeMetrics
 from origin.storagenode.server import build_app
 from origin.storagenode.volume import VolumeSet
 
@@ -211,5 +213,34 @@ def test_a_commit_pass_that_fills_a_volume_writes_both_sides_of_the_seal(tmp_pat
             assert info.size == (tmp_path / f"{info.volume:06d}.vol").stat().st_size
         page = volumes.scan(used[0], 0, 1 << 20, verify=True)
         assert page.records and all(r.error is None for r in page.records)
+    finally:
+        volumes.close()
+
+
+async def test_a_read_batch_in_the_page_cache_is_answered_on_the_spot_as_from_disk(
+        tmp_path: Path) -> None:
+    """``read_batch_cached`` (the node front's task-free read) gives ``read_batch``'s very
+    answer, per-fragment failures included; a fragment too large to read on the loop leaves
+    the whole batch to ``read_batch``."""
+    if not hasattr(os, "RWF_NOWAIT"):
+        pytest.skip("no preadv(RWF_NOWAIT) here: every read goes to the thread")
+    volumes = VolumeSet(tmp_path, max_bytes=1 << 20)
+    volumes.open()
+    try:
+        small, large = os.urandom(700), os.urandom(batches.INLINE_READ_LIMIT + 1)
+        at_small, at_large = volumes.append_batch([(b"o/0/0", small), (b"o/0/1", large)])
+        body = bw.encode_fetch([
+            bw.FetchItem(at_small.volume, at_small.offset, at_small.length, b"o/0/0"),
+            bw.FetchItem(at_small.volume, at_small.offset, at_small.length, b"other/0/0")])
+        quick = batches.read_batch_cached(volumes, NodeMetrics(), body)
+        assert quick is not None  # just written: in the page cache
+        assert quick == await batches.read_batch(volumes, NodeMetrics(), body)
+        fetched = bw.decode_fetched(quick.body, 2)
+        assert fetched[0].body == small
+        assert bw.KIND[fetched[1].status] == "fragment-id-mismatch"
+        too_large = bw.encode_fetch([
+            bw.FetchItem(at_small.volume, at_small.offset, at_small.length, b"o/0/0"),
+            bw.FetchItem(at_large.volume, at_large.offset, at_large.length, b"o/0/1")])
+        assert batches.read_batch_cached(volumes, NodeMetrics(), too_large) is None
     finally:
         volumes.close()
