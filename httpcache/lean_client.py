@@ -48,6 +48,7 @@ Errors are ``httpcache.errors`` from the start: ``UpstreamUnavailable`` (connect
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import ctypes
 import sys
@@ -91,6 +92,54 @@ def _buffer_maker() -> Callable[[int], bytearray]:
 
 
 _new_buffer = _buffer_maker()
+
+# ``Connection: keep-alive`` (or ``close``) and ``Keep-Alive: timeout=…`` only frame this
+# connection: llhttp reads them for ``should_keep_alive``, and being hop-by-hop they would be
+# dropped by ``headers.end_to_end``, which rebuilds the fields to do so (nginx sends
+# ``Connection: keep-alive`` on every response). So they are not kept as they are parsed. A
+# ``Connection`` naming other options is kept, for ``end_to_end`` to drop those fields too
+# (RFC 9110 §7.6.1).
+_FRAMING_FIELDS = frozenset({"connection", "keep-alive"})
+_FRAMING_OPTIONS = frozenset({"keep-alive", "close"})
+
+
+def _frames_only(lname: str, value: str) -> bool:
+    """Whether a field of ``_FRAMING_FIELDS`` says nothing beyond this connection's framing."""
+    if lname == "keep-alive":
+        return True
+    return all(option.strip().lower() in _FRAMING_OPTIONS for option in value.split(","))
+
+
+class _Slots:
+    """At most ``limit`` exchanges at once per pool, first come first served: what
+    ``asyncio.Semaphore`` does, without its five Python calls per exchange when a slot is
+    free (the common case, checked inline by ``LeanExchange``: ``free and not waiters``)."""
+
+    __slots__ = ("free", "waiters")
+
+    def __init__(self, limit: int) -> None:
+        self.free = limit
+        self.waiters: collections.deque[asyncio.Future[None]] = collections.deque()
+
+    async def wait(self) -> None:
+        """Wait for a slot (``release`` hands it over; ``free`` is not incremented)."""
+        waiter = asyncio.get_running_loop().create_future()
+        self.waiters.append(waiter)
+        try:
+            await waiter
+        except BaseException:
+            if waiter.done() and not waiter.cancelled():
+                self.release()  # handed a slot while being cancelled: pass it on
+            raise
+
+    def release(self) -> None:
+        waiters = self.waiters
+        while waiters:
+            waiter = waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+        self.free += 1
 
 
 class LeanResponse:
@@ -221,8 +270,10 @@ class _Connection(asyncio.BufferedProtocol):
     def on_header(self, name: bytes, value: bytes) -> None:
         key = name.decode("latin-1")
         text = value.decode("utf-8", "surrogateescape")
-        self.headers.append((key, text))
         lname = key.lower()
+        if lname in _FRAMING_FIELDS and _frames_only(lname, text):
+            return
+        self.headers.append((key, text))
         found = self.index.get(lname)
         if found is None:
             self.index[lname] = [text]
@@ -410,7 +461,7 @@ class LeanPool:
         self.loop = asyncio.get_running_loop()
         self._idle: list[_Connection] = []
         self._open: set[_Connection] = set()
-        self._slots = asyncio.Semaphore(limit)
+        self._slots = _Slots(limit)
 
     def _lost(self, conn: _Connection) -> None:
         self._open.discard(conn)
@@ -544,7 +595,11 @@ class LeanExchange:
     async def __aenter__(self) -> tuple[LeanResponse, LeanBody]:
         pool = self.pool
         request = pool.request_bytes(self.target, self.fields)
-        await pool._slots.acquire()
+        slots = pool._slots
+        if slots.free and not slots.waiters:
+            slots.free -= 1
+        else:
+            await slots.wait()
         try:
             conn = pool._reuse()
             reused = conn is not None

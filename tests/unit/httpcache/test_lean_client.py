@@ -15,7 +15,8 @@ from httpcache.errors import (
     UpstreamTimeout,
     UpstreamUnavailable,
 )
-from httpcache.lean_client import HIGH_WATER, LeanPools
+from httpcache.headers import Fields, end_to_end
+from httpcache.lean_client import HIGH_WATER, LeanPools, _Slots
 
 Script = Callable[[asyncio.StreamReader, asyncio.StreamWriter, int], "asyncio.Future[None]"]
 
@@ -308,3 +309,90 @@ async def test_a_declared_body_is_read_into_one_buffer_and_is_whole() -> None:
     finally:
         pools.close()
         await server.stop()
+
+
+async def test_framing_fields_are_dropped_and_other_connection_options_kept(
+        pools: LeanPools) -> None:
+    """``Connection: keep-alive``/``close`` and ``Keep-Alive`` only frame the connection and
+    are not kept; a ``Connection`` naming another option is kept, so that ``end_to_end`` drops
+    the field it names (RFC 9110 §7.6.1). Keep-alive itself still follows them."""
+    answers = {
+        1: ok(b"a", "Connection: keep-alive\r\nKeep-Alive: timeout=5\r\n"),
+        2: ok(b"b", "connection: Keep-Alive, X-A\r\n"),
+        3: ok(b"c", "Connection: close\r\n"),
+        4: ok(b"d"),
+    }
+    server = await RawServer(lambda n, _h: answers[n]).start()
+    try:
+        status, headers, body = await fetch(pools, server.port)
+        assert (status, body) == (200, b"a")
+        assert [k for k, _ in headers] == ["Content-Length", "X-A", "X-A"]
+        _status, headers, _body = await fetch(pools, server.port)
+        assert ("connection", "Keep-Alive, X-A") in headers
+        up = end_to_end(Fields.of(headers))
+        assert up.names() == {"content-length"}  # X-A was a connection option
+        _status, headers, _body = await fetch(pools, server.port)
+        assert "connection" not in {k.lower() for k, _ in headers}
+        assert server.connections == 1
+        assert (await fetch(pools, server.port))[2] == b"d"
+        assert server.connections == 2  # "close" was obeyed though not kept
+    finally:
+        await server.stop()
+
+
+async def test_the_pool_limit_queues_exchanges_in_order(pools: LeanPools) -> None:
+    """At most ``limit`` exchanges run at once; the others wait in arrival order, and one
+    cancelled while waiting takes no slot with it."""
+    release = asyncio.Event()
+    started: list[str] = []
+
+    async def slow(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                started.append(head.split()[1].decode())
+                await release.wait()
+                writer.write(ok(b"x"))
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError, asyncio.CancelledError):
+            pass  # the test is over
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(slow, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    pools.limit = 1
+    try:
+        first = asyncio.ensure_future(fetch(pools, port, "/1"))
+        second = asyncio.ensure_future(fetch(pools, port, "/2"))
+        third = asyncio.ensure_future(fetch(pools, port, "/3"))
+        for _ in range(50):
+            await asyncio.sleep(0.01)
+            if started:
+                break
+        assert started == ["/1"]  # the others wait for the one slot
+        slots = pools.pool("127.0.0.1", port)._slots
+        assert (slots.free, len(slots.waiters)) == (0, 2)
+        second.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await second
+        release.set()
+        assert (await first)[2] == b"x"
+        assert (await third)[2] == b"x"
+        assert started == ["/1", "/3"]
+        assert (slots.free, len(slots.waiters)) == (1, 0)
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+async def test_a_waiter_cancelled_as_it_is_handed_the_slot_passes_it_on() -> None:
+    slots = _Slots(1)
+    slots.free -= 1  # taken
+    waiter = asyncio.ensure_future(slots.wait())
+    await asyncio.sleep(0)
+    slots.release()  # handed to the waiter, which has not run yet ...
+    waiter.cancel()  # ... and is cancelled before it does
+    with pytest.raises(asyncio.CancelledError):
+        await waiter
+    assert (slots.free, len(slots.waiters)) == (1, 0)
