@@ -215,7 +215,8 @@ def split_list(value: str | None) -> list[str]:
 
 def connection_options(fields: Fields) -> set[str]:
     """Field names listed in ``Connection`` (RFC 9110 §7.6.1), which are hop-by-hop too."""
-    return {n.lower() for n in split_list(fields.get("connection"))}
+    value = fields.get("connection")
+    return {n.lower() for n in split_list(value)} if value else set()
 
 
 def end_to_end(fields: Fields) -> Fields:

@@ -148,7 +148,11 @@ def fields_to_store(headers: Fields, config: PolicyConfig = DEFAULT_POLICY) -> F
     Set-Cookie is never stored: it belongs to the one client whose request fetched it.
     """
     cc = response_directives(headers, config.targeted_fields).cc
-    drop = {"set-cookie", "set-cookie2"} | cc.fields_of("no-cache")
+    listed = cc.fields_of("no-cache")
     if config.shared:
-        drop |= cc.fields_of("private")
-    return end_to_end(headers).without(drop)
+        listed |= cc.fields_of("private")
+    # a constant when nothing is listed (the common case): ``without`` lowers it only once
+    return end_to_end(headers).without(_NEVER_STORED | listed if listed else _NEVER_STORED)
+
+
+_NEVER_STORED = frozenset({"set-cookie", "set-cookie2"})
