@@ -572,7 +572,8 @@ class CacheEngine:
                        up: UpstreamResponse, request_time: float, response_time: float,
                        *, fills: bool, since: FetchMark) -> None:
         policy = self.config.policy
-        as_sent = CacheRequest(method, creq.target, creq.headers)
+        as_sent = creq if method == creq.method else CacheRequest(method, creq.target,
+                                                                  creq.headers)
         shareable = is_storable(as_sent, up.status, up.headers, policy)
         length = _content_length(up.headers)
         sink = (BodySink(self.store, self.disk, length)

@@ -13,7 +13,7 @@ are responses like any other).
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from types import TracebackType
@@ -123,9 +123,9 @@ class HttpUpstream:
         *,
         cache_key: str = "",
     ) -> AbstractAsyncContextManager[UpstreamResponse]:
-        send = list(headers)
+        send: Iterable[tuple[str, str]] = headers
         if self.signer is not None:
-            send += list(self.signer(method, target).items())
+            send = [*headers, *self.signer(method, target).items()]
         if (method == "GET" and body is None and self._lean_where is not None
                 and self.lean is not None and target.startswith("/")):
             return _LeanOpen(self.lean.pool(*self._lean_where).get(target, send),
@@ -133,7 +133,7 @@ class HttpUpstream:
         return self._open_session(method, target, send, body)
 
     @contextlib.asynccontextmanager
-    async def _open_session(self, method: str, target: str, send: list[tuple[str, str]],
+    async def _open_session(self, method: str, target: str, send: Iterable[tuple[str, str]],
                             body: AsyncIterable[bytes] | None
                             ) -> AsyncIterator[UpstreamResponse]:
         # encoded=True: send the target byte for byte as the client sent it (signatures over
@@ -141,7 +141,7 @@ class HttpUpstream:
         url = URL(self.base_url + target, encoded=True)
         with wrap_client_errors(self.base_url):
             async with self.session.request(
-                method, url, headers=send, data=body, allow_redirects=False,
+                method, url, headers=list(send), data=body, allow_redirects=False,
                 compress=None, chunked=None, expect100=False,
             ) as resp:
                 yield UpstreamResponse(
