@@ -26,7 +26,7 @@ from httpcache.disk_store import DiskStore
 from httpcache.engine import CacheEngine, EngineConfig
 from httpcache.errors import CacheError, ClientSideError
 from httpcache.headers import Fields
-from httpcache.lean_client import DIRECT_LIMIT, LeanPools
+from httpcache.lean_client import LeanPools
 from httpcache.metrics import CacheMetrics
 from httpcache.shared_store import SharedStore
 from httpcache.store import MemoryStore
@@ -125,7 +125,7 @@ def build_cache_app(
         app[SESSION] = session
         # a body the memory tier could keep is read straight into one buffer (lean_client)
         lean = LeanPools(connect_timeout=connect_timeout, read_timeout=read_timeout,
-                         direct_max=min(store.max_object_bytes, DIRECT_LIMIT))
+                         direct_max=store.max_object_bytes)
         app[LEAN] = lean
         disk_store = disk() if disk is not None else None
         if disk_store is not None:

@@ -579,6 +579,8 @@ class CacheEngine:
         sink = (BodySink(self.store, self.disk, length)
                 if fills and shareable
                 and is_worth_storing(up.status, up.headers, response_time, policy) else None)
+        if sink is not None and sink.keeping and sink.writer is None:
+            up.keep_whole()  # kept in memory as it arrives: one buffer, no join (lean_client)
         kept = fields_to_store(up.headers, policy) if shareable else None
         vary = selecting_fields(as_sent.headers, up.headers)
         flight.publish_head(FlightHead(

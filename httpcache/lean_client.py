@@ -20,11 +20,13 @@ upstream (the head, then each piece of the body), like aiohttp's ``sock_read``.
 
 Receiving: the connection is a ``BufferedProtocol``. Heads (and bodies of unknown length)
 are read into one scratch buffer per pool and fed to the parser. A body with a declared
-``Content-Length`` of at most ``direct_max`` (the memory tier's largest object, at most
-``DIRECT_LIMIT``) is, after its first piece (which waits for no allocation), read by the
-kernel straight into a buffer of exactly that length, and its later pieces are views of it:
-``LeanBody.whole`` is then the complete body (the first piece copied in), which the cache
-keeps as it is. Before, a
+``Content-Length`` of at most ``direct_max`` (the memory tier's largest object) is, after
+its first piece (which waits for no allocation), read by the kernel straight into a buffer of
+exactly that length, and its later pieces are views of it: ``LeanBody.whole`` is then the
+complete body (the first piece copied in), which the cache keeps as it is. Bodies longer
+than ``DIRECT_UNASKED`` are read so only when the consumer said it keeps the whole body
+(``LeanBody.keep_whole``, before taking the first piece): one it streams through without
+keeping stays in pieces, whose memory the backpressure bounds. Before, a
 1 MiB body was copied four times in user space (the loop's read, the parser's piece, the
 join of queued pieces, the join of the stored body), which was the largest part of a 1 MiB
 miss (``perf``: ``memmove`` 29% of the edge's CPU).
@@ -68,12 +70,10 @@ from httpcache.errors import (
 
 HIGH_WATER = 256 * 1024  # queued body bytes above which reading from the socket pauses
 SCRATCH_SIZE = 256 * 1024  # the read buffer for heads and bodies not read directly (uvloop's)
-# The largest body read into one buffer. With zero-filled buffers, making one stalled the
-# event loop while its fresh pages faulted in (~1 ms per MiB on this VM): at 10 MiB the stall
-# (4-10 ms) fell on the time to first byte of a flash crowd's waiters. Buffers are no longer
-# zero-filled (``_new_buffer``), but larger bodies were not measured again: they are queued
-# as pieces and joined once complete, as before.
-DIRECT_LIMIT = 2 * 1024 * 1024
+# The longest body read into one buffer whether or not the consumer keeps it (the buffer
+# lives as long as the exchange: a body streamed through to a slow client holds it all).
+# Longer ones are read so only when the consumer keeps the whole body (``keep_whole``).
+DIRECT_UNASKED = 2 * 1024 * 1024
 
 
 def _buffer_maker() -> Callable[[int], bytearray]:
@@ -190,6 +190,7 @@ class _Connection(asyncio.BufferedProtocol):
         # a body read straight into its own buffer (module docstring): filled up to
         # ``filled``, handed to the consumer up to ``taken``
         self.direct_length = 0  # a declared length that may be read directly
+        self.whole_wanted = False  # the consumer keeps the whole body (``LeanBody.keep_whole``)
         self.direct: bytearray | None = None
         self.direct_view = memoryview(b"")
         self.early: list[bytes] = []  # pieces handed out before the buffer was made
@@ -205,6 +206,10 @@ class _Connection(asyncio.BufferedProtocol):
         if not self.direct_length or self.complete or not self.first_taken:
             return self.scratch  # a head, a body fed to the parser, or its first piece
         if self.direct is None:
+            if self.direct_length > self.pool.direct_unasked and not self.whole_wanted:
+                self.direct_length = 0  # streamed through in pieces (module docstring)
+                self.early = []
+                return self.scratch
             self._start_direct()
         self.reading_direct = True  # reset by buffer_updated
         return self.direct_view[self.filled:]
@@ -445,7 +450,8 @@ class LeanPool:
 
     def __init__(self, host: str, port: int, *, limit: int, connect_timeout: float,
                  read_timeout: float, keepalive_timeout: float,
-                 host_field: str | None = None, direct_max: int = 0) -> None:
+                 host_field: str | None = None, direct_max: int = 0,
+                 direct_unasked: int = DIRECT_UNASKED) -> None:
         self.host = host
         self.port = port
         self.where = f"http://{host}:{port}"
@@ -456,6 +462,7 @@ class LeanPool:
         self.read_timeout = read_timeout
         self.keepalive_timeout = keepalive_timeout
         self.direct_max = direct_max
+        self.direct_unasked = direct_unasked
         # one read buffer for all the pool's connections: each read is parsed before the next
         self.scratch = memoryview(bytearray(SCRATCH_SIZE))
         self.loop = asyncio.get_running_loop()
@@ -526,9 +533,12 @@ class LeanPools:
 
     def __init__(self, *, limit: int = 256, connect_timeout: float = 5.0,
                  read_timeout: float = 60.0, keepalive_timeout: float = 30.0,
-                 direct_max: int = 0) -> None:
+                 direct_max: int = 0, direct_unasked: int = DIRECT_UNASKED) -> None:
         self.limit = limit
-        self.direct_max = direct_max  # bodies up to this long are read into one buffer
+        # bodies up to ``direct_max`` long are read into one buffer; above ``direct_unasked``
+        # only those the consumer keeps whole (``LeanBody.keep_whole``)
+        self.direct_max = direct_max
+        self.direct_unasked = direct_unasked
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
         self.keepalive_timeout = keepalive_timeout
@@ -541,7 +551,8 @@ class LeanPools:
             pool = self._pools[key] = LeanPool(
                 host, port, limit=self.limit, connect_timeout=self.connect_timeout,
                 read_timeout=self.read_timeout, keepalive_timeout=self.keepalive_timeout,
-                host_field=host_field, direct_max=self.direct_max)
+                host_field=host_field, direct_max=self.direct_max,
+                direct_unasked=self.direct_unasked)
         return pool
 
     def close(self) -> None:
@@ -565,6 +576,12 @@ class LeanBody:
     def whole(self) -> bytearray | None:
         """The complete body, once read to its end, when it was read into one buffer."""
         return self.conn.whole()
+
+    def keep_whole(self) -> None:
+        """Say, before taking the first piece, that the whole body will be kept: a body
+        longer than ``direct_unasked`` (up to ``direct_max``) is then read into one buffer
+        too, which ``whole()`` returns (module docstring)."""
+        self.conn.whole_wanted = True
 
     async def __anext__(self) -> bytes | memoryview:
         conn = self.conn

@@ -40,6 +40,10 @@ def _no_whole() -> None:
     return None
 
 
+def _nothing() -> None:
+    pass
+
+
 @dataclass(slots=True)
 class UpstreamResponse:
     status: int
@@ -49,6 +53,9 @@ class UpstreamResponse:
     # once ``chunks`` is exhausted: the whole body when it was read into one buffer (the
     # chunks were views of it; ``lean_client``), so keeping it needs no join
     whole: Callable[[], bytearray | None] = _no_whole
+    # say, before reading ``chunks``, that the whole body will be kept: the lean client then
+    # reads even a long body into one buffer (``lean_client.LeanBody.keep_whole``)
+    keep_whole: Callable[[], None] = _nothing
 
 
 class Upstream(Protocol):
@@ -167,7 +174,8 @@ class _LeanOpen:
         return UpstreamResponse(status=head.status,
                                 headers=end_to_end(Fields.prebuilt(tuple(head.headers),
                                                                    head.index)),
-                                chunks=chunks, upstream=self.base_url, whole=chunks.whole)
+                                chunks=chunks, upstream=self.base_url, whole=chunks.whole,
+                                keep_whole=chunks.keep_whole)
 
     async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                         tb: TracebackType | None) -> None:

@@ -10,6 +10,7 @@ import pytest
 from httpcache.app import STORE
 from httpcache.cache_status import parse_members
 from httpcache.headers import Fields
+from httpcache.lean_client import DIRECT_UNASKED
 from tests.integration.cache.conftest import Topology, metric
 
 CACHEABLE = {"Cache-Control": "max-age=60", "ETag": '"v1"', "Surrogate-Key": "t1 t2",
@@ -244,6 +245,24 @@ async def test_a_fetched_body_is_stored_as_the_buffer_it_was_read_into(topo: Top
         assert type(stored.body) is bytearray
     again, got = await topo.get("/b/whole")
     assert got == body and "hit" in again.headers["Cache-Status"]
+
+
+async def test_a_long_body_is_one_buffer_when_kept_and_streams_when_not(topo: Topology) -> None:
+    """Longer than ``lean_client.DIRECT_UNASKED``: a body both tiers keep is still read
+    into the one buffer they store; one they do not keep (``no-store``) streams through
+    exactly (in pieces, which the backpressure bounds) and is stored nowhere."""
+    body = bytes(range(256)) * (DIRECT_UNASKED // 256 + 4096)  # 1 MiB more than the limit
+    topo.origin.set("/b/long", body, headers=CACHEABLE, chunk_size=256 * 1024)
+    resp, got = await topo.get("/b/long")
+    assert resp.status == 200 and got == body
+    for store in (topo.edge_store(), topo.shield_app()[STORE]):
+        stored, _vary_miss = store.lookup("/b/long", Fields())
+        assert stored is not None and type(stored.body) is bytearray and stored.body == body
+    topo.origin.set("/b/passing", body, headers={"Cache-Control": "no-store"},
+                    chunk_size=256 * 1024)
+    resp, got = await topo.get("/b/passing")
+    assert resp.status == 200 and got == body
+    assert "/b/passing" not in topo.edge_store()
 
 
 async def test_upstream_timeout_is_a_504(make_topology) -> None:  # type: ignore[no-untyped-def]

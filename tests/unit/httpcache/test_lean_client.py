@@ -396,3 +396,31 @@ async def test_a_waiter_cancelled_as_it_is_handed_the_slot_passes_it_on() -> Non
     with pytest.raises(asyncio.CancelledError):
         await waiter
     assert (slots.free, len(slots.waiters)) == (1, 0)
+
+
+async def test_a_long_body_is_read_into_one_buffer_only_when_kept_whole() -> None:
+    """Above ``direct_unasked`` a body is read into one buffer only when the consumer said it
+    keeps it whole before taking the first piece; otherwise it streams through in pieces
+    (bounded by the backpressure), as a body longer than ``direct_max`` does."""
+    big = bytes(range(256)) * (HIGH_WATER // 64)  # 1 MiB: several reads
+    server = await RawServer(lambda n, _h: ok(big)).start()
+    pools = LeanPools(read_timeout=2.0, connect_timeout=2.0, direct_max=len(big),
+                      direct_unasked=64 * 1024)
+    try:
+        pool = pools.pool("127.0.0.1", server.port)
+        async with pool.get("/x", []) as (_head, chunks):
+            pieces = [c async for c in chunks]
+            assert b"".join(pieces) == big and chunks.whole() is None
+            assert not any(isinstance(c, memoryview) for c in pieces)
+        async with pool.get("/x", []) as (_head, chunks):
+            chunks.keep_whole()
+            pieces = [c async for c in chunks]
+            whole = chunks.whole()
+        assert isinstance(whole, bytearray) and whole == big
+        assert all(isinstance(c, memoryview) and c.obj is whole for c in pieces[1:])
+        async with pool.get("/x", []) as (_head, chunks):  # the wish ends with its exchange
+            assert b"".join([c async for c in chunks]) == big and chunks.whole() is None
+        assert server.connections == 1
+    finally:
+        pools.close()
+        await server.stop()
