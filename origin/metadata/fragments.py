@@ -1,12 +1,18 @@
 """Fragment-map queries of the background workers (reconstructor, scrubber, GC, compactor,
 fsck) and the storage-class change.
 
+The map lives in ``segment_fragments`` (migration 0500): one row per segment, its fragments
+as parallel arrays (``frag_indexes``, ``node_ids``, ``volumes``, ``offsets``, ``lengths``,
+``checksums``), with a GIN index over each row's ``origin_fragment_places(node_ids,
+volumes)`` ('node/volume' texts) for "what lives in volume V of node N". The ``fragments``
+view unnests it into one row per fragment, for reading where no index is needed.
+
 "Referenced" is defined once, here: a record at ``(node_id, volume, offset)`` is referenced
-when ANY row of ANY table with the columns ``node_id``, ``volume`` and ``offset`` points at it
-— ``fragments`` today, and whatever else stores fragment locations (multipart parts, object
-versions) without this module having to learn about it. The tables are discovered from the
-catalogue, so a new table that references fragments is protected from GC and followed by the
-compactor as soon as it exists.
+when an element of ``segment_fragments`` points at it, or ANY row of ANY other table with the
+columns ``node_id``, ``volume`` and ``offset`` does — whatever else may one day store fragment
+locations one per row (multipart parts, object versions) without this module having to learn
+about it. Those tables are discovered from the catalogue, so a new one is protected from GC
+and followed by the compactor as soon as it exists.
 """
 
 from __future__ import annotations
@@ -18,11 +24,26 @@ import asyncpg
 
 from origin.layout import FragmentLocation
 from origin.metadata.db import translate_db_errors
+from origin.metadata.objects import INSERT_FRAGMENTS_CALL, fragment_columns, segment_map
 
+# Base tables only: the ``fragments`` view has the three columns too, but it is the
+# segment table unnested (asked through its own index below) and it has no index of its own.
 _REFERENCE_TABLES_SQL = """
-    SELECT table_name FROM information_schema.columns
-    WHERE table_schema = current_schema() AND column_name IN ('node_id', 'volume', 'offset')
-    GROUP BY table_name HAVING count(*) = 3 ORDER BY table_name"""
+    SELECT c.table_name FROM information_schema.columns c
+    JOIN information_schema.tables t
+      ON t.table_schema = c.table_schema AND t.table_name = c.table_name
+    WHERE c.table_schema = current_schema() AND t.table_type = 'BASE TABLE'
+      AND c.column_name IN ('node_id', 'volume', 'offset') AND c.data_type <> 'ARRAY'
+    GROUP BY c.table_name HAVING count(*) = 3 ORDER BY c.table_name"""
+
+# The elements of ``segment_fragments`` in volume $2 of node $1, found through the GIN index
+# (the row's places contain the pair) and then picked out of the row's arrays.
+_IN_VOLUME = """FROM segment_fragments s,
+        unnest(s.frag_indexes, s.node_ids, s.volumes, s.offsets)
+            AS u (frag_index, node_id, volume, "offset")
+    WHERE origin_fragment_places(s.node_ids, s.volumes)
+            @> ARRAY[origin_fragment_place($1, $2)]
+      AND u.node_id = $1 AND u.volume = $2"""
 
 
 def _ident(name: str) -> str:
@@ -30,7 +51,8 @@ def _ident(name: str) -> str:
 
 
 async def reference_tables(conn: asyncpg.Connection | asyncpg.Pool) -> list[str]:
-    """Every table that can point at a stored fragment (``fragments`` at least)."""
+    """Every table other than ``segment_fragments`` that can point at a stored fragment, one
+    row per fragment (none today)."""
     return [r["table_name"] for r in await conn.fetch(_REFERENCE_TABLES_SQL)]
 
 
@@ -38,7 +60,8 @@ async def reference_tables(conn: asyncpg.Connection | asyncpg.Pool) -> list[str]
 async def referenced_offsets(pool: asyncpg.Pool, node_id: str, volume: int) -> set[int]:
     """Record offsets in one volume that some row references."""
     async with pool.acquire() as conn:
-        offsets: set[int] = set()
+        rows = await conn.fetch(f'SELECT DISTINCT u."offset" {_IN_VOLUME}', node_id, volume)
+        offsets = {r["offset"] for r in rows}
         for table in await reference_tables(conn):
             rows = await conn.fetch(
                 f'SELECT DISTINCT "offset" FROM {_ident(table)} '
@@ -49,9 +72,10 @@ async def referenced_offsets(pool: asyncpg.Pool, node_id: str, volume: int) -> s
 
 @translate_db_errors
 async def count_references(pool: asyncpg.Pool, node_id: str, volume: int) -> int:
-    """Rows (in any reference table) pointing into one volume: must be 0 before deleting it."""
+    """Fragments (in any reference table) pointing into one volume: must be 0 before
+    deleting it."""
     async with pool.acquire() as conn:
-        total = 0
+        total = await conn.fetchval(f"SELECT count(*) {_IN_VOLUME}", node_id, volume)
         for table in await reference_tables(conn):
             total += await conn.fetchval(
                 f"SELECT count(*) FROM {_ident(table)} WHERE node_id = $1 AND volume = $2",
@@ -59,26 +83,61 @@ async def count_references(pool: asyncpg.Pool, node_id: str, volume: int) -> int
     return total
 
 
+# Each row holding a fragment at (node $1, volume $2, one of the old offsets) gets the new
+# volume and offset of that element. The new arrays are computed from the row's own columns
+# in SET, so a row changed by a concurrent transaction (a repair) is recomputed from its
+# committed version after the lock wait (READ COMMITTED's re-check), not overwritten with
+# arrays read before it.
+_RELOCATE = """
+    WITH m (old_offset, new_volume, new_offset) AS MATERIALIZED (
+        SELECT * FROM unnest($3::bigint[], $4::int[], $5::bigint[]))
+    UPDATE segment_fragments s SET
+        volumes = ARRAY(SELECT COALESCE(m.new_volume, u.volume)
+                        FROM unnest(s.node_ids, s.volumes, s.offsets) WITH ORDINALITY
+                             AS u (node_id, volume, "offset", ord)
+                        LEFT JOIN m ON u.node_id = $1 AND u.volume = $2
+                                   AND u."offset" = m.old_offset
+                        ORDER BY u.ord),
+        offsets = ARRAY(SELECT COALESCE(m.new_offset, u."offset")
+                        FROM unnest(s.node_ids, s.volumes, s.offsets) WITH ORDINALITY
+                             AS u (node_id, volume, "offset", ord)
+                        LEFT JOIN m ON u.node_id = $1 AND u.volume = $2
+                                   AND u."offset" = m.old_offset
+                        ORDER BY u.ord)
+    WHERE origin_fragment_places(s.node_ids, s.volumes)
+            @> ARRAY[origin_fragment_place($1, $2)]
+      AND EXISTS (SELECT 1 FROM unnest(s.node_ids, s.volumes, s.offsets)
+                       AS u (node_id, volume, "offset")
+                  JOIN m ON u."offset" = m.old_offset
+                  WHERE u.node_id = $1 AND u.volume = $2)
+    RETURNING (SELECT count(*) FROM unnest(s.node_ids, s.volumes, s.offsets)
+                    AS u (node_id, volume, "offset")
+               JOIN m ON u.volume = m.new_volume AND u."offset" = m.new_offset
+               WHERE u.node_id = $1) AS moved"""
+
+
 @translate_db_errors
 async def relocate_references(
     pool: asyncpg.Pool, node_id: str, volume: int, moves: Sequence[tuple[int, int, int]]
 ) -> int:
-    """Point every row at ``(node_id, volume, old_offset)`` to ``(new_volume, new_offset)``
-    for each ``(old_offset, new_volume, new_offset)``, in every reference table, in one
-    transaction (conditional on the old location, so a row rebuilt elsewhere meanwhile is
-    left alone). Returns the rows updated."""
+    """Point every fragment at ``(node_id, volume, old_offset)`` to ``(new_volume,
+    new_offset)`` for each ``(old_offset, new_volume, new_offset)``, in every reference
+    table, in one transaction (conditional on the old location, so a fragment rebuilt
+    elsewhere meanwhile is left alone). Returns the fragments repointed."""
     if not moves:
         return 0
     updated = 0
+    args = ([m[0] for m in moves], [m[1] for m in moves], [m[2] for m in moves])
     async with pool.acquire() as conn, conn.transaction():
+        rows = await conn.fetch(_RELOCATE, node_id, volume, *args)
+        updated += sum(r["moved"] for r in rows)
         for table in await reference_tables(conn):
             result = await conn.execute(
                 f"""UPDATE {_ident(table)} AS t SET volume = m.new_volume, "offset" = m.new_offset
                     FROM unnest($3::bigint[], $4::int[], $5::bigint[])
                          AS m(old_offset, new_volume, new_offset)
                     WHERE t.node_id = $1 AND t.volume = $2 AND t."offset" = m.old_offset""",
-                node_id, volume, [m[0] for m in moves], [m[1] for m in moves],
-                [m[2] for m in moves])
+                node_id, volume, *args)
             updated += int(result.split()[-1])
         await conn.execute(
             """INSERT INTO volumes (node_id, volume)
@@ -142,10 +201,10 @@ async def enqueue_repairs(pool: asyncpg.Pool, refs: Iterable[FragmentRef], reaso
 async def fragments_in_range(
     pool: asyncpg.Pool, node_id: str, volume: int, start: int, stop: int
 ) -> list[FragmentRef]:
-    """Fragment rows whose record starts in ``[start, stop)`` of one volume."""
+    """Fragments whose record starts in ``[start, stop)`` of one volume."""
     rows = await pool.fetch(
-        """SELECT object_id, segment, frag_index FROM fragments
-           WHERE node_id = $1 AND volume = $2 AND "offset" >= $3 AND "offset" < $4""",
+        f"""SELECT s.object_id, s.segment, u.frag_index {_IN_VOLUME}
+            AND u."offset" >= $3 AND u."offset" < $4""",
         node_id, volume, start, stop)
     return [FragmentRef(str(r["object_id"]), r["segment"], r["frag_index"]) for r in rows]
 
@@ -154,8 +213,9 @@ async def fragments_in_range(
 async def fragments_absent_from(
     pool: asyncpg.Pool, node_id: str, volume_sizes: dict[int, int]
 ) -> list[FragmentRef]:
-    """Rows on ``node_id`` pointing at a volume the node does not have, or past its end: the
-    node lost data (disk replaced, directory wiped)."""
+    """Fragments on ``node_id`` pointing at a volume the node does not have, or past its
+    end: the node lost data (disk replaced, directory wiped). A scan of every segment row
+    (a node holds a fragment of most segments, so no index would narrow it much)."""
     rows = await pool.fetch(
         """SELECT f.object_id, f.segment, f.frag_index FROM fragments f
            LEFT JOIN unnest($2::int[], $3::bigint[]) AS v(volume, size) ON v.volume = f.volume
@@ -180,11 +240,12 @@ async def segments_to_repair(
            (SELECT o.id, s.seg FROM objects o,
                 generate_series(0, (o.size + o.segment_size - 1) / o.segment_size - 1) AS s(seg)
             WHERE o.missing_fragments > 0
-              AND (SELECT count(*) FROM fragments f
-                   WHERE f.object_id = o.id AND f.segment = s.seg) < o.ec_ndata + o.ec_nparity
+              AND COALESCE((SELECT cardinality(f.frag_indexes) FROM segment_fragments f
+                            WHERE f.object_id = o.id AND f.segment = s.seg), 0)
+                  < o.ec_ndata + o.ec_nparity
             LIMIT $2)
            UNION
-           (SELECT DISTINCT object_id, segment FROM fragments WHERE node_id = ANY($1::text[])
+           (SELECT object_id, segment FROM segment_fragments WHERE node_ids && $1::text[]
             LIMIT $2)
            LIMIT $2""", list(lost_nodes), limit)
     return [(str(r["object_id"]), r["segment"]) for r in rows]
@@ -221,16 +282,15 @@ async def load_object_segments(pool: asyncpg.Pool, object_id: str,
         if obj is None:
             return None
         rows = await conn.fetch(
-            """SELECT segment, frag_index, node_id, volume, "offset", length, checksum
-               FROM fragments WHERE object_id = $1 AND segment = ANY($2::int[])""",
+            """SELECT segment, frag_indexes, node_ids, volumes, offsets, lengths, checksums
+               FROM segment_fragments WHERE object_id = $1 AND segment = ANY($2::int[])""",
             object_id, list(segments))
         queued = await conn.fetch(
             """SELECT segment, frag_index FROM repair_queue
                WHERE object_id = $1 AND segment = ANY($2::int[])""", object_id, list(segments))
     locations: dict[int, dict[int, FragmentLocation]] = {seg: {} for seg in segments}
     for r in rows:
-        locations[r["segment"]][r["frag_index"]] = FragmentLocation(
-            r["node_id"], r["volume"], r["offset"], r["length"], r["checksum"])
+        locations[r["segment"]] = segment_map(r)
     suspects: dict[int, set[int]] = {seg: set() for seg in segments}
     for r in queued:
         suspects[r["segment"]].add(r["frag_index"])
@@ -267,10 +327,11 @@ async def apply_repairs(
     scheme: tuple[str, int, int, int] | None = None,
 ) -> int:
     """Swap rebuilt fragments of several segments (``segment → replacements``) into the map
-    atomically: one transaction, object row locked, each fragment row changed only if it
-    still points where the reconstructor saw it (a concurrent compaction or repair wins, our
-    copy becomes garbage). Recounts ``missing_fragments`` and clears the segments' queue
-    entries. Returns rows changed, or -1 when the object no longer exists."""
+    atomically: one transaction, object and segment rows locked, each fragment changed only
+    if it still points where the reconstructor saw it (same node, volume and offset; or still
+    absent): a concurrent compaction or repair wins, our copy becomes garbage. Recounts
+    ``missing_fragments`` and clears the segments' queue entries. Returns fragments changed,
+    or -1 when the object no longer exists."""
     changed = 0
     async with pool.acquire() as conn, conn.transaction():
         row = await conn.fetchrow(
@@ -281,40 +342,27 @@ async def apply_repairs(
             return -1
         if scheme is not None and tuple(row) != scheme:
             return 0  # the storage class changed meanwhile: these fragments are garbage
-        items = [(seg, index, old, new) for seg, reps in sorted(replaced.items())
-                 for index, (old, new) in sorted(reps.items())]
-        inserts = [(seg, i, new) for seg, i, old, new in items if old is None]
-        updates = [(seg, i, old, new) for seg, i, old, new in items if old is not None]
-        if inserts:
-            result = await conn.execute(
-                """INSERT INTO fragments (object_id, segment, frag_index, node_id, volume,
-                       "offset", length, checksum)
-                   SELECT $1, * FROM unnest($2::int[], $3::smallint[], $4::text[], $5::int[],
-                       $6::bigint[], $7::int[], $8::bigint[])
-                   ON CONFLICT DO NOTHING""",
-                object_id, [s for s, _i, _n in inserts], [i for _s, i, _n in inserts],
-                [n.node_id for *_x, n in inserts], [n.volume for *_x, n in inserts],
-                [n.offset for *_x, n in inserts], [n.length for *_x, n in inserts],
-                [n.checksum for *_x, n in inserts])
-            changed += int(result.split()[-1])
-        if updates:
-            result = await conn.execute(
-                """UPDATE fragments f SET node_id = u.node_id, volume = u.volume,
-                       "offset" = u.new_offset, length = u.length, checksum = u.checksum
-                   FROM unnest($2::int[], $3::smallint[], $4::text[], $5::int[], $6::bigint[],
-                               $7::int[], $8::bigint[], $9::text[], $10::int[], $11::bigint[])
-                        AS u(segment, frag_index, node_id, volume, new_offset, length,
-                             checksum, old_node, old_volume, old_offset)
-                   WHERE f.object_id = $1 AND f.segment = u.segment
-                     AND f.frag_index = u.frag_index AND f.node_id = u.old_node
-                     AND f.volume = u.old_volume AND f."offset" = u.old_offset""",
-                object_id, [s for s, *_x in updates], [i for _s, i, *_x in updates],
-                [n.node_id for *_x, n in updates], [n.volume for *_x, n in updates],
-                [n.offset for *_x, n in updates], [n.length for *_x, n in updates],
-                [n.checksum for *_x, n in updates], [o.node_id for *_x, o, _n in updates],
-                [o.volume for *_x, o, _n in updates], [o.offset for *_x, o, _n in updates])
-            changed += int(result.split()[-1])
-        volumes = sorted({(new.node_id, new.volume) for *_x, new in items})
+        rows = await conn.fetch(
+            """SELECT segment, frag_indexes, node_ids, volumes, offsets, lengths, checksums
+               FROM segment_fragments WHERE object_id = $1 AND segment = ANY($2::int[])
+               ORDER BY segment FOR UPDATE""", object_id, sorted(replaced))
+        maps = {r["segment"]: segment_map(r) for r in rows}
+        touched: dict[int, dict[int, FragmentLocation]] = {}
+        for seg, reps in sorted(replaced.items()):
+            current = maps.get(seg, {})
+            for index, (old, new) in sorted(reps.items()):
+                now = current.get(index)
+                if (now is None) if old is None else (now is not None and now[:3] == old[:3]):
+                    current[index] = new
+                    touched[seg] = current
+                    changed += 1
+        if touched:
+            await conn.execute(
+                "DELETE FROM segment_fragments WHERE object_id = $1 AND segment = ANY($2::int[])",
+                object_id, list(touched))
+            await conn.execute(INSERT_FRAGMENTS_CALL, object_id, *fragment_columns(touched))
+        volumes = sorted({(new.node_id, new.volume) for reps in replaced.values()
+                          for _old, new in reps.values()})
         await conn.execute(
             """INSERT INTO volumes (node_id, volume)
                SELECT * FROM unnest($1::text[], $2::int[]) ON CONFLICT DO NOTHING""",
@@ -330,7 +378,8 @@ async def _recount_missing(conn: asyncpg.Connection, object_id: str) -> None:
     await conn.execute(
         """UPDATE objects o SET missing_fragments = GREATEST(0,
                (o.size + o.segment_size - 1) / o.segment_size * (o.ec_ndata + o.ec_nparity)
-               - (SELECT count(*) FROM fragments f WHERE f.object_id = o.id))
+               - COALESCE((SELECT sum(cardinality(f.frag_indexes)) FROM segment_fragments f
+                           WHERE f.object_id = o.id), 0))
            WHERE o.id = $1""", object_id)
 
 
@@ -394,9 +443,10 @@ async def object_redundancy(
         """SELECT o.id, o.bucket, o.key, o.ec_ndata, o.ec_nparity,
                   (o.size + o.segment_size - 1) / o.segment_size AS segments,
                   COALESCE((SELECT min(c) FROM (
-                      SELECT s.seg, (SELECT count(*) FROM fragments f
+                      SELECT s.seg, (SELECT count(*) FROM segment_fragments f,
+                                         unnest(f.node_ids) AS n (node_id)
                                      WHERE f.object_id = o.id AND f.segment = s.seg
-                                       AND NOT f.node_id = ANY($1::text[])) AS c
+                                       AND NOT n.node_id = ANY($1::text[])) AS c
                       FROM generate_series(0, (o.size + o.segment_size - 1) / o.segment_size - 1)
                            AS s(seg)) per_segment), 0) AS weakest
            FROM objects o WHERE ($2::uuid IS NULL OR o.id > $2::uuid)
@@ -420,23 +470,15 @@ async def swap_scheme(
     """Replace an object's whole fragment map and scheme (and, when given, its storage class
     name) in one transaction, if its scheme is still ``expected`` (storage-class change). The
     old fragments become garbage."""
-    rows = [(seg, idx, loc) for seg, frags in fragments.items() for idx, loc in frags.items()]
+    columns = fragment_columns(fragments)
     async with pool.acquire() as conn, conn.transaction():
         current = await conn.fetchrow(
             """SELECT ec_type, ec_ndata, ec_nparity, segment_size FROM objects
                WHERE id = $1 FOR UPDATE""", object_id)
         if current is None or tuple(current) != expected:
             return False
-        await conn.execute("DELETE FROM fragments WHERE object_id = $1", object_id)
-        await conn.execute(
-            """INSERT INTO fragments (object_id, segment, frag_index, node_id, volume,
-                   "offset", length, checksum)
-               SELECT $1, * FROM unnest($2::int[], $3::smallint[], $4::text[], $5::int[],
-                   $6::bigint[], $7::int[], $8::bigint[])""",
-            object_id, [s for s, _i, _l in rows], [i for _s, i, _l in rows],
-            [loc.node_id for *_x, loc in rows], [loc.volume for *_x, loc in rows],
-            [loc.offset for *_x, loc in rows], [loc.length for *_x, loc in rows],
-            [loc.checksum for *_x, loc in rows])
+        await conn.execute("DELETE FROM segment_fragments WHERE object_id = $1", object_id)
+        await conn.execute(INSERT_FRAGMENTS_CALL, object_id, *columns)
         await conn.execute(
             """UPDATE objects SET ec_type = $2, ec_ndata = $3, ec_nparity = $4,
                    segment_size = $5, missing_fragments = $6,
@@ -445,7 +487,7 @@ async def swap_scheme(
         await conn.execute(
             """INSERT INTO volumes (node_id, volume)
                SELECT DISTINCT * FROM unnest($1::text[], $2::int[]) ON CONFLICT DO NOTHING""",
-            [loc.node_id for *_x, loc in rows], [loc.volume for *_x, loc in rows])
+            columns[2], columns[3])
         await conn.execute("DELETE FROM repair_queue WHERE object_id = $1", object_id)
     return True
 

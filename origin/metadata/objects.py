@@ -1,10 +1,11 @@
 """Objects and their fragment maps.
 
-``commit_object`` is the moment a PUT becomes visible: the object row and every fragment row
-are written in one transaction, after the data is durable on the nodes. Replacing a key deletes
-the old row in the same transaction (its fragment rows go with it by cascade), so readers see
-either the old or the new object, never a mix; the old fragments stay on disk as garbage for the
-future collector, which is also what keeps in-flight reads of the old version working.
+``commit_object`` is the moment a PUT becomes visible: the object row and its fragment map
+(one ``segment_fragments`` row per segment, migration 0500) are written in one transaction,
+after the data is durable on the nodes. Replacing a key deletes the old row in the same
+transaction (its fragment rows go with it by cascade), so readers see either the old or the
+new object, never a mix; the old fragments stay on disk as garbage for the future collector,
+which is also what keeps in-flight reads of the old version working.
 """
 
 from __future__ import annotations
@@ -61,7 +62,7 @@ async def commit_object(
     if also is None:
         try:
             row = await pool.fetchrow(_COMMIT_CALL, *_object_values(obj),
-                                      *_array_literals(_fragment_columns(fragments)))
+                                      *_array_literals(fragment_columns(fragments)))
         except asyncpg.ForeignKeyViolationError:
             raise NoSuchBucket(resource=f"/{obj.bucket}") from None
         assert row is not None
@@ -124,7 +125,7 @@ def _object_values(obj: NewObject) -> tuple[object, ...]:
             else None, obj.part_count, obj.storage_class)
 
 
-def _fragment_columns(fragments: FragmentMap) -> tuple[list[Any], ...]:
+def fragment_columns(fragments: FragmentMap) -> tuple[list[Any], ...]:
     """The fragment map as seven parallel arrays (segment, index, node, volume, offset,
     length, checksum), the shape ``unnest`` turns back into rows."""
     if len(fragments) == 1:  # one segment (every small object): whole lists, no loop
@@ -146,19 +147,27 @@ async def insert_fragments(conn: asyncpg.Connection, object_id: str,
                            fragments: FragmentMap) -> None:
     """The fragment rows of ``object_id`` (and the volumes they live in), in the caller's
     transaction."""
-    columns = _fragment_columns(fragments)
+    columns = fragment_columns(fragments)
     if not columns[0]:
         return
     volumes = sorted(set(zip(columns[2], columns[3], strict=True)))
-    await conn.execute(
-        """INSERT INTO fragments (object_id, segment, frag_index, node_id, volume,
-               "offset", length, checksum)
-           SELECT $1, * FROM unnest($2::int[], $3::smallint[], $4::text[], $5::int[],
-               $6::bigint[], $7::int[], $8::bigint[])""", object_id, *columns)
+    await conn.execute(INSERT_FRAGMENTS_CALL, object_id, *columns)
     await conn.execute(
         """INSERT INTO volumes (node_id, volume)
            SELECT * FROM unnest($1::text[], $2::int[]) ON CONFLICT DO NOTHING""",
         [n for n, _v in volumes], [v for _n, v in volumes])
+
+
+# Per-fragment columns (``fragment_columns``: grouped by segment) → one row per segment.
+INSERT_FRAGMENTS_CALL = """SELECT origin_insert_fragments($1, $2::int[], $3::smallint[],
+    $4::text[], $5::int[], $6::bigint[], $7::int[], $8::bigint[])"""
+
+
+def segment_map(row: asyncpg.Record) -> dict[int, FragmentLocation]:
+    """One ``segment_fragments`` row as ``fragment index → location``."""
+    return dict(zip(row["frag_indexes"], locations_from_fields(zip(
+        row["node_ids"], row["volumes"], row["offsets"], row["lengths"], row["checksums"],
+        strict=True)), strict=True))
 
 
 @translate_db_errors
@@ -175,33 +184,22 @@ async def get_object_and_map(
     pool: asyncpg.Pool, bucket: str, key: str, segments: int
 ) -> tuple[ObjectRecord | None, FragmentMap]:
     """``get_object`` and the fragment map of its first ``segments`` segments in one round
-    trip (a small object's GET needs nothing else from the database). A segment without
-    any fragment row is absent from the map."""
-    row = await pool.fetchrow(_OBJECT_AND_MAP, bucket, key, segments)
-    if row is None:
+    trip (a small object's GET needs nothing else from the database): one row per segment,
+    the object's columns on each (a small object has one). A segment without a fragment row
+    is absent from the map."""
+    rows = await pool.fetch(_OBJECT_AND_MAP, bucket, key, segments)
+    if not rows:
         return None, {}
     result: FragmentMap = {}  # segments without a row are absent
-    of_segment = row["f_segment"]
-    if of_segment:
-        locations = locations_from_fields(zip(
-            row["f_node"], row["f_volume"], row["f_offset"], row["f_length"],
-            row["f_checksum"], strict=True))
-        if len(set(of_segment)) == 1:  # one segment (every small object): one dict, whole
-            result[of_segment[0]] = dict(zip(row["f_index"], locations, strict=True))
-        else:
-            for seg, idx, location in zip(of_segment, row["f_index"], locations, strict=True):
-                result.setdefault(seg, {})[idx] = location
-    return _object(row), result
+    for row in rows:
+        if (segment := row["segment"]) is not None:
+            result[segment] = segment_map(row)
+    return _object(rows[0]), result
 
 
 _OBJECT_AND_MAP = f"""SELECT {", ".join("o." + c.strip() for c in _OBJECT_COLUMNS.split(","))},
-        f.f_segment, f.f_index, f.f_node, f.f_volume, f.f_offset, f.f_length, f.f_checksum
-    FROM objects o LEFT JOIN LATERAL (
-        SELECT array_agg(segment) AS f_segment, array_agg(frag_index) AS f_index,
-            array_agg(node_id) AS f_node, array_agg(volume) AS f_volume,
-            array_agg("offset") AS f_offset, array_agg(length) AS f_length,
-            array_agg(checksum) AS f_checksum
-        FROM fragments WHERE object_id = o.id AND segment < $3) f ON true
+        f.segment, f.frag_indexes, f.node_ids, f.volumes, f.offsets, f.lengths, f.checksums
+    FROM objects o LEFT JOIN segment_fragments f ON f.object_id = o.id AND f.segment < $3
     WHERE o.bucket = $1 AND o.key = $2 AND o.is_latest"""
 
 
@@ -212,13 +210,12 @@ async def get_fragments(
     """The fragment map of segments ``first_segment ..= last_segment`` only (a Range read
     does not load the map of a whole 5 GiB object)."""
     rows = await pool.fetch(
-        """SELECT segment, frag_index, node_id, volume, "offset", length, checksum
-           FROM fragments WHERE object_id = $1 AND segment BETWEEN $2 AND $3""",
+        """SELECT segment, frag_indexes, node_ids, volumes, offsets, lengths, checksums
+           FROM segment_fragments WHERE object_id = $1 AND segment BETWEEN $2 AND $3""",
         object_id, first_segment, last_segment)
     result: FragmentMap = {s: {} for s in range(first_segment, last_segment + 1)}
     for r in rows:
-        result[r["segment"]][r["frag_index"]] = FragmentLocation(
-            r["node_id"], r["volume"], r["offset"], r["length"], r["checksum"])
+        result[r["segment"]] = segment_map(r)
     return result
 
 

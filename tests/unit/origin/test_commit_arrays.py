@@ -4,20 +4,20 @@ PostgreSQL's ``array_in`` reads back exactly (the integration tests round-trip t
 from __future__ import annotations
 
 from origin.layout import FragmentLocation
-from origin.metadata.objects import _array_literals, _fragment_columns
+from origin.metadata.objects import _array_literals, fragment_columns
 
 
 def test_the_map_becomes_seven_parallel_columns_in_map_order() -> None:
     fragments = {0: {0: FragmentLocation("n1", 3, 100, 760, 11),
                      2: FragmentLocation("n2", 4, 200, 760, 22)},
                  1: {1: FragmentLocation("n3", 5, 300, 12, 33)}}
-    assert _fragment_columns(fragments) == (
+    assert fragment_columns(fragments) == (
         [0, 0, 1], [0, 2, 1], ["n1", "n2", "n3"], [3, 4, 5], [100, 200, 300],
         [760, 760, 12], [11, 22, 33])
-    assert _fragment_columns({}) == ([], [], [], [], [], [], [])
+    assert fragment_columns({}) == ([], [], [], [], [], [], [])
     one = {0: {1: FragmentLocation("n2", 4, 200, 760, 22),
                0: FragmentLocation("n1", 3, 100, 760, 11)}}
-    assert _fragment_columns(one) == ([0, 0], [1, 0], ["n2", "n1"], [4, 3], [200, 100],
+    assert fragment_columns(one) == ([0, 0], [1, 0], ["n2", "n1"], [4, 3], [200, 100],
                                       [760, 760], [22, 11])
 
 
@@ -32,7 +32,7 @@ def test_the_columns_read_back_are_the_same_locations() -> None:
 
     original = {0: {i: FragmentLocation(f"node-{i}", 2, 800 * i, 760, 1000 + i)
                     for i in range(9)}}
-    columns = _fragment_columns(original)
+    columns = fragment_columns(original)
     back = list(locations_from_fields(zip(*columns[2:], strict=True)))
     assert back == list(original[0].values())
     assert all(type(loc) is FragmentLocation for loc in back)
