@@ -29,6 +29,9 @@ READER = web.AppKey("reader", ECReader)
 # Per-process memos of rows read on every request (see ``origin.ttl_cache``).
 CREDENTIALS: web.AppKey[TTLCache[str, Credential]] = web.AppKey("credentials")
 BUCKETS: web.AppKey[TTLCache[str, Bucket]] = web.AppKey("buckets")
+# (node, volume) pairs this process committed: their ``volumes`` rows exist, the PUT commit
+# need not upsert them again (``object_store.commit_object``).
+KNOWN_VOLUMES: web.AppKey[set[tuple[str, int]]] = web.AppKey("known_volumes")
 # Absent unless object_cache_bytes > 0 (origin.object_cache).
 OBJECT_CACHE = web.AppKey("object_cache", ObjectCache)
 

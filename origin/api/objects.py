@@ -24,7 +24,7 @@ from origin import checksums
 from origin.api import multipart, s3xml, s3xml_in
 from origin.api.buckets import load_bucket
 from origin.api.front_request import must_stream
-from origin.api.keys import METRICS, POOL, PRINCIPAL
+from origin.api.keys import KNOWN_VOLUMES, METRICS, POOL, PRINCIPAL
 from origin.api.names import check_key
 from origin.api.object_data import (
     StoredData,
@@ -147,7 +147,7 @@ async def put_object(request: web.Request) -> web.StreamResponse:
     data = await store_body(request, object_id, request[PRINCIPAL])
     record = await object_store.commit_object(
         request.app[POOL], committed_object(bucket, key, object_id, data, attributes),
-        data.fragments)
+        data.fragments, known_volumes=request.app[KNOWN_VOLUMES])
     request.app[METRICS].bytes_in.inc(data.size)
     headers = {"ETag": quoted_etag(record.etag), **_version_headers(record)}
     if record.checksum:
@@ -230,7 +230,7 @@ async def copy_object(request: web.Request, bucket_name: str, key: str) -> web.R
     data = dataclasses.replace(data, checksum=source.checksum)
     record = await object_store.commit_object(
         request.app[POOL], committed_object(bucket, key, object_id, data, attributes),
-        data.fragments)
+        data.fragments, known_volumes=request.app[KNOWN_VOLUMES])
     headers = _version_headers(record)
     if source.version_id != "null":
         headers["x-amz-copy-source-version-id"] = source.version_id

@@ -24,6 +24,7 @@ from origin.api.keys import (
     CONFIG,
     CREDENTIALS,
     HEALTH,
+    KNOWN_VOLUMES,
     METRICS,
     NODES,
     OBJECT_CACHE,
@@ -78,6 +79,7 @@ async def _metadata(app: web.Application) -> AsyncIterator[None]:
         await pool.close()
         raise
     app[POOL] = pool
+    app[KNOWN_VOLUMES] = set()
     yield
     await pool.close()
 

@@ -51,21 +51,29 @@ def _object(row: asyncpg.Record) -> ObjectRecord:
 @translate_db_errors
 async def commit_object(
     pool: asyncpg.Pool, obj: NewObject, fragments: FragmentMap,
-    also: InTransaction | None = None,
+    also: InTransaction | None = None, known_volumes: set[tuple[str, int]] | None = None,
 ) -> ObjectRecord:
     """Make ``obj`` the current version of its key, atomically replacing the previous 'null'
     version (or keeping the previous version as noncurrent when ``obj`` has a version id).
     ``also`` runs in the same transaction (multipart completion links the parts there).
 
-    Without ``also`` the whole commit is one call of ``origin_commit_object`` (migration
-    0400): one round trip instead of eight, which is most of a small PUT's metadata cost."""
+    Without ``also`` the whole commit is one call of ``origin_commit_object`` (migrations
+    0400, 0510): one round trip instead of eight, which is most of a small PUT's metadata
+    cost. ``known_volumes``: the (node, volume) pairs this process already committed (a
+    per-process memo the call fills in); when every pair of ``fragments`` is in it, the
+    ``volumes`` upsert is skipped (its row exists: rows leave only with their volume)."""
     if also is None:
+        columns = fragment_columns(fragments)
+        pairs = set(zip(columns[2], columns[3], strict=True))
+        note = known_volumes is None or not pairs <= known_volumes
         try:
             row = await pool.fetchrow(_COMMIT_CALL, *_object_values(obj),
-                                      *_array_literals(fragment_columns(fragments)))
+                                      *_array_literals(columns), note)
         except asyncpg.ForeignKeyViolationError:
             raise NoSuchBucket(resource=f"/{obj.bucket}") from None
         assert row is not None
+        if note and known_volumes is not None:
+            known_volumes |= pairs  # committed: the rows exist now
         return _object(row)
     async with pool.acquire() as conn, conn.transaction():
         # Serialise writers of one key so "delete old, insert new" cannot race into a
@@ -96,7 +104,8 @@ async def commit_object(
 _COMMIT_CALL = f"""SELECT {_OBJECT_COLUMNS} FROM origin_commit_object(
     $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20,
     $21, $22::text::integer[], $23::text::smallint[], $24::text::text[],
-    $25::text::integer[], $26::text::bigint[], $27::text::integer[], $28::text::bigint[])"""
+    $25::text::integer[], $26::text::bigint[], $27::text::integer[], $28::text::bigint[],
+    $29)"""
 
 
 def _array_literals(columns: tuple[list[Any], ...]) -> list[str]:

@@ -200,3 +200,27 @@ async def test_storage_class_swap_replaces_the_whole_map(pool: asyncpg.Pool) -> 
     assert await fmeta.swap_scheme(pool, obj.id, ("isa_l_rs_cauchy", 2, 1, 1024),
                                    ("replicated", 1, 3, 2048), replacement, 0)
     assert await objects.get_fragments(pool, obj.id, 0, 1) == {0: replacement[0], 1: {}}
+
+
+async def test_commit_upserts_volumes_only_for_pairs_not_yet_known(pool: asyncpg.Pool) -> None:
+    """With the origin's memo of committed (node, volume) pairs, a PUT whose pairs are all
+    known skips the ``volumes`` upsert; one new pair upserts them all."""
+    known: set[tuple[str, int]] = set()
+    first = {0: {i: FragmentLocation(f"n{i}", 1, 0, 10, i) for i in range(3)}}
+    await objects.commit_object(pool, _object("v1"), first, known_volumes=known)
+    assert known == {("n0", 1), ("n1", 1), ("n2", 1)}
+    assert await pool.fetchval("SELECT count(*) FROM volumes") == 3
+
+    await pool.execute("DELETE FROM volumes")  # so a skipped upsert shows
+    await objects.commit_object(pool, _object("v2"), first, known_volumes=known)
+    assert await pool.fetchval("SELECT count(*) FROM volumes") == 0
+
+    second = {0: {**first[0], 2: FragmentLocation("n2", 2, 0, 10, 2)}}
+    await objects.commit_object(pool, _object("v3"), second, known_volumes=known)
+    rows = await pool.fetch("SELECT node_id, volume FROM volumes ORDER BY 1, 2")
+    assert [tuple(r) for r in rows] == [("n0", 1), ("n1", 1), ("n2", 2)]
+    assert ("n2", 2) in known
+
+    await pool.execute("DELETE FROM volumes")
+    await objects.commit_object(pool, _object("v4"), first)  # no memo: always upserted
+    assert await pool.fetchval("SELECT count(*) FROM volumes") == 3
