@@ -36,14 +36,16 @@ _REFERENCE_TABLES_SQL = """
       AND c.column_name IN ('node_id', 'volume', 'offset') AND c.data_type <> 'ARRAY'
     GROUP BY c.table_name HAVING count(*) = 3 ORDER BY c.table_name"""
 
-# The elements of ``segment_fragments`` in volume $2 of node $1, found through the GIN index
-# (the row's places contain the pair) and then picked out of the row's arrays.
-_IN_VOLUME = """FROM segment_fragments s,
-        unnest(s.frag_indexes, s.node_ids, s.volumes, s.offsets)
-            AS u (frag_index, node_id, volume, "offset")
+# The elements of ``segment_fragments`` in volume $2 of node $1: rows found through the GIN
+# index (the row's places contain the pair), then the positions ``p`` of node $1 in the row
+# (``array_positions``: usually one; more when a segment has two fragments on one node) whose
+# volume is $2. Indexing the arrays at ``p`` rather than unnesting all six of them halves the
+# query (20,000 segments in a volume of 200,000 objects: 76 -> 36 ms).
+_IN_VOLUME = """FROM segment_fragments s
+        CROSS JOIN LATERAL unnest(array_positions(s.node_ids, $1)) AS p
     WHERE origin_fragment_places(s.node_ids, s.volumes)
             @> ARRAY[origin_fragment_place($1, $2)]
-      AND u.node_id = $1 AND u.volume = $2"""
+      AND s.volumes[p] = $2"""
 
 
 def _ident(name: str) -> str:
@@ -60,7 +62,8 @@ async def reference_tables(conn: asyncpg.Connection | asyncpg.Pool) -> list[str]
 async def referenced_offsets(pool: asyncpg.Pool, node_id: str, volume: int) -> set[int]:
     """Record offsets in one volume that some row references."""
     async with pool.acquire() as conn:
-        rows = await conn.fetch(f'SELECT DISTINCT u."offset" {_IN_VOLUME}', node_id, volume)
+        rows = await conn.fetch(f'SELECT DISTINCT s.offsets[p] AS "offset" {_IN_VOLUME}',
+                                node_id, volume)
         offsets = {r["offset"] for r in rows}
         for table in await reference_tables(conn):
             rows = await conn.fetch(
@@ -203,8 +206,8 @@ async def fragments_in_range(
 ) -> list[FragmentRef]:
     """Fragments whose record starts in ``[start, stop)`` of one volume."""
     rows = await pool.fetch(
-        f"""SELECT s.object_id, s.segment, u.frag_index {_IN_VOLUME}
-            AND u."offset" >= $3 AND u."offset" < $4""",
+        f"""SELECT s.object_id, s.segment, s.frag_indexes[p] AS frag_index {_IN_VOLUME}
+            AND s.offsets[p] >= $3 AND s.offsets[p] < $4""",
         node_id, volume, start, stop)
     return [FragmentRef(str(r["object_id"]), r["segment"], r["frag_index"]) for r in rows]
 
@@ -215,11 +218,16 @@ async def fragments_absent_from(
 ) -> list[FragmentRef]:
     """Fragments on ``node_id`` pointing at a volume the node does not have, or past its
     end: the node lost data (disk replaced, directory wiped). A scan of every segment row
-    (a node holds a fragment of most segments, so no index would narrow it much)."""
+    (a node holds a fragment of most segments, so no index would narrow it much), looking
+    only at the node's positions in each: unnesting whole rows (the ``fragments`` view) made
+    it 11x slower (1.16 s against 0.10 s at 200,000 objects, per node and scrub pass)."""
     rows = await pool.fetch(
-        """SELECT f.object_id, f.segment, f.frag_index FROM fragments f
-           LEFT JOIN unnest($2::int[], $3::bigint[]) AS v(volume, size) ON v.volume = f.volume
-           WHERE f.node_id = $1 AND (v.volume IS NULL OR f."offset" >= v.size)""",
+        """SELECT s.object_id, s.segment, s.frag_indexes[p] AS frag_index
+           FROM segment_fragments s
+           CROSS JOIN LATERAL unnest(array_positions(s.node_ids, $1)) AS p
+           LEFT JOIN unnest($2::int[], $3::bigint[]) AS v (volume, size)
+                  ON v.volume = s.volumes[p]
+           WHERE v.volume IS NULL OR s.offsets[p] >= v.size""",
         node_id, list(volume_sizes), list(volume_sizes.values()))
     return [FragmentRef(str(r["object_id"]), r["segment"], r["frag_index"]) for r in rows]
 
@@ -245,7 +253,9 @@ async def segments_to_repair(
                   < o.ec_ndata + o.ec_nparity
             LIMIT $2)
            UNION
-           (SELECT object_id, segment FROM segment_fragments WHERE node_ids && $1::text[]
+           (SELECT object_id, segment FROM segment_fragments
+            -- no lost node (the usual case): no scan at all (a one-time filter)
+            WHERE cardinality($1::text[]) > 0 AND node_ids && $1::text[]
             LIMIT $2)
            LIMIT $2""", list(lost_nodes), limit)
     return [(str(r["object_id"]), r["segment"]) for r in rows]
