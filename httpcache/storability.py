@@ -151,8 +151,9 @@ def fields_to_store(headers: Fields, config: PolicyConfig = DEFAULT_POLICY) -> F
     listed = cc.fields_of("no-cache")
     if config.shared:
         listed |= cc.fields_of("private")
-    # a constant when nothing is listed (the common case): ``without`` lowers it only once
-    return end_to_end(headers).without(_NEVER_STORED | listed if listed else _NEVER_STORED)
+    # the constant is lowered once and memoised by ``without``; listed names (lower-case
+    # already, and the origin's to choose) go as strings so they never enter that memo
+    return end_to_end(headers).without(_NEVER_STORED, *listed)
 
 
 _NEVER_STORED = frozenset({"set-cookie", "set-cookie2"})
