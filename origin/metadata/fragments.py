@@ -254,7 +254,9 @@ async def segments_to_repair(
             LIMIT $2)
            UNION
            (SELECT object_id, segment FROM segment_fragments
-            -- no lost node (the usual case): no scan at all (a one-time filter)
+            -- no lost node (the usual case): no scan at all (a one-time filter); with one,
+            -- the rows still on it come from segment_fragments_by_node (migration 0520),
+            -- not from a scan that reads more of the table as the repair progresses
             WHERE cardinality($1::text[]) > 0 AND node_ids && $1::text[]
             LIMIT $2)
            LIMIT $2""", list(lost_nodes), limit)

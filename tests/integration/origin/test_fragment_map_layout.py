@@ -113,6 +113,49 @@ async def test_old_fragment_rows_become_one_row_per_segment(fresh_database_url: 
         await pool.close()
 
 
+async def test_lost_node_segments_come_from_the_node_index(fresh_database_url: str) -> None:
+    """A database migrated from 0510 gets the node index (0520); the reconstructor's
+    lost-node query answers from it, not by reading the table until it finds rows still on
+    the node (the last passes of a repair, when none are left, read all of it)."""
+    conn = await asyncpg.connect(fresh_database_url)
+    try:
+        await _migrate_up_to(conn, 510)
+        await conn.execute("INSERT INTO buckets (name, owner) VALUES ('b', 'alice')")
+        await conn.execute(
+            """INSERT INTO objects (id, bucket, key, size, etag, content_type, ec_type,
+                   ec_ndata, ec_nparity, segment_size)
+               SELECT md5(i::text)::uuid, 'b', 'k' || i, 1024, 'e', 't', 'isa_l_rs_cauchy',
+                   2, 1, 1024 FROM generate_series(0, 19999) i""")
+        # n0..n2 hold every segment; the lost node n9 still holds a fragment of the last 5
+        # (the others were rebuilt elsewhere already).
+        await conn.execute(
+            """INSERT INTO segment_fragments
+               SELECT md5(i::text)::uuid, 0, '{0,1,2}',
+                   ARRAY['n0', 'n1', CASE WHEN i >= 19995 THEN 'n9' ELSE 'n2' END],
+                   '{1,1,1}', ARRAY[i * 100, i * 100, i * 100]::bigint[], '{10,10,10}',
+                   '{1,2,3}' FROM generate_series(0, 19999) i""")
+    finally:
+        await conn.close()
+
+    pool = await db.create_pool(fresh_database_url, max_size=2)
+    try:
+        applied = await db.migrate(pool)
+        assert "0520_segment_fragments_by_node.sql" in applied
+        await pool.execute("ANALYZE segment_fragments")
+        todo = await fmeta.segments_to_repair(pool, ["n9"], 100)
+        assert sorted(todo) == sorted((str(uuid.UUID(hex=h)), 0) for h in await pool.fetchval(
+            "SELECT array_agg(md5(i::text)) FROM generate_series(19995, 19999) i"))
+        assert len(await fmeta.segments_to_repair(pool, ["n9"], 3)) == 3
+        assert await fmeta.segments_to_repair(pool, ["n8"], 100) == []  # nothing left
+        for node in ("n9", "n8"):
+            plan = "\n".join(r[0] for r in await pool.fetch(
+                """EXPLAIN SELECT object_id, segment FROM segment_fragments
+                   WHERE node_ids && $1::text[] LIMIT 100""", [node]))
+            assert "segment_fragments_by_node" in plan and "Seq Scan" not in plan, plan
+    finally:
+        await pool.close()
+
+
 async def test_multi_segment_commit_groups_fragments_by_segment(pool: asyncpg.Pool) -> None:
     obj = _object("k")
     fragment_map = {s: {i: FragmentLocation(f"n{i}", 1, 100 * s + i, 10, i) for i in (2, 0, 1)}

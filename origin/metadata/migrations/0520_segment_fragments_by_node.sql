@@ -1,0 +1,11 @@
+-- "Segments with a fragment on node N" (the reconstructor's lost-node work) through an index
+-- (issue 6). 0500's GIN index is over 'node/volume' places, so it answers "what is in volume
+-- V of node N" but not "what is on node N" without knowing every volume N ever had (the
+-- `volumes` catalogue can lag: see 0510). Without this index the lost-node query scanned
+-- `segment_fragments` until it found its LIMIT of rows still on the node: at the start of a
+-- repair that is the first rows, but as the rebuilt segments leave the node the scan reads
+-- ever more of the table per pass, and the last pass reads all of it (200,000 segments:
+-- ~100 ms per pass, with every pass holding a connection). A GIN over the node ids answers
+-- `node_ids && $1` from the lost node's posting list. GIN's pending list (fastupdate, the
+-- default) makes a commit's insert one append, merged later in bulk, as for 0500's index.
+CREATE INDEX segment_fragments_by_node ON segment_fragments USING gin (node_ids);
