@@ -179,6 +179,13 @@ async def test_volume_queries_pick_the_elements_of_one_node_and_volume(
                                               1: FragmentLocation("n2", 1, 0, 10, 5)},
                                           1: {0: FragmentLocation("n1", 1, 96, 10, 6)}})
     assert await fmeta.referenced_offsets(pool, "n1", 1) == {0, 32, 96}
+    # a's row holds two fragments of n1: the one in volume 11 is its second
+    assert await fmeta.referenced_offsets(pool, "n1", 11) == {0}
+    c = _object("c")
+    await objects.commit_object(pool, c, {0: {0: FragmentLocation("n3", 11, 8, 10, 7),
+                                              1: FragmentLocation("n3", 11, 40, 10, 8)}})
+    assert await fmeta.referenced_offsets(pool, "n3", 11) == {8, 40}
+    assert await fmeta.referenced_offsets(pool, "n3", 1) == set()
     assert await fmeta.count_references(pool, "n2", 1) == 2
     refs = await fmeta.fragments_in_range(pool, "n1", 1, 10, 100)
     assert sorted((r.object_id, r.segment, r.frag_index) for r in refs) == sorted(
