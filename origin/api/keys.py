@@ -12,6 +12,7 @@ from origin.config import OriginConfig
 from origin.ec_reader import ECReader
 from origin.ec_writer import ECWriter
 from origin.metadata.models import Bucket, Credential
+from origin.metadata.volume_memo import KnownVolumes
 from origin.metrics import OriginMetrics
 from origin.nodeclient import NodeClient
 from origin.nodehealth import NodeHealth
@@ -30,8 +31,8 @@ READER = web.AppKey("reader", ECReader)
 CREDENTIALS: web.AppKey[TTLCache[str, Credential]] = web.AppKey("credentials")
 BUCKETS: web.AppKey[TTLCache[str, Bucket]] = web.AppKey("buckets")
 # (node, volume) pairs this process committed: their ``volumes`` rows exist, the PUT commit
-# need not upsert them again (``object_store.commit_object``).
-KNOWN_VOLUMES: web.AppKey[set[tuple[str, int]]] = web.AppKey("known_volumes")
+# need not upsert them again (``object_store.commit_object``, ``metadata.volume_memo``).
+KNOWN_VOLUMES = web.AppKey("known_volumes", KnownVolumes)
 # Absent unless object_cache_bytes > 0 (origin.object_cache).
 OBJECT_CACHE = web.AppKey("object_cache", ObjectCache)
 

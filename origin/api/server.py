@@ -44,6 +44,7 @@ from origin.metadata import db
 from origin.metadata.credentials import upsert_credential
 from origin.metadata.models import Credential
 from origin.metadata.nodes import touch_nodes, upsert_nodes
+from origin.metadata.volume_memo import KnownVolumes
 from origin.metrics import OriginMetrics
 from origin.nodeclient import NodeClient
 from origin.nodehealth import NodeHealth
@@ -79,7 +80,7 @@ async def _metadata(app: web.Application) -> AsyncIterator[None]:
         await pool.close()
         raise
     app[POOL] = pool
-    app[KNOWN_VOLUMES] = set()
+    app[KNOWN_VOLUMES] = KnownVolumes()
     yield
     await pool.close()
 

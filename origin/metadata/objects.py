@@ -10,6 +10,7 @@ which is also what keeps in-flight reads of the old version working.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -20,6 +21,7 @@ from origin.layout import FragmentLocation, FragmentMap, locations_from_fields
 from origin.metadata.db import translate_db_errors
 from origin.metadata.models import ListedObject, ListPage, NewObject, ObjectRecord, StorageScheme
 from origin.metadata.rows import lock_key, make_room, purge_rows
+from origin.metadata.volume_memo import KnownVolumes
 
 # A step run inside ``commit_object``'s transaction, given the committed row.
 InTransaction = Callable[[asyncpg.Connection, ObjectRecord], Awaitable[None]]
@@ -51,7 +53,7 @@ def _object(row: asyncpg.Record) -> ObjectRecord:
 @translate_db_errors
 async def commit_object(
     pool: asyncpg.Pool, obj: NewObject, fragments: FragmentMap,
-    also: InTransaction | None = None, known_volumes: set[tuple[str, int]] | None = None,
+    also: InTransaction | None = None, known_volumes: KnownVolumes | None = None,
 ) -> ObjectRecord:
     """Make ``obj`` the current version of its key, atomically replacing the previous 'null'
     version (or keeping the previous version as noncurrent when ``obj`` has a version id).
@@ -60,12 +62,12 @@ async def commit_object(
     Without ``also`` the whole commit is one call of ``origin_commit_object`` (migrations
     0400, 0510): one round trip instead of eight, which is most of a small PUT's metadata
     cost. ``known_volumes``: the (node, volume) pairs this process already committed (a
-    per-process memo the call fills in); when every pair of ``fragments`` is in it, the
-    ``volumes`` upsert is skipped (its row exists: rows leave only with their volume)."""
+    per-process memo the call fills in); when it holds every pair of ``fragments``, the
+    ``volumes`` upsert is skipped (their rows exist; ``volume_memo`` says when it forgets)."""
     if also is None:
         columns = fragment_columns(fragments)
         pairs = set(zip(columns[2], columns[3], strict=True))
-        note = known_volumes is None or not pairs <= known_volumes
+        note = known_volumes is None or known_volumes.needs_upsert(pairs, time.monotonic())
         try:
             row = await pool.fetchrow(_COMMIT_CALL, *_object_values(obj),
                                       *_array_literals(columns), note)
@@ -73,7 +75,7 @@ async def commit_object(
             raise NoSuchBucket(resource=f"/{obj.bucket}") from None
         assert row is not None
         if note and known_volumes is not None:
-            known_volumes |= pairs  # committed: the rows exist now
+            known_volumes.committed(pairs)
         return _object(row)
     async with pool.acquire() as conn, conn.transaction():
         # Serialise writers of one key so "delete old, insert new" cannot race into a

@@ -18,7 +18,8 @@ PURE = {
     "origin": ["erasure", "placement", "sigv4", "layout", "errors", "storagenode/record",
                "api/preconditions", "api/names", "api/s3xml", "api/paths",
                "api/object_headers", "workers/planning", "storage_class", "ttl_cache",
-               "batch_wire", "aws_chunked", "checksums", "multipart", "lifecycle/rules"],
+               "batch_wire", "aws_chunked", "checksums", "multipart", "lifecycle/rules",
+               "metadata/volume_memo"],
     "cdn": ["rendezvous"],
 }
 
