@@ -51,6 +51,15 @@ class BodySink:
         elif not self.memory.fits(self.size):
             self.drop()
 
+    def add_in_memory(self, chunk: Chunk) -> None:
+        """``add`` for a sink with no disk tier, which never has to wait."""
+        assert self.disk is None
+        if self.keeping:
+            self.size += len(chunk)
+            self._kept.append(chunk)
+            if not self.memory.fits(self.size):
+                self.drop()
+
     def body(self, whole: bytearray | None = None) -> Body:
         """The body kept in memory (empty when it went to a file). ``whole``: the complete
         response body, read into one buffer by the upstream client; when every one of its

@@ -8,7 +8,9 @@ The fetch runs in its own task so one client going away does not abort the downl
 others (and the cache) are waiting for. The exception is a flight its first request runs
 itself (``Collapser.start`` + ``run``, used by the hit path's plain misses): that request
 writes to its client from the flight's ``listener`` as the flight is fed, saving the task and
-the hand-off per chunk, and its caller guarantees it is not cancelled while it runs.
+the hand-off per chunk, and its caller guarantees it is not cancelled while it runs. Such a
+flight may also be fed with no task at all, from the upstream connection's callbacks
+(``httpcache.callback_fill``), which ends it as ``run`` would.
 
 Uncacheable answers: the head says whether the response may be *shared*. A response the
 policy would store is shareable by definition (the cache would serve it to anyone). One it
@@ -176,6 +178,11 @@ class Flight:
     @property
     def done(self) -> bool:
         return self._done
+
+    @property
+    def error(self) -> BaseException | None:
+        """Why the flight failed, once it did."""
+        return self._error
 
     @property
     def head(self) -> FlightHead | None:
@@ -386,6 +393,20 @@ class Collapser:
             return None
         flight = self._flights[key] = Flight(key)
         return flight
+
+    def run_in_task(self, flight: Flight, producer: Producer, then: Callable[[], None]
+                    ) -> None:
+        """Run ``flight`` (from ``start``) in a task of its own, then call ``then``: for a
+        flight its caller began running without one (``callback_fill``) and cannot finish
+        so."""
+        task = asyncio.get_running_loop().create_task(self.run(flight, producer))
+        self._tasks.add(task)
+
+        def ended(done: asyncio.Task[None]) -> None:
+            self._tasks.discard(done)
+            then()
+
+        task.add_done_callback(ended)
 
     def close_to_newcomers(self, flight: Flight) -> None:
         """Later requests start their own flight (e.g. the response is not shareable)."""

@@ -426,13 +426,16 @@ class CacheEngine:
         def producer(flight: Flight) -> Awaitable[None]:
             return self._produce(
                 flight, creq=creq, method="GET" if fills else creq.method,
-                headers=fill_request_fields(
-                    creq.headers, via=self.config.name, peer=remote, drop=self._drop,
-                    validators=decision.validators if isinstance(decision, Revalidate)
-                    else None),
-                stored=stored, fills=fills)
+                headers=self.fill_fields(creq, decision, remote), stored=stored, fills=fills)
 
         return producer
+
+    def fill_fields(self, creq: CacheRequest, decision: Miss | Revalidate, remote: str | None
+                    ) -> Fields:
+        """The fields of the upstream request that fetches ``creq`` for ``decision``."""
+        return fill_request_fields(
+            creq.headers, via=self.config.name, peer=remote, drop=self._drop,
+            validators=decision.validators if isinstance(decision, Revalidate) else None)
 
     def flight_fields(self, decision: Miss | Revalidate, head: FlightHead, owner: bool, *,
                       revalidated: bool) -> tuple[Fields, CacheStatus, int | None, Fields]:
@@ -571,69 +574,43 @@ class CacheEngine:
     async def _receive(self, flight: Flight, creq: CacheRequest, method: str,
                        up: UpstreamResponse, request_time: float, response_time: float,
                        *, fills: bool, since: FetchMark) -> None:
-        policy = self.config.policy
-        as_sent = creq if method == creq.method else CacheRequest(method, creq.target,
-                                                                  creq.headers)
-        shareable = is_storable(as_sent, up.status, up.headers, policy)
-        length = _content_length(up.headers)
-        sink = (BodySink(self.store, self.disk, length)
-                if fills and shareable
-                and is_worth_storing(up.status, up.headers, response_time, policy) else None)
+        fill = FillSteps(self, flight, creq, method, up.status, up.headers, request_time,
+                         response_time, fills=fills)
+        sink = fill.sink
         if sink is not None and sink.keeping and sink.writer is None:
             up.keep_whole()  # kept in memory as it arrives: one buffer, no join (lean_client)
-        kept = fields_to_store(up.headers, policy) if shareable else None
-        vary = selecting_fields(as_sent.headers, up.headers)
-        flight.publish_head(FlightHead(
-            status=up.status, headers=up.headers,
-            shared_headers=kept,
-            content_length=length, fwd_status=up.status,
-            stored=sink is not None and sink.keeping,
-            request_time=request_time, response_time=response_time,
-            vary=vary))
-        if not shareable:
-            self.collapser.close_to_newcomers(flight)
-        # chunks are retained for late joiners while they fit in memory as one object
-        retaining = length is None or self.store.fits(length)
-        if not retaining:
-            self._stop_retaining(flight)
-        size = 0
+        fill.publish()
         try:
             async for chunk in up.chunks:
-                flight.feed(chunk)
-                size += len(chunk)
-                if retaining and not self.store.fits(size):
-                    retaining = False
-                    self._stop_retaining(flight)
+                fill.piece(chunk)
                 if sink is not None:
                     await sink.add(chunk)
         except BaseException:
             if sink is not None:
                 sink.drop()
             raise
-        if sink is not None and sink.keeping:
-            stored = make_stored_response(creq.target, as_sent, up.status, up.headers,
-                                          sink.body(up.whole()), request_time, response_time,
-                                          policy,
-                                          kept=kept, vary=vary)
+        stored = fill.end(up.whole())
+        if stored is not None:
+            assert sink is not None
             await self._keep(stored, sink, since)
-        elif method == "GET" and up.status not in ERROR_STATUSES:
-            # superseded by a response we do not keep (an error keeps the stale one usable
-            # for stale-if-error)
-            self._delete_variant(creq)
 
     async def _keep(self, stored: StoredResponse, sink: BodySink, since: FetchMark) -> None:
         """Store a fetched response in memory or on disk (removing an older copy from the
         other tier, which would shadow or outlive it) and offer it to the shared tier."""
-        entry = stored.entry_key
         if sink.writer is not None:
             assert self.disk is not None
             if self.store.purged_since(stored, since):
                 stored = dataclasses.replace(stored, invalidated=True)
             if await self.disk.commit(sink.writer, stored):
-                self.store.delete_entry(entry)
+                self.store.delete_entry(stored.entry_key)
             return
+        self.keep_in_memory(stored, since)
+
+    def keep_in_memory(self, stored: StoredResponse, since: FetchMark) -> None:
+        """``_keep`` for a body kept in memory: nothing to wait for."""
         if not self.store.put(stored, fetched=since):
             return
+        entry = stored.entry_key
         if self.disk is not None:
             self.disk.delete_entry(entry)
         if self.shared is not None:
@@ -682,6 +659,79 @@ class CacheEngine:
                   body: AsyncIterable[bytes] | None = None) -> _CountedExchange:
         """One upstream exchange, counted in ``cdn_upstream_requests_total``."""
         return _CountedExchange(self, method, target, headers, body)
+
+
+class FillSteps:
+    """Receiving one upstream response into its flight and, when it may be kept, the cache,
+    as steps with no waiting in them: made from the head (what may be shared and stored, the
+    sink), ``publish`` the head, ``piece`` per body chunk (the caller adds it to ``sink``),
+    ``end``. ``CacheEngine._receive`` drives them awaiting the upstream;
+    ``callback_fill.CallbackFill`` from the upstream connection's callbacks."""
+
+    __slots__ = ("as_sent", "creq", "engine", "flight", "kept", "length", "method",
+                 "request_time", "response_time", "retaining", "shareable", "sink", "size",
+                 "status", "headers", "vary")
+
+    def __init__(self, engine: CacheEngine, flight: Flight, creq: CacheRequest, method: str,
+                 status: int, headers: Fields, request_time: float, response_time: float,
+                 *, fills: bool) -> None:
+        policy = engine.config.policy
+        self.engine = engine
+        self.flight = flight
+        self.creq = creq
+        self.method = method
+        self.status = status
+        self.headers = headers
+        self.request_time = request_time
+        self.response_time = response_time
+        as_sent = self.as_sent = creq if method == creq.method else CacheRequest(
+            method, creq.target, creq.headers)
+        shareable = self.shareable = is_storable(as_sent, status, headers, policy)
+        length = self.length = _content_length(headers)
+        self.sink = (BodySink(engine.store, engine.disk, length)
+                     if fills and shareable
+                     and is_worth_storing(status, headers, response_time, policy) else None)
+        self.kept = fields_to_store(headers, policy) if shareable else None
+        self.vary = selecting_fields(as_sent.headers, headers)
+        self.size = 0
+        # chunks are retained for late joiners while they fit in memory as one object
+        self.retaining = length is None or engine.store.fits(length)
+
+    def publish(self) -> None:
+        sink, flight, engine = self.sink, self.flight, self.engine
+        flight.publish_head(FlightHead(
+            status=self.status, headers=self.headers,
+            shared_headers=self.kept,
+            content_length=self.length, fwd_status=self.status,
+            stored=sink is not None and sink.keeping,
+            request_time=self.request_time, response_time=self.response_time,
+            vary=self.vary))
+        if not self.shareable:
+            engine.collapser.close_to_newcomers(flight)
+        if not self.retaining:
+            engine._stop_retaining(flight)
+
+    def piece(self, chunk: Chunk) -> None:
+        self.flight.feed(chunk)
+        self.size += len(chunk)
+        if self.retaining and not self.engine.store.fits(self.size):
+            self.retaining = False
+            self.engine._stop_retaining(self.flight)
+
+    def end(self, whole: bytearray | None) -> StoredResponse | None:
+        """The response to keep (``CacheEngine._keep``) when the sink kept its body; or
+        ``None``, a stored variant it supersedes deleted."""
+        sink = self.sink
+        if sink is not None and sink.keeping:
+            return make_stored_response(self.creq.target, self.as_sent, self.status,
+                                        self.headers, sink.body(whole), self.request_time,
+                                        self.response_time, self.engine.config.policy,
+                                        kept=self.kept, vary=self.vary)
+        if self.method == "GET" and self.status not in ERROR_STATUSES:
+            # superseded by a response we do not keep (an error keeps the stale one usable
+            # for stale-if-error)
+            self.engine._delete_variant(self.creq)
+        return None
 
 
 class _CountedExchange:

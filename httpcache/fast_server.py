@@ -19,7 +19,11 @@ connection (as the engine does); an error before the head is answered as the app
 ``errors_middleware`` answers it (status, text, ``Cache-Status`` detail, ``no-store``). A
 client that goes away cancels its task, not the flight (the fill goes on); a task that runs
 the flight itself (the first GET of a key, ``HitPath.serve_miss``) is *pinned* meanwhile and
-not cancelled: it finishes the fill, writing nothing more.
+not cancelled: it finishes the fill, writing nothing more. When the upstream request can be
+sent at once on an idle kept-alive connection (the common case under load), there is no
+task at all: the flight is fed from that connection's callbacks and the answer written from
+them (``HitPath.start_miss``, ``httpcache.callback_fill``); a client that goes away then
+simply stops being written to.
 
 The first request it cannot answer *hands the connection over* to the aiohttp application:
 an aiohttp ``RequestHandler`` (made by the app runner's ``web.Server``, so the runner tracks
@@ -49,6 +53,7 @@ Idle connections are closed after ``keepalive_timeout`` seconds like aiohttp's.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Callable
 from typing import NoReturn
@@ -168,7 +173,7 @@ class HitProtocol(asyncio.Protocol):
             self.idle_timer = self.loop.call_later(timeout, self._idle_check)
 
     def _idle_check(self) -> None:
-        if self.active or self.miss_task is not None:
+        if self.active or self.miss is not None:
             self.active = False
             self._arm_idle_timer()
         else:
@@ -184,7 +189,7 @@ class HitProtocol(asyncio.Protocol):
     def resume_writing(self) -> None:
         self.paused = False
         self._wake_drain()
-        if self.transport is not None and not self.closing and self.miss_task is None:
+        if self.transport is not None and not self.closing and self.miss is None:
             self.transport.resume_reading()
 
     def _wake_drain(self) -> None:
@@ -226,7 +231,7 @@ class HitProtocol(asyncio.Protocol):
                 return
             if self.completed:
                 self.partial = b""
-                if self.miss is not None:  # answered by a task; the rest waits for it
+                if self.miss is not None:  # answered later; the rest waits for it
                     self._flush()
                     self._start_miss(data[stop:])
                     return
@@ -252,25 +257,36 @@ class HitProtocol(asyncio.Protocol):
     # -- misses --------------------------------------------------------------------------------
 
     def _start_miss(self, rest: bytes) -> None:
-        """Stop reading (requests are answered in order) and answer the miss in a task."""
+        """Stop reading (requests are answered in order) and answer the miss: from the
+        upstream connection's callbacks when it can be (``HitPath.start_miss``), else in a
+        task."""
         assert self.transport is not None and self.miss is not None
         self.transport.pause_reading()
-        self.miss_task = self.loop.create_task(self._serve_miss(rest))
-
-    async def _serve_miss(self, rest: bytes) -> None:
-        assert self.miss is not None
         plan, connection, keep_alive = self.miss
         http11 = self.parser.get_http_version() == "1.1"
+        if self.hits.start_miss(plan, self, connection, http11,
+                                functools.partial(self._miss_done, rest, keep_alive)):
+            return
+        self.miss_task = self.loop.create_task(
+            self._serve_miss(plan, connection, http11, rest, keep_alive))
+
+    async def _serve_miss(self, plan: MissPlan, connection: bytes, http11: bool, rest: bytes,
+                          keep_alive: bool) -> None:
         try:
             reusable = await self.hits.serve_miss(plan, self, connection, http11)
         except asyncio.CancelledError:
+            self.miss = None
+            self.miss_task = None
             return
         except Exception:
             log.exception("miss on the hit path failed; closing the connection")
             reusable = False
-        finally:
-            self.miss = None
-            self.miss_task = None
+        self.miss_task = None
+        self._miss_done(rest, keep_alive, reusable)
+
+    def _miss_done(self, rest: bytes, keep_alive: bool, reusable: bool) -> None:
+        """The miss was answered: read on (with what followed its request), or close."""
+        self.miss = None
         self.active = True
         if self.closing or self.transport is None:
             return

@@ -19,6 +19,7 @@ and, when the origin sent none, ``Date`` are written per response.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 import time
@@ -29,6 +30,7 @@ from typing import Protocol
 from httpcache.app import error_answer
 from httpcache.cache_key import cache_key, split_target
 from httpcache.cache_status import CacheStatus
+from httpcache.callback_fill import fill_now
 from httpcache.collapse import FlightHead, FlightReader
 from httpcache.conditional import not_modified, not_modified_fields, requested_ranges
 from httpcache.dates import format_http_date
@@ -142,6 +144,7 @@ class HitPath:
         self._lookup = engine.store.lookup
         self._hits = engine.counter("hit")
         self._not_modified = engine.counter("not_modified")
+        self.callback_fills = 0  # misses whose flight ran on callbacks (``start_miss``)
 
     def wire(self, stored: StoredResponse) -> Wire:
         wire = stored.memo_wire
@@ -249,6 +252,22 @@ class HitPath:
         if type(decision) is not Miss or decision.stale is not None:
             return None
         return MissPlan(creq, decision)
+
+    def start_miss(self, plan: MissPlan, client: MissClient, connection: bytes, http11: bool,
+                   done: Callable[[bool], None]) -> bool:
+        """``serve_miss`` with no task, when the flight can be fed from the upstream
+        connection's callbacks (``callback_fill.fill_now``): the answer is written from the
+        flight's listener as there, and ``done(reusable)`` is called at its end (what
+        ``serve_miss`` returns). ``False``: nothing was started; use ``serve_miss``."""
+        answer = _MissAnswer(self, plan.creq, plan.decision, client, connection, http11)
+        end = _CallbackEnd(answer, done)
+        flight = fill_now(self.engine, plan.creq, plan.decision, client.remote, end)
+        if flight is None:
+            return False
+        reader = end.reader = flight.reader()
+        flight.listener = functools.partial(answer.push, reader)
+        self.callback_fills += 1
+        return True
 
     async def serve_miss(self, plan: MissPlan, client: MissClient, connection: bytes,
                          http11: bool) -> bool:
@@ -437,6 +456,91 @@ class _MissAnswer:
             if chunk is None:
                 return
             self.chunk(chunk)
+
+
+class _CallbackEnd:
+    """What ``start_miss`` does when its flight has ended (``serve_miss`` after ``run``):
+    write what the client could not take yet, or the error if there was no head, and tell
+    the protocol (``done``). What a paused client still cannot take is written by a task
+    that waits for it to drain."""
+
+    __slots__ = ("answer", "done", "reader")
+
+    def __init__(self, answer: _MissAnswer, done: Callable[[bool], None]) -> None:
+        self.answer = answer
+        self.done = done
+        self.reader: FlightReader | None = None
+
+    def __call__(self) -> None:
+        try:
+            reusable = self._end()
+        except Exception:
+            log.exception("miss on the hit path failed; closing the connection")
+            reusable = False
+        if reusable is not None:
+            self.done(reusable)
+
+    def _end(self) -> bool | None:
+        """Whether the connection may carry another request, or ``None``: a task goes on."""
+        reader, answer = self.reader, self.answer
+        assert reader is not None
+        flight = reader.flight
+        flight.listener = None
+        head = flight.head
+        if head is None:
+            reader.close()
+            error = flight.error
+            if isinstance(error, CacheError):  # as httpcache.app's errors_middleware does
+                answer.error(error)
+                return True
+            log.error("%s %s: the fill failed: %r", answer.creq.method, answer.creq.target,
+                      error)
+            return False
+        if not answer.started:
+            answer.begin(head, owner=True)
+        client = answer.client
+        if answer.body and not reader.drained():
+            if flight.error is not None:
+                log.warning("%s %s: aborting response: %s", answer.creq.method,
+                            answer.creq.target, flight.error)
+                reader.close()
+                return False
+            while not client.closing and client.writable():
+                chunk = reader.take()
+                if chunk is None:
+                    break
+                answer.chunk(chunk)
+            if client.closing:
+                reader.close()
+                return False
+            if not reader.drained():
+                task = asyncio.get_running_loop().create_task(self._drain())
+                _DRAINING.add(task)
+                task.add_done_callback(_DRAINING.discard)
+                return None
+        reader.close()
+        return answer.end()
+
+    async def _drain(self) -> None:
+        reader, answer = self.reader, self.answer
+        assert reader is not None
+        client = answer.client
+        reusable = False
+        try:
+            with reader:
+                async for chunk in reader.chunks():
+                    if client.closing:
+                        return
+                    answer.chunk(chunk)
+                    await client.drain()
+            reusable = answer.end()
+        except Exception:
+            log.exception("miss on the hit path failed; closing the connection")
+        finally:
+            self.done(reusable)
+
+
+_DRAINING: set[asyncio.Task[None]] = set()  # referenced while they run
 
 
 # Request fields whose answers the engine derives from a complete response (conditionals,

@@ -42,6 +42,13 @@ gets its turn, and the time to first byte grows with the size (measured through 
 response whose body was not read to its end (the consumer went away) closes its connection:
 it cannot be reused.
 
+Callbacks instead of a task: ``LeanPool.call_now`` sends a GET at once when a slot and an
+idle connection are at hand and returns a ``LeanCall``, whose listener the connection calls
+once per read that moved the response on (after the parser is done with the read) and on a
+failure; the listener takes the pieces as they come (nothing queues, so reading never
+pauses), and ``finish`` hands the connection back. ``httpcache.callback_fill`` drives a
+cache fill so.
+
 Errors are ``httpcache.errors`` from the start: ``UpstreamUnavailable`` (connect failed),
 ``UpstreamTimeout``, ``UpstreamDisconnected`` (closed before the head), ``UpstreamBodyError``
 (closed inside the body), ``UpstreamError`` (an unparseable response).
@@ -170,6 +177,11 @@ class _Connection(asyncio.BufferedProtocol):
         self.idle_since = 0.0
         self.reading_direct = False  # the buffer handed to the loop is ``direct``'s
         self.scratch = pool.scratch
+        # called instead of waking a waiter when set (``LeanCall``): once per read, after the
+        # parser is done with it, and on a failure
+        self.listener: Callable[[], None] | None = None
+        self.feeding = False  # inside ``buffer_updated``: the listener is told at its end
+        self.changed = False
         self._begin()
 
     def _begin(self) -> None:
@@ -219,6 +231,7 @@ class _Connection(asyncio.BufferedProtocol):
             self.close()
             return
         self.received = True
+        self.feeding = True
         if self.reading_direct:
             self.reading_direct = False
             self.filled += nbytes
@@ -238,7 +251,16 @@ class _Connection(asyncio.BufferedProtocol):
                 self._fail(UpstreamError(f"upstream {self.pool.where} sent an invalid "
                                          f"response: {exc}"))
                 self.close()
-                return
+        self.feeding = False
+        if self.listener is not None:
+            # told once per read, outside the parser: what it takes is not queued, so
+            # nothing below applies (and it may have ended the exchange already)
+            if self.changed:
+                self.changed = False
+                self.listener()
+            return
+        if self.error is not None:
+            return
         if (self.queued and not self.first_taken and not self.complete and not self.paused
                 and self.transport is not None):
             self.paused = True  # until the first piece is on its way (module docstring)
@@ -353,6 +375,12 @@ class _Connection(asyncio.BufferedProtocol):
         waiter = self.waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
+        listener = self.listener
+        if listener is not None:
+            if self.feeding:
+                self.changed = True
+            else:
+                listener()
 
     def _fail(self, error: BaseException) -> None:
         if self.error is None:
@@ -516,6 +544,30 @@ class LeanPool:
                                 f"{self.where}")
         return text.encode("utf-8", "surrogateescape")
 
+    def call_now(self, target: str, fields: Iterable[tuple[str, str]],
+                 listener: Callable[[], None]) -> LeanCall | None:
+        """Send ``GET target`` at once when a slot and an idle connection are at hand, and
+        call ``listener`` whenever the response moved on (see ``LeanCall``); ``None`` when
+        either would have to be waited for, or the request cannot be sent as it is (``get``
+        then does what the caller needs, and says why)."""
+        slots = self._slots
+        if not slots.free or slots.waiters:
+            return None
+        try:
+            request = self.request_bytes(target, fields)
+        except UpstreamError:
+            return None
+        conn = self._reuse()
+        if conn is None:
+            return None
+        conn.send(request)
+        if conn.error is not None:  # closed meanwhile: ``get`` connects anew
+            conn.active = False
+            conn.close()
+            return None
+        slots.free -= 1
+        return LeanCall(self, conn, listener)
+
     def get(self, target: str, fields: Iterable[tuple[str, str]]) -> LeanExchange:
         """Send ``GET target`` with ``fields`` (Host is added) on entering; the context
         yields the head and the body chunks. The connection goes back to the pool if the
@@ -559,6 +611,66 @@ class LeanPools:
         for pool in self._pools.values():
             pool.close()
         self._pools.clear()
+
+
+class LeanCall:
+    """One GET on a pooled connection read through callbacks, with no task and no future
+    (``LeanPool.call_now``): ``listener`` is called once per read that moved the response
+    on, and on a failure. It then looks at the connection: ``head_done`` (``status``,
+    ``headers``, ``index``), ``next_piece()`` for the body, ``complete``, ``error``; and calls
+    ``finish()`` when it is done with the exchange, which puts the connection back in the
+    pool if the response was read to its end (closes it otherwise) and frees the slot.
+
+    The read timeout is one timer per exchange, re-armed while reads come in: if nothing
+    arrived for ``read_timeout`` the exchange fails with ``UpstreamTimeout``."""
+
+    __slots__ = ("conn", "listener", "pool", "progress", "seen", "timer")
+
+    def __init__(self, pool: LeanPool, conn: _Connection, listener: Callable[[], None]) -> None:
+        self.pool = pool
+        self.conn = conn
+        self.listener = listener
+        self.progress = 0
+        self.seen = 0
+        conn.listener = self._changed
+        self.timer: asyncio.TimerHandle | None = pool.loop.call_later(pool.read_timeout,
+                                                                      self._check)
+
+    def _changed(self) -> None:
+        self.progress += 1
+        self.listener()
+
+    def _check(self) -> None:
+        if self.timer is None:
+            return
+        if self.progress != self.seen:
+            self.seen = self.progress
+            self.timer = self.pool.loop.call_later(self.pool.read_timeout, self._check)
+            return
+        self.timer = None
+        conn = self.conn
+        conn._fail(UpstreamTimeout(f"upstream {self.pool.where} timed out"))
+        conn.close()
+
+    def whole(self) -> bytearray | None:
+        """The complete body when it was read into one buffer (``_Connection.whole``)."""
+        return self.conn.whole()
+
+    def keep_whole(self) -> None:
+        """As ``LeanBody.keep_whole``: before the first piece is taken."""
+        self.conn.whole_wanted = True
+
+    def finish(self) -> None:
+        """The exchange is over for the caller (once; see the class docstring)."""
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        conn = self.conn
+        if conn.listener is None:
+            return
+        conn.listener = None
+        self.pool._release(conn)  # reused only if read to its end
+        self.pool._slots.release()
 
 
 class LeanBody:

@@ -30,7 +30,7 @@ from httpcache.errors import (
     UpstreamUnavailable,
 )
 from httpcache.headers import Fields, end_to_end
-from httpcache.lean_client import LeanExchange, LeanPools
+from httpcache.lean_client import LeanCall, LeanExchange, LeanPools
 from httpcache.messages import Chunk
 
 CHUNK_SIZE = 64 * 1024
@@ -139,6 +139,19 @@ class HttpUpstream:
                              self.base_url)
         return self._open_session(method, target, send, body)
 
+    def call_now(self, target: str, headers: Fields, listener: Callable[[], None]
+                 ) -> LeanCall | None:
+        """``GET target`` sent at once through the lean client, read by callbacks
+        (``LeanPool.call_now``); ``None`` when it cannot be sent so (use ``open``). Its head's
+        fields are ``lean_fields(call.conn)``."""
+        where = self._lean_where
+        if where is None or self.lean is None or not target.startswith("/"):
+            return None
+        send: Iterable[tuple[str, str]] = headers
+        if self.signer is not None:
+            send = [*headers, *self.signer("GET", target).items()]
+        return self.lean.pool(*where).call_now(target, send, listener)
+
     @contextlib.asynccontextmanager
     async def _open_session(self, method: str, target: str, send: Iterable[tuple[str, str]],
                             body: AsyncIterable[bytes] | None
@@ -172,14 +185,26 @@ class _LeanOpen:
     async def __aenter__(self) -> UpstreamResponse:
         head, chunks = await self.exchange.__aenter__()
         return UpstreamResponse(status=head.status,
-                                headers=end_to_end(Fields.prebuilt(tuple(head.headers),
-                                                                   head.index)),
+                                headers=lean_fields(head),
                                 chunks=chunks, upstream=self.base_url, whole=chunks.whole,
                                 keep_whole=chunks.keep_whole)
 
     async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                         tb: TracebackType | None) -> None:
         await self.exchange.__aexit__(exc_type, exc, tb)
+
+
+class ParsedHead(Protocol):
+    """A head as the lean client parsed it (``LeanResponse``, or a ``LeanCall``'s
+    connection): the fields in order and their index by lower-case name."""
+
+    headers: list[tuple[str, str]]
+    index: dict[str, list[str]]
+
+
+def lean_fields(head: ParsedHead) -> Fields:
+    """The end-to-end fields of a head the lean client parsed (its name index reused)."""
+    return end_to_end(Fields.prebuilt(tuple(head.headers), head.index))
 
 
 async def _chunks(resp: aiohttp.ClientResponse, where: str) -> AsyncIterator[bytes]:

@@ -35,6 +35,7 @@ class Script:
     abort_after: int | None = None  # cut the connection after this many body bytes
     arrived: asyncio.Event | None = None  # set when a request for this path arrives
     ranges: bool = True  # answer a single-range GET with 206 + Content-Range (416 if none)
+    hang_up: bool = False  # close the connection without answering
 
 
 @dataclass(frozen=True)
@@ -83,6 +84,10 @@ class ScriptableOrigin:
                                 headers={"Date": format_http_date(self.clock())})
         if script.arrived is not None:
             script.arrived.set()
+        if script.hang_up:
+            assert request.transport is not None
+            request.transport.close()
+            return web.Response()  # written to a closed transport: nothing goes out
         if script.head_delay:
             await asyncio.sleep(script.head_delay)
         headers = {"Date": format_http_date(self.clock()), **script.headers}

@@ -370,3 +370,145 @@ async def test_metrics_and_health_are_the_applications(edge: Edge) -> None:
     writer.write(get("/_health"))
     assert (await read_response(reader)).body == b"ok\n"
     writer.close()
+
+
+# -- misses whose flight runs on the upstream connection's callbacks (callback_fill) --------
+
+async def keep_an_upstream_connection(edge: Edge) -> None:
+    """Leave an idle kept-alive connection in the edge's lean pool (a miss through the hit
+    path): the next plain miss can then be sent at once and run on callbacks."""
+    edge.topo.origin.set("/opener", b"open", headers=CACHEABLE)
+    reader, writer = await edge.connect()
+    writer.write(get("/opener"))
+    assert (await read_response(reader)).body == b"open"
+    writer.close()
+
+
+async def test_a_plain_miss_on_a_kept_alive_upstream_connection_runs_on_callbacks(
+        edge: Edge) -> None:
+    """Answered, stored and counted as by the flight in a task: the same fields, then hits;
+    the upstream connection is reused for the next miss."""
+    await keep_an_upstream_connection(edge)
+    hits = edge.server.hit_path
+    before = hits.callback_fills
+    upstream_200 = metric(edge.topo.edge_app, "cdn_upstream_requests_total", method="GET",
+                          status="200")
+    reader, writer = await edge.connect()
+    writer.write(get("/a") + get("/a"))
+    miss, hit = await read_response(reader), await read_response(reader)
+    assert miss.status == 200 and miss.body == BODY
+    assert miss.cache_status() == {"fwd": "uri-miss", "fwd-status": "200", "stored": True}
+    assert miss.headers["etag"] == '"v1"' and miss.headers["via"] == "1.1 cdn-edge-test"
+    assert miss.headers["content-length"] == str(len(BODY))
+    assert hit.body == BODY and hit.cache_status().get("hit") is True
+    writer.write(get("/b"))
+    assert (await read_response(reader)).body == b"bee"
+    assert hits.callback_fills == before + 2
+    assert metric(edge.topo.edge_app, "cdn_upstream_requests_total", method="GET",
+                  status="200") == upstream_200 + 2
+    assert metric(edge.topo.edge_app, "cdn_requests_total", result="miss") >= 3
+    assert edge.topo.origin.count("/a") == 1 and edge.topo.origin.count("/b") == 1
+    writer.close()
+
+
+async def test_a_callback_fill_is_joined_by_concurrent_requests(edge: Edge) -> None:
+    await keep_an_upstream_connection(edge)
+    body = bytes(range(256)) * 256  # 64 KiB, over about 0.1 s
+    edge.topo.origin.set("/joined", body, headers=CACHEABLE, chunk_size=8192,
+                         chunk_delay=0.01)
+    before = edge.server.hit_path.callback_fills
+    first_reader, first = await edge.connect()
+    first.write(get("/joined"))
+    await asyncio.sleep(0.02)
+    second_reader, second = await edge.connect()
+    second.write(get("/joined"))
+    async with asyncio.timeout(10):
+        owner = await read_response(first_reader)
+        joined = await read_response(second_reader)
+    assert owner.body == body and joined.body == body
+    assert joined.cache_status().get("collapsed") is True
+    assert edge.server.hit_path.callback_fills == before + 1
+    assert edge.topo.origin.count("/joined") == 1
+    first.close()
+    second.close()
+
+
+async def test_a_callback_fill_on_a_connection_the_upstream_closed_connects_anew(
+        edge: Edge) -> None:
+    """The reused connection is closed before any byte of the answer: the request is sent
+    again on a new connection (in a task, as ``LeanExchange`` does), once."""
+    await keep_an_upstream_connection(edge)
+    edge.topo.origin.set("/hangs-up", b"", hang_up=True)
+    before = edge.server.hit_path.callback_fills
+    reader, writer = await edge.connect()
+    writer.write(get("/hangs-up") + get("/b"))
+    failed, after = await read_response(reader), await read_response(reader)
+    assert failed.status == 502
+    assert failed.cache_status().get("detail") == "UpstreamDisconnected"
+    assert edge.topo.origin.count("/hangs-up") == 2  # the reused connection, then a new one
+    assert edge.server.hit_path.callback_fills == before + 1
+    assert after.body == b"bee"  # the client's connection goes on
+    writer.close()
+
+
+async def test_a_callback_fill_times_out_when_the_upstream_says_nothing(
+        make_topology: Callable[..., Awaitable[Topology]]) -> None:
+    topo = await make_topology(shields=0, edge={"upstream_read_timeout": 0.3})
+    topo.origin.set("/opener", b"open", headers=CACHEABLE)
+    topo.origin.set("/slow", b"late", headers=CACHEABLE, head_delay=3)
+    topo.origin.set("/b", b"bee", headers=CACHEABLE)
+    assert topo.edge is not None and topo.edge.runner is not None
+    hits = HitPath(topo.edge_app[ENGINE])
+    server = HitServer(hits, topo.edge.runner.server, app_paths=proxied_elsewhere(topo.edge_app))
+    listener = await asyncio.get_running_loop().create_server(server, "127.0.0.1", 0)
+    reader, writer = await asyncio.open_connection(
+        "127.0.0.1", listener.sockets[0].getsockname()[1])
+    writer.write(get("/opener"))
+    await read_response(reader)
+    async with asyncio.timeout(5):
+        writer.write(get("/slow") + get("/b"))
+        late, after = await read_response(reader), await read_response(reader)
+    assert late.status == 504 and late.cache_status().get("detail") == "UpstreamTimeout"
+    assert after.body == b"bee"
+    assert hits.callback_fills == 1  # /slow; its connection was closed, so /b connected anew
+    writer.close()
+    listener.close()
+    server.close_connections()
+
+
+async def test_a_callback_fill_cut_by_the_upstream_cuts_the_answer(edge: Edge) -> None:
+    await keep_an_upstream_connection(edge)
+    edge.topo.origin.set("/cut", BODY * 64, headers=CACHEABLE, chunk_size=4096,
+                         abort_after=8192)
+    before = edge.server.hit_path.callback_fills
+    reader, writer = await edge.connect()
+    writer.write(get("/cut"))
+    raw = await reader.read()  # a short body, then the connection is closed
+    assert raw.startswith(b"HTTP/1.1 200") and len(raw.split(b"\r\n\r\n", 1)[1]) < len(BODY * 64)
+    assert edge.server.hit_path.callback_fills == before + 1
+    writer.close()
+    reader, writer = await edge.connect()
+    writer.write(get("/cut"))  # nothing was stored: fetched again
+    assert (await reader.read()).startswith(b"HTTP/1.1 200")
+    assert edge.topo.origin.count("/cut") == 2
+    writer.close()
+
+
+async def test_a_paused_client_of_a_callback_fill_gets_the_rest_afterwards(edge: Edge) -> None:
+    """The fill ends while its client reads nothing: the rest is written by a task as the
+    client drains, exact bytes, then the connection goes on."""
+    await keep_an_upstream_connection(edge)
+    body = bytes(range(251)) * 32 * 1024  # ~8 MiB: more than the socket buffers hold
+    edge.topo.origin.set("/big", body, headers=CACHEABLE, chunk_size=256 * 1024)
+    before = edge.server.hit_path.callback_fills
+    reader, writer = await edge.connect()
+    writer.write(get("/big") + get("/b"))
+    await asyncio.sleep(0.5)  # the fill ends while the client does not read
+    async with asyncio.timeout(10):
+        whole = await read_response(reader)
+        after = await read_response(reader)
+    assert whole.status == 200 and whole.body == body
+    assert after.body == b"bee"
+    assert edge.server.hit_path.callback_fills == before + 2
+    assert edge.topo.origin.count("/big") == 1
+    writer.close()
