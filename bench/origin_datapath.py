@@ -191,6 +191,19 @@ class Cluster:
             out["pg"] = tree_cpu_seconds(self.postgres.pid)
         return out
 
+    def node_disk_read_bytes(self) -> int:
+        """Bytes the storage nodes made the kernel fetch from the disk so far (``read_bytes``
+        of ``/proc/PID/io``: page-cache misses, not reads served from the cache)."""
+        total = 0
+        for node in self.nodes:
+            try:
+                with open(f"/proc/{node.pid}/io") as f:
+                    total += next(int(line.split()[1]) for line in f
+                                  if line.startswith("read_bytes:"))
+            except (OSError, StopIteration):
+                pass
+        return total
+
     def stop(self) -> None:
         if self.origin:
             self.origin.stop()
@@ -302,6 +315,7 @@ class SmallOps:
     get_client_ms: float
     put_roles_ms: dict[str, float]
     get_roles_ms: dict[str, float]
+    get_disk_kib: float = 0.0  # read from the disk by the nodes per GET (page-cache misses)
 
     def describe(self) -> str:
         def roles(ms: dict[str, float]) -> str:
@@ -310,18 +324,24 @@ class SmallOps:
         return (f"{self.puts:7.0f} PUT/s  {self.gets:7.0f} GET/s  (CPU ms/op server+client: "
                 f"PUT {self.put_server_ms:.2f}+{self.put_client_ms:.2f}, "
                 f"GET {self.get_server_ms:.2f}+{self.get_client_ms:.2f}; "
-                f"origin/nodes/pg PUT {roles(self.put_roles_ms)} GET {roles(self.get_roles_ms)})")
+                f"origin/nodes/pg PUT {roles(self.put_roles_ms)} GET {roles(self.get_roles_ms)}; "
+                f"node disk reads {self.get_disk_kib:.1f} KiB/GET)")
 
 
 async def small_ops(load: Load, cluster: Cluster, seconds: float, concurrency: int,
-                    keys: list[str]) -> SmallOps:
+                    keys: list[str], *, puts_too: bool = True) -> SmallOps:
     tag = f"o{concurrency}-{time.time_ns()}"
     cpu0, own0 = cluster.cpu_by_role(), time.process_time()
-    puts, took = await run_for(seconds, concurrency, lambda i: load.put(f"{tag}/{i}", 4 * KiB))
+    puts, took = 0, 1.0
+    if puts_too:
+        puts, took = await run_for(seconds, concurrency,
+                                   lambda i: load.put(f"{tag}/{i}", 4 * KiB))
     cpu1, own1 = cluster.cpu_by_role(), time.process_time()
+    disk1 = cluster.node_disk_read_bytes()
     gets, took_get = await run_for(seconds, concurrency,
                                    lambda i: load.get(keys[i % len(keys)], 4 * KiB))
     cpu2, own2 = cluster.cpu_by_role(), time.process_time()
+    disk_kib = (cluster.node_disk_read_bytes() - disk1) / max(gets, 1) / KiB
 
     def per_op(after: dict[str, float], before: dict[str, float], ops: int) -> dict[str, float]:
         return {role: (after[role] - before[role]) / max(ops, 1) * 1e3 for role in after}
@@ -330,7 +350,7 @@ async def small_ops(load: Load, cluster: Cluster, seconds: float, concurrency: i
     return SmallOps(puts / took, gets / took_get,
                     sum(put_roles.values()), sum(get_roles.values()),
                     (own1 - own0) / max(puts, 1) * 1e3, (own2 - own1) / max(gets, 1) * 1e3,
-                    put_roles, get_roles)
+                    put_roles, get_roles, disk_kib)
 
 
 async def bench_cluster(cluster: Cluster, args: argparse.Namespace) -> dict[str, object]:
@@ -397,6 +417,14 @@ async def growth(load: Load, cluster: Cluster, args: argparse.Namespace
         rows.append((stored, got.puts, got.gets))
         print(f"  {stored:>7} objects: fill {fill_rate:6.0f} PUT/s (conc {fill_conc}); "
               f"conc 32: {got.describe()}", flush=True)
+        if args.gets_again:
+            # The same keys once more, now that the first pass read them: whether a drop
+            # with the store's size is the page cache (gone here) or per-op work (stays).
+            again = await small_ops(load, cluster, args.seconds, 32, keys, puts_too=False)
+            print(f"  {stored:>7} objects, same keys again: {again.gets:7.0f} GET/s (GET CPU "
+                  f"ms server {again.get_server_ms:.2f}, origin/nodes/pg "
+                  f"{'/'.join(f'{v:.2f}' for v in again.get_roles_ms.values())}; node disk "
+                  f"reads {again.get_disk_kib:.1f} KiB/GET)", flush=True)
     return rows
 
 
@@ -484,6 +512,8 @@ def main() -> int:
     parser.add_argument("--concurrency", default="1,8,32,64")
     parser.add_argument("--objects", type=int, default=0,
                         help="also fill to this many 4 KiB objects, measuring on the way")
+    parser.add_argument("--gets-again", action="store_true",
+                        help="with --objects: at each mark read the same keys a second time")
     parser.add_argument("--keep", action="store_true", help="keep the data folder")
     parser.add_argument("--only-small", action="store_true",
                         help="4 KiB objects only: no raw-disk probe, no pyeclib rates, no "
