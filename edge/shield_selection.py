@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterable, Mapping
+from collections.abc import AsyncIterable, Callable, Mapping
 from types import TracebackType
 
 import aiohttp
@@ -20,7 +20,7 @@ import aiohttp
 from cdn.rendezvous import rank
 from httpcache.errors import UpstreamDisconnected, UpstreamUnavailable
 from httpcache.headers import Fields
-from httpcache.lean_client import LeanPools
+from httpcache.lean_client import LeanCall, LeanPools
 from httpcache.upstream import HttpUpstream, RequestSigner, UpstreamResponse
 
 log = logging.getLogger("cdn.edge.shields")
@@ -127,6 +127,13 @@ class ShieldUpstream:
         cache_key: str,
     ) -> ShieldExchange:
         return ShieldExchange(self, method, target, headers, body, cache_key)
+
+    def call_now(self, target: str, headers: Fields, listener: Callable[[], None], *,
+                 cache_key: str) -> LeanCall | None:
+        """``HttpUpstream.call_now`` to the key's first shield. There is no failover here:
+        the connection it reuses has answered before, and when it turns out closed the fill
+        goes on through ``open`` (``httpcache.callback_fill``), which fails over."""
+        return self._hops[self.pool.choose(cache_key)].call_now(target, headers, listener)
 
 
 class ShieldExchange:

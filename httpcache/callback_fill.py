@@ -52,7 +52,7 @@ def fill_now(engine: CacheEngine, creq: CacheRequest, decision: Miss, remote: st
         return None
     fill = CallbackFill(engine, creq, decision, remote, ended)
     call: LeanCall | None = call_now(creq.target, engine.fill_fields(creq, decision, remote),
-                                     fill.changed)
+                                     fill.changed, cache_key=creq.target)
     if call is None:
         return None
     flight = engine.collapser.start(creq.target)

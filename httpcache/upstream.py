@@ -139,8 +139,8 @@ class HttpUpstream:
                              self.base_url)
         return self._open_session(method, target, send, body)
 
-    def call_now(self, target: str, headers: Fields, listener: Callable[[], None]
-                 ) -> LeanCall | None:
+    def call_now(self, target: str, headers: Fields, listener: Callable[[], None], *,
+                 cache_key: str = "") -> LeanCall | None:
         """``GET target`` sent at once through the lean client, read by callbacks
         (``LeanPool.call_now``); ``None`` when it cannot be sent so (use ``open``). Its head's
         fields are ``lean_fields(call.conn)``."""

@@ -512,3 +512,32 @@ async def test_a_paused_client_of_a_callback_fill_gets_the_rest_afterwards(edge:
     assert edge.server.hit_path.callback_fills == before + 2
     assert edge.topo.origin.count("/big") == 1
     writer.close()
+
+
+async def test_a_callback_fill_through_a_shield(
+        make_topology: Callable[..., Awaitable[Topology]]) -> None:
+    """An edge in front of shields sends a plain miss at once to the key's shield too."""
+    topo = await make_topology(shields=1)
+    topo.origin.set("/opener", b"open", headers=CACHEABLE)
+    topo.origin.set("/a", BODY, headers=CACHEABLE)
+    assert topo.edge is not None and topo.edge.runner is not None
+    hits = HitPath(topo.edge_app[ENGINE])
+    server = HitServer(hits, topo.edge.runner.server, app_paths=proxied_elsewhere(topo.edge_app))
+    listener = await asyncio.get_running_loop().create_server(server, "127.0.0.1", 0)
+    reader, writer = await asyncio.open_connection(
+        "127.0.0.1", listener.sockets[0].getsockname()[1])
+    writer.write(get("/opener"))  # leaves a connection to the shield
+    await read_response(reader)
+    writer.write(get("/a"))
+    miss = await read_response(reader)
+    assert miss.status == 200 and miss.body == BODY
+    members = parse_members(miss.headers["cache-status"])
+    assert [name for name, _ in members][-1] == "cdn-edge-test"
+    assert members[-1][1].get("fwd") == "uri-miss" and members[-1][1].get("stored") is True
+    assert topo.origin.count("/a") == 1
+    assert hits.callback_fills == 1
+    writer.write(get("/a"))
+    assert (await read_response(reader)).cache_status().get("hit") is True
+    writer.close()
+    listener.close()
+    server.close_connections()
