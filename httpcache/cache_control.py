@@ -18,9 +18,10 @@ from __future__ import annotations
 
 import functools
 import re
-from dataclasses import dataclass, field
+from dataclasses import field
 
 from httpcache.headers import Fields, split_list
+from httpcache.records import record
 
 _TOKEN_CHARS = r"!#$%&'*+\-.^_`|~0-9A-Za-z"
 _TOKEN = re.compile(rf"[{_TOKEN_CHARS}]+")
@@ -48,7 +49,7 @@ def delta_seconds(raw: str | None) -> int | None:
     return min(int(raw), DELTA_MAX)
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class CacheControl:
     """Parsed directives: name (lower-case) → argument (``None`` when given without one)."""
 
@@ -350,7 +351,7 @@ def parse_targeted_field(name: str, value: str | None) -> CacheControl | None:
     return parsed if parsed is not None and parsed.directives else None
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class ResponseDirectives:
     """The directives a CDN tier obeys for one response, and where they came from."""
 

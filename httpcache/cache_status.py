@@ -9,8 +9,9 @@ hit; ttl=57``.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from typing import Literal
+
+from httpcache.records import record
 
 # RFC 9211 §2.2: "fwd" values.
 ForwardReason = Literal["bypass", "method", "uri-miss", "vary-miss", "miss", "request",
@@ -27,7 +28,7 @@ def _sf_item(value: str) -> str:
     return f'"{escaped}"'
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class CacheStatus:
     """One cache's member. ``hit`` and ``fwd`` are mutually exclusive (§2.1/§2.2)."""
 

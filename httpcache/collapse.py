@@ -57,10 +57,10 @@ import asyncio
 import itertools
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
 
 from httpcache.headers import Fields
 from httpcache.messages import Chunk, StoredResponse
+from httpcache.records import record
 
 # The first piece of body each reader of a shared flight gets (see the module docstring):
 # with a ~0.5 KB head, below the 16 KiB under which the hit path writes head and body as one.
@@ -72,7 +72,7 @@ FIRST_PIECE = 8 * 1024
 SETTLE = 0.002
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class FlightHead:
     """The response head as published by the fetch."""
 

@@ -6,13 +6,12 @@ reads a clock or changes its inputs.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from httpcache.cache_control import CacheControl, response_directives
 from httpcache.dates import parse_http_date
 from httpcache.headers import Fields
 from httpcache.messages import StoredResponse
 from httpcache.policy_config import DEFAULT_POLICY, PolicyConfig
+from httpcache.records import record
 
 # RFC 9110 §15.1: "Responses with status codes that are defined as heuristically cacheable
 # (e.g., 200, 203, 204, 206, 300, 301, 308, 404, 405, 410, 414, and 501 in this
@@ -129,7 +128,7 @@ def corrected_initial_age(headers: Fields, request_time: float, response_time: f
                corrected_age_value(headers, request_time, response_time))
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class StoredView:
     """What the rules derive from a stored response alone, for one ``PolicyConfig``: its
     directives, freshness lifetime and corrected initial age. A stored response never

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from httpcache.headers import Fields
+from httpcache.records import rebuild_init, record
 from httpcache.vary import variant_key
 
 # A stored body: ``bytes``, or the ``bytearray`` a body of declared length was read into by
@@ -29,7 +30,7 @@ Body = bytes | bytearray
 Chunk = bytes | bytearray | memoryview
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class CacheRequest:
     """A client request reduced to what caching depends on."""
 
@@ -47,7 +48,7 @@ class BodyFile:
     length: int
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class StoredResponse:
     """A response in the cache, with the two timestamps the age calculation needs.
 
@@ -172,6 +173,7 @@ _headers_slot = _packed_slot(
 _keys_slot = _packed_slot(
     StoredResponse, "surrogate_keys", _pack_keys, frozenset,
     "The surrogate keys (a new frozenset on every read).")
+rebuild_init(StoredResponse)  # its __init__ writes through the packing properties
 
 
 def packed_state(stored: StoredResponse) -> tuple[str | Fields, tuple[str, ...]]:

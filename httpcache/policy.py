@@ -27,7 +27,6 @@ clients' directives (not ``only-if-cached``) so clients cannot force origin traf
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Literal
 
 from httpcache.cache_control import CacheControl
@@ -55,6 +54,7 @@ from httpcache.headers import Fields
 from httpcache.invalidation import invalidated_targets, invalidates
 from httpcache.messages import Body, CacheRequest, StoredResponse
 from httpcache.policy_config import DEFAULT_POLICY, PolicyConfig
+from httpcache.records import record
 from httpcache.storability import (
     CACHEABLE_METHODS,
     STORABLE_STATUSES,
@@ -88,7 +88,7 @@ StaleReason = Literal["stale", "request"]
 # -- decisions ---------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class FreshHit:
     """Serve the stored response as is."""
 
@@ -97,7 +97,7 @@ class FreshHit:
     ttl: float
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class StaleHit:
     """Serve the stored, stale response now. ``why`` is the permission: the client's
     ``max-stale`` (§5.2.1.2) or the origin's ``stale-while-revalidate`` (RFC 5861 §3), in
@@ -110,7 +110,7 @@ class StaleHit:
     revalidate: bool = False
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Revalidate:
     """Send a conditional request with ``validators``; a 304 refreshes the stored response.
     On an upstream failure the stored response may still be served
@@ -122,7 +122,7 @@ class Revalidate:
     collapse: bool = True
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Miss:
     """Fetch from upstream; store the answer if ``store`` and ``should_store`` agree.
     ``stale`` is a stored response without validators that may still serve on error."""
@@ -133,14 +133,14 @@ class Miss:
     stale: StoredResponse | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Pass:
     """Forward to upstream unchanged and store nothing (fwd=method/bypass/request)."""
 
     reason: Literal["method", "bypass", "request"]
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class GatewayTimeout:
     """``only-if-cached`` with nothing usable stored: §5.2.1.7 "the cache SHOULD either
     respond using a stored response ... or respond with a status code of 504 (Gateway

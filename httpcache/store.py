@@ -60,6 +60,7 @@ from httpcache import stored_record
 from httpcache.headers import Fields
 from httpcache.int_table import table_key
 from httpcache.messages import StoredResponse, packed_state
+from httpcache.records import record
 from httpcache.s3fifo import S3FIFO
 from httpcache.vary import request_variant_key
 
@@ -81,7 +82,7 @@ READ_MEMO_SHARE = 32  # of max_bytes, at most, in copied bodies (and at least 1 
 PRUNE_ABOVE = 16
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class FetchMark:
     """Where the purge history stood when an upstream request was sent."""
 
