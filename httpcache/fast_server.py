@@ -64,6 +64,7 @@ from aiohttp import web
 from cdn.request_heads import head_piece
 from httpcache.app import error_answer
 from httpcache.errors import CacheError, HeadTooLarge, MalformedRequest
+from httpcache.field_names import NAMES, learn
 from httpcache.headers import Fields
 from httpcache.hit_path import CONNECTION_CLOSE, HitPath, MissPlan, serialise
 from httpcache.messages import Chunk
@@ -352,11 +353,11 @@ class HitProtocol(asyncio.Protocol):
         self.url += url
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        # the name index of ``Fields.indexed``, built as the fields arrive (one lower() each)
+        # the name index of ``Fields.indexed``, built as the fields arrive (names decoded
+        # and lowered once per process: ``field_names``)
         text = value.decode("utf-8", "surrogateescape")
-        key = name.decode("latin-1")
+        key, lname = NAMES.get(name) or learn(name)
         self.headers.append((key, text))
-        lname = key.lower()
         found = self.index.get(lname)
         if found is None:
             self.index[lname] = [text]

@@ -74,6 +74,7 @@ from httpcache.errors import (
     UpstreamTimeout,
     UpstreamUnavailable,
 )
+from httpcache.field_names import NAMES, learn
 
 HIGH_WATER = 256 * 1024  # queued body bytes above which reading from the socket pauses
 SCRATCH_SIZE = 256 * 1024  # the read buffer for heads and bodies not read directly (uvloop's)
@@ -297,9 +298,8 @@ class _Connection(asyncio.BufferedProtocol):
     # -- parser callbacks ----------------------------------------------------------------------
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        key = name.decode("latin-1")
+        key, lname = NAMES.get(name) or learn(name)
         text = value.decode("utf-8", "surrogateescape")
-        lname = key.lower()
         if lname in _FRAMING_FIELDS and _frames_only(lname, text):
             return
         self.headers.append((key, text))

@@ -14,7 +14,7 @@ PURE = {
     "httpcache": ["cache_control", "policy", "conditional", "ranges", "cache_status",
                   "headers", "dates", "messages", "cache_key", "forwarding", "freshness",
                   "storability", "vary", "validation", "invalidation", "policy_config",
-                  "s3fifo", "slices"],
+                  "s3fifo", "slices", "records", "field_names"],
     "origin": ["erasure", "placement", "sigv4", "layout", "errors", "storagenode/record",
                "api/preconditions", "api/names", "api/s3xml", "api/paths",
                "api/object_headers", "workers/planning", "storage_class", "ttl_cache",
