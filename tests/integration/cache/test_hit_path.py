@@ -4,6 +4,7 @@ everything else handed to aiohttp on the same connection, in order."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
@@ -61,6 +62,20 @@ def get(path: str, *extra: str, method: str = "GET", version: str = "1.1") -> by
     return "\r\n".join(lines).encode()
 
 
+@contextlib.asynccontextmanager
+async def hit_front(topo: Topology) -> AsyncIterator[Edge]:
+    """The topology's edge application behind a hit-path front on its own port."""
+    assert topo.edge is not None and topo.edge.runner is not None
+    server = HitServer(HitPath(topo.edge_app[ENGINE]), topo.edge.runner.server,
+                       app_paths=proxied_elsewhere(topo.edge_app))
+    listener = await asyncio.get_running_loop().create_server(server, "127.0.0.1", 0)
+    try:
+        yield Edge(topo, server, listener.sockets[0].getsockname()[1])
+    finally:
+        listener.close()
+        server.close_connections()
+
+
 @pytest.fixture
 async def edge(make_topology: Callable[..., Awaitable[Topology]]) -> AsyncIterator[Edge]:
     topo = await make_topology(shields=0, edge={"signing_keys": KEYS,
@@ -68,14 +83,8 @@ async def edge(make_topology: Callable[..., Awaitable[Topology]]) -> AsyncIterat
     topo.origin.set("/a", BODY, headers=CACHEABLE)
     topo.origin.set("/b", b"bee", headers=CACHEABLE)
     topo.origin.set("/private/doc", b"secret", headers=CACHEABLE)
-    assert topo.edge is not None and topo.edge.runner is not None
-    server = HitServer(HitPath(topo.edge_app[ENGINE]), topo.edge.runner.server,
-                       app_paths=proxied_elsewhere(topo.edge_app))
-    listener = await asyncio.get_running_loop().create_server(server, "127.0.0.1", 0)
-    port = listener.sockets[0].getsockname()[1]
-    yield Edge(topo, server, port)
-    listener.close()
-    server.close_connections()
+    async with hit_front(topo) as front:
+        yield front
 
 
 async def warm(edge: Edge, *paths: str) -> None:
@@ -457,23 +466,18 @@ async def test_a_callback_fill_times_out_when_the_upstream_says_nothing(
     topo.origin.set("/opener", b"open", headers=CACHEABLE)
     topo.origin.set("/slow", b"late", headers=CACHEABLE, head_delay=3)
     topo.origin.set("/b", b"bee", headers=CACHEABLE)
-    assert topo.edge is not None and topo.edge.runner is not None
-    hits = HitPath(topo.edge_app[ENGINE])
-    server = HitServer(hits, topo.edge.runner.server, app_paths=proxied_elsewhere(topo.edge_app))
-    listener = await asyncio.get_running_loop().create_server(server, "127.0.0.1", 0)
-    reader, writer = await asyncio.open_connection(
-        "127.0.0.1", listener.sockets[0].getsockname()[1])
-    writer.write(get("/opener"))
-    await read_response(reader)
-    async with asyncio.timeout(5):
-        writer.write(get("/slow") + get("/b"))
-        late, after = await read_response(reader), await read_response(reader)
-    assert late.status == 504 and late.cache_status().get("detail") == "UpstreamTimeout"
-    assert after.body == b"bee"
-    assert hits.callback_fills == 1  # /slow; its connection was closed, so /b connected anew
-    writer.close()
-    listener.close()
-    server.close_connections()
+    async with hit_front(topo) as front:
+        reader, writer = await front.connect()
+        writer.write(get("/opener"))
+        await read_response(reader)
+        async with asyncio.timeout(5):
+            writer.write(get("/slow") + get("/b"))
+            late, after = await read_response(reader), await read_response(reader)
+        assert late.status == 504 and late.cache_status().get("detail") == "UpstreamTimeout"
+        assert after.body == b"bee"
+        # /slow; its connection was closed, so /b connected anew
+        assert front.server.hit_path.callback_fills == 1
+        writer.close()
 
 
 async def test_a_callback_fill_cut_by_the_upstream_cuts_the_answer(edge: Edge) -> None:
@@ -520,24 +524,18 @@ async def test_a_callback_fill_through_a_shield(
     topo = await make_topology(shields=1)
     topo.origin.set("/opener", b"open", headers=CACHEABLE)
     topo.origin.set("/a", BODY, headers=CACHEABLE)
-    assert topo.edge is not None and topo.edge.runner is not None
-    hits = HitPath(topo.edge_app[ENGINE])
-    server = HitServer(hits, topo.edge.runner.server, app_paths=proxied_elsewhere(topo.edge_app))
-    listener = await asyncio.get_running_loop().create_server(server, "127.0.0.1", 0)
-    reader, writer = await asyncio.open_connection(
-        "127.0.0.1", listener.sockets[0].getsockname()[1])
-    writer.write(get("/opener"))  # leaves a connection to the shield
-    await read_response(reader)
-    writer.write(get("/a"))
-    miss = await read_response(reader)
-    assert miss.status == 200 and miss.body == BODY
-    members = parse_members(miss.headers["cache-status"])
-    assert [name for name, _ in members][-1] == "cdn-edge-test"
-    assert members[-1][1].get("fwd") == "uri-miss" and members[-1][1].get("stored") is True
-    assert topo.origin.count("/a") == 1
-    assert hits.callback_fills == 1
-    writer.write(get("/a"))
-    assert (await read_response(reader)).cache_status().get("hit") is True
-    writer.close()
-    listener.close()
-    server.close_connections()
+    async with hit_front(topo) as front:
+        reader, writer = await front.connect()
+        writer.write(get("/opener"))  # leaves a connection to the shield
+        await read_response(reader)
+        writer.write(get("/a"))
+        miss = await read_response(reader)
+        assert miss.status == 200 and miss.body == BODY
+        members = parse_members(miss.headers["cache-status"])
+        assert [name for name, _ in members][-1] == "cdn-edge-test"
+        assert members[-1][1].get("fwd") == "uri-miss" and members[-1][1].get("stored") is True
+        assert topo.origin.count("/a") == 1
+        assert front.server.hit_path.callback_fills == 1
+        writer.write(get("/a"))
+        assert (await read_response(reader)).cache_status().get("hit") is True
+        writer.close()
