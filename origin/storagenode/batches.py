@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 import zlib
 from typing import NamedTuple
 
@@ -21,35 +20,8 @@ from origin.storagenode.committer import GroupCommitter
 from origin.storagenode.metrics import NodeMetrics
 from origin.storagenode.volume import Address, RecordNotFound, VolumeError, VolumeSet
 
-# Fragments up to this size are read on the event loop when they are in the page cache, and
-# also when they are not, while the disk answers such reads quickly (``LoopReads``).
+# Fragments up to this size are read on the event loop when they are in the page cache.
 INLINE_READ_LIMIT = 64 << 10
-
-
-class LoopReads:
-    """Whether a small fragment that is not in the page cache is read on the event loop,
-    which then waits for the disk, rather than by a thread.
-
-    A thread costs a hand-off and a wake-up each way (≈ 110 µs of CPU per batch here, more
-    than a small read from this VM's disk, ≈ 65 µs of waiting), and the batch is read again
-    by the task that hands it over. On a store that outgrew the page cache most small GETs
-    include such a read, so the hop was what grew per GET with the store (issue 6). A slow
-    disk must not stall the loop, though: the moving average of these reads' times (on the
-    loop or in the thread) decides, and above ``budget`` seconds they go to the thread
-    again. Group commit already fsyncs small passes on the loop for the same reason."""
-
-    def __init__(self, budget: float = 0.0005, weight: float = 0.05) -> None:
-        self.budget = budget
-        self.weight = weight
-        self.average = 0.0
-
-    @property
-    def allowed(self) -> bool:
-        return self.average <= self.budget
-
-    def observe(self, seconds: float) -> None:
-        # Also called from reader threads: a lost update of a float only delays a switch.
-        self.average += self.weight * (seconds - self.average)
 
 OCTETS = "application/octet-stream"
 
@@ -162,13 +134,11 @@ def _read_quietly(volumes: VolumeSet, address: Address, expected_id: bytes | Non
         return exc
 
 
-def read_batch_cached(volumes: VolumeSet, metrics: NodeMetrics, body: bytes,
-                      loop_reads: LoopReads | None = None) -> Answer | None:
-    """``read_batch``'s answer when no fragment of the batch needs a thread (all small, and
-    in the page cache or, while ``loop_reads`` allows it, read from the disk right here),
-    computed on the spot; ``None`` otherwise, and nothing counted (``read_batch`` then reads
-    the batch). The node front answers a small GET's fragments this way without a task per
-    request."""
+def read_batch_cached(volumes: VolumeSet, metrics: NodeMetrics, body: bytes) -> Answer | None:
+    """``read_batch``'s answer when no fragment of the batch needs the disk (all small and in
+    the page cache, or failing without it), computed on the spot; ``None`` otherwise, and
+    nothing counted (``read_batch`` then reads the batch). The node front answers a small
+    GET's fragments this way without a task per request."""
     try:
         wanted = batch_wire.decode_fetch(body, record.MAX_FRAGMENT_ID)
     except batch_wire.BatchFormatError as exc:
@@ -177,20 +147,15 @@ def read_batch_cached(volumes: VolumeSet, metrics: NodeMetrics, body: bytes,
     for w in wanted:
         if w.length > INLINE_READ_LIMIT:
             return None
-        address, expected = Address(w.volume, w.offset, w.length), w.fragment_id or None
-        got = _read_quietly(volumes, address, expected, cached_only=True)
+        got = _read_quietly(volumes, Address(w.volume, w.offset, w.length),
+                            w.fragment_id or None, cached_only=True)
         if got is None:
-            if loop_reads is None or not loop_reads.allowed:
-                return None
-            started = time.perf_counter()
-            got = _read_quietly(volumes, address, expected, cached_only=False)
-            loop_reads.observe(time.perf_counter() - started)
+            return None
         found.append(got)
     return _read_answer(metrics, found)
 
 
-async def read_batch(volumes: VolumeSet, metrics: NodeMetrics, body: bytes,
-                     loop_reads: LoopReads | None = None) -> Answer:
+async def read_batch(volumes: VolumeSet, metrics: NodeMetrics, body: bytes) -> Answer:
     """Read the fragments a batch body asks for; per fragment the payload or the error."""
     try:
         wanted = batch_wire.decode_fetch(body, record.MAX_FRAGMENT_ID)
@@ -204,17 +169,9 @@ async def read_batch(volumes: VolumeSet, metrics: NodeMetrics, body: bytes,
     misses = [i for i, f in enumerate(found) if f is None]
     if misses:
         # Whatever would wait for the disk is read by one thread call for the whole batch.
-        def read_misses() -> list[_Read | None]:
-            started = time.perf_counter()
-            got = [_read_quietly(volumes, addresses[i], expected[i], cached_only=False)
-                   for i in misses]
-            if loop_reads is not None:  # what the loop would have waited for
-                small = [i for i in misses if addresses[i].length <= INLINE_READ_LIMIT]
-                if small:
-                    loop_reads.observe((time.perf_counter() - started) / len(misses))
-            return got
-
-        from_disk = await asyncio.get_running_loop().run_in_executor(None, read_misses)
+        from_disk = await asyncio.get_running_loop().run_in_executor(None, lambda: [
+            _read_quietly(volumes, addresses[i], expected[i], cached_only=False)
+            for i in misses])
         for i, got in zip(misses, from_disk, strict=True):
             found[i] = got
     return _read_answer(metrics, found)

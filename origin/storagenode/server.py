@@ -285,13 +285,11 @@ def node_front(app: web.Application, app_server: Callable[[], asyncio.Protocol])
     async def store(body: bytes) -> batches.Answer:
         return await batches.store_batch(committer, metrics, body, limit)
 
-    loop_reads = batches.LoopReads()
-
     async def read(body: bytes) -> batches.Answer:
-        return await batches.read_batch(volumes, metrics, body, loop_reads)
+        return await batches.read_batch(volumes, metrics, body)
 
     def read_now(body: bytes) -> batches.Answer | None:
-        return batches.read_batch_cached(volumes, metrics, body, loop_reads)
+        return batches.read_batch_cached(volumes, metrics, body)
 
     def store_now(body: bytes) -> batches.Answer | asyncio.Future[batches.Answer]:
         return batches.start_store_batch(committer, metrics, body, limit)

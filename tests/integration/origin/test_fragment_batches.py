@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import os
 import re
-import time
 import zlib
 from pathlib import Path
 
@@ -245,56 +244,3 @@ async def test_a_read_batch_in_the_page_cache_is_answered_on_the_spot_as_from_di
         assert batches.read_batch_cached(volumes, NodeMetrics(), too_large) is None
     finally:
         volumes.close()
-
-
-async def test_a_small_read_that_misses_the_page_cache_is_read_on_the_loop_while_the_disk_is_quick(
-        tmp_path: Path) -> None:
-    """With ``LoopReads`` the task-free path also reads a small fragment the page cache lost
-    (the same answer as ``read_batch``); without it, or once its reads' average is over the
-    budget, the batch goes to ``read_batch`` and its thread, as before."""
-    if not hasattr(os, "RWF_NOWAIT"):
-        pytest.skip("no preadv(RWF_NOWAIT) here: every read goes to the thread")
-    volumes = VolumeSet(tmp_path, max_bytes=1 << 20)
-    volumes.open()
-    try:
-        payload = os.urandom(700)
-        (at,) = volumes.append_batch([(b"o/0/0", payload)])
-
-        def evict() -> None:
-            # Again before every read: a missed RWF_NOWAIT read may start reading the page
-            # in, and a page being read cannot be dropped (hence the pause).
-            time.sleep(0.05)
-            fd = os.open(tmp_path / f"{at.volume:06d}.vol", os.O_RDONLY)
-            try:
-                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-            finally:
-                os.close(fd)
-
-        body = bw.encode_fetch([bw.FetchItem(at.volume, at.offset, at.length, b"o/0/0")])
-        evict()
-        if batches.read_batch_cached(volumes, NodeMetrics(), body) is not None:
-            pytest.skip("the kernel kept the volume's pages: nothing misses the cache")
-        slow = batches.LoopReads(budget=0.001)
-        slow.average = 0.002  # a disk slower than the budget: the thread reads
-        evict()
-        assert batches.read_batch_cached(volumes, NodeMetrics(), body, slow) is None
-        quick = batches.LoopReads()
-        evict()
-        answer = batches.read_batch_cached(volumes, NodeMetrics(), body, quick)
-        assert answer is not None and answer == await batches.read_batch(
-            volumes, NodeMetrics(), body)
-        assert bw.decode_fetched(answer.body, 1)[0].body == payload
-        assert 0 < quick.average < quick.budget  # the read was timed
-    finally:
-        volumes.close()
-
-
-def test_loop_reads_follow_the_disks_recent_read_times() -> None:
-    reads = batches.LoopReads(budget=0.001, weight=0.5)
-    assert reads.allowed
-    for _ in range(4):
-        reads.observe(0.01)  # a disk that got slow: reads move to the thread
-    assert not reads.allowed
-    for _ in range(12):
-        reads.observe(0.0001)  # the thread's timings bring them back
-    assert reads.allowed
