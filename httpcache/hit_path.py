@@ -319,16 +319,7 @@ class HitPath:
             if answer.body and not reader.drained():
                 if answer.open_ended and not reader.ready():
                     answer.flush_head()  # an open-ended body: its head at once (see _stream)
-                try:
-                    async for chunk in reader.chunks():
-                        if client.closing:
-                            return False
-                        answer.chunk(chunk)
-                        await client.drain()
-                except (UpstreamError, StoreError) as exc:
-                    log.warning("%s %s: aborting response: %s", creq.method, creq.target,
-                                exc.message)
-                    return False
+                return await answer.rest(reader)
             return answer.end()
 
 
@@ -417,6 +408,22 @@ class _MissAnswer:
             chunk = head + chunk
         self.client.write(chunk)
 
+    async def rest(self, reader: FlightReader) -> bool:
+        """Write the rest of the body from ``reader`` as the client drains, then the end;
+        whether the connection may carry another request (``end``): not when the client
+        went away or the upstream broke off (the answer is cut)."""
+        try:
+            async for chunk in reader.chunks():
+                if self.client.closing:
+                    return False
+                self.chunk(chunk)
+                await self.client.drain()
+        except (UpstreamError, StoreError) as exc:
+            log.warning("%s %s: aborting response: %s", self.creq.method, self.creq.target,
+                        exc.message)
+            return False
+        return self.end()
+
     def end(self) -> bool:
         """Write what is left (a head not sent yet, the last chunk); whether the connection
         may carry another request."""
@@ -461,8 +468,8 @@ class _MissAnswer:
 class _CallbackEnd:
     """What ``start_miss`` does when its flight has ended (``serve_miss`` after ``run``):
     write what the client could not take yet, or the error if there was no head, and tell
-    the protocol (``done``). What a paused client still cannot take is written by a task
-    that waits for it to drain."""
+    the protocol (``done``). What a paused client still cannot take (or a body the upstream
+    broke off) is written by a task, as ``serve_miss`` writes it (``_MissAnswer.rest``)."""
 
     __slots__ = ("answer", "done", "reader")
 
@@ -493,47 +500,35 @@ class _CallbackEnd:
             if isinstance(error, CacheError):  # as httpcache.app's errors_middleware does
                 answer.error(error)
                 return True
-            log.error("%s %s: the fill failed: %r", answer.creq.method, answer.creq.target,
-                      error)
+            if not isinstance(error, asyncio.CancelledError):  # shutting down: say nothing
+                log.error("%s %s: the fill failed: %r", answer.creq.method,
+                          answer.creq.target, error)
             return False
         if not answer.started:
             answer.begin(head, owner=True)
         client = answer.client
         if answer.body and not reader.drained():
-            if flight.error is not None:
-                log.warning("%s %s: aborting response: %s", answer.creq.method,
-                            answer.creq.target, flight.error)
-                reader.close()
-                return False
-            while not client.closing and client.writable():
-                chunk = reader.take()
-                if chunk is None:
-                    break
-                answer.chunk(chunk)
-            if client.closing:
-                reader.close()
-                return False
+            if flight.error is None:  # else the task writes what came, then cuts the answer
+                while client.writable():
+                    chunk = reader.take()
+                    if chunk is None:
+                        break
+                    answer.chunk(chunk)
             if not reader.drained():
-                task = asyncio.get_running_loop().create_task(self._drain())
+                task = asyncio.get_running_loop().create_task(self._rest())
                 _DRAINING.add(task)
                 task.add_done_callback(_DRAINING.discard)
                 return None
         reader.close()
         return answer.end()
 
-    async def _drain(self) -> None:
-        reader, answer = self.reader, self.answer
+    async def _rest(self) -> None:
+        reader = self.reader
         assert reader is not None
-        client = answer.client
         reusable = False
         try:
             with reader:
-                async for chunk in reader.chunks():
-                    if client.closing:
-                        return
-                    answer.chunk(chunk)
-                    await client.drain()
-            reusable = answer.end()
+                reusable = await self.answer.rest(reader)
         except Exception:
             log.exception("miss on the hit path failed; closing the connection")
         finally:
