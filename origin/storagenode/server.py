@@ -33,10 +33,14 @@ Endpoints (all bodies are raw bytes or small JSON documents):
 ``GET /volumes``
     ``{"volumes": [{"volume", "size", "active", "age"}]}``; ``age`` is seconds since the
     volume file was last written (node clock): no record in it is younger.
-``GET /volumes/{volume}/records?offset=&max_bytes=&verify=``
+``GET /volumes/{volume}/records?offset=&max_bytes=&verify=&errors_only=``
     Walk records from ``offset``: ``{"records": [{"offset", "fragment_id", "length",
-    "error"}], "next_offset"}`` (``next_offset`` null at the end). ``verify=1`` checks every
-    payload CRC (scrubber); ``error`` is ``checksum-mismatch`` or ``corrupt-record``.
+    "error"}], "next_offset", "walked", "walked_bytes"}`` (``next_offset`` null at the end;
+    ``walked``: records walked, ``walked_bytes``: the sum of their ``length``). ``verify=1``
+    checks every payload CRC (scrubber); ``error`` is ``checksum-mismatch`` or
+    ``corrupt-record``. ``errors_only=1`` lists only records with an error (the scrubber's
+    walk: a clean page is a few bytes instead of a JSON entry per record); the counts still
+    cover every record walked.
 ``POST /volumes/seal``
     Start a new active volume (so the previous one can be compacted or deleted).
 ``POST /volumes/{volume}/relocate``
@@ -173,20 +177,22 @@ async def scan_records(request: web.Request) -> web.Response:
     offset = _int_query(request, "offset", 0)
     max_bytes = max(1, _int_query(request, "max_bytes", 8 << 20))
     verify = request.query.get("verify", "0") in ("1", "true")
+    errors_only = request.query.get("errors_only", "0") in ("1", "true")
     loop = asyncio.get_running_loop()
     try:
-        page = await loop.run_in_executor(
-            None, lambda: request.app[VOLUMES].scan(volume, offset, max_bytes, verify=verify))
+        page = await loop.run_in_executor(None, lambda: request.app[VOLUMES].scan(
+            volume, offset, max_bytes, verify=verify, errors_only=errors_only))
     except RecordNotFound as exc:
         return _error(404, "not-found", str(exc))
     except VolumeError as exc:
         return _error(500, "io-error", str(exc))
     if verify:
-        request.app[METRICS].scrubbed_bytes.inc(sum(r.length for r in page.records))
+        request.app[METRICS].scrubbed_bytes.inc(page.walked_bytes)
     return web.json_response({
         "records": [{"offset": r.offset, "fragment_id": r.fragment_id.decode(errors="replace"),
                      "length": r.length, "error": r.error} for r in page.records],
-        "next_offset": page.next_offset})
+        "next_offset": page.next_offset, "walked": page.walked,
+        "walked_bytes": page.walked_bytes})
 
 
 async def seal_volume(request: web.Request) -> web.Response:

@@ -81,8 +81,14 @@ class ScannedRecord:
 
 @dataclass(frozen=True)
 class ScanPage:
+    """One page of a walk. ``records`` is every record walked, or only the failed ones when
+    the walk was asked for errors only; ``walked`` and ``walked_bytes`` count every record
+    walked (and the sum of their ``length``) either way."""
+
     records: list[ScannedRecord]
     next_offset: int | None  # None: end of the volume reached
+    walked: int
+    walked_bytes: int
 
 
 def volume_name(volume: int) -> str:
@@ -322,24 +328,29 @@ class VolumeSet:
 
     # -- maintenance: scrub/GC walk, sealing, deletion (see the server for the contract) ----
 
-    def scan(self, volume: int, offset: int, max_bytes: int, *, verify: bool) -> ScanPage:
+    def scan(self, volume: int, offset: int, max_bytes: int, *, verify: bool,
+             errors_only: bool = False) -> ScanPage:
         """Walk records of ``volume`` from ``offset`` (a record start) until about
         ``max_bytes`` were covered. With ``verify`` every payload's CRC-32 is checked (the
-        scrubber); without, only headers are read (the garbage collector)."""
+        scrubber); without, only headers are read (the garbage collector). With
+        ``errors_only`` the page lists only records whose header or payload failed (the
+        scrubber acts on nothing else); its counts still cover every record walked."""
         size = self._sizes.get(volume)
         if size is None:
             raise RecordNotFound(f"no volume {volume}")
         fd = self._read_fd(volume)
         found: list[ScannedRecord] = []
-        covered = 0
+        covered = walked = walked_bytes = 0
         try:
             while offset < size and covered < max_bytes:
                 head = os.pread(fd, record.HEADER_SIZE + record.MAX_FRAGMENT_ID, offset)
+                walked += 1
                 try:
                     header = record.parse_header(head)
                 except record.CorruptRecord:
                     resume = self._resync(fd, offset + 1, size)
                     found.append(ScannedRecord(offset, b"", resume - offset, "corrupt-record"))
+                    walked_bytes += resume - offset
                     covered += resume - offset
                     offset = resume
                     continue
@@ -350,13 +361,15 @@ class VolumeSet:
                     if len(payload) != header.payload_length or \
                             zlib.crc32(payload) != header.payload_crc:
                         error = "checksum-mismatch"
-                found.append(ScannedRecord(offset, header.fragment_id, header.payload_length,
-                                           error))
+                if error is not None or not errors_only:
+                    found.append(ScannedRecord(offset, header.fragment_id,
+                                               header.payload_length, error))
+                walked_bytes += header.payload_length
                 covered += header.size
                 offset += header.size
         except OSError as exc:
             raise VolumeError(f"scan of volume {volume} failed: {exc}") from exc
-        return ScanPage(found, offset if offset < size else None)
+        return ScanPage(found, offset if offset < size else None, walked, walked_bytes)
 
     def _resync(self, fd: int, start: int, size: int) -> int:
         """The next offset at or after ``start`` holding a valid record header, else ``size``."""

@@ -1,11 +1,13 @@
 """The scrubber: re-read every record on every node at a bounded rate and queue repairs.
 
 Per node, per volume, the node walks its records in pages (``GET /volumes/{v}/records
-?verify=1``: the payload CRC-32 of every record is checked on the node, so the scrub costs
-disk reads, not network), and the scrubber paces the pages to ``bytes_per_second``. A record
-whose checksum fails, or an unreadable span, is looked up in the fragment map by location and
-queued in ``repair_queue``; the reconstructor then rewrites it elsewhere, so a flipped bit is
-healed before a reader has to route around it.
+?verify=1&errors_only=1``: the payload CRC-32 of every record is checked on the node, so the
+scrub costs disk reads, not network), and the scrubber paces the pages to
+``bytes_per_second``. The node answers only the records that failed, with counts of what it
+walked (``walked``, ``walked_bytes``) and where to go on. A record whose checksum fails, or an
+unreadable span, is looked up in the fragment map by location and queued in
+``repair_queue``; the reconstructor then rewrites it elsewhere, so a flipped bit is healed
+before a reader has to route around it.
 
 It also checks the other direction: every fragment row pointing at a node must point inside a
 volume that node still has. Rows that point at a vanished volume (a wiped or replaced disk)
@@ -83,10 +85,16 @@ class Scrubber:
             while offset is not None:
                 await self.limiter.acquire(self.page_bytes)
                 page = await self.ctx.nodes.scan_volume(node_id, volume, offset,
-                                                        self.page_bytes, verify=True)
-                for rec in page["records"]:
-                    stats.records += 1
-                    stats.bytes_verified += int(rec["length"])
+                                                        self.page_bytes, verify=True,
+                                                        errors_only=True)
+                records = page["records"]
+                if "walked" in page:
+                    stats.records += int(page["walked"])
+                    stats.bytes_verified += int(page["walked_bytes"])
+                else:  # a node of an older build: every record listed, no counts
+                    stats.records += len(records)
+                    stats.bytes_verified += sum(int(rec["length"]) for rec in records)
+                for rec in records:
                     if rec["error"]:
                         await self._report(node_id, volume, rec, stats)
                 offset = page["next_offset"]

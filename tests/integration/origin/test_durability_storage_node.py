@@ -36,8 +36,42 @@ async def test_scan_finds_rot_and_resynchronises_after_a_broken_header(
     assert errors == [(addrs[0]["offset"], None), (addrs[1]["offset"], "corrupt-record"),
                       (addrs[2]["offset"], "checksum-mismatch"), (addrs[3]["offset"], None)]
     assert page["next_offset"] is None
+    assert (page["walked"], page["walked_bytes"]) == (4, sum(r["length"] for r in page["records"]))
     quick = await (await client.get("/volumes/1/records?max_bytes=1")).json()
     assert len(quick["records"]) == 1 and quick["next_offset"] == addrs[1]["offset"]
+
+
+async def test_an_errors_only_scan_lists_the_failed_records_and_counts_every_one(
+    aiohttp_client, tmp_path: Path
+) -> None:
+    """The scrubber's walk (``errors_only=1``) answers only what failed, with the same
+    counts and the same next offset as the full listing, page by page."""
+    client = await aiohttp_client(_app(tmp_path))
+    addrs = [await _post(client, f"o/0/{i}", bytes([i]) * 1000) for i in range(6)]
+    path = tmp_path / "volumes" / "000001.vol"
+    data = bytearray(path.read_bytes())
+    data[addrs[1]["offset"] + 2] ^= 0xFF            # header of record 1: unreadable
+    data[addrs[4]["offset"] + 24 + 5 + 10] ^= 0xFF  # payload of record 4: rot
+    path.write_bytes(bytes(data))
+    for max_bytes in (1 << 20, 2500):
+        full, short, offset = [], [], 0
+        while offset is not None:
+            query = f"/volumes/1/records?verify=1&offset={offset}&max_bytes={max_bytes}"
+            whole = await (await client.get(query)).json()
+            page = await (await client.get(query + "&errors_only=1")).json()
+            assert page["next_offset"] == whole["next_offset"]
+            assert (page["walked"], page["walked_bytes"]) == \
+                (whole["walked"], whole["walked_bytes"])
+            full += whole["records"]
+            short += page["records"]
+            offset = page["next_offset"]
+        assert short == [r for r in full if r["error"]]
+        assert [(r["offset"], r["error"]) for r in short] == [
+            (addrs[1]["offset"], "corrupt-record"), (addrs[4]["offset"], "checksum-mismatch")]
+        assert len(full) == 6  # the unreadable header's span stands for record 1
+    clean = await (await client.get("/volumes/1/records?verify=1&errors_only=1"
+                                    f"&offset={addrs[5]['offset']}")).json()
+    assert clean == {"records": [], "next_offset": None, "walked": 1, "walked_bytes": 1000}
 
 
 async def test_seal_relocate_and_delete(aiohttp_client, tmp_path: Path) -> None:

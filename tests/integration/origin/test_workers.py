@@ -4,6 +4,7 @@ GC and compaction, fsck. Workers are driven with ``run_once`` from the test proc
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import time
 from collections.abc import AsyncIterator
@@ -14,6 +15,7 @@ import pytest
 from origin.client import S3Client, S3ClientError
 from origin.fsck import fsck
 from origin.layout import FragmentLocation, fragment_id
+from origin.nodeclient import NodeClient
 from origin.workers.base import ClusterContext
 from origin.workers.cli_context import cluster_context
 from origin.workers.compactor import Compactor
@@ -160,6 +162,58 @@ async def test_flipped_bit_is_found_by_the_scrubber_and_healed(
         fragment_id(str(h["object_id"]), h["segment"], h["frag_index"]))
     assert len(payload) == h["length"]  # the rebuilt copy verifies end to end
     assert await s3.get_object(bucket, "bitrot") == body
+
+
+class _OlderNodes:
+    """A ``NodeClient`` whose nodes answer like a build before ``errors_only``: every record
+    listed, no counts."""
+
+    def __init__(self, nodes: NodeClient) -> None:
+        self._nodes = nodes
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._nodes, name)
+
+    async def scan_volume(self, node_id: str, volume: int, offset: int, max_bytes: int,
+                          *, verify: bool, errors_only: bool = False) -> dict:
+        page = await self._nodes.scan_volume(node_id, volume, offset, max_bytes, verify=verify)
+        return {"records": page["records"], "next_offset": page["next_offset"]}
+
+
+@pytest.mark.parametrize("nodes", ["errors-only", "older-node"])
+async def test_the_scrubber_counts_every_record_and_queues_the_rotten_one(
+    s3: S3Client, bucket: str, cluster: Cluster, ctx: ClusterContext, nodes: str
+) -> None:
+    """The node lists only failed records to the scrubber; its stats still count every
+    record and byte walked, and the rotten fragment is queued for repair (also against a
+    node that lists everything, as before ``errors_only``)."""
+    body = os.urandom(3 * SEGMENT_SIZE)
+    await s3.put_object(bucket, f"rot-{nodes}", body)
+    victim = (await _fragments(cluster, bucket, f"rot-{nodes}"))[4]
+    _flip(cluster, victim)
+    node_id = victim["node_id"]
+    listed = []
+    for raw in await ctx.nodes.list_volumes(node_id):
+        offset = 0
+        while offset is not None:
+            page = await ctx.nodes.scan_volume(node_id, int(raw["volume"]), offset, 1 << 20,
+                                               verify=True)
+            listed += page["records"]
+            offset = page["next_offset"]
+    rotten = [r for r in listed if r["error"]]  # earlier tests' rot stays on disk, unreferenced
+    assert victim["offset"] in {r["offset"] for r in rotten}
+    scrub_ctx = ctx if nodes == "errors-only" else \
+        dataclasses.replace(ctx, nodes=_OlderNodes(ctx.nodes))  # type: ignore[arg-type]
+    stats = await Scrubber(scrub_ctx, bytes_per_second=0, page_bytes=64 << 10).run_once(
+        nodes=[node_id])
+    assert (stats.records, stats.bytes_verified, stats.corrupt_records) == \
+        (len(listed), sum(r["length"] for r in listed), len(rotten))
+    queued = await ctx.pool.fetchrow(
+        "SELECT reason FROM repair_queue WHERE object_id = $1 AND segment = $2"
+        " AND frag_index = $3", victim["object_id"], victim["segment"], victim["frag_index"])
+    assert queued is not None and queued["reason"] == "checksum-mismatch"
+    await Reconstructor(ctx, bytes_per_second=0).run_once()
+    assert await s3.get_object(bucket, f"rot-{nodes}") == body
 
 
 async def test_a_read_that_meets_a_corrupt_fragment_queues_its_repair(
