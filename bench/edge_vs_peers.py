@@ -10,6 +10,12 @@ shared machine hits all alike; the table shows medians. HITS cycle over a small 
 set (each URL checked to be a hit first); MISSES ask for a URL nobody asked before on every
 request (``lua/misses.lua``). Server CPU is utime+stime of the server's process tree read from
 ``/proc`` around each run, divided by the requests wrk completed.
+
+PACED is the hits again, but sent on a fixed schedule (``lua/paced.lua``) at the same rate to
+every server: ``--paced-load`` (0.6) times the slowest server's median hit rate of this run
+at that size, or ``--paced-rps``. Hits and misses run each server flat out, and then the
+p99 wrk records depends on where the closed loop's queue forms, in the server or in wrk's
+own threads on the same two cores; at one offered load the latencies compare the servers.
 """
 
 from __future__ import annotations
@@ -75,9 +81,14 @@ def prewarm(server: Server, size: int, urls: int) -> None:
 
 
 def measure(server: Server, mode: str, size: int, tag: str, seconds: float,
-            args: argparse.Namespace) -> tuple[WrkResult, float]:
-    script, extra = (("hits.lua", [str(size), str(args.hit_urls)]) if mode == "hits"
-                     else ("misses.lua", [str(size), tag]))
+            args: argparse.Namespace, rate: float = 0.0) -> tuple[WrkResult, float]:
+    if mode == "paced":
+        script, extra = "paced.lua", ["hits", str(size), str(args.hit_urls),
+                                      f"{rate / args.threads:.3f}"]
+    elif mode == "hits":
+        script, extra = "hits.lua", [str(size), str(args.hit_urls)]
+    else:
+        script, extra = "misses.lua", [str(size), tag]
     cpu0 = server.proc.cpu_seconds()
     result = run_wrk(server.url, script, extra, seconds=seconds,
                      connections=args.connections, threads=args.threads)
@@ -89,7 +100,11 @@ def measure(server: Server, mode: str, size: int, tag: str, seconds: float,
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="1k,100k,1m", help="e.g. 1k,100k,1m")
-    parser.add_argument("--modes", default="hits,misses")
+    parser.add_argument("--modes", default="hits,misses,paced")
+    parser.add_argument("--paced-load", type=float, default=0.6,
+                        help="paced rate as a fraction of the slowest server's hit req/s")
+    parser.add_argument("--paced-rps", type=float,
+                        help="paced rate in req/s (instead of --paced-load)")
     parser.add_argument("--servers", default="edge,nginx,varnish")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=8.0)
@@ -117,7 +132,8 @@ def main() -> int:
     if args.quick:
         args.runs, args.seconds, args.warmup = 1, 4.0, 1.0
     sizes = [parse_size(s) for s in args.sizes.split(",")]
-    modes = args.modes.split(",")
+    # paced takes its rate from the hits of the same size: after them
+    modes = sorted(args.modes.split(","), key=lambda m: m == "paced")
     wanted = args.servers.split(",")
 
     work = Path(tempfile.mkdtemp(prefix="bench-peers-"))
@@ -154,7 +170,16 @@ def main() -> int:
             else:
                 servers[1:1] = list(nginx.values())
             for mode in modes:
-                if mode == "hits":
+                rate = 0.0
+                if mode == "paced":
+                    rate = args.paced_rps or paced_rate(records, size, args.paced_load)
+                    if not rate:
+                        print("# paced: needs hits in --modes or --paced-rps; skipped",
+                              flush=True)
+                        continue
+                    print(f"# paced {label(size)}: {rate:.0f} req/s to every server",
+                          flush=True)
+                if mode in ("hits", "paced"):
                     for server in servers:
                         prewarm(server, size, args.hit_urls)
                 else:
@@ -162,19 +187,25 @@ def main() -> int:
                         check_body(server, f"/{size}/check-{time.time_ns()}", size)
                 stamp = time.time_ns()
                 for server in servers:
-                    measure(server, mode, size, f"w{stamp}", args.warmup, args)
+                    measure(server, mode, size, f"w{stamp}", args.warmup, args, rate)
                 for run in range(args.runs):
                     for server in servers:
                         result, cpu_us = measure(server, mode, size, f"r{run}x{stamp}",
-                                                 args.seconds, args)
+                                                 args.seconds, args, rate)
                         records.append({"mode": mode, "size": size, "server": server.name,
                                         "run": run, "rps": result.rps, "p50_ms": result.p50_ms,
                                         "p99_ms": result.p99_ms, "cpu_us": cpu_us,
-                                        "requests": result.requests, "errors": result.errors})
+                                        "requests": result.requests, "errors": result.errors,
+                                        **({"offered_rps": rate, "p999_ms": result.p999_ms,
+                                            "late": result.late,
+                                            "late_max_ms": result.late_max_ms}
+                                           if mode == "paced" else {})})
+                        paced = (f" p99.9 {result.p999_ms:7.2f} ms late {result.late}"
+                                 if mode == "paced" else "")
                         print(f"  {mode:<6} {label(size):>8} {server.name:<18} run {run + 1}: "
                               f"{result.rps:>9.0f} req/s p50 {result.p50_ms:7.2f} ms p99 "
                               f"{result.p99_ms:7.2f} ms cpu {cpu_us:6.1f} us/req "
-                              f"errors {result.errors}", flush=True)
+                              f"errors {result.errors}{paced}", flush=True)
     finally:
         for server in reversed(started):
             server.stop()
@@ -184,6 +215,27 @@ def main() -> int:
         Path(args.json).write_text(json.dumps(records, indent=1))
     print_table(records, sizes, modes)
     return 0
+
+
+def paced_rate(records: list[dict], size: int, load: float) -> float:
+    """``load`` times the slowest server's median hit req/s at ``size`` in this run (0: no
+    hits measured)."""
+    rows = [r for r in records if r["mode"] == "hits" and r["size"] == size]
+    names = {r["server"] for r in rows}
+    if not names:
+        return 0.0
+    return load * min(median([r["rps"] for r in rows if r["server"] == n]) for n in names)
+
+
+def paced_line(rows: list[dict], names: list[str]) -> str:
+    """Latency of every server at the one offered rate, and the sends that fell behind."""
+    parts = []
+    for name in names:
+        mine = [r for r in rows if r["server"] == name]
+        parts.append(f"{name} p99 {median([r['p99_ms'] for r in mine]):.2f} / p99.9 "
+                     f"{median([r['p999_ms'] for r in mine]):.2f} ms, late sends "
+                     f"{sum(r['late'] for r in mine)}")
+    return f"at {rows[0]['offered_rps']:.0f} req/s offered: " + "; ".join(parts)
 
 
 def paired_ratio(rows: list[dict], peer: str | None) -> float:
@@ -220,6 +272,9 @@ def print_table(records: list[dict], sizes: list[int], modes: list[str]) -> None
                       f"{med[name]['p50_ms']:>8.2f} {med[name]['p99_ms']:>8.2f} "
                       f"{med[name]['cpu_us']:>10.1f} {errors:>6} "
                       f"{spread([r['rps'] for r in mine]):>11.0%}")
+            if mode == "paced" and rows:
+                print(f"{'':<16} {paced_line(rows, names)}")
+                continue
             if "edge" in med:
                 peers = [n for n in med if n != "edge"]
                 parts = [f"edge/{n} {paired_ratio(rows, n):.2f}x" for n in peers]

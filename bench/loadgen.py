@@ -20,6 +20,11 @@ class WrkResult:
     requests: int
     errors: int  # socket errors + non-2xx/3xx
     seconds: float
+    # from ``lua/paced.lua``'s summary line only: p99.9, and the sends that left more than
+    # 1 ms behind their schedule (how many, the worst lag)
+    p999_ms: float = float("nan")
+    late: int = 0
+    late_max_ms: float = 0.0
 
 
 def _ms(text: str) -> float:
@@ -41,6 +46,10 @@ def parse(out: str) -> WrkResult:
     bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     if bad:
         errors += int(bad.group(1))
+    paced = re.search(r"PACED p999_us=(\d+) late_max_ms=([\d.]+) late_n=(\d+)", out)
+    if paced:
+        return WrkResult(rps, p50, p99, int(total.group(1)), errors, seconds,
+                         int(paced.group(1)) / 1e3, int(paced.group(3)), float(paced.group(2)))
     return WrkResult(rps, p50, p99, int(total.group(1)), errors, seconds)
 
 
