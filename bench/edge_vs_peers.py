@@ -11,9 +11,10 @@ set (each URL checked to be a hit first); MISSES ask for a URL nobody asked befo
 request (``lua/misses.lua``). Server CPU is utime+stime of the server's process tree read from
 ``/proc`` around each run, divided by the requests wrk completed.
 
-PACED is the hits again, but sent on a fixed schedule (``lua/paced.lua``) at the same rate to
-every server: ``--paced-load`` (0.6) times the slowest server's median hit rate of this run
-at that size, or ``--paced-rps``. Hits and misses run each server flat out, and then the
+PACED-HITS and PACED-MISSES are the hits and the misses again, but sent on a fixed schedule
+(``lua/paced.lua``) at the same rate to every server: ``--paced-load`` (0.6) times the slowest
+server's median rate of this run in that mode at that size, or ``--paced-rps``. Hits and
+misses run each server flat out, and then the
 p99 wrk records depends on where the closed loop's queue forms, in the server or in wrk's
 own threads on the same two cores; at one offered load the latencies compare the servers.
 """
@@ -82,9 +83,11 @@ def prewarm(server: Server, size: int, urls: int) -> None:
 
 def measure(server: Server, mode: str, size: int, tag: str, seconds: float,
             args: argparse.Namespace, rate: float = 0.0) -> tuple[WrkResult, float]:
-    if mode == "paced":
+    if mode == "paced-hits":
         script, extra = "paced.lua", ["hits", str(size), str(args.hit_urls),
                                       f"{rate / args.threads:.3f}"]
+    elif mode == "paced-misses":
+        script, extra = "paced.lua", ["misses", str(size), tag, f"{rate / args.threads:.3f}"]
     elif mode == "hits":
         script, extra = "hits.lua", [str(size), str(args.hit_urls)]
     else:
@@ -100,9 +103,10 @@ def measure(server: Server, mode: str, size: int, tag: str, seconds: float,
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="1k,100k,1m", help="e.g. 1k,100k,1m")
-    parser.add_argument("--modes", default="hits,misses,paced")
+    parser.add_argument("--modes", default="hits,misses,paced-hits,paced-misses")
     parser.add_argument("--paced-load", type=float, default=0.6,
-                        help="paced rate as a fraction of the slowest server's hit req/s")
+                        help="paced rate: this fraction of the slowest server's req/s "
+                             "flat out (hits or misses, same size, same run)")
     parser.add_argument("--paced-rps", type=float,
                         help="paced rate in req/s (instead of --paced-load)")
     parser.add_argument("--servers", default="edge,nginx,varnish")
@@ -132,8 +136,8 @@ def main() -> int:
     if args.quick:
         args.runs, args.seconds, args.warmup = 1, 4.0, 1.0
     sizes = [parse_size(s) for s in args.sizes.split(",")]
-    # paced takes its rate from the hits of the same size: after them
-    modes = sorted(args.modes.split(","), key=lambda m: m == "paced")
+    # a paced mode takes its rate from the flat-out runs of the same size: after them
+    modes = sorted(args.modes.split(","), key=lambda m: m.startswith("paced"))
     wanted = args.servers.split(",")
 
     work = Path(tempfile.mkdtemp(prefix="bench-peers-"))
@@ -171,15 +175,17 @@ def main() -> int:
                 servers[1:1] = list(nginx.values())
             for mode in modes:
                 rate = 0.0
-                if mode == "paced":
-                    rate = args.paced_rps or paced_rate(records, size, args.paced_load)
+                paced = mode.startswith("paced-")
+                if paced:
+                    base = mode.removeprefix("paced-")
+                    rate = args.paced_rps or paced_rate(records, base, size, args.paced_load)
                     if not rate:
-                        print("# paced: needs hits in --modes or --paced-rps; skipped",
+                        print(f"# {mode}: needs {base} in --modes or --paced-rps; skipped",
                               flush=True)
                         continue
-                    print(f"# paced {label(size)}: {rate:.0f} req/s to every server",
+                    print(f"# {mode} {label(size)}: {rate:.0f} req/s to every server",
                           flush=True)
-                if mode in ("hits", "paced"):
+                if mode in ("hits", "paced-hits"):
                     for server in servers:
                         prewarm(server, size, args.hit_urls)
                 else:
@@ -199,13 +205,13 @@ def main() -> int:
                                         **({"offered_rps": rate, "p999_ms": result.p999_ms,
                                             "late": result.late,
                                             "late_max_ms": result.late_max_ms}
-                                           if mode == "paced" else {})})
-                        paced = (f" p99.9 {result.p999_ms:7.2f} ms late {result.late}"
-                                 if mode == "paced" else "")
-                        print(f"  {mode:<6} {label(size):>8} {server.name:<18} run {run + 1}: "
+                                           if paced else {})})
+                        tail = (f" p99.9 {result.p999_ms:7.2f} ms late {result.late}"
+                                if paced else "")
+                        print(f"  {mode:<12} {label(size):>8} {server.name:<18} run {run + 1}: "
                               f"{result.rps:>9.0f} req/s p50 {result.p50_ms:7.2f} ms p99 "
                               f"{result.p99_ms:7.2f} ms cpu {cpu_us:6.1f} us/req "
-                              f"errors {result.errors}{paced}", flush=True)
+                              f"errors {result.errors}{tail}", flush=True)
     finally:
         for server in reversed(started):
             server.stop()
@@ -217,10 +223,10 @@ def main() -> int:
     return 0
 
 
-def paced_rate(records: list[dict], size: int, load: float) -> float:
-    """``load`` times the slowest server's median hit req/s at ``size`` in this run (0: no
-    hits measured)."""
-    rows = [r for r in records if r["mode"] == "hits" and r["size"] == size]
+def paced_rate(records: list[dict], mode: str, size: int, load: float) -> float:
+    """``load`` times the slowest server's median req/s in ``mode`` at ``size`` in this run
+    (0: none measured)."""
+    rows = [r for r in records if r["mode"] == mode and r["size"] == size]
     names = {r["server"] for r in rows}
     if not names:
         return 0.0
@@ -256,7 +262,7 @@ def paired_ratio(rows: list[dict], peer: str | None) -> float:
 def print_table(records: list[dict], sizes: list[int], modes: list[str]) -> None:
     print()
     print("ratios: median over runs of the per-run ratio (same run, servers took turns)")
-    print(f"{'mode':<6} {'size':>8} {'server':<18} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} "
+    print(f"{'mode':<12} {'size':>8} {'server':<18} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} "
           f"{'cpu us/req':>10} {'errors':>6} {'req/s spread':>12}")
     for mode in modes:
         for size in sizes:
@@ -268,12 +274,12 @@ def print_table(records: list[dict], sizes: list[int], modes: list[str]) -> None
                 med[name] = {k: median([r[k] for r in mine])
                              for k in ("rps", "p50_ms", "p99_ms", "cpu_us")}
                 errors = sum(r["errors"] for r in mine)
-                print(f"{mode:<6} {label(size):>8} {name:<18} {med[name]['rps']:>9.0f} "
+                print(f"{mode:<12} {label(size):>8} {name:<18} {med[name]['rps']:>9.0f} "
                       f"{med[name]['p50_ms']:>8.2f} {med[name]['p99_ms']:>8.2f} "
                       f"{med[name]['cpu_us']:>10.1f} {errors:>6} "
                       f"{spread([r['rps'] for r in mine]):>11.0%}")
-            if mode == "paced" and rows:
-                print(f"{'':<16} {paced_line(rows, names)}")
+            if mode.startswith("paced-") and rows:
+                print(f"{'':<22} {paced_line(rows, names)}")
                 continue
             if "edge" in med:
                 peers = [n for n in med if n != "edge"]
@@ -283,7 +289,7 @@ def print_table(records: list[dict], sizes: list[int], modes: list[str]) -> None
                     parts.append(f"edge/best-of-run {paired_ratio(rows, None):.2f}x req/s; "
                                  f"p99 {med['edge']['p99_ms']:.2f} ms vs {best}'s "
                                  f"{med[best]['p99_ms']:.2f}")
-                print(f"{'':<16} ratio: " + "; ".join(parts))
+                print(f"{'':<22} ratio: " + "; ".join(parts))
 
 
 if __name__ == "__main__":

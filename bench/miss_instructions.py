@@ -16,6 +16,8 @@ a new URL for misses, 16 URLs for hits), switches counting off and prints the re
 completed; the parent divides callgrind's total by them. Under valgrind the edge runs ~50x
 slower, so a run completes a few hundred requests. valgrind is not a project dependency:
 ``apt-get install valgrind``.
+``--keep FILE`` keeps callgrind's output (``callgrind_annotate FILE`` lists the C functions:
+the interpreter, the allocator, ``memcpy``, the parser, uvloop).
 """
 
 from __future__ import annotations
@@ -96,6 +98,8 @@ def parent(args: argparse.Namespace) -> int:
             counted = [int(line.split()[1]) for line in dump.read_text().splitlines()
                        if line.startswith(("totals:", "summary:"))]
             total += max(counted, default=0)
+            if args.keep:
+                shutil.copy(dump, f"{args.keep}{dump.name.removeprefix('callgrind.out')}")
         kind = "miss" if args.mode == "misses" else "hit"
         print(f"{args.mode} {parse_size(args.size)} B: {total / max(requests, 1):,.0f} "
               f"instructions per {kind} in the edge ({requests} requests counted, "
@@ -110,6 +114,8 @@ def main() -> int:
     parser.add_argument("--size", default="1k")
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--mode", choices=("misses", "hits"), default="misses")
+    parser.add_argument("--keep", metavar="FILE",
+                        help="also keep callgrind's output here (for callgrind_annotate)")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if not args.child:
