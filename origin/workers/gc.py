@@ -88,9 +88,18 @@ async def volume_records(ctx: ClusterContext, node_id: str, volume: int,
 
 async def plan_node_volume(ctx: ClusterContext, facts: VolumeFacts, *, grace: float,
                            dead_ratio: float) -> VolumePlan:
+    """``plan_volume`` for one listed volume; ``GONE`` when the node no longer has it: the
+    collector and the compactor (of this origin, of others, of ``cdn repair``) run
+    concurrently, and one may delete a volume another listed a moment ago. That volume holds
+    nothing left to collect, and the node's other volumes still need their pass."""
     if facts.age <= grace:
         return VolumePlan(VolumeAction.TOO_YOUNG)
-    records = await volume_records(ctx, facts.node_id, facts.volume)
+    try:
+        records = await volume_records(ctx, facts.node_id, facts.volume)
+    except NodeRequestError as exc:
+        if exc.kind != "not-found":
+            raise
+        return VolumePlan(VolumeAction.GONE)
     referenced = await fmeta.referenced_offsets(ctx.pool, facts.node_id, facts.volume)
     return plan_volume(facts, records, referenced, grace=grace, dead_ratio=dead_ratio)
 
@@ -140,7 +149,7 @@ class GarbageCollector:
             facts = volume_facts(node_id, raw)
             plan = await plan_node_volume(self.ctx, facts, grace=self.grace,
                                           dead_ratio=self.dead_ratio)
-            if plan.action is VolumeAction.TOO_YOUNG:
+            if plan.action in (VolumeAction.TOO_YOUNG, VolumeAction.GONE):
                 continue
             stats.volumes_checked += 1
             stats.dead_bytes_found += plan.dead_bytes

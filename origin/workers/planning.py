@@ -46,6 +46,7 @@ class VolumeAction(Enum):
     DELETE = "delete"          # every record is dead: remove the file
     COMPACT = "compact"        # dead space past the threshold: copy the live records, delete
     BLOCKED = "blocked"        # a referenced record is unreadable: repair must move it first
+    GONE = "gone"              # deleted since it was listed (another worker): nothing to do
 
 
 @dataclass(frozen=True)

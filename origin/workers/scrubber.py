@@ -84,9 +84,14 @@ class Scrubber:
             stats.volumes += 1
             while offset is not None:
                 await self.limiter.acquire(self.page_bytes)
-                page = await self.ctx.nodes.scan_volume(node_id, volume, offset,
-                                                        self.page_bytes, verify=True,
-                                                        errors_only=True)
+                try:
+                    page = await self.ctx.nodes.scan_volume(node_id, volume, offset,
+                                                            self.page_bytes, verify=True,
+                                                            errors_only=True)
+                except NodeRequestError as exc:
+                    if exc.kind != "not-found":
+                        raise
+                    break  # deleted since the listing (GC, compactor): nothing to verify
                 records = page["records"]
                 if "walked" in page:
                     stats.records += int(page["walked"])

@@ -216,6 +216,41 @@ async def test_the_scrubber_counts_every_record_and_queues_the_rotten_one(
     assert await s3.get_object(bucket, f"rot-{nodes}") == body
 
 
+class _ListsAVanishedVolume:
+    """A ``NodeClient`` whose volume listings start with an old sealed volume the node no
+    longer has: one another worker deleted between the listing and the walk."""
+
+    def __init__(self, nodes: NodeClient) -> None:
+        self._nodes = nodes
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._nodes, name)
+
+    async def list_volumes(self, node_id: str) -> list[dict]:
+        vanished = {"volume": 0, "size": 1 << 20, "active": False, "age": 1e9}
+        return [vanished, *await self._nodes.list_volumes(node_id)]
+
+
+async def test_workers_pass_over_a_volume_deleted_since_they_listed_it(
+    s3: S3Client, bucket: str, ctx: ClusterContext
+) -> None:
+    """GC, compactor and scrubber run concurrently (several origins, ``cdn repair``): a volume
+    one of them deleted after another listed it is skipped, not an error that ends the
+    pass over that node's other volumes."""
+    await s3.put_object(bucket, "beside-a-vanished-volume", os.urandom(50_000))
+    racing = dataclasses.replace(ctx, nodes=_ListsAVanishedVolume(ctx.nodes))  # type: ignore[arg-type]
+    nodes = sorted(ctx.nodes.node_ids)
+    # A grace period no real volume is past: only the vanished one is planned.
+    gc = await GarbageCollector(racing, grace=1e6).run_once()
+    assert (gc.errors, gc.volumes_checked) == ([], 0)
+    compaction = await Compactor(racing, grace=1e6, bytes_per_second=0).run_once()
+    assert compaction.errors == []
+    scrub = await Scrubber(racing, bytes_per_second=0).run_once(nodes=nodes)
+    alone = await Scrubber(ctx, bytes_per_second=0).run_once(nodes=nodes)
+    assert (scrub.errors, scrub.nodes) == ([], len(nodes))
+    assert (scrub.records, scrub.bytes_verified) == (alone.records, alone.bytes_verified)
+
+
 async def test_a_read_that_meets_a_corrupt_fragment_queues_its_repair(
     s3: S3Client, bucket: str, cluster: Cluster, ctx: ClusterContext
 ) -> None:
