@@ -130,6 +130,12 @@ class VolumeSet:
         self._active_since = clock()
         self._sizes: dict[int, int] = {}
         self._read_fds: dict[int, int] = {}
+        # A read fd is held while a pread on it may run (``_hold_fd``/``_let_go``): deleting
+        # its volume meanwhile must not close it under that read (which would fail with
+        # EBADF, or read whatever file got the number next), so it is closed by the last
+        # holder instead.
+        self._fd_holds: dict[int, int] = {}
+        self._fds_of_deleted: set[int] = set()
         self._fd_lock = threading.Lock()
         self._active = 0
         self._active_fd = -1
@@ -153,9 +159,11 @@ class VolumeSet:
 
     def close(self) -> None:
         with self._fd_lock:
-            for fd in self._read_fds.values():
+            for fd in [*self._read_fds.values(), *self._fds_of_deleted]:
                 os.close(fd)
             self._read_fds.clear()
+            self._fds_of_deleted.clear()
+            self._fd_holds.clear()
         if self._active_fd >= 0:
             os.close(self._active_fd)
             self._active_fd = -1
@@ -265,7 +273,9 @@ class VolumeSet:
 
     # -- reads (any thread) -----------------------------------------------------------------
 
-    def _read_fd(self, volume: int) -> int:
+    def _hold_fd(self, volume: int) -> int:
+        """The volume's read fd, open until the caller's ``_let_go`` even if the volume is
+        deleted meanwhile."""
         with self._fd_lock:
             fd = self._read_fds.get(volume)
             if fd is None:
@@ -273,7 +283,17 @@ class VolumeSet:
                     raise RecordNotFound(f"no volume {volume}")
                 fd = os.open(self.root / volume_name(volume), os.O_RDONLY)
                 self._read_fds[volume] = fd
+            self._fd_holds[fd] = self._fd_holds.get(fd, 0) + 1
             return fd
+
+    def _let_go(self, fd: int) -> None:
+        with self._fd_lock:
+            holds = self._fd_holds.pop(fd, 1) - 1
+            if holds:
+                self._fd_holds[fd] = holds
+            elif fd in self._fds_of_deleted:
+                self._fds_of_deleted.discard(fd)
+                os.close(fd)
 
     def read(self, address: Address, expected_id: bytes | None = None) -> tuple[bytes, bytes]:
         """``(fragment_id, payload)`` at ``address`` after verifying both checksums.
@@ -289,7 +309,11 @@ class VolumeSet:
                                  f"of {size} bytes")
         want = record.HEADER_SIZE + record.MAX_FRAGMENT_ID + address.length
         try:
-            buf = os.pread(self._read_fd(address.volume), want, address.offset)
+            fd = self._hold_fd(address.volume)
+            try:
+                buf = os.pread(fd, want, address.offset)
+            finally:
+                self._let_go(fd)
         except OSError as exc:
             raise VolumeError(f"read of volume {address.volume} failed: {exc}") from exc
         header, payload = record.parse_record(buf, address.length, expected_id)
@@ -308,9 +332,15 @@ class VolumeSet:
                    size - address.offset)
         buf = bytearray(want)
         try:
-            got = os.preadv(self._read_fd(address.volume), [buf], address.offset, _RWF_NOWAIT)
+            fd = self._hold_fd(address.volume)
         except (OSError, RecordNotFound):
+            return None
+        try:
+            got = os.preadv(fd, [buf], address.offset, _RWF_NOWAIT)
+        except OSError:
             return None  # EAGAIN (not cached), EOPNOTSUPP, ...: the thread path decides
+        finally:
+            self._let_go(fd)
         if got != want:
             return None
         header, payload = record.parse_record(memoryview(buf), address.length, expected_id)
@@ -338,7 +368,7 @@ class VolumeSet:
         size = self._sizes.get(volume)
         if size is None:
             raise RecordNotFound(f"no volume {volume}")
-        fd = self._read_fd(volume)
+        fd = self._hold_fd(volume)
         found: list[ScannedRecord] = []
         covered = walked = walked_bytes = 0
         try:
@@ -369,6 +399,8 @@ class VolumeSet:
                 offset += header.size
         except OSError as exc:
             raise VolumeError(f"scan of volume {volume} failed: {exc}") from exc
+        finally:
+            self._let_go(fd)
         return ScanPage(found, offset if offset < size else None, walked, walked_bytes)
 
     def _resync(self, fd: int, start: int, size: int) -> int:
@@ -409,7 +441,10 @@ class VolumeSet:
                 raise RecordNotFound(f"no volume {volume}")
             fd = self._read_fds.pop(volume, None)
             if fd is not None:
-                os.close(fd)
+                if fd in self._fd_holds:
+                    self._fds_of_deleted.add(fd)  # its last holder closes it
+                else:
+                    os.close(fd)
         try:
             (self.root / volume_name(volume)).unlink()
             if self.fsync:

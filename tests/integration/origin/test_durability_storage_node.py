@@ -3,11 +3,14 @@ delete, and sealing by age."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+
+import pytest
 
 from origin.config import StorageNodeConfig
 from origin.storagenode.server import build_app
-from origin.storagenode.volume import VolumeSet
+from origin.storagenode.volume import RecordNotFound, VolumeSet
 
 
 def _app(tmp_path: Path):  # noqa: ANN202
@@ -108,3 +111,34 @@ def test_an_old_active_volume_is_sealed_before_the_next_append(tmp_path: Path) -
     now[0] = 16
     assert volumes.append_batch([(b"a/0/2", b"x")])[0].volume == 2
     volumes.close()
+
+
+def test_a_volume_deleted_under_a_read_is_closed_by_that_read_not_before(
+        tmp_path: Path) -> None:
+    """A scan (or read) holds its volume's fd: a delete meanwhile unlinks the file but
+    leaves the fd open until the holder lets go, so the walk neither fails with EBADF nor
+    reads whatever file reused the number (the GC, compactor and scrubber of several
+    origins walk and delete volumes concurrently)."""
+    volumes = VolumeSet(tmp_path, 1 << 20, fsync=False)
+    volumes.open()
+    try:
+        address = volumes.append_batch([(b"o/0/0", b"payload")])[0]
+        volumes.seal()
+        fd = volumes._hold_fd(address.volume)  # a scan under way
+        assert volumes.delete(address.volume) > 0
+        assert not (tmp_path / "000001.vol").exists()
+        reused = os.open(tmp_path / "other", os.O_RDWR | os.O_CREAT)
+        assert reused != fd
+        os.close(reused)
+        assert os.pread(fd, 64, address.offset).endswith(b"o/0/0payload")
+        volumes._let_go(fd)
+        with pytest.raises(OSError):
+            os.fstat(fd)  # closed by its last holder
+        with pytest.raises(RecordNotFound):
+            volumes.scan(address.volume, 0, 1 << 20, verify=True)
+        other = volumes.append_batch([(b"o/0/1", b"x")])[0]
+        held = volumes._hold_fd(other.volume)
+        volumes._let_go(held)
+        os.fstat(held)  # a volume still there keeps its fd after the read
+    finally:
+        volumes.close()
