@@ -11,8 +11,10 @@ before a reader has to route around it.
 
 It also checks the other direction: every fragment row pointing at a node must point inside a
 volume that node still has. Rows that point at a vanished volume (a wiped or replaced disk)
-are queued too. Where a node's walk stopped is saved in ``worker_progress`` so a restart
-resumes instead of starting over.
+are queued too, once a second listing of the node's volumes, taken after the query, confirms
+them (a PUT committed between the first listing and the query points past its sizes).
+Where a node's walk stopped is saved in ``worker_progress`` so a restart resumes instead of
+starting over.
 """
 
 from __future__ import annotations
@@ -68,9 +70,15 @@ class Scrubber:
         return stats
 
     async def scrub_node(self, node_id: str, stats: ScrubStats) -> None:
-        volumes = await self.ctx.nodes.list_volumes(node_id)
-        sizes = {int(v["volume"]): int(v["size"]) for v in volumes}
+        sizes = await self._volume_sizes(node_id)
         absent = await fmeta.fragments_absent_from(self.ctx.pool, node_id, sizes)
+        if absent:
+            # A PUT committed after the listing points past the sizes it gave. Every row the
+            # query saw was durable on the node before the query ran (data before metadata),
+            # so a listing taken now covers those rows: what it still misses is missing.
+            now_absent = set(await fmeta.fragments_absent_from(
+                self.ctx.pool, node_id, await self._volume_sizes(node_id)))
+            absent = [ref for ref in absent if ref in now_absent]
         if absent:
             stats.missing_fragments += len(absent)
             stats.repairs_queued += await fmeta.enqueue_repairs(self.ctx.pool, absent,
@@ -105,6 +113,10 @@ class Scrubber:
                 offset = page["next_offset"]
                 await _save_position(self.ctx.pool, node_id, volume, offset)
         await _save_position(self.ctx.pool, node_id, 0, 0)  # a full pass: start over next time
+
+    async def _volume_sizes(self, node_id: str) -> dict[int, int]:
+        return {int(v["volume"]): int(v["size"])
+                for v in await self.ctx.nodes.list_volumes(node_id)}
 
     async def _report(self, node_id: str, volume: int, rec: dict, stats: ScrubStats) -> None:
         stats.corrupt_records += 1

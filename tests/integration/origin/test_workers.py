@@ -251,6 +251,37 @@ async def test_workers_pass_over_a_volume_deleted_since_they_listed_it(
     assert (scrub.records, scrub.bytes_verified) == (alone.records, alone.bytes_verified)
 
 
+class _ListsFirstBeforeAPut:
+    """A ``NodeClient`` whose first volume listing per node predates every record on it, as
+    a listing taken just before a PUT committed does for that PUT's fragments."""
+
+    def __init__(self, nodes: NodeClient) -> None:
+        self._nodes = nodes
+        self._listed: set[str] = set()
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._nodes, name)
+
+    async def list_volumes(self, node_id: str) -> list[dict]:
+        volumes = await self._nodes.list_volumes(node_id)
+        if node_id in self._listed:
+            return volumes
+        self._listed.add(node_id)
+        return [{**v, "size": 0} for v in volumes]
+
+
+async def test_fragments_committed_after_the_scrubbers_listing_are_not_missing(
+    s3: S3Client, bucket: str, cluster: Cluster, ctx: ClusterContext
+) -> None:
+    await s3.put_object(bucket, "after-the-listing", os.urandom(50_000))
+    node_id = (await _fragments(cluster, bucket, "after-the-listing"))[0]["node_id"]
+    honest = await Scrubber(ctx, bytes_per_second=0).run_once(nodes=[node_id])
+    racing = dataclasses.replace(ctx, nodes=_ListsFirstBeforeAPut(ctx.nodes))  # type: ignore[arg-type]
+    raced = await Scrubber(racing, bytes_per_second=0).run_once(nodes=[node_id])
+    assert raced.missing_fragments == honest.missing_fragments == 0
+    assert (raced.records, raced.errors) == (honest.records, [])
+
+
 async def test_a_read_that_meets_a_corrupt_fragment_queues_its_repair(
     s3: S3Client, bucket: str, cluster: Cluster, ctx: ClusterContext
 ) -> None:
