@@ -241,7 +241,9 @@ def paced_line(rows: list[dict], names: list[str]) -> str:
         parts.append(f"{name} p99 {median([r['p99_ms'] for r in mine]):.2f} / p99.9 "
                      f"{median([r['p999_ms'] for r in mine]):.2f} ms, late sends "
                      f"{sum(r['late'] for r in mine)}")
-    return f"at {rows[0]['offered_rps']:.0f} req/s offered: " + "; ".join(parts)
+    offered = sorted({round(r["offered_rps"]) for r in rows})  # one per run batch
+    rates = "/".join(str(x) for x in offered)
+    return f"at {rates} req/s offered: " + "; ".join(parts)
 
 
 def paired_ratio(rows: list[dict], peer: str | None) -> float:
