@@ -24,16 +24,24 @@ async def _post(client, fragment_id: str, payload: bytes) -> dict:  # noqa: ANN0
     return await resp.json()
 
 
+async def _stored_with_damage(client, tmp_path: Path, count: int, *, broken_header: int,  # noqa: ANN001
+                              rotten_payload: int) -> list[dict]:
+    """``count`` records in volume 1, one with an unreadable header and one whose payload
+    rotted; their addresses."""
+    addrs = [await _post(client, f"o/0/{i}", bytes([i]) * 1000) for i in range(count)]
+    path = tmp_path / "volumes" / "000001.vol"
+    data = bytearray(path.read_bytes())
+    data[addrs[broken_header]["offset"] + 2] ^= 0xFF
+    data[addrs[rotten_payload]["offset"] + 24 + 5 + 10] ^= 0xFF
+    path.write_bytes(bytes(data))
+    return addrs
+
+
 async def test_scan_finds_rot_and_resynchronises_after_a_broken_header(
     aiohttp_client, tmp_path: Path
 ) -> None:
     client = await aiohttp_client(_app(tmp_path))
-    addrs = [await _post(client, f"o/0/{i}", bytes([i]) * 1000) for i in range(4)]
-    path = tmp_path / "volumes" / "000001.vol"
-    data = bytearray(path.read_bytes())
-    data[addrs[1]["offset"] + 2] ^= 0xFF           # header of record 1: unreadable
-    data[addrs[2]["offset"] + 24 + 5 + 10] ^= 0xFF  # payload of record 2: rot
-    path.write_bytes(bytes(data))
+    addrs = await _stored_with_damage(client, tmp_path, 4, broken_header=1, rotten_payload=2)
     page = await (await client.get("/volumes/1/records?verify=1")).json()
     errors = [(r["offset"], r["error"]) for r in page["records"]]
     assert errors == [(addrs[0]["offset"], None), (addrs[1]["offset"], "corrupt-record"),
@@ -50,12 +58,7 @@ async def test_an_errors_only_scan_lists_the_failed_records_and_counts_every_one
     """The scrubber's walk (``errors_only=1``) answers only what failed, with the same
     counts and the same next offset as the full listing, page by page."""
     client = await aiohttp_client(_app(tmp_path))
-    addrs = [await _post(client, f"o/0/{i}", bytes([i]) * 1000) for i in range(6)]
-    path = tmp_path / "volumes" / "000001.vol"
-    data = bytearray(path.read_bytes())
-    data[addrs[1]["offset"] + 2] ^= 0xFF            # header of record 1: unreadable
-    data[addrs[4]["offset"] + 24 + 5 + 10] ^= 0xFF  # payload of record 4: rot
-    path.write_bytes(bytes(data))
+    addrs = await _stored_with_damage(client, tmp_path, 6, broken_header=1, rotten_payload=4)
     for max_bytes in (1 << 20, 2500):
         full, short, offset = [], [], 0
         while offset is not None:
