@@ -14,9 +14,9 @@ request (``lua/misses.lua``). Server CPU is utime+stime of the server's process 
 PACED-HITS and PACED-MISSES are the hits and the misses again, but sent on a fixed schedule
 (``lua/paced.lua``) at the same rate to every server: ``--paced-load`` (0.6) times the slowest
 server's median rate of this run in that mode at that size, or ``--paced-rps``. Hits and
-misses run each server flat out, and then the
-p99 wrk records depends on where the closed loop's queue forms, in the server or in wrk's
-own threads on the same two cores; at one offered load the latencies compare the servers.
+misses run each server flat out, and then the p99 wrk records depends on where the closed
+loop's queue forms, in the server or in wrk's own threads on the same two cores; at one
+offered load the latencies compare the servers.
 """
 
 from __future__ import annotations
@@ -108,7 +108,8 @@ def main() -> int:
                         help="paced rate: this fraction of the slowest server's req/s "
                              "flat out (hits or misses, same size, same run)")
     parser.add_argument("--paced-rps", type=float,
-                        help="paced rate in req/s (instead of --paced-load)")
+                        help="paced rate in req/s for every paced mode and size "
+                             "(instead of --paced-load)")
     parser.add_argument("--servers", default="edge,nginx,varnish")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=8.0)

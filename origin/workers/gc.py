@@ -72,14 +72,17 @@ class GCStats:
 
 async def volume_records(ctx: ClusterContext, node_id: str, volume: int,
                          limiter: RateLimiter | None = None,
-                         page_bytes: int = 64 << 20) -> list[RecordFact]:
-    """Every record header of one volume (no payload verification)."""
+                         page_bytes: int = 64 << 20) -> list[RecordFact] | None:
+    """Every record header of one volume (no payload verification); ``None`` when the node
+    no longer has it (``NodeClient.scan_volume``)."""
     found: list[RecordFact] = []
     offset: int | None = 0
     while offset is not None:
         if limiter is not None:
             await limiter.acquire(4096)
         page = await ctx.nodes.scan_volume(node_id, volume, offset, page_bytes, verify=False)
+        if page is None:
+            return None
         found.extend(RecordFact(int(r["offset"]), r["fragment_id"], int(r["length"]),
                                 r["error"]) for r in page["records"])
         offset = page["next_offset"]
@@ -88,17 +91,13 @@ async def volume_records(ctx: ClusterContext, node_id: str, volume: int,
 
 async def plan_node_volume(ctx: ClusterContext, facts: VolumeFacts, *, grace: float,
                            dead_ratio: float) -> VolumePlan:
-    """``plan_volume`` for one listed volume; ``GONE`` when the node no longer has it: the
-    collector and the compactor (of this origin, of others, of ``cdn repair``) run
-    concurrently, and one may delete a volume another listed a moment ago. That volume holds
-    nothing left to collect, and the node's other volumes still need their pass."""
+    """``plan_volume`` for one listed volume; ``GONE`` when the node no longer has it (another
+    worker deleted it since it was listed): nothing is left in it to collect, and the node's
+    other volumes still need their pass."""
     if facts.age <= grace:
         return VolumePlan(VolumeAction.TOO_YOUNG)
-    try:
-        records = await volume_records(ctx, facts.node_id, facts.volume)
-    except NodeRequestError as exc:
-        if exc.kind != "not-found":
-            raise
+    records = await volume_records(ctx, facts.node_id, facts.volume)
+    if records is None:
         return VolumePlan(VolumeAction.GONE)
     referenced = await fmeta.referenced_offsets(ctx.pool, facts.node_id, facts.volume)
     return plan_volume(facts, records, referenced, grace=grace, dead_ratio=dead_ratio)

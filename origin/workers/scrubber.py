@@ -92,13 +92,10 @@ class Scrubber:
             stats.volumes += 1
             while offset is not None:
                 await self.limiter.acquire(self.page_bytes)
-                try:
-                    page = await self.ctx.nodes.scan_volume(node_id, volume, offset,
-                                                            self.page_bytes, verify=True,
-                                                            errors_only=True)
-                except NodeRequestError as exc:
-                    if exc.kind != "not-found":
-                        raise
+                page = await self.ctx.nodes.scan_volume(node_id, volume, offset,
+                                                        self.page_bytes, verify=True,
+                                                        errors_only=True)
+                if page is None:
                     break  # deleted since the listing (GC, compactor): nothing to verify
                 records = page["records"]
                 if "walked" in page:

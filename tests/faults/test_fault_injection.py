@@ -20,7 +20,6 @@ import pytest
 from origin.client import S3Client, S3ClientError
 from origin.fsck import fsck
 from origin.metadata.fragments import referenced_offsets
-from origin.nodeclient import NodeRequestError
 from origin.workers.base import ClusterContext
 from origin.workers.compactor import Compactor
 from origin.workers.gc import GarbageCollector, volume_records
@@ -289,11 +288,8 @@ async def _unreferenced_old_records(faults: FaultCluster, ctx: ClusterContext) -
             if float(raw["age"]) <= GRACE or raw["active"]:
                 continue
             refs = await referenced_offsets(ctx.pool, node_id, int(raw["volume"]))
-            try:
-                records = await volume_records(ctx, node_id, int(raw["volume"]))
-            except NodeRequestError as exc:
-                if exc.kind != "not-found":
-                    raise
+            records = await volume_records(ctx, node_id, int(raw["volume"]))
+            if records is None:
                 continue
             dead = sum(1 for r in records if r.offset not in refs)
             if dead:

@@ -164,9 +164,9 @@ async def test_flipped_bit_is_found_by_the_scrubber_and_healed(
     assert await s3.get_object(bucket, "bitrot") == body
 
 
-class _OlderNodes:
-    """A ``NodeClient`` whose nodes answer like a build before ``errors_only``: every record
-    listed, no counts."""
+class _ForwardingNodes:
+    """The real ``NodeClient`` behind it, but for the calls a subclass answers itself: a
+    node behaviour the running cluster cannot be made to show on cue."""
 
     def __init__(self, nodes: NodeClient) -> None:
         self._nodes = nodes
@@ -174,10 +174,16 @@ class _OlderNodes:
     def __getattr__(self, name: str) -> object:
         return getattr(self._nodes, name)
 
+
+class _OlderNodes(_ForwardingNodes):
+    """Nodes that answer like a build before ``errors_only``: every record listed, no
+    counts."""
+
     async def scan_volume(self, node_id: str, volume: int, offset: int, max_bytes: int,
-                          *, verify: bool, errors_only: bool = False) -> dict:
+                          *, verify: bool, errors_only: bool = False) -> dict | None:
         page = await self._nodes.scan_volume(node_id, volume, offset, max_bytes, verify=verify)
-        return {"records": page["records"], "next_offset": page["next_offset"]}
+        return None if page is None else {"records": page["records"],
+                                          "next_offset": page["next_offset"]}
 
 
 @pytest.mark.parametrize("nodes", ["errors-only", "older-node"])
@@ -198,6 +204,7 @@ async def test_the_scrubber_counts_every_record_and_queues_the_rotten_one(
         while offset is not None:
             page = await ctx.nodes.scan_volume(node_id, int(raw["volume"]), offset, 1 << 20,
                                                verify=True)
+            assert page is not None
             listed += page["records"]
             offset = page["next_offset"]
     rotten = [r for r in listed if r["error"]]  # earlier tests' rot stays on disk, unreferenced
@@ -216,15 +223,9 @@ async def test_the_scrubber_counts_every_record_and_queues_the_rotten_one(
     assert await s3.get_object(bucket, f"rot-{nodes}") == body
 
 
-class _ListsAVanishedVolume:
-    """A ``NodeClient`` whose volume listings start with an old sealed volume the node no
-    longer has: one another worker deleted between the listing and the walk."""
-
-    def __init__(self, nodes: NodeClient) -> None:
-        self._nodes = nodes
-
-    def __getattr__(self, name: str) -> object:
-        return getattr(self._nodes, name)
+class _ListsAVanishedVolume(_ForwardingNodes):
+    """Volume listings that start with an old sealed volume the node no longer has: one
+    another worker deleted between the listing and the walk."""
 
     async def list_volumes(self, node_id: str) -> list[dict]:
         vanished = {"volume": 0, "size": 1 << 20, "active": False, "age": 1e9}
@@ -251,16 +252,13 @@ async def test_workers_pass_over_a_volume_deleted_since_they_listed_it(
     assert (scrub.records, scrub.bytes_verified) == (alone.records, alone.bytes_verified)
 
 
-class _ListsFirstBeforeAPut:
-    """A ``NodeClient`` whose first volume listing per node predates every record on it, as
-    a listing taken just before a PUT committed does for that PUT's fragments."""
+class _ListsFirstBeforeAPut(_ForwardingNodes):
+    """A first volume listing per node that predates every record on it, as a listing taken
+    just before a PUT committed does for that PUT's fragments."""
 
     def __init__(self, nodes: NodeClient) -> None:
-        self._nodes = nodes
+        super().__init__(nodes)
         self._listed: set[str] = set()
-
-    def __getattr__(self, name: str) -> object:
-        return getattr(self._nodes, name)
 
     async def list_volumes(self, node_id: str) -> list[dict]:
         volumes = await self._nodes.list_volumes(node_id)
