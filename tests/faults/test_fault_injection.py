@@ -365,7 +365,10 @@ async def test_kill_origin_mid_put_and_mid_multipart_no_torn_object_orphans_coll
     print(f"\n[origin killed] gc freed {gc.bytes_freed} B in {gc.volumes_deleted} volumes, "
           f"compaction moved {compaction.records_moved} live records and freed "
           f"{compaction.bytes_freed} B; old unreferenced records left: {leftovers}")
-    assert leftovers == 0
+    # seen once in a full-suite run (not reproduced in 3 module runs): 80 records left on one
+    # node while GC checked and compaction moved nothing at all; say what the workers saw
+    assert leftovers == 0, (f"usable nodes {sorted(await ctx.usable_nodes())}; gc {gc}; "
+                            f"compaction {compaction}")
     async with S3Client(faults.endpoint, s3.access_key, s3.secret_key) as fresh:
         assert await fresh.get_object(bucket, "stable") == b"stable" * 999
 
