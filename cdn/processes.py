@@ -14,16 +14,19 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable
 
+from cdn.ports import default_allocator
+
 
 class ProcessNotReady(RuntimeError):
     """A child exited, or did not answer, before its deadline; the message says which."""
 
 
 def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port that is free right now (the caller binds it soon after)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
+    """A TCP port free right now, for a server to listen on (the caller binds it soon
+    after). Taken outside the kernel's ephemeral range, so a server stopped and restarted on
+    it cannot find it taken by some client's outgoing connection, and never handed out twice
+    by this process or, while this process lives, by another of this user (``cdn.ports``)."""
+    return default_allocator().allocate(host)
 
 
 def _check_alive(proc: subprocess.Popen | None, what: str) -> None:
