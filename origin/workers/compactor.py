@@ -15,6 +15,12 @@ as one missing fragment: it reads a parity fragment instead and reports it; the 
 then sees the row already points at a good copy and drops the report. A record that fails
 verification during the copy is not copied; its row keeps the old location and the volume is
 kept until the reconstructor has moved that fragment.
+
+One compactor per volume at a time, across processes (every origin's worker, ``cdn repair
+--compact``): the volume's work runs under its ``compaction_lock`` (a PostgreSQL advisory lock
+that ends with the holder's transaction or session, so a crashed compactor blocks nobody). A
+compactor that finds the lock taken skips the volume and counts it in ``volumes_busy``; a
+later pass sees what the holder left (the volume gone, or still worth compacting).
 """
 
 from __future__ import annotations
@@ -25,10 +31,11 @@ import time
 from dataclasses import dataclass, field
 
 from origin.metadata import fragments as fmeta
+from origin.metadata.volume_locks import compaction_lock
 from origin.nodeclient import NodeRequestError
 from origin.workers.base import ClusterContext, RateLimiter
 from origin.workers.gc import DEFAULT_GRACE, delete_if_unreferenced, plan_node_volume, volume_facts
-from origin.workers.planning import VolumeAction
+from origin.workers.planning import VolumeAction, VolumeFacts
 
 log = logging.getLogger("cdn.origin.compactor")
 
@@ -36,6 +43,7 @@ log = logging.getLogger("cdn.origin.compactor")
 @dataclass
 class CompactionStats:
     volumes_compacted: int = 0
+    volumes_busy: int = 0  # skipped: another compactor holds the volume's lock
     records_moved: int = 0
     records_failed: int = 0
     bytes_moved: int = 0
@@ -71,6 +79,16 @@ class Compactor:
 
     async def compact_volume(self, node_id: str, raw: dict, stats: CompactionStats) -> None:
         facts = volume_facts(node_id, raw)
+        if facts.age <= self.grace:
+            return  # nothing in it may be called garbage yet: no lock, no walk
+        async with compaction_lock(self.ctx.pool, node_id, facts.volume) as held:
+            if not held:
+                stats.volumes_busy += 1
+                return
+            await self._compact_held(facts, stats)
+
+    async def _compact_held(self, facts: VolumeFacts, stats: CompactionStats) -> None:
+        node_id = facts.node_id
         plan = await plan_node_volume(self.ctx, facts, grace=self.grace,
                                       dead_ratio=self.dead_ratio)
         if plan.action is VolumeAction.DELETE:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import os
+import sys
 import time
 from collections.abc import AsyncIterator
 
@@ -15,6 +16,7 @@ import pytest
 from origin.client import S3Client, S3ClientError
 from origin.fsck import fsck
 from origin.layout import FragmentLocation, fragment_id
+from origin.metadata.volume_locks import compaction_lock
 from origin.nodeclient import NodeClient
 from origin.workers.base import ClusterContext
 from origin.workers.cli_context import cluster_context
@@ -345,6 +347,129 @@ async def test_gc_reclaims_deleted_objects_and_compaction_keeps_the_live_ones(
             await s3.get_object(bucket, key)
     report = await fsck(ctx)
     assert report.counts.get(Redundancy.LOST, 0) == 0
+
+
+class _OneVolumeWithGatedCopies(_ForwardingNodes):
+    """Nodes that list only ``volume`` of ``node_id`` (every other volume stays out of the
+    test), count the copies asked of it, and hold the first copy until ``gate`` is set."""
+
+    def __init__(self, nodes: NodeClient, node_id: str, volume: int) -> None:
+        super().__init__(nodes)
+        self.node_id, self.volume = node_id, volume
+        self.copies = 0
+        self.copying = asyncio.Event()
+        self.gate = asyncio.Event()
+
+    async def list_volumes(self, node_id: str) -> list[dict]:
+        if node_id != self.node_id:
+            return []
+        return [v for v in await self._nodes.list_volumes(node_id)
+                if int(v["volume"]) == self.volume]
+
+    async def relocate(self, node_id: str, volume: int, records: list[dict]) -> dict:
+        self.copies += 1
+        if self.copies == 1:
+            self.copying.set()
+            await self.gate.wait()
+        return await self._nodes.relocate(node_id, volume, records)
+
+
+async def _compactable_volume(s3: S3Client, bucket: str, cluster: Cluster,
+                              ctx: ClusterContext) -> tuple[str, int, dict[str, bytes]]:
+    """A sealed volume past a 1 s grace holding dead and live records of this test's
+    objects: ``(node_id, volume, surviving bodies)``."""
+    bodies = {f"c{i}": os.urandom(60_000) for i in range(12)}
+    for key, body in bodies.items():
+        await s3.put_object(bucket, key, body)
+    doomed = [k for i, k in enumerate(bodies) if i % 4]
+    survivors = {k: v for k, v in bodies.items() if k not in doomed}
+    dead: set[tuple[str, int]] = set()
+    kept: set[tuple[str, int]] = set()
+    for key in bodies:
+        places = dead if key in doomed else kept
+        places.update((r["node_id"], r["volume"]) for r in await _fragments(cluster, bucket, key))
+    for key in doomed:
+        await s3.delete_object(bucket, key)
+    for node_id in cluster.nodes:
+        await ctx.nodes.seal_volume(node_id)
+    await asyncio.sleep(1.2)
+    node_id, volume = min(dead & kept)
+    return node_id, volume, survivors
+
+
+def _compactor(ctx: ClusterContext, nodes: _ForwardingNodes) -> Compactor:
+    return Compactor(dataclasses.replace(ctx, nodes=nodes),  # type: ignore[arg-type]
+                     grace=1.0, dead_ratio=0.01, drain=0.2, bytes_per_second=0)
+
+
+async def test_two_compactors_on_one_volume_copy_its_live_records_once(
+    s3: S3Client, bucket: str, cluster: Cluster, ctx: ClusterContext
+) -> None:
+    """The origin's compactor and ``cdn repair --compact`` (two pools: two processes) reach
+    one volume at once: the one that comes second finds it busy and copies nothing."""
+    node_id, volume, survivors = await _compactable_volume(s3, bucket, cluster, ctx)
+    live = await ctx.pool.fetchval("SELECT count(*) FROM fragments WHERE node_id = $1"
+                                   " AND volume = $2", node_id, volume)
+    nodes = _OneVolumeWithGatedCopies(ctx.nodes, node_id, volume)
+    first = asyncio.ensure_future(_compactor(ctx, nodes).run_once())
+    await asyncio.wait_for(nodes.copying.wait(), 30)  # first is copying, its lock held
+    async with cluster_context(cluster.database_url, node_timeout=5) as repair_ctx:
+        second = await _compactor(repair_ctx, nodes).run_once()
+    nodes.gate.set()
+    done = await first
+    assert (second.volumes_busy, second.records_moved, second.errors) == (1, 0, [])
+    assert nodes.copies == 1
+    assert (done.volumes_busy, done.volumes_compacted, done.records_moved, done.errors) == \
+        (0, 1, live, [])
+    assert volume not in {int(v["volume"]) for v in await ctx.nodes.list_volumes(node_id)}
+    for key, body in survivors.items():
+        assert await s3.get_object(bucket, key) == body
+
+
+_HOLDER = """
+import asyncio, sys
+from origin.metadata import db
+from origin.metadata.volume_locks import compaction_lock
+
+async def hold() -> None:
+    pool = await db.create_pool(sys.argv[1], max_size=1)
+    async with compaction_lock(pool, sys.argv[2], int(sys.argv[3])) as held:
+        print(held, flush=True)
+        await asyncio.sleep(3600)
+
+asyncio.run(hold())
+"""
+
+
+async def test_a_compactor_that_dies_releases_its_volume(
+    s3: S3Client, bucket: str, cluster: Cluster, ctx: ClusterContext
+) -> None:
+    node_id, volume, survivors = await _compactable_volume(s3, bucket, cluster, ctx)
+    holder = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", _HOLDER, cluster.database_url, node_id, str(volume),
+        stdout=asyncio.subprocess.PIPE)
+    try:
+        assert holder.stdout is not None
+        assert await asyncio.wait_for(holder.stdout.readline(), 30) == b"True\n"
+        nodes = _OneVolumeWithGatedCopies(ctx.nodes, node_id, volume)
+        nodes.gate.set()
+        blocked = await _compactor(ctx, nodes).run_once()
+        assert (blocked.volumes_busy, blocked.records_moved, nodes.copies) == (1, 0, 0)
+    finally:
+        holder.kill()  # no clean exit: the server sees the client vanish
+        await holder.wait()
+    deadline = time.monotonic() + 10
+    while True:
+        async with compaction_lock(ctx.pool, node_id, volume) as free:
+            if free or time.monotonic() > deadline:
+                break
+        await asyncio.sleep(0.05)
+    assert free, "the dead holder's session kept the lock"
+    after = await _compactor(ctx, nodes).run_once()
+    assert (after.volumes_busy, after.volumes_compacted, after.errors) == (0, 1, [])
+    assert after.records_moved > 0 and nodes.copies == 1
+    for key, body in survivors.items():
+        assert await s3.get_object(bucket, key) == body
 
 
 async def test_fsck_reports_degraded_objects_while_nodes_are_down(
