@@ -8,7 +8,9 @@ asks ``policy.decide`` and then does exactly one thing:
 * ``StaleHit``    → the same for a stale response the client (max-stale) or the origin
   (stale-while-revalidate) allows; for the latter one background revalidation is started
   unless a fetch for the key is already running;
-* ``Miss``        → fetch (collapsed into one flight per key), stream, maybe store;
+* ``Miss``        → fetch (collapsed into one flight per key), stream, maybe store; a HEAD
+  is forwarded as HEAD, and its 200 updates the stored GET response it describes or makes
+  it stale (RFC 9111 §4.3.5, ``policy.update_from_head``);
 * ``Revalidate``  → conditional fetch with the stored validators (also collapsed); a 304 is
   merged by ``policy.update_from_304``, anything else replaces the stored response;
 * ``Pass``        → forward the request as is, any method, body streamed; unsafe methods
@@ -91,6 +93,7 @@ from httpcache.policy import (
     stored_age,
     stored_lifetime,
     update_from_304,
+    update_from_head,
     validators_for,
     vary_matches,
 )
@@ -550,17 +553,7 @@ class CacheEngine:
                  since: FetchMark) -> None:
         refreshed = update_from_304(stored, up.headers, request_time, response_time,
                                     self.config.policy)
-        as_get = CacheRequest("GET", creq.target, creq.headers)
-        keep = is_storable(as_get, refreshed.status, refreshed.headers, self.config.policy)
-        on_disk = stored.file is not None and self.disk is not None
-        if keep and on_disk:
-            if self.store.purged_since(refreshed, since):
-                refreshed = dataclasses.replace(refreshed, invalidated=True)
-            keep = self.disk.put_metadata(refreshed)  # type: ignore[union-attr]
-        elif keep:
-            self.store.put(refreshed, fetched=since)
-        else:
-            self.tiers.delete_entry(stored.entry_key)
+        refreshed, keep = self._store_updated(creq, stored, refreshed, since)
         cookies = [(k, v) for k, v in up.headers if k.lower() in ("set-cookie", "set-cookie2")]
         flight.publish_head(FlightHead(
             status=refreshed.status, headers=Fields([*refreshed.headers, *cookies]),
@@ -570,6 +563,37 @@ class CacheEngine:
             refreshed=refreshed))
         if refreshed.file is None:
             flight.feed(refreshed.body)
+
+    def _store_updated(self, creq: CacheRequest, stored: StoredResponse,
+                       updated: StoredResponse, since: FetchMark
+                       ) -> tuple[StoredResponse, bool]:
+        """Put ``updated`` (new header fields for ``stored``'s body) where ``stored`` is, or
+        delete ``stored`` when the new fields forbid keeping it: the response as kept (marked
+        invalidated when a purge came since ``since``) and whether it was."""
+        as_get = CacheRequest("GET", creq.target, creq.headers)
+        keep = is_storable(as_get, updated.status, updated.headers, self.config.policy)
+        if keep and stored.file is not None and self.disk is not None:
+            if self.store.purged_since(updated, since):
+                updated = dataclasses.replace(updated, invalidated=True)
+            keep = self.disk.put_metadata(updated)
+        elif keep:
+            self.store.put(updated, fetched=since)
+        else:
+            self.tiers.delete_entry(stored.entry_key)
+        return updated, keep
+
+    def _update_from_head(self, creq: CacheRequest, headers: Fields, request_time: float,
+                          response_time: float, since: FetchMark) -> None:
+        """RFC 9111 §4.3.5: a 200 answering a HEAD updates, or makes stale, the stored GET
+        response that request would have been answered with (``update_from_head``)."""
+        stored, _vary_miss = self.store.lookup(creq.target, creq.headers)
+        if stored is None and self.disk is not None:
+            stored, _vary_miss = self.disk.lookup(creq.target, creq.headers)
+        if stored is None:
+            return
+        updated = update_from_head(stored, headers, request_time, response_time,
+                                   self.config.policy)
+        self._store_updated(creq, stored, updated, since)
 
     async def _receive(self, flight: Flight, creq: CacheRequest, method: str,
                        up: UpstreamResponse, request_time: float, response_time: float,
@@ -593,6 +617,8 @@ class CacheEngine:
         if stored is not None:
             assert sink is not None
             await self._keep(stored, sink, since)
+        elif method == "HEAD" and up.status == 200:
+            self._update_from_head(creq, up.headers, request_time, response_time, since)
 
     async def _keep(self, stored: StoredResponse, sink: BodySink, since: FetchMark) -> None:
         """Store a fetched response in memory or on disk (removing an older copy from the

@@ -4,7 +4,7 @@ Nothing here does I/O or reads a clock: time arrives as ``now`` (seconds since t
 every function returns a value without changing its inputs. The aiohttp driver
 (``httpcache.engine``) asks ``decide`` what to do with a request, does exactly one I/O step for
 the answer, and comes back to the rule modules with the result (``should_store``,
-``update_from_304``, ``may_serve_stale_on_error``).
+``update_from_304``, ``update_from_head``, ``may_serve_stale_on_error``).
 
 The rules live in one module per concept, each function citing the section it implements:
 
@@ -67,7 +67,12 @@ from httpcache.storability import (
     should_store,
     surrogate_keys,
 )
-from httpcache.validation import response_304_matches, update_from_304, validators_for
+from httpcache.validation import (
+    response_304_matches,
+    update_from_304,
+    update_from_head,
+    validators_for,
+)
 from httpcache.vary import selecting_fields, vary_field_names, vary_matches
 
 __all__ = [
@@ -79,7 +84,8 @@ __all__ = [
     "invalidates", "is_fresh", "is_storable", "is_worth_storing", "make_stored_response",
     "may_serve_stale_on_error", "resident_time", "response_304_matches", "selecting_fields",
     "should_store", "stale_prohibited", "stored_age", "stored_lifetime", "surrogate_keys",
-    "update_from_304", "validators_for", "vary_field_names", "vary_matches",
+    "update_from_304", "update_from_head", "validators_for", "vary_field_names",
+    "vary_matches",
 ]
 
 StaleReason = Literal["stale", "request"]

@@ -44,17 +44,43 @@ def response_304_matches(stored: StoredResponse, headers_304: Fields) -> bool:
     there is only one stored response, and that stored response also lacks a validator, then
     that stored response is identified for update" — we also accept a validator-less 304 for
     the response we asked about, since our request carried its validators."""
-    new_etag = headers_304.first("etag")
-    if new_etag is not None:
-        new = parse_entity_tag(new_etag)
-        old = parse_entity_tag(stored.headers.first("etag") or "")
-        if new is None or old is None:
-            return False
-        return entity_tag_matches(new, old, weak=new.weak)
-    new_lm = headers_304.first("last-modified")
-    if new_lm is not None:
-        return parse_http_date(new_lm) == parse_http_date(stored.headers.first("last-modified"))
+    if headers_304.first("etag") is not None:
+        return _etag_matches(stored, headers_304)
+    if headers_304.first("last-modified") is not None:
+        return _last_modified_matches(stored, headers_304)
     return True
+
+
+def head_response_matches(stored: StoredResponse, head_fields: Fields) -> bool:
+    """§4.3.5: a 200 answering a HEAD updates a stored GET response "if the stored response
+    and HEAD response have matching values for any received validator fields (ETag and
+    Last-Modified) and, if the HEAD response has a Content-Length header field, the value of
+    Content-Length matches that of the stored response"; "otherwise, the cache SHOULD consider
+    the stored response to be stale". Each validator the HEAD response carries must match
+    (one the stored response lacks does not); one carrying none matches on its length alone,
+    since the section is meant for stored responses without validators ("if the more
+    efficient conditional GET request mechanism is not available")."""
+    if head_fields.first("etag") is not None and not _etag_matches(stored, head_fields):
+        return False
+    if (head_fields.first("last-modified") is not None
+            and not _last_modified_matches(stored, head_fields)):
+        return False
+    length = head_fields.first("content-length")
+    return length is None or length.strip() == str(stored.body_length)
+
+
+def _etag_matches(stored: StoredResponse, fields: Fields) -> bool:
+    """The new ``ETag`` names the stored one (weakly when the new one is weak, §4.3.4)."""
+    new = parse_entity_tag(fields.first("etag") or "")
+    old = parse_entity_tag(stored.headers.first("etag") or "")
+    if new is None or old is None:
+        return False
+    return entity_tag_matches(new, old, weak=new.weak)
+
+
+def _last_modified_matches(stored: StoredResponse, fields: Fields) -> bool:
+    new = parse_http_date(fields.first("last-modified"))
+    return new is not None and new == parse_http_date(stored.headers.first("last-modified"))
 
 
 def update_from_304(stored: StoredResponse, headers_304: Fields, request_time: float,
@@ -76,3 +102,15 @@ def update_from_304(stored: StoredResponse, headers_304: Fields, request_time: f
     return dataclasses.replace(stored, headers=merged, request_time=request_time,
                                response_time=response_time,
                                surrogate_keys=surrogate_keys(merged), invalidated=False)
+
+
+def update_from_head(stored: StoredResponse, head_fields: Fields, request_time: float,
+                     response_time: float, config: PolicyConfig = DEFAULT_POLICY
+                     ) -> StoredResponse:
+    """§4.3.5: the stored GET response a HEAD's 200 describes (``head_response_matches``) is
+    updated with the HEAD response's header fields as a 304's are (§3.2, ``update_from_304``:
+    "the cache MUST use the header fields provided in the HEAD response to update the stored
+    response"); any other is marked stale, to be revalidated before it is used again."""
+    if head_response_matches(stored, head_fields):
+        return update_from_304(stored, head_fields, request_time, response_time, config)
+    return dataclasses.replace(stored, invalidated=True)

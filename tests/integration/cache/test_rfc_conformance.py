@@ -246,3 +246,32 @@ async def test_collapsed_waiter_gives_up_after_timeout_and_the_first_fetch_still
     assert body == b"x" * 10 and edge_member(resp).get("stored")
     third, _ = await topo.get("/b/slow")
     assert edge_member(third).get("hit") and topo.origin.count("/b/slow") == 2
+
+
+async def test_head_200_freshens_a_stale_stored_get_without_validators(topo: Topology) -> None:
+    # RFC 9111 §4.3.5: with no validator to revalidate with, a HEAD's 200 of the same length
+    # updates the stored GET response at every tier it passes, so the next GET is a hit.
+    topo.origin.set("/b/hd", b"0123456789", headers={"Cache-Control": "max-age=10",
+                                                     "X-Version": "1"})
+    await topo.get("/b/hd")
+    topo.clock.advance(20)
+    topo.origin.set("/b/hd", b"0123456789", headers={"Cache-Control": "max-age=10",
+                                                     "X-Version": "2"})
+    head, _ = await topo.request("HEAD", "/b/hd")
+    assert head.status == 200 and topo.origin.last("/b/hd").method == "HEAD"
+    again, body = await topo.get("/b/hd")
+    assert edge_member(again).get("hit") and body == b"0123456789"
+    assert again.headers["X-Version"] == "2"
+    assert topo.origin.count("/b/hd", method="GET") == 1
+
+
+async def test_head_200_of_another_length_makes_the_stored_get_stale(topo: Topology) -> None:
+    topo.origin.set("/b/hl", b"0123456789", headers={"Cache-Control": "max-age=10"})
+    await topo.get("/b/hl")
+    topo.clock.advance(5)  # still fresh; the client asks for a check
+    topo.origin.set("/b/hl", b"0123456789AB", headers={"Cache-Control": "max-age=10"})
+    await topo.request("HEAD", "/b/hl", headers={"Cache-Control": "max-age=0"})
+    assert topo.origin.last("/b/hl").method == "HEAD"
+    again, body = await topo.get("/b/hl")
+    assert body == b"0123456789AB" and not edge_member(again).get("hit")
+    assert topo.origin.count("/b/hl", method="GET") == 2

@@ -15,7 +15,7 @@ from httpcache.freshness import (
 )
 from httpcache.headers import Fields
 from httpcache.invalidation import invalidated_targets, invalidates
-from httpcache.messages import CacheRequest
+from httpcache.messages import CacheRequest, StoredResponse
 from httpcache.policy import (
     FreshHit,
     GatewayTimeout,
@@ -29,7 +29,7 @@ from httpcache.policy import (
 )
 from httpcache.ranges import ByteRange, Unsatisfiable, multipart_byteranges, parse_ranges
 from httpcache.storability import fields_to_store, is_storable
-from httpcache.validation import update_from_304
+from httpcache.validation import head_response_matches, update_from_304, update_from_head
 from httpcache.vary import normalise_field, selecting_fields, vary_is_star, vary_matches
 
 NOW = 1_700_000_000.0
@@ -388,6 +388,54 @@ def test_304_updates_headers_but_not_content_length() -> None:
     assert fresh.headers.get("x") == "b" and fresh.headers.get("content-length") == "4"
     assert fresh.headers.get("set-cookie") is None
     assert entry.headers.get("x") == "a"  # input unchanged
+
+
+# -- §4.3.5 freshening with HEAD ----------------------------------------------------------------
+
+LM = "Mon, 01 Jan 2001 00:00:00 GMT"
+
+
+def head_entry(*pairs: tuple[str, str]) -> StoredResponse:
+    return make_stored_response("/b/k", GET, 200, f(("Content-Length", "4"), ("X", "a"),
+                                                    ("Cache-Control", "max-age=1"), *pairs),
+                                b"body", NOW, NOW)
+
+
+@pytest.mark.parametrize("stored,head,matches", [
+    ((), (("Content-Length", "4"),), True),  # no validators: the length decides
+    ((), (), True),
+    ((), (("Content-Length", "5"),), False),
+    ((("ETag", '"v"'),), (("ETag", '"v"'), ("Content-Length", "4")), True),
+    ((("ETag", '"v"'),), (("ETag", '"w"'), ("Content-Length", "4")), False),
+    ((("ETag", '"v"'),), (("ETag", 'W/"v"'),), True),  # weak comparison for a weak tag
+    ((), (("ETag", '"v"'),), False),  # a validator the stored response lacks
+    ((("Last-Modified", LM),), (("Last-Modified", LM),), True),
+    ((("Last-Modified", LM),), (("Last-Modified", "Tue, 02 Jan 2001 00:00:00 GMT"),), False),
+    ((("Last-Modified", LM),), (("Last-Modified", "garbage"),), False),
+    ((("ETag", '"v"'), ("Last-Modified", LM)),
+     (("ETag", '"v"'), ("Last-Modified", "Tue, 02 Jan 2001 00:00:00 GMT")), False),
+])
+def test_head_response_matches_when_every_validator_and_the_length_agree(
+        stored: tuple[tuple[str, str], ...], head: tuple[tuple[str, str], ...],
+        matches: bool) -> None:
+    assert head_response_matches(head_entry(*stored), f(*head)) is matches
+
+
+def test_head_200_updates_a_matching_stored_get_and_restarts_its_age() -> None:
+    entry = head_entry(("ETag", '"v"'))
+    head = f(("Content-Length", "4"), ("X", "b"), ("ETag", '"v"'),
+             ("Cache-Control", "max-age=60"))
+    updated = update_from_head(entry, head, NOW + 30, NOW + 30)
+    assert updated.headers.get("x") == "b" and updated.headers.get("content-length") == "4"
+    assert updated.response_time == NOW + 30 and not updated.invalidated
+    assert updated.body == b"body" and entry.headers.get("x") == "a"
+
+
+def test_head_200_for_another_representation_makes_the_stored_get_stale() -> None:
+    entry = head_entry(("ETag", '"v"'))
+    updated = update_from_head(entry, f(("ETag", '"w"'), ("X", "b")), NOW + 1, NOW + 1)
+    assert updated.invalidated and updated.headers.get("x") == "a"
+    assert updated.response_time == NOW
 
 
 # -- §4.4 invalidation ------------------------------------------------------------------------
