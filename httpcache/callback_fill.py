@@ -10,7 +10,7 @@ finishes the flight, and ``ended`` is called, all within the loop's callback for
 
 It is used only where nothing in it would have to wait (``fill_now``): a GET that fills the
 cache and may be collapsed, no flight for the key running, no disk tier (whose writes are
-awaited), an upstream that can send the request at once (``HttpUpstream.call_now``: a free
+awaited), an upstream that can send the request at once (``Upstream.call_now``; over HTTP a free
 slot and an idle kept-alive connection). Otherwise ``fill_now`` starts nothing and the
 caller runs the flight as before. If the reused connection turns out to have been closed by
 the upstream before any byte of the answer came (what ``LeanExchange`` sends again on a new
@@ -47,12 +47,9 @@ def fill_now(engine: CacheEngine, creq: CacheRequest, decision: Miss, remote: st
     if (creq.method != "GET" or not decision.store or not decision.collapse
             or engine.disk is not None or engine.collapser.busy(creq.target)):
         return None
-    call_now = getattr(engine.upstream, "call_now", None)
-    if call_now is None:
-        return None
     fill = CallbackFill(engine, creq, decision, remote, ended)
-    call: LeanCall | None = call_now(creq.target, engine.fill_fields(creq, decision, remote),
-                                     fill.changed, cache_key=creq.target)
+    call = engine.upstream.call_now(creq.target, engine.fill_fields(creq, decision, remote),
+                                    fill.changed, cache_key=creq.target)
     if call is None:
         return None
     flight = engine.collapser.start(creq.target)

@@ -145,6 +145,9 @@ class HitPath:
         self._hits = engine.counter("hit")
         self._not_modified = engine.counter("not_modified")
         self.callback_fills = 0  # misses whose flight ran on callbacks (``start_miss``)
+        # tasks writing the rest of a callback-filled miss to a slow client: the loop keeps
+        # only weak references to tasks, so they are held here while they run
+        self.draining: set[asyncio.Task[None]] = set()
 
     def wire(self, stored: StoredResponse) -> Wire:
         wire = stored.memo_wire
@@ -516,8 +519,9 @@ class _CallbackEnd:
                     answer.chunk(chunk)
             if not reader.drained():
                 task = asyncio.get_running_loop().create_task(self._rest())
-                _DRAINING.add(task)
-                task.add_done_callback(_DRAINING.discard)
+                draining = self.answer.path.draining
+                draining.add(task)
+                task.add_done_callback(draining.discard)
                 return None
         reader.close()
         return answer.end()
@@ -533,9 +537,6 @@ class _CallbackEnd:
             log.exception("miss on the hit path failed; closing the connection")
         finally:
             self.done(reusable)
-
-
-_DRAINING: set[asyncio.Task[None]] = set()  # referenced while they run
 
 
 # Request fields whose answers the engine derives from a complete response (conditionals,

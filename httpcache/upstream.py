@@ -69,6 +69,12 @@ class Upstream(Protocol):
         cache_key: str,
     ) -> AbstractAsyncContextManager[UpstreamResponse]: ...
 
+    def call_now(self, target: str, headers: Fields, listener: Callable[[], None], *,
+                 cache_key: str) -> LeanCall | None:
+        """``GET target`` sent at once and read by callbacks (``httpcache.callback_fill``),
+        or ``None`` when it cannot be sent so: the caller then uses ``open``."""
+        ...
+
 
 @contextlib.contextmanager
 def wrap_client_errors(where: str) -> Iterator[None]:
