@@ -220,16 +220,26 @@ async def enqueue_repairs(pool: asyncpg.Pool, refs: Iterable[FragmentRef], reaso
     return len(items)
 
 
-@translate_db_errors
 async def fragments_in_range(
     pool: asyncpg.Pool, node_id: str, volume: int, start: int, stop: int
 ) -> list[FragmentRef]:
     """Fragments whose record starts in ``[start, stop)`` of one volume."""
+    return [ref for _offset, ref in await placed_fragments(pool, node_id, volume, start, stop)]
+
+
+@translate_db_errors
+async def placed_fragments(
+    pool: asyncpg.Pool, node_id: str, volume: int, start: int, stop: int
+) -> list[tuple[int, FragmentRef]]:
+    """``(record offset, fragment)`` of the fragments whose record starts in ``[start, stop)``
+    of one volume."""
     rows = await pool.fetch(
-        f"""SELECT s.object_id, s.segment, s.frag_indexes[p] AS frag_index {_IN_VOLUME}
+        f"""SELECT s.object_id, s.segment, s.frag_indexes[p] AS frag_index,
+                   s.offsets[p] AS "offset" {_IN_VOLUME}
             AND s.offsets[p] >= $3 AND s.offsets[p] < $4""",
         node_id, volume, start, stop)
-    return [FragmentRef(str(r["object_id"]), r["segment"], r["frag_index"]) for r in rows]
+    return [(r["offset"], FragmentRef(str(r["object_id"]), r["segment"], r["frag_index"]))
+            for r in rows]
 
 
 @translate_db_errors

@@ -100,6 +100,30 @@ def plan_volume(
     return VolumePlan(VolumeAction.KEEP, live, dead_bytes, live_bytes)
 
 
+# -- scrub -------------------------------------------------------------------------------------
+
+
+def rows_without_their_record(rows: Iterable[tuple[int, str]], records: Mapping[int, str],
+                              unreadable: Iterable[range], walked: range) -> list[str]:
+    """Fragment ids of the rows ``(offset, fragment id)`` of one volume that point inside
+    ``walked`` at no record carrying their fragment id: the node lost that fragment.
+
+    ``records``: offset → fragment id of every readable record header the walk met;
+    ``unreadable``: the spans it could not parse (their rows are reported as corrupt, not
+    here); ``walked``: from where the walk started to the volume's size in the listing taken
+    before it. A record appended after that listing lies past it, so a row committed since
+    (a PUT, a repair, a compaction moving records into the active volume) is never judged on
+    a walk that could not have seen its record.
+
+    Why sizes alone do not catch this: a node whose disk was wiped or replaced starts numbering
+    volumes at 1 again, so a row of the old disk can point inside a new volume of the same
+    number, at someone else's record or mid-record, and look present by volume and size."""
+    spans = list(unreadable)
+    return [fid for offset, fid in rows
+            if offset in walked and records.get(offset) != fid
+            and not any(offset in span for span in spans)]
+
+
 # -- repair ------------------------------------------------------------------------------------
 
 

@@ -1,18 +1,26 @@
 """The scrubber: re-read every record on every node at a bounded rate and queue repairs.
 
 Per node, per volume, the node walks its records in pages (``GET /volumes/{v}/records
-?verify=1&errors_only=1``: the payload CRC-32 of every record is checked on the node, so the
-scrub costs disk reads, not network), and the scrubber paces the pages to
-``bytes_per_second``. The node answers only the records that failed, with counts of what it
-walked (``walked``, ``walked_bytes``) and where to go on. A record whose checksum fails, or an
-unreadable span, is looked up in the fragment map by location and queued in
-``repair_queue``; the reconstructor then rewrites it elsewhere, so a flipped bit is healed
-before a reader has to route around it.
+?verify=1``: the payload CRC-32 of every record is checked on the node, so the scrub costs
+disk reads, not payload bytes on the network), and the scrubber paces the pages to
+``bytes_per_second``. The node answers every record's header (offset, fragment id, length,
+error), with counts of what it walked (``walked``, ``walked_bytes``) and where to go on. A
+record whose checksum fails, or an unreadable span, is looked up in the fragment map by
+location and queued in ``repair_queue``; the reconstructor then rewrites it elsewhere, so a
+flipped bit is healed before a reader has to route around it.
 
 It also checks the other direction: every fragment row pointing at a node must point inside a
-volume that node still has. Rows that point at a vanished volume (a wiped or replaced disk)
-are queued too, once a second listing of the node's volumes, taken after the query, confirms
-them (a PUT committed between the first listing and the query points past its sizes).
+volume that node still has. Rows that point at a vanished volume (a wiped or replaced disk) are
+queued too, once a second listing of the node's volumes, taken after the query, confirms them (a
+PUT committed between the first listing and the query points past its sizes). And since a node
+given a fresh disk numbers its volumes from 1 again, a row of the old disk can point inside a
+new volume of the same number and look present by size: so the walk asks for every record
+header, not only the failed ones (``errors_only``; about 100 bytes of JSON per record, against
+fragments of kilobytes or more), and after each volume the rows pointing into the walked part
+are matched against them, record start and fragment id (``planning.rows_without_their_record``);
+one with no record of its own is queued as missing. Left alone, such a row hid a lost fragment
+from fsck (which trusts the rows) and kept the volume it points into from ever being collected.
+
 Where a node's walk stopped is saved in ``worker_progress`` so a restart resumes instead of
 starting over.
 """
@@ -26,10 +34,12 @@ from dataclasses import dataclass, field
 
 import asyncpg
 
+from origin.layout import fragment_id
 from origin.metadata import fragments as fmeta
 from origin.metadata.db import translate_db_errors
 from origin.nodeclient import NodeRequestError
 from origin.workers.base import ClusterContext, RateLimiter
+from origin.workers.planning import rows_without_their_record
 
 log = logging.getLogger("cdn.origin.scrubber")
 
@@ -90,14 +100,22 @@ class Scrubber:
             offset = position[1] if position and volume == position[0] else 0
             position = None
             stats.volumes += 1
+            walked = range(offset, sizes[volume])
+            headers: dict[int, str] = {}
+            unreadable: list[range] = []
             while offset is not None:
                 await self.limiter.acquire(self.page_bytes)
                 page = await self.ctx.nodes.scan_volume(node_id, volume, offset,
-                                                        self.page_bytes, verify=True,
-                                                        errors_only=True)
+                                                        self.page_bytes, verify=True)
                 if page is None:
                     break  # deleted since the listing (GC, compactor): nothing to verify
                 records = page["records"]
+                for rec in records:
+                    if rec["error"] == "corrupt-record":
+                        start = int(rec["offset"])
+                        unreadable.append(range(start, start + int(rec["length"])))
+                    else:
+                        headers[int(rec["offset"])] = rec["fragment_id"]
                 if "walked" in page:
                     stats.records += int(page["walked"])
                     stats.bytes_verified += int(page["walked_bytes"])
@@ -109,7 +127,30 @@ class Scrubber:
                         await self._report(node_id, volume, rec, stats)
                 offset = page["next_offset"]
                 await _save_position(self.ctx.pool, node_id, volume, offset)
+            else:
+                await self._check_rows(node_id, volume, headers, unreadable, walked, stats)
         await _save_position(self.ctx.pool, node_id, 0, 0)  # a full pass: start over next time
+
+    async def _check_rows(self, node_id: str, volume: int, headers: dict[int, str],
+                          unreadable: list[range], walked: range, stats: ScrubStats) -> None:
+        """Queue the fragments whose rows point into the walked part of the volume at no
+        record of theirs (``rows_without_their_record``: a wiped disk's reused volume
+        numbers)."""
+        if not walked:
+            return
+        placed = await fmeta.placed_fragments(self.ctx.pool, node_id, volume,
+                                              walked.start, walked.stop)
+        by_id = {fragment_id(ref.object_id, ref.segment, ref.frag_index): ref
+                 for _offset, ref in placed}
+        lost = rows_without_their_record(
+            [(offset, fragment_id(ref.object_id, ref.segment, ref.frag_index))
+             for offset, ref in placed], headers, unreadable, walked)
+        if lost:
+            log.warning("scrub: %s volume %d: %d fragment rows point at no record of theirs",
+                        node_id, volume, len(lost))
+            stats.missing_fragments += len(lost)
+            stats.repairs_queued += await fmeta.enqueue_repairs(
+                self.ctx.pool, [by_id[fid] for fid in lost], "missing-on-node")
 
     async def _volume_sizes(self, node_id: str) -> dict[int, int]:
         return {int(v["volume"]): int(v["size"])

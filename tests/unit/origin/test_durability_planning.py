@@ -21,6 +21,7 @@ from origin.workers.planning import (
     plan_repair_reads,
     plan_segment_repair,
     plan_volume,
+    rows_without_their_record,
 )
 
 RECS = [RecordFact(0, "a/0/0", 100), RecordFact(164, "b/0/0", 100),
@@ -172,3 +173,37 @@ def test_repair_reads_a_reported_fragment_on_a_lost_node_is_not_read() -> None:
     plan = plan_repair_reads(2, {0: "a", 1: "b", 2: "c"}, suspects={0}, lost_nodes={"a"},
                              down_nodes=())
     assert (plan.on_lost, plan.verify, plan.order) == (frozenset({0}), (), (1, 2))
+
+
+# -- scrub: rows matched against the records a walk found -------------------------------------
+
+HEADERS = {0: "a/0/0", 164: "b/0/0", 328: "c/0/0"}
+
+
+def test_rows_on_their_own_records_are_found() -> None:
+    rows = [(0, "a/0/0"), (164, "b/0/0"), (328, "c/0/0")]
+    assert rows_without_their_record(rows, HEADERS, [], range(0, 492)) == []
+
+
+def test_a_row_on_someone_elses_record_is_lost() -> None:
+    """A wiped disk's volume 1 again: the old row's offset now starts another record."""
+    rows = [(164, "old/3/2"), (0, "a/0/0")]
+    assert rows_without_their_record(rows, HEADERS, [], range(0, 492)) == ["old/3/2"]
+
+
+def test_a_row_pointing_mid_record_is_lost() -> None:
+    assert rows_without_their_record([(200, "old/0/1")], HEADERS, [],
+                                     range(0, 492)) == ["old/0/1"]
+
+
+def test_rows_past_the_walk_are_not_judged() -> None:
+    """Appended after the listing (a PUT or repair committing meanwhile), or before where a
+    resumed walk started: the walk could not have seen their records."""
+    rows = [(492, "new/0/0"), (600, "new/0/1"), (0, "x/0/0")]
+    assert rows_without_their_record(rows, HEADERS, [], range(164, 492)) == []
+
+
+def test_rows_inside_an_unreadable_span_are_left_to_the_corruption_report() -> None:
+    rows = [(164, "b/0/0"), (170, "other/0/0")]
+    assert rows_without_their_record(rows, {0: "a/0/0"}, [range(164, 328)],
+                                     range(0, 492)) == []
