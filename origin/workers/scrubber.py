@@ -100,9 +100,7 @@ class Scrubber:
             offset = position[1] if position and volume == position[0] else 0
             position = None
             stats.volumes += 1
-            walked = range(offset, sizes[volume])
-            headers: dict[int, str] = {}
-            unreadable: list[range] = []
+            listed_size = sizes[volume]
             while offset is not None:
                 await self.limiter.acquire(self.page_bytes)
                 page = await self.ctx.nodes.scan_volume(node_id, volume, offset,
@@ -110,12 +108,13 @@ class Scrubber:
                 if page is None:
                     break  # deleted since the listing (GC, compactor): nothing to verify
                 records = page["records"]
-                for rec in records:
-                    if rec["error"] == "corrupt-record":
-                        start = int(rec["offset"])
-                        unreadable.append(range(start, start + int(rec["length"])))
-                    else:
-                        headers[int(rec["offset"])] = rec["fragment_id"]
+                # the rows of the part this page walked, checked page by page so a scrub
+                # holds one page's headers and rows, not a whole volume's (about a million
+                # records in a 1 GiB volume of 4 KiB objects)
+                end = page["next_offset"]
+                await self._check_rows(node_id, volume, records,
+                                       range(offset, min(end or listed_size, listed_size)),
+                                       stats)
                 if "walked" in page:
                     stats.records += int(page["walked"])
                     stats.bytes_verified += int(page["walked_bytes"])
@@ -125,19 +124,25 @@ class Scrubber:
                 for rec in records:
                     if rec["error"]:
                         await self._report(node_id, volume, rec, stats)
-                offset = page["next_offset"]
+                offset = end
                 await _save_position(self.ctx.pool, node_id, volume, offset)
-            else:
-                await self._check_rows(node_id, volume, headers, unreadable, walked, stats)
         await _save_position(self.ctx.pool, node_id, 0, 0)  # a full pass: start over next time
 
-    async def _check_rows(self, node_id: str, volume: int, headers: dict[int, str],
-                          unreadable: list[range], walked: range, stats: ScrubStats) -> None:
-        """Queue the fragments whose rows point into the walked part of the volume at no
-        record of theirs (``rows_without_their_record``: a wiped disk's reused volume
-        numbers)."""
+    async def _check_rows(self, node_id: str, volume: int, records: list[dict],
+                          walked: range, stats: ScrubStats) -> None:
+        """Queue the fragments whose rows point into ``walked`` (the part of the volume that
+        ``records`` cover, within its listed size) at no record of theirs
+        (``rows_without_their_record``: a wiped disk's reused volume numbers)."""
         if not walked:
             return
+        headers: dict[int, str] = {}
+        unreadable: list[range] = []
+        for rec in records:
+            start = int(rec["offset"])
+            if rec["error"] == "corrupt-record":
+                unreadable.append(range(start, start + int(rec["length"])))
+            else:
+                headers[start] = rec["fragment_id"]
         placed = await fmeta.placed_fragments(self.ctx.pool, node_id, volume,
                                               walked.start, walked.stop)
         by_id = {fragment_id(ref.object_id, ref.segment, ref.frag_index): ref

@@ -36,8 +36,10 @@ async def _fragments(pool: asyncpg.Pool, bucket: str, key: str) -> list[asyncpg.
            ORDER BY segment, frag_index""", bucket, key)
 
 
+# rows are matched page by page: one page per volume, and pages much smaller than a volume
+@pytest.mark.parametrize("page_bytes", [4 << 20, 256 << 10])
 async def test_a_row_on_another_fragments_record_is_queued_missing_and_rebuilt(
-    s3: S3Client, bucket: str, ctx: ClusterContext
+    s3: S3Client, bucket: str, ctx: ClusterContext, page_bytes: int
 ) -> None:
     body = os.urandom(50_000)
     await s3.put_object(bucket, "moved-under", body)
@@ -54,7 +56,8 @@ async def test_a_row_on_another_fragments_record_is_queued_missing_and_rebuilt(
         other["offset"])
     node_id = victim["node_id"]
 
-    stats = await Scrubber(ctx, bytes_per_second=0).run_once(nodes=[node_id])
+    stats = await Scrubber(ctx, bytes_per_second=0, page_bytes=page_bytes).run_once(
+        nodes=[node_id])
 
     assert stats.missing_fragments == 1 and stats.errors == []
     queued = await ctx.pool.fetchrow(
@@ -71,6 +74,7 @@ async def test_a_row_on_another_fragments_record_is_queued_missing_and_rebuilt(
                          healed["length"], healed["checksum"]),
         fragment_id(str(healed["object_id"]), healed["segment"], healed["frag_index"]))
     assert len(payload) == healed["length"]  # the rebuilt copy is its own record
-    again = await Scrubber(ctx, bytes_per_second=0).run_once(nodes=[node_id])
+    again = await Scrubber(ctx, bytes_per_second=0, page_bytes=page_bytes).run_once(
+        nodes=[node_id])
     assert again.missing_fragments == 0
     assert await s3.get_object(bucket, "moved-under") == body
