@@ -18,13 +18,13 @@ import os
 import re
 import threading
 import time
-import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
 from origin.storagenode import record
+from origin.storagenode.readahead import ReadAhead
 
 log = logging.getLogger("cdn.storagenode")
 
@@ -32,6 +32,20 @@ _IOV_MAX = 1024  # Linux UIO_MAXIOV: buffers per pwritev
 _NAME = re.compile(r"^(\d{6,})\.vol$")
 # preadv flag: fail with EAGAIN instead of waiting for the disk (Linux 4.14+).
 _RWF_NOWAIT: int | None = getattr(os, "RWF_NOWAIT", None)
+# A record's header with the longest fragment id: what one read must get to parse a header.
+_HEAD_WINDOW = record.HEADER_SIZE + record.MAX_FRAGMENT_ID
+# A volume walk (scrub, GC, compaction) reads the file this many bytes at a time: one
+# preadv then covers ≈ 1,300 small (760 B) fragments instead of two preads for each. From
+# the page cache a walk costs the same per record from 64 KiB to 4 MiB chunks (4 KiB: ≈ 1.7×
+# verifying); 1 MiB also keeps reads from disk large and sequential, while each concurrent
+# walk holds only one such buffer.
+SCAN_CHUNK = 1 << 20
+# A walk that only parses headers (GC, compactor) copies the payloads it skips, so it reads
+# ahead less far: 64 KiB (as fast per small record as 1 MiB, and wastes less before a large
+# record); and after a record larger than 16 KiB, as large ones tend to come together, it
+# preads just the next header (copying 64 KiB to find one costs more than that pread).
+_SKIP_READ_AHEAD = 64 << 10
+_SKIP_LARGE = 16 << 10
 
 
 class VolumeError(Exception):
@@ -119,7 +133,11 @@ class VolumeSet:
     """The volume files under ``root`` and the write position in the active one."""
 
     def __init__(self, root: Path, max_bytes: int, *, fsync: bool = True,
-                 max_age: float = 0.0, clock: Callable[[], float] = time.monotonic) -> None:
+                 max_age: float = 0.0, clock: Callable[[], float] = time.monotonic,
+                 scan_chunk: int = SCAN_CHUNK) -> None:
+        if scan_chunk < _HEAD_WINDOW:
+            raise ValueError(f"scan_chunk must hold a whole record header ({_HEAD_WINDOW} "
+                             f"bytes), got {scan_chunk}")
         self.root = root
         self.max_bytes = max_bytes
         self.fsync = fsync
@@ -127,6 +145,7 @@ class VolumeSet:
         # garbage in it starts to age: the GC grace period counts from a volume's last append.
         self.max_age = max_age
         self._clock = clock
+        self.scan_chunk = scan_chunk
         self._active_since = clock()
         self._sizes: dict[int, int] = {}
         self._read_fds: dict[int, int] = {}
@@ -362,18 +381,24 @@ class VolumeSet:
              errors_only: bool = False) -> ScanPage:
         """Walk records of ``volume`` from ``offset`` (a record start) until about
         ``max_bytes`` were covered. With ``verify`` every payload's CRC-32 is checked (the
-        scrubber); without, only headers are read (the garbage collector). With
+        scrubber); without, only headers are parsed (the garbage collector). With
         ``errors_only`` the page lists only records whose header or payload failed (the
-        scrubber acts on nothing else); its counts still cover every record walked."""
+        scrubber acts on nothing else); its counts still cover every record walked.
+
+        The file is read forwards in chunks of ``scan_chunk`` bytes (``ReadAhead``) and the
+        records parsed from memory, not with a ``pread`` per header and per payload."""
         size = self._sizes.get(volume)
         if size is None:
             raise RecordNotFound(f"no volume {volume}")
-        fd = self._hold_fd(volume)
         found: list[ScannedRecord] = []
         covered = walked = walked_bytes = 0
+        # A walk that skips payloads reads ahead less far, and not at all past a large one.
+        ahead = None if verify else _SKIP_READ_AHEAD
+        fd = self._hold_fd(volume)
         try:
+            chunks = ReadAhead(fd, self.scan_chunk, min(size, offset + max_bytes))
             while offset < size and covered < max_bytes:
-                head = os.pread(fd, record.HEADER_SIZE + record.MAX_FRAGMENT_ID, offset)
+                head = chunks.read(offset, _HEAD_WINDOW, ahead=ahead)
                 walked += 1
                 try:
                     header = record.parse_header(head)
@@ -384,19 +409,21 @@ class VolumeSet:
                     covered += resume - offset
                     offset = resume
                     continue
+                step = header.size
                 error = None
                 if verify:
                     start = offset + record.HEADER_SIZE + len(header.fragment_id)
-                    payload = os.pread(fd, header.payload_length, start)
-                    if len(payload) != header.payload_length or \
-                            zlib.crc32(payload) != header.payload_crc:
+                    crc, got = chunks.crc32(start, header.payload_length)
+                    if got != header.payload_length or crc != header.payload_crc:
                         error = "checksum-mismatch"
+                else:
+                    ahead = _SKIP_READ_AHEAD if step <= _SKIP_LARGE else 0
                 if error is not None or not errors_only:
                     found.append(ScannedRecord(offset, header.fragment_id,
                                                header.payload_length, error))
                 walked_bytes += header.payload_length
-                covered += header.size
-                offset += header.size
+                covered += step
+                offset += step
         except OSError as exc:
             raise VolumeError(f"scan of volume {volume} failed: {exc}") from exc
         finally:
