@@ -149,18 +149,15 @@ class NodeClient:
         return list((await self._json("GET", node_id, "/volumes"))["volumes"])
 
     async def scan_volume(self, node_id: str, volume: int, offset: int, max_bytes: int,
-                          *, verify: bool, errors_only: bool = False) -> dict | None:
+                          *, verify: bool) -> dict | None:
         """One page of a record walk: ``{"records": [...], "next_offset", "walked",
-        "walked_bytes"}``; with ``errors_only`` the node lists only the failed records
-        (a node of an older build ignores it, lists every record and sends no counts).
+        "walked_bytes"}`` (a node of an older build sends no counts).
 
         ``None``: the node no longer has the volume. The collector, the compactor and the
         scrubber (of every origin, and ``cdn repair``'s) run concurrently, so one may delete
         a volume another listed a moment ago; its walkers skip it."""
         params = {"offset": str(offset), "max_bytes": str(max_bytes),
                   "verify": "1" if verify else "0"}
-        if errors_only:
-            params["errors_only"] = "1"
         try:
             return await self._json("GET", node_id, f"/volumes/{volume}/records",
                                     params=params, timeout=aiohttp.ClientTimeout(

@@ -38,9 +38,9 @@ Endpoints (all bodies are raw bytes or small JSON documents):
     "error"}], "next_offset", "walked", "walked_bytes"}`` (``next_offset`` null at the end;
     ``walked``: records walked, ``walked_bytes``: the sum of their ``length``). ``verify=1``
     checks every payload CRC (scrubber); ``error`` is ``checksum-mismatch`` or
-    ``corrupt-record``. ``errors_only=1`` lists only records with an error (the scrubber's
-    walk: a clean page is a few bytes instead of a JSON entry per record); the counts still
-    cover every record walked.
+    ``corrupt-record``. ``errors_only=1`` lists only records with an error, for an operator
+    checking a volume by hand; the counts still cover every record walked. (The scrubber
+    lists every header: it also matches the metadata's rows against them.)
 ``POST /volumes/seal``
     Start a new active volume (so the previous one can be compacted or deleted).
 ``POST /volumes/{volume}/relocate``

@@ -15,11 +15,12 @@ queued too, once a second listing of the node's volumes, taken after the query, 
 PUT committed between the first listing and the query points past its sizes). And since a node
 given a fresh disk numbers its volumes from 1 again, a row of the old disk can point inside a
 new volume of the same number and look present by size: so the walk asks for every record
-header, not only the failed ones (``errors_only``; about 100 bytes of JSON per record, against
-fragments of kilobytes or more), and after each volume the rows pointing into the walked part
-are matched against them, record start and fragment id (``planning.rows_without_their_record``);
-one with no record of its own is queued as missing. Left alone, such a row hid a lost fragment
-from fsck (which trusts the rows) and kept the volume it points into from ever being collected.
+header, not only the failed ones (the node's ``errors_only``; about 100 bytes of JSON per
+record, against fragments of kilobytes or more), and after each page the rows pointing into
+the part it walked are matched against them, record start and fragment id
+(``planning.rows_without_their_record``); one with no record of its own is queued as
+missing. Left alone, such a row hid a lost fragment from fsck (which trusts the rows) and kept
+the volume it points into from ever being collected.
 
 Where a node's walk stopped is saved in ``worker_progress`` so a restart resumes instead of
 starting over.

@@ -178,23 +178,23 @@ class _ForwardingNodes:
 
 
 class _OlderNodes(_ForwardingNodes):
-    """Nodes that answer like a build before ``errors_only``: every record listed, no
-    counts."""
+    """Nodes that answer like a build before the walk's counts: every record listed, no
+    ``walked``/``walked_bytes``."""
 
     async def scan_volume(self, node_id: str, volume: int, offset: int, max_bytes: int,
-                          *, verify: bool, errors_only: bool = False) -> dict | None:
+                          *, verify: bool) -> dict | None:
         page = await self._nodes.scan_volume(node_id, volume, offset, max_bytes, verify=verify)
         return None if page is None else {"records": page["records"],
                                           "next_offset": page["next_offset"]}
 
 
-@pytest.mark.parametrize("nodes", ["errors-only", "older-node"])
+@pytest.mark.parametrize("nodes", ["counting-node", "older-node"])
 async def test_the_scrubber_counts_every_record_and_queues_the_rotten_one(
     s3: S3Client, bucket: str, cluster: Cluster, ctx: ClusterContext, nodes: str
 ) -> None:
-    """The node lists only failed records to the scrubber; its stats still count every
-    record and byte walked, and the rotten fragment is queued for repair (also against a
-    node that lists everything, as before ``errors_only``)."""
+    """The scrubber's stats count every record and byte walked, from the node's counts or,
+    against a node of an older build that sends none, from its listing; the rotten fragment
+    is queued for repair."""
     body = os.urandom(3 * SEGMENT_SIZE)
     await s3.put_object(bucket, f"rot-{nodes}", body)
     victim = (await _fragments(cluster, bucket, f"rot-{nodes}"))[4]
@@ -211,7 +211,7 @@ async def test_the_scrubber_counts_every_record_and_queues_the_rotten_one(
             offset = page["next_offset"]
     rotten = [r for r in listed if r["error"]]  # earlier tests' rot stays on disk, unreferenced
     assert victim["offset"] in {r["offset"] for r in rotten}
-    scrub_ctx = ctx if nodes == "errors-only" else \
+    scrub_ctx = ctx if nodes == "counting-node" else \
         dataclasses.replace(ctx, nodes=_OlderNodes(ctx.nodes))  # type: ignore[arg-type]
     stats = await Scrubber(scrub_ctx, bytes_per_second=0, page_bytes=64 << 10).run_once(
         nodes=[node_id])
