@@ -104,13 +104,9 @@ class Supervisor:
         chosen: dict[tuple[str, int], int] = {}
 
         def pick(kind: str, i: int) -> int:
-            # bind(0) may hand out the same port twice once released: keep picks distinct.
+            # one port per role, the same each time it is asked (free_port never repeats)
             if (kind, i) not in chosen:
-                taken = set(chosen.values())
-                port = free_port(self.config.host)
-                while port in taken:
-                    port = free_port(self.config.host)
-                chosen[(kind, i)] = port
+                chosen[(kind, i)] = free_port(self.config.host)
             return chosen[(kind, i)]
 
         return pick

@@ -59,13 +59,18 @@ def head_response_matches(stored: StoredResponse, head_fields: Fields) -> bool:
     the stored response to be stale". Each validator the HEAD response carries must match
     (one the stored response lacks does not); one carrying none matches on its length alone,
     since the section is meant for stored responses without validators ("if the more
-    efficient conditional GET request mechanism is not available")."""
-    if head_fields.first("etag") is not None and not _etag_matches(stored, head_fields):
-        return False
-    if (head_fields.first("last-modified") is not None
-            and not _last_modified_matches(stored, head_fields)):
-        return False
+    efficient conditional GET request mechanism is not available"). A HEAD response with
+    neither validators nor a length says nothing about which body it describes: it does not
+    match (the stored response is made stale, never freshened on no evidence)."""
+    etag = head_fields.first("etag")
+    last_modified = head_fields.first("last-modified")
     length = head_fields.first("content-length")
+    if etag is None and last_modified is None and length is None:
+        return False
+    if etag is not None and not _etag_matches(stored, head_fields):
+        return False
+    if last_modified is not None and not _last_modified_matches(stored, head_fields):
+        return False
     return length is None or length.strip() == str(stored.body_length)
 
 

@@ -382,8 +382,9 @@ class VolumeSet:
         """Walk records of ``volume`` from ``offset`` (a record start) until about
         ``max_bytes`` were covered. With ``verify`` every payload's CRC-32 is checked (the
         scrubber); without, only headers are parsed (the garbage collector). With
-        ``errors_only`` the page lists only records whose header or payload failed (the
-        scrubber acts on nothing else); its counts still cover every record walked.
+        ``errors_only`` the page lists only records whose header or payload failed (an
+        operator's check; the scrubber lists every record, to match the metadata's rows
+        against them); its counts still cover every record walked.
 
         The file is read forwards in chunks of ``scan_chunk`` bytes (``ReadAhead``) and the
         records parsed from memory, not with a ``pread`` per header and per payload."""

@@ -146,11 +146,10 @@ class Scrubber:
                 headers[start] = rec["fragment_id"]
         placed = await fmeta.placed_fragments(self.ctx.pool, node_id, volume,
                                               walked.start, walked.stop)
-        by_id = {fragment_id(ref.object_id, ref.segment, ref.frag_index): ref
-                 for _offset, ref in placed}
-        lost = rows_without_their_record(
-            [(offset, fragment_id(ref.object_id, ref.segment, ref.frag_index))
-             for offset, ref in placed], headers, unreadable, walked)
+        rows = [(offset, fragment_id(ref.object_id, ref.segment, ref.frag_index))
+                for offset, ref in placed]
+        by_id = {fid: ref for (_offset, fid), (_o, ref) in zip(rows, placed, strict=True)}
+        lost = rows_without_their_record(rows, headers, unreadable, walked)
         if lost:
             log.warning("scrub: %s volume %d: %d fragment rows point at no record of theirs",
                         node_id, volume, len(lost))

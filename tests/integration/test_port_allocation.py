@@ -16,7 +16,7 @@ from cdn.ports import EPHEMERAL_RANGE_FILE, PortAllocator, ephemeral_range
 from cdn.processes import free_port
 
 
-def test_free_port_lies_outside_the_kernels_ephemeral_range():
+def test_free_port_lies_outside_the_kernels_ephemeral_range() -> None:
     kernel = ephemeral_range()
     if kernel is None:
         pytest.skip(f"{EPHEMERAL_RANGE_FILE} is not readable here")
@@ -25,7 +25,7 @@ def test_free_port_lies_outside_the_kernels_ephemeral_range():
     assert not [p for p in ports if low <= p <= high], (kernel, ports)
 
 
-def test_ports_come_from_outside_the_range_in_the_given_file(tmp_path: Path):
+def test_ports_come_from_outside_the_range_in_the_given_file(tmp_path: Path) -> None:
     proc_file = tmp_path / "ip_local_port_range"
     proc_file.write_text("12000\t60000\n")
     assert ephemeral_range(proc_file) == (12000, 60000)
@@ -34,16 +34,16 @@ def test_ports_come_from_outside_the_range_in_the_given_file(tmp_path: Path):
     assert all(10000 <= p < 12000 or 60000 < p <= 65535 for p in ports), ports
 
 
-def test_an_unreadable_range_file_means_unknown(tmp_path: Path):
+def test_an_unreadable_range_file_means_unknown(tmp_path: Path) -> None:
     assert ephemeral_range(tmp_path / "missing") is None
 
 
-def test_repeated_calls_give_distinct_ports_though_each_is_released_at_once():
+def test_repeated_calls_give_distinct_ports_though_each_is_released_at_once() -> None:
     ports = [free_port() for _ in range(300)]
     assert len(set(ports)) == len(ports)
 
 
-def test_a_port_something_listens_on_is_skipped():
+def test_a_port_something_listens_on_is_skipped() -> None:
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", free_port()))
         busy.listen()
@@ -54,7 +54,7 @@ def test_a_port_something_listens_on_is_skipped():
         assert allocator.allocate() == port + 1
 
 
-def test_an_exhausted_pool_raises():
+def test_an_exhausted_pool_raises() -> None:
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", free_port()))
         busy.listen()
@@ -74,7 +74,7 @@ _CHILD = textwrap.dedent("""
 """)
 
 
-def test_another_process_on_the_same_sequence_gets_other_ports(tmp_path: Path):
+def test_another_process_on_the_same_sequence_gets_other_ports(tmp_path: Path) -> None:
     """Same pool, same start: only the lock file keeps the two processes apart."""
     lock_path = tmp_path / "ports.lock"
     first = free_port()

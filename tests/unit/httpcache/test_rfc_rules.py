@@ -403,7 +403,8 @@ def head_entry(*pairs: tuple[str, str]) -> StoredResponse:
 
 @pytest.mark.parametrize("stored,head,matches", [
     ((), (("Content-Length", "4"),), True),  # no validators: the length decides
-    ((), (), True),
+    ((), (), False),  # no validator, no length: no evidence, so stale
+    ((("ETag", '"v"'),), (("ETag", '"v"'),), True),  # a validator alone is evidence
     ((), (("Content-Length", "5"),), False),
     ((("ETag", '"v"'),), (("ETag", '"v"'), ("Content-Length", "4")), True),
     ((("ETag", '"v"'),), (("ETag", '"w"'), ("Content-Length", "4")), False),
