@@ -1,10 +1,18 @@
-"""One compactor per volume at a time, across processes: a PostgreSQL advisory lock.
+"""One worker per volume at a time, across processes: a PostgreSQL advisory lock.
 
-Several compactors can reach the same sealed volume at once: the background worker of each
-origin with workers and ``cdn repair --compact``. Without a lock both copy the volume's live
-records; the rows follow one copy (the repointing is conditional on the old place) and the
-other is garbage, written for nothing. ``compaction_lock`` lets one of them have the volume;
-the other is told so at once (``pg_try_…``: no waiting) and skips it.
+Two kinds of worker act on a sealed volume past the grace period, in every origin with
+workers and in ``cdn repair --gc/--compact``: the compactor (copies the live records,
+repoints their rows, waits ``drain`` s, deletes the volume) and the garbage collector (walks
+the volume and deletes it when nothing in it is referenced, or seals it, or notes its dead
+bytes). Both take ``volume_lock`` for the volume's whole work and skip a volume whose lock is
+taken (``pg_try_…``: no waiting), counting it ``volumes_busy``. Without it:
+
+* two compactors copy the same live records; the rows follow one copy (the repointing is
+  conditional on the old place) and the other is garbage, written for nothing;
+* a GC walking a volume whose compactor has repointed every row finds nothing live and
+  deletes it during the compactor's drain, under readers still holding the old map (they
+  fall back to parity: no wrong bytes, but redundancy lost for nothing), and the compactor's
+  own delete then finds the volume gone.
 
 The lock is transaction-scoped (``pg_try_advisory_xact_lock``), taken in a transaction of its
 own on a pooled connection kept for as long as the volume is worked on. That transaction does
@@ -16,17 +24,21 @@ transaction holds back no vacuum). The lock ends with it:
   closed). So it cannot stay behind on a pooled connection, whose release resets no session
   state (``db._keep_session``): the reason for not using a session-level lock.
 * when the holder's process dies: PostgreSQL ends the session of a client that went away, and
-  the session's locks with it. A crashed compactor blocks nobody and no lease needs an expiry.
+  the session's locks with it. A crashed worker blocks nobody and no lease needs an expiry.
   (A holder cut off by the network keeps it until its TCP connection is found dead.)
+
+The transaction is *idle* for nearly all of the work: the walk, the copies and the drain run
+on the nodes and on other pooled connections. A server, database or role configured with
+``idle_in_transaction_session_timeout`` (off by default, and we set none; managed servers
+and DBAs often do) would end the session after that long idle, and the lock with it, while
+the worker goes on believing it holds it; ``transaction_timeout`` (PostgreSQL 17) likewise.
+So the lock's transaction turns both off for itself with ``SET LOCAL``, which ends with the
+transaction and leaves the pooled session as it was.
 
 Key: the two-int form ``(hashtext(node_id), volume)``, a key space of its own beside the
 single 64-bit keys of ``rows.lock_key`` and of the migrations. Two node ids with the same
 ``hashtext`` would share the locks of their equal volume numbers: a volume now and then
-skipped for a pass, never two copies.
-
-A server configured with an ``idle_in_transaction_session_timeout`` shorter than a volume's
-compaction ends the lock's session under it (off by default): the compaction then goes on
-unprotected, as before this lock.
+skipped for a pass, never two workers on one volume.
 """
 
 from __future__ import annotations
@@ -42,6 +54,9 @@ from origin.metadata.db import translate_db_errors
 log = logging.getLogger("cdn.origin.metadata")
 
 _TRY_LOCK = "SELECT pg_try_advisory_xact_lock(hashtext($1), $2)"
+# One round trip (simple query protocol: several statements, no parameters).
+_BEGIN = "BEGIN; SET LOCAL idle_in_transaction_session_timeout = 0"
+_BEGIN_17 = _BEGIN + "; SET LOCAL transaction_timeout = 0"  # a setting since PostgreSQL 17
 
 
 @translate_db_errors
@@ -56,7 +71,7 @@ async def _release(pool: asyncpg.Pool, conn: asyncpg.Connection) -> None:
 
 @translate_db_errors
 async def _begin_and_try(conn: asyncpg.Connection, node_id: str, volume: int) -> bool:
-    await conn.execute("BEGIN")
+    await conn.execute(_BEGIN_17 if conn.get_server_version().major >= 17 else _BEGIN)
     return bool(await conn.fetchval(_TRY_LOCK, node_id, volume))
 
 
@@ -66,14 +81,13 @@ async def _end(conn: asyncpg.Connection) -> None:
     try:
         await conn.execute("ROLLBACK")
     except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
-        log.warning("compaction lock's session ended early: %r", exc)
+        log.warning("volume lock's session ended early: %r", exc)
 
 
 @contextlib.asynccontextmanager
-async def compaction_lock(pool: asyncpg.Pool, node_id: str, volume: int
-                          ) -> AsyncIterator[bool]:
-    """Hold the cluster-wide compaction lock of ``volume`` on ``node_id`` for the block:
-    yields True, or False when another session holds it (then nothing is held)."""
+async def volume_lock(pool: asyncpg.Pool, node_id: str, volume: int) -> AsyncIterator[bool]:
+    """Hold the cluster-wide lock of ``volume`` on ``node_id`` (compactor and GC) for the
+    block: yields True, or False when another session holds it (then nothing is held)."""
     conn = await _acquire(pool)
     try:
         held = await _begin_and_try(conn, node_id, volume)

@@ -16,11 +16,14 @@ then sees the row already points at a good copy and drops the report. A record t
 verification during the copy is not copied; its row keeps the old location and the volume is
 kept until the reconstructor has moved that fragment.
 
-One compactor per volume at a time, across processes (every origin's worker, ``cdn repair
---compact``): the volume's work runs under its ``compaction_lock`` (a PostgreSQL advisory lock
-that ends with the holder's transaction or session, so a crashed compactor blocks nobody). A
-compactor that finds the lock taken skips the volume and counts it in ``volumes_busy``; a
-later pass sees what the holder left (the volume gone, or still worth compacting).
+One worker per volume at a time, across processes (every origin's compactor and GC, ``cdn
+repair --gc/--compact``): the volume's work, from the walk to the delete, runs under its
+``volume_lock`` (a PostgreSQL advisory lock that ends with the holder's transaction or
+session, so a crashed worker blocks nobody). A compactor that finds the lock taken (another
+compactor, or a GC walking or deleting the volume) skips the volume and counts it in
+``volumes_busy``; a later pass sees what the holder left (the volume gone, or still worth
+compacting). A GC likewise leaves alone a volume this compactor holds, so it cannot delete
+it during the drain, while readers holding the old map still read it.
 """
 
 from __future__ import annotations
@@ -31,11 +34,11 @@ import time
 from dataclasses import dataclass, field
 
 from origin.metadata import fragments as fmeta
-from origin.metadata.volume_locks import compaction_lock
+from origin.metadata.volume_locks import volume_lock
 from origin.nodeclient import NodeRequestError
 from origin.workers.base import ClusterContext, RateLimiter
 from origin.workers.gc import DEFAULT_GRACE, delete_if_unreferenced, plan_node_volume, volume_facts
-from origin.workers.planning import VolumeAction, VolumeFacts
+from origin.workers.planning import VolumeAction, VolumeFacts, may_hold_garbage
 
 log = logging.getLogger("cdn.origin.compactor")
 
@@ -43,7 +46,7 @@ log = logging.getLogger("cdn.origin.compactor")
 @dataclass
 class CompactionStats:
     volumes_compacted: int = 0
-    volumes_busy: int = 0  # skipped: another compactor holds the volume's lock
+    volumes_busy: int = 0  # skipped: another compactor or a GC holds the volume's lock
     records_moved: int = 0
     records_failed: int = 0
     bytes_moved: int = 0
@@ -79,9 +82,9 @@ class Compactor:
 
     async def compact_volume(self, node_id: str, raw: dict, stats: CompactionStats) -> None:
         facts = volume_facts(node_id, raw)
-        if facts.age <= self.grace:
-            return  # nothing in it may be called garbage yet: no lock, no walk
-        async with compaction_lock(self.ctx.pool, node_id, facts.volume) as held:
+        if not may_hold_garbage(facts, grace=self.grace):
+            return  # no lock, no walk
+        async with volume_lock(self.ctx.pool, node_id, facts.volume) as held:
             if not held:
                 stats.volumes_busy += 1
                 return

@@ -40,6 +40,14 @@ the record headers, asks the metadata which offsets are referenced, and lets ``p
 decide: delete a volume with no live record (after re-checking that no row references it), seal
 an active volume holding old garbage (so it can be reclaimed next pass), or record the volume's
 dead bytes for the compactor, which rewrites volumes past its dead-space threshold.
+
+Never beside a compactor. A volume's work, from the walk to the delete, runs under its
+``volume_lock``, the compactor's lock (``origin.metadata.volume_locks``). A volume a
+compactor holds is skipped and counted in ``volumes_busy``: once that compactor has repointed
+every row to its copies, the old volume holds nothing live, and a collector walking it then
+would delete it during the compactor's drain, under readers still holding the old map (and
+the compactor's copy source would vanish if it were still copying). Likewise a compactor
+skips a volume this collector holds. A later pass sees what the holder left.
 """
 
 from __future__ import annotations
@@ -49,9 +57,17 @@ import time
 from dataclasses import dataclass, field
 
 from origin.metadata import fragments as fmeta
+from origin.metadata.volume_locks import volume_lock
 from origin.nodeclient import NodeRequestError
 from origin.workers.base import ClusterContext, RateLimiter
-from origin.workers.planning import RecordFact, VolumeAction, VolumeFacts, VolumePlan, plan_volume
+from origin.workers.planning import (
+    RecordFact,
+    VolumeAction,
+    VolumeFacts,
+    VolumePlan,
+    may_hold_garbage,
+    plan_volume,
+)
 
 log = logging.getLogger("cdn.origin.gc")
 
@@ -62,6 +78,7 @@ DEFAULT_GRACE = 72 * 3600.0
 class GCStats:
     volumes_checked: int = 0
     volumes_deleted: int = 0
+    volumes_busy: int = 0  # skipped: a compactor or another GC holds the volume's lock
     volumes_sealed: int = 0
     volumes_to_compact: int = 0
     dead_bytes_found: int = 0
@@ -93,8 +110,8 @@ async def plan_node_volume(ctx: ClusterContext, facts: VolumeFacts, *, grace: fl
                            dead_ratio: float) -> VolumePlan:
     """``plan_volume`` for one listed volume; ``GONE`` when the node no longer has it (another
     worker deleted it since it was listed): nothing is left in it to collect, and the node's
-    other volumes still need their pass."""
-    if facts.age <= grace:
+    other volumes still need their pass. Callers hold the volume's ``volume_lock``."""
+    if not may_hold_garbage(facts, grace=grace):
         return VolumePlan(VolumeAction.TOO_YOUNG)
     records = await volume_records(ctx, facts.node_id, facts.volume)
     if records is None:
@@ -145,22 +162,34 @@ class GarbageCollector:
 
     async def _collect_node(self, node_id: str, stats: GCStats) -> None:
         for raw in await self.ctx.nodes.list_volumes(node_id):
-            facts = volume_facts(node_id, raw)
-            plan = await plan_node_volume(self.ctx, facts, grace=self.grace,
-                                          dead_ratio=self.dead_ratio)
-            if plan.action in (VolumeAction.TOO_YOUNG, VolumeAction.GONE):
-                continue
-            stats.volumes_checked += 1
-            stats.dead_bytes_found += plan.dead_bytes
-            await fmeta.record_volume_check(self.ctx.pool, node_id, facts.volume, facts.size,
-                                            plan.dead_bytes)
-            if plan.action is VolumeAction.DELETE:
-                freed = await delete_if_unreferenced(self.ctx, node_id, facts.volume)
-                if freed:
-                    stats.volumes_deleted += 1
-                    stats.bytes_freed += freed
-            elif plan.action is VolumeAction.SEAL:
-                await self.ctx.nodes.seal_volume(node_id)
-                stats.volumes_sealed += 1
-            elif plan.action is VolumeAction.COMPACT:
-                stats.volumes_to_compact += 1
+            await self.collect_volume(volume_facts(node_id, raw), stats)
+
+    async def collect_volume(self, facts: VolumeFacts, stats: GCStats) -> None:
+        if not may_hold_garbage(facts, grace=self.grace):
+            return  # no lock, no walk
+        async with volume_lock(self.ctx.pool, facts.node_id, facts.volume) as held:
+            if not held:
+                stats.volumes_busy += 1
+                return
+            await self._collect_held(facts, stats)
+
+    async def _collect_held(self, facts: VolumeFacts, stats: GCStats) -> None:
+        node_id = facts.node_id
+        plan = await plan_node_volume(self.ctx, facts, grace=self.grace,
+                                      dead_ratio=self.dead_ratio)
+        if plan.action in (VolumeAction.TOO_YOUNG, VolumeAction.GONE):
+            return
+        stats.volumes_checked += 1
+        stats.dead_bytes_found += plan.dead_bytes
+        await fmeta.record_volume_check(self.ctx.pool, node_id, facts.volume, facts.size,
+                                        plan.dead_bytes)
+        if plan.action is VolumeAction.DELETE:
+            freed = await delete_if_unreferenced(self.ctx, node_id, facts.volume)
+            if freed:
+                stats.volumes_deleted += 1
+                stats.bytes_freed += freed
+        elif plan.action is VolumeAction.SEAL:
+            await self.ctx.nodes.seal_volume(node_id)
+            stats.volumes_sealed += 1
+        elif plan.action is VolumeAction.COMPACT:
+            stats.volumes_to_compact += 1

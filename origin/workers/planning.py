@@ -49,6 +49,13 @@ class VolumeAction(Enum):
     GONE = "gone"              # deleted since it was listed (another worker): nothing to do
 
 
+def may_hold_garbage(facts: VolumeFacts, *, grace: float) -> bool:
+    """Whether any record of the volume may be called garbage yet: the volume's age is the
+    time since its last append, so within ``grace`` every record in it is too young (a PUT
+    that wrote it may still commit). GC and compactor neither walk nor lock such a volume."""
+    return facts.age > grace
+
+
 @dataclass(frozen=True)
 class VolumePlan:
     action: VolumeAction
@@ -69,7 +76,7 @@ def plan_volume(
     references. A record is dead when no row references it and the whole volume is older than
     ``grace`` (so is every record in it: the volume's age is the time since its last append).
     """
-    if facts.age <= grace:
+    if not may_hold_garbage(facts, grace=grace):
         return VolumePlan(VolumeAction.TOO_YOUNG)
     live: list[RecordFact] = []
     dead_bytes = 0

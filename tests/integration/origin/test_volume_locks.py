@@ -1,6 +1,6 @@
-"""The compaction lock of a volume (``origin.metadata.volume_locks``) against real
-PostgreSQL: two pools stand for two processes. Node ids are fresh per test, so the session
-database's other users never hold these keys."""
+"""The lock of a volume that compactor and GC share (``origin.metadata.volume_locks``)
+against real PostgreSQL: two pools stand for two processes. Node ids are fresh per test, so
+the session database's other users never hold these keys."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import asyncpg
 import pytest
 
 from origin.metadata import db
-from origin.metadata.volume_locks import compaction_lock
+from origin.metadata.volume_locks import volume_lock
 
 
 @pytest.fixture
@@ -32,7 +32,7 @@ def node() -> str:
 
 
 async def _free(pool: asyncpg.Pool, node_id: str, volume: int) -> bool:
-    async with compaction_lock(pool, node_id, volume) as held:
+    async with volume_lock(pool, node_id, volume) as held:
         return held
 
 
@@ -40,7 +40,7 @@ async def test_a_held_volume_is_busy_for_everyone_else_until_the_block_ends(
     pools: tuple[asyncpg.Pool, asyncpg.Pool], node: str
 ) -> None:
     first, second = pools
-    async with compaction_lock(first, node, 7) as held:
+    async with volume_lock(first, node, 7) as held:
         assert held
         assert not await _free(second, node, 7)
         assert not await _free(first, node, 7)  # another connection of the same pool too
@@ -54,7 +54,7 @@ async def test_a_failed_or_cancelled_holder_leaves_the_volume_free(
 ) -> None:
     first, second = pools
     with pytest.raises(RuntimeError):
-        async with compaction_lock(first, node, 1) as held:
+        async with volume_lock(first, node, 1) as held:
             assert held
             raise RuntimeError("the copy failed")
     assert await _free(second, node, 1)
@@ -62,7 +62,7 @@ async def test_a_failed_or_cancelled_holder_leaves_the_volume_free(
     entered = asyncio.Event()
 
     async def holder() -> None:
-        async with compaction_lock(first, node, 1):
+        async with volume_lock(first, node, 1):
             entered.set()
             await asyncio.sleep(3600)
 
@@ -73,3 +73,27 @@ async def test_a_failed_or_cancelled_holder_leaves_the_volume_free(
     with pytest.raises(asyncio.CancelledError):
         await task
     assert await _free(second, node, 1)  # nothing stayed behind on first's pooled connection
+
+
+async def test_the_lock_outlives_an_idle_in_transaction_timeout(
+    database_url: str, pools: tuple[asyncpg.Pool, asyncpg.Pool], node: str
+) -> None:
+    """The lock's transaction sits idle while the volume is walked, copied and drained. A
+    server (or role, or database) with ``idle_in_transaction_session_timeout`` would end its
+    session after that long, and the lock with it, while the holder goes on; the lock's
+    transaction turns the timeout off for itself, and only for itself."""
+    _first, other = pools
+    # As a server, role or database setting would: every session of this pool starts with it.
+    strict = await asyncpg.create_pool(
+        database_url, min_size=1, max_size=1, reset=db._keep_session,
+        server_settings={"idle_in_transaction_session_timeout": "200"})
+    try:
+        async with volume_lock(strict, node, 3) as held:
+            assert held
+            await asyncio.sleep(1.0)  # five timeouts' worth of idle
+            assert not await _free(other, node, 3)
+        assert await _free(other, node, 3)
+        # SET LOCAL ended with the lock's transaction: the pooled session keeps its setting.
+        assert await strict.fetchval("SHOW idle_in_transaction_session_timeout") == "200ms"
+    finally:
+        await strict.close()

@@ -16,7 +16,7 @@ import pytest
 from origin.client import S3Client, S3ClientError
 from origin.fsck import fsck
 from origin.layout import FragmentLocation, fragment_id
-from origin.metadata.volume_locks import compaction_lock
+from origin.metadata.volume_locks import volume_lock
 from origin.nodeclient import NodeClient
 from origin.workers.base import ClusterContext
 from origin.workers.cli_context import cluster_context
@@ -349,15 +349,13 @@ async def test_gc_reclaims_deleted_objects_and_compaction_keeps_the_live_ones(
     assert report.counts.get(Redundancy.LOST, 0) == 0
 
 
-class _OneVolumeWithGatedCopies(_ForwardingNodes):
-    """Nodes that list only ``volume`` of ``node_id`` (every other volume stays out of the
-    test), count the copies asked of it, and hold the first copy until ``gate`` is set."""
+class _OneVolume(_ForwardingNodes):
+    """Nodes that list only ``volume`` of ``node_id``: every other volume stays out of the
+    test. ``gate``: what a subclass holds until it is set."""
 
     def __init__(self, nodes: NodeClient, node_id: str, volume: int) -> None:
         super().__init__(nodes)
         self.node_id, self.volume = node_id, volume
-        self.copies = 0
-        self.copying = asyncio.Event()
         self.gate = asyncio.Event()
 
     async def list_volumes(self, node_id: str) -> list[dict]:
@@ -365,6 +363,15 @@ class _OneVolumeWithGatedCopies(_ForwardingNodes):
             return []
         return [v for v in await self._nodes.list_volumes(node_id)
                 if int(v["volume"]) == self.volume]
+
+
+class _OneVolumeWithGatedCopies(_OneVolume):
+    """Counts the copies asked of the volume and holds the first one until ``gate`` is set."""
+
+    def __init__(self, nodes: NodeClient, node_id: str, volume: int) -> None:
+        super().__init__(nodes, node_id, volume)
+        self.copies = 0
+        self.copying = asyncio.Event()
 
     async def relocate(self, node_id: str, volume: int, records: list[dict]) -> dict:
         self.copies += 1
@@ -429,11 +436,11 @@ async def test_two_compactors_on_one_volume_copy_its_live_records_once(
 _HOLDER = """
 import asyncio, sys
 from origin.metadata import db
-from origin.metadata.volume_locks import compaction_lock
+from origin.metadata.volume_locks import volume_lock
 
 async def hold() -> None:
     pool = await db.create_pool(sys.argv[1], max_size=1)
-    async with compaction_lock(pool, sys.argv[2], int(sys.argv[3])) as held:
+    async with volume_lock(pool, sys.argv[2], int(sys.argv[3])) as held:
         print(held, flush=True)
         await asyncio.sleep(3600)
 
@@ -460,7 +467,7 @@ async def test_a_compactor_that_dies_releases_its_volume(
         await holder.wait()
     deadline = time.monotonic() + 10
     while True:
-        async with compaction_lock(ctx.pool, node_id, volume) as free:
+        async with volume_lock(ctx.pool, node_id, volume) as free:
             if free or time.monotonic() > deadline:
                 break
         await asyncio.sleep(0.05)
@@ -468,6 +475,122 @@ async def test_a_compactor_that_dies_releases_its_volume(
     after = await _compactor(ctx, nodes).run_once()
     assert (after.volumes_busy, after.volumes_compacted, after.errors) == (0, 1, [])
     assert after.records_moved > 0 and nodes.copies == 1
+    for key, body in survivors.items():
+        assert await s3.get_object(bucket, key) == body
+
+
+class _OneVolumeWithGatedDelete(_OneVolume):
+    """Holds the delete of the volume until ``gate`` is set: a compactor that has copied the
+    live records and repointed every row, in its drain."""
+
+    def __init__(self, nodes: NodeClient, node_id: str, volume: int) -> None:
+        super().__init__(nodes, node_id, volume)
+        self.draining = asyncio.Event()
+
+    async def delete_volume(self, node_id: str, volume: int) -> int:
+        if (node_id, volume) == (self.node_id, self.volume):
+            self.draining.set()
+            await self.gate.wait()
+        return await self._nodes.delete_volume(node_id, volume)
+
+
+class _OneVolumeWithGatedWalk(_OneVolume):
+    """Holds the walk of the volume (its first page) until ``gate`` is set: a GC mid-walk."""
+
+    def __init__(self, nodes: NodeClient, node_id: str, volume: int) -> None:
+        super().__init__(nodes, node_id, volume)
+        self.walking = asyncio.Event()
+
+    async def scan_volume(self, node_id: str, volume: int, offset: int, max_bytes: int,
+                          *, verify: bool) -> dict | None:
+        if (node_id, volume) == (self.node_id, self.volume):
+            self.walking.set()
+            await self.gate.wait()
+        return await self._nodes.scan_volume(node_id, volume, offset, max_bytes, verify=verify)
+
+
+def _gc(ctx: ClusterContext, nodes: _ForwardingNodes) -> GarbageCollector:
+    # dead_ratio as the compactor's: the session's volumes also hold other tests' objects.
+    return GarbageCollector(dataclasses.replace(ctx, nodes=nodes),  # type: ignore[arg-type]
+                            grace=1.0, dead_ratio=0.01)
+
+
+async def _listed(ctx: ClusterContext, node_id: str, volume: int) -> bool:
+    return volume in {int(v["volume"]) for v in await ctx.nodes.list_volumes(node_id)}
+
+
+async def test_gc_leaves_a_volume_alone_while_its_compactor_drains_it(
+    s3: S3Client, bucket: str, cluster: Cluster, ctx: ClusterContext
+) -> None:
+    """A compactor has copied the volume's live records and repointed their rows: the old
+    volume holds nothing live, and readers that loaded the map earlier still read it during
+    the drain. A GC of another process walking it then (it would plan DELETE) finds the
+    volume held, counts it busy and leaves it; the compactor deletes it after its drain."""
+    node_id, volume, survivors = await _compactable_volume(s3, bucket, cluster, ctx)
+    draining = _OneVolumeWithGatedDelete(ctx.nodes, node_id, volume)
+    compacting = asyncio.ensure_future(_compactor(ctx, draining).run_once())
+    try:
+        await asyncio.wait_for(draining.draining.wait(), 30)
+        assert await ctx.pool.fetchval("SELECT count(*) FROM fragments WHERE node_id = $1"
+                                       " AND volume = $2", node_id, volume) == 0
+        async with cluster_context(cluster.database_url, node_timeout=5) as gc_ctx:
+            gc = await _gc(gc_ctx, _OneVolume(gc_ctx.nodes, node_id, volume)).run_once()
+        assert (gc.volumes_busy, gc.volumes_checked, gc.volumes_deleted, gc.errors) == \
+            (1, 0, 0, [])
+        assert await _listed(ctx, node_id, volume)
+    finally:
+        draining.gate.set()
+        done = await compacting
+    assert (done.volumes_compacted, done.errors) == (1, []), done
+    assert done.records_moved > 0 and done.bytes_freed > 0
+    assert not await _listed(ctx, node_id, volume)
+    for key, body in survivors.items():
+        assert await s3.get_object(bucket, key) == body
+
+
+async def test_gc_skips_a_held_volume_and_takes_it_once_released(
+    s3: S3Client, bucket: str, cluster: Cluster, ctx: ClusterContext
+) -> None:
+    """The volume's lock held by another process (a compactor's pool): GC skips it and counts
+    it busy; once the holder lets go, the next GC pass walks it."""
+    node_id, volume, _survivors = await _compactable_volume(s3, bucket, cluster, ctx)
+    only = _OneVolume(ctx.nodes, node_id, volume)
+    async with cluster_context(cluster.database_url, node_timeout=5) as holder_ctx:
+        async with volume_lock(holder_ctx.pool, node_id, volume) as held:
+            assert held
+            busy = await _gc(ctx, only).run_once()
+    assert (busy.volumes_busy, busy.volumes_checked, busy.dead_bytes_found, busy.errors) == \
+        (1, 0, 0, [])
+    free = await _gc(ctx, only).run_once()
+    assert (free.volumes_busy, free.volumes_checked, free.volumes_to_compact, free.errors) == \
+        (0, 1, 1, [])
+    assert free.dead_bytes_found > 0
+
+
+async def test_a_compactor_finds_a_volume_busy_while_gc_walks_it(
+    s3: S3Client, bucket: str, cluster: Cluster, ctx: ClusterContext
+) -> None:
+    """GC is walking the volume (it may go on to delete it): a compactor of another process
+    copies nothing from it and counts it busy; after the GC pass, compaction proceeds."""
+    node_id, volume, survivors = await _compactable_volume(s3, bucket, cluster, ctx)
+    walking = _OneVolumeWithGatedWalk(ctx.nodes, node_id, volume)
+    collecting = asyncio.ensure_future(_gc(ctx, walking).run_once())
+    copies = _OneVolumeWithGatedCopies(ctx.nodes, node_id, volume)
+    copies.gate.set()
+    try:
+        await asyncio.wait_for(walking.walking.wait(), 30)
+        async with cluster_context(cluster.database_url, node_timeout=5) as repair_ctx:
+            blocked = await _compactor(repair_ctx, copies).run_once()
+        assert (blocked.volumes_busy, blocked.records_moved, blocked.errors) == (1, 0, [])
+        assert copies.copies == 0
+    finally:
+        walking.gate.set()
+        gc = await collecting
+    assert (gc.volumes_busy, gc.volumes_checked, gc.volumes_to_compact, gc.errors) == \
+        (0, 1, 1, [])
+    after = await _compactor(ctx, copies).run_once()
+    assert (after.volumes_busy, after.volumes_compacted, after.errors) == (0, 1, [])
+    assert copies.copies == 1 and not await _listed(ctx, node_id, volume)
     for key, body in survivors.items():
         assert await s3.get_object(bucket, key) == body
 

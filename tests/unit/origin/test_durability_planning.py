@@ -18,6 +18,7 @@ from origin.workers.planning import (
     VolumeFacts,
     classify,
     fsck_exit_code,
+    may_hold_garbage,
     plan_repair_reads,
     plan_segment_repair,
     plan_volume,
@@ -35,6 +36,13 @@ def _facts(age: float = 100.0, active: bool = False) -> VolumeFacts:
 def test_nothing_is_garbage_within_the_grace_period() -> None:
     assert plan_volume(_facts(age=5), RECS, set(), grace=10, dead_ratio=0.5).action is \
         VolumeAction.TOO_YOUNG
+
+
+def test_only_a_volume_past_the_grace_period_may_hold_garbage() -> None:
+    """GC and compactor walk and lock only these volumes (the age is since the last append,
+    so exactly ``grace`` is still too young)."""
+    assert [may_hold_garbage(_facts(age=age), grace=10) for age in (5, 10, 10.5)] == \
+        [False, False, True]
 
 
 def test_an_old_volume_with_no_reference_is_deleted() -> None:
