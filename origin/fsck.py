@@ -1,8 +1,11 @@
 """``cdn fsck``: count objects by redundancy (full, degraded, lost) from the fragment map.
 
 A fragment counts as usable when its row points at a node that is up (one probe round) and not
-lost. Classification and the exit code are pure (``origin.workers.planning``): exit 0 when
-clean, 1 when more than ``--max-degraded`` objects are degraded, 2 when anything is lost.
+lost, and at that node's current disk: a volume below the ``volume_base`` the node reported
+with its disk identity was written to an earlier disk, wiped or replaced
+(``metadata/node_disks.py``), and counts as missing from the new disk's first heartbeat on.
+Classification and the exit code are pure (``origin.workers.planning``): exit 0 when clean, 1
+when more than ``--max-degraded`` objects are degraded, 2 when anything is lost.
 ``--deep`` additionally runs a scrub pass (every record's checksum, every row's volume) and
 counts what it queued.
 """

@@ -480,15 +480,21 @@ async def object_redundancy(
 ) -> list[ObjectRedundancy]:
     """A page of blobs (rows that own fragments: object versions and multipart parts; a
     completed multipart object owns none, its parts do), ordered by id after ``after``, with
-    their weakest segment's count of fragments recorded on nodes not in ``unusable_nodes``."""
+    their weakest segment's count of fragments recorded on nodes not in ``unusable_nodes``
+    and on their node's current disk: a volume number below the node's ``volume_base``
+    belongs to an earlier disk, gone (``node_disks``), even before the repair it was queued
+    for has run."""
     rows = await pool.fetch(
         """SELECT o.id, o.bucket, o.key, o.ec_ndata, o.ec_nparity,
                   (o.size + o.segment_size - 1) / o.segment_size AS segments,
                   COALESCE((SELECT min(c) FROM (
-                      SELECT s.seg, (SELECT count(*) FROM segment_fragments f,
-                                         unnest(f.node_ids) AS n (node_id)
+                      SELECT s.seg, (SELECT count(*) FROM segment_fragments f
+                                     CROSS JOIN LATERAL unnest(f.node_ids, f.volumes)
+                                         AS n (node_id, volume)
+                                     LEFT JOIN nodes d ON d.id = n.node_id
                                      WHERE f.object_id = o.id AND f.segment = s.seg
-                                       AND NOT n.node_id = ANY($1::text[])) AS c
+                                       AND NOT n.node_id = ANY($1::text[])
+                                       AND n.volume >= COALESCE(d.volume_base, 0)) AS c
                       FROM generate_series(0, (o.size + o.segment_size - 1) / o.segment_size - 1)
                            AS s(seg)) per_segment), 0) AS weakest
            FROM objects o WHERE ($2::uuid IS NULL OR o.id > $2::uuid)

@@ -3,8 +3,9 @@ pairs whose row exists (migration 0510: ~37 us of a ~240 us commit in PostgreSQL
 
 A row leaves ``volumes`` only when the GC deletes its volume, and a node numbers its volumes
 upwards, so a pair committed once keeps its row, with one exception: a node whose directory
-was wiped starts again at volume 1, and a pair the memo holds may then name a *new* volume
-whose row was deleted with the old one. Two rules bound that:
+was wiped starts again at volume 1 (a node of a build before disk identities: a fresh disk now
+numbers above its predecessor, ``storagenode/identity.py``), and a pair the memo holds may
+then name a *new* volume whose row was deleted with the old one. Two rules bound that:
 
 * a commit naming a volume of a node below the highest this memo has seen of that node is
   taken as a renumbering: the node's pairs are forgotten and the commit upserts. A commit

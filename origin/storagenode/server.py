@@ -42,7 +42,10 @@ Endpoints (all bodies are raw bytes or small JSON documents):
     checking a volume by hand; the counts still cover every record walked. (The scrubber
     lists every header: it also matches the metadata's rows against them.)
 ``POST /volumes/seal``
-    Start a new active volume (so the previous one can be compacted or deleted).
+    Start a new active volume (so the previous one can be compacted or deleted):
+    ``{"active": volume}``. Waits (≤ 1 s) when the next volume number is not due yet (volume
+    numbers follow the clock: ``identity.py``); 503 ``not-due`` if it still is not after
+    ``_SEAL_ATTEMPTS`` waits.
 ``POST /volumes/{volume}/relocate``
     Body ``{"records": [{"offset", "length", "fragment_id"}]}``: copy those records (verified)
     into the active volume; ``{"moved": [{"from", "volume", "offset", "length"}], "failed":
@@ -51,7 +54,12 @@ Endpoints (all bodies are raw bytes or small JSON documents):
     Remove a sealed volume file: ``{"freed": bytes}``; 409 for the active volume. The node
     never decides what is garbage: the origin's collector and compactor do, from metadata.
 ``GET /_health`` / ``GET /_metrics``
-    Liveness (JSON with node id and zone) and Prometheus metrics (app-local registry).
+    Liveness (JSON with node id, zone and ``disk_id``) and Prometheus metrics (app-local
+    registry).
+
+The data dir's disk identity (``identity.py``: a random id, and the first volume number of
+this disk) is read, or created on the first start, before the volumes are opened; the node
+reports it in its heartbeat (``registration.py``).
 """
 
 from __future__ import annotations
@@ -68,14 +76,27 @@ from origin.config import StorageNodeConfig
 from origin.storagenode import batches, record
 from origin.storagenode.committer import GroupCommitter
 from origin.storagenode.front import NodeFront
+from origin.storagenode.identity import DiskIdentity, load_or_create, seconds_until_number
 from origin.storagenode.metrics import NodeMetrics
 from origin.storagenode.registration import registration_context
-from origin.storagenode.volume import Address, RecordNotFound, VolumeError, VolumeSet
+from origin.storagenode.volume import (
+    Address,
+    RecordNotFound,
+    VolumeError,
+    VolumeSet,
+    existing_volumes,
+)
 
 CONFIG = web.AppKey("config", StorageNodeConfig)
 METRICS = web.AppKey("metrics", NodeMetrics)
 VOLUMES = web.AppKey("volumes", VolumeSet)
 COMMITTER = web.AppKey("committer", GroupCommitter)
+DISK = web.AppKey("disk", DiskIdentity)
+
+# A seal waits for the next volume number to be due, then runs behind the queued appends; an
+# append that rolled the volume over meanwhile sealed it already. Three rounds cover a clock
+# that barely moved; more would mean the clock is wrong.
+_SEAL_ATTEMPTS = 3
 
 
 _READ_FAILURE_STATUS = {"not-found": 404, "checksum-mismatch": 409, "corrupt-record": 409,
@@ -196,8 +217,17 @@ async def scan_records(request: web.Request) -> web.Response:
 
 
 async def seal_volume(request: web.Request) -> web.Response:
-    active = await request.app[COMMITTER].run_exclusive(request.app[VOLUMES].seal)
-    return web.json_response({"active": active})
+    volumes, committer = request.app[VOLUMES], request.app[COMMITTER]
+    before = volumes.active_volume
+    for _ in range(_SEAL_ATTEMPTS):
+        await asyncio.sleep(volumes.next_volume_delay())
+        active = await committer.run_exclusive(volumes.seal)
+        if active is None and volumes.active_volume != before:
+            active = volumes.active_volume  # an append rolled the volume over meanwhile
+        if active is not None:
+            return web.json_response({"active": active})
+    return _error(503, "not-due", f"volume {volumes.active_volume + 1} is not due yet "
+                  f"(in {volumes.next_volume_delay():.3f} s); the node's clock may be wrong")
 
 
 async def delete_volume(request: web.Request) -> web.Response:
@@ -239,7 +269,8 @@ async def relocate_records(request: web.Request) -> web.Response:
 
 async def health(request: web.Request) -> web.Response:
     config = request.app[CONFIG]
-    return web.json_response({"status": "ok", "node_id": config.node_id, "zone": config.zone})
+    return web.json_response({"status": "ok", "node_id": config.node_id, "zone": config.zone,
+                              "disk_id": request.app[DISK].disk_id})
 
 
 async def metrics(request: web.Request) -> web.Response:
@@ -247,11 +278,21 @@ async def metrics(request: web.Request) -> web.Response:
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
+def _open_disk(config: StorageNodeConfig) -> tuple[DiskIdentity, VolumeSet]:
+    """The disk's identity (created on a fresh data dir: may wait ≤ 1 s) and its volumes,
+    numbered from the identity's base and never ahead of the clock."""
+    disk = load_or_create(config.data_path, existing_volumes(config.volumes_path))
+    volumes = VolumeSet(config.volumes_path, config.volume_max_bytes, fsync=config.fsync,
+                        max_age=config.volume_max_age, first_volume=disk.volume_base,
+                        start_delay=lambda number: seconds_until_number(number, time.time()))
+    volumes.open()
+    return disk, volumes
+
+
 async def _storage(app: web.Application) -> AsyncIterator[None]:
     config = app[CONFIG]
-    volumes = VolumeSet(config.volumes_path, config.volume_max_bytes, fsync=config.fsync,
-                        max_age=config.volume_max_age)
-    await asyncio.get_running_loop().run_in_executor(None, volumes.open)
+    disk, volumes = await asyncio.get_running_loop().run_in_executor(None, _open_disk, config)
+    app[DISK] = disk
     committer = GroupCommitter(volumes, on_batch=app[METRICS].record_batch)
     committer.start()
     app[VOLUMES] = volumes
@@ -266,7 +307,7 @@ def build_app(config: StorageNodeConfig) -> web.Application:
     app[CONFIG] = config
     app[METRICS] = NodeMetrics()
     app.cleanup_ctx.append(_storage)
-    app.cleanup_ctx.append(registration_context(config))
+    app.cleanup_ctx.append(registration_context(config, lambda: app[DISK]))
     app.router.add_post("/fragments", post_fragment)
     app.router.add_post("/fragments/batch", post_fragment_batch)
     app.router.add_post("/fragments/read", post_fragment_read)

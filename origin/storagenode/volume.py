@@ -5,6 +5,12 @@ as Haystack does, so the file system sees big sequential appends instead of mill
 files, and no user key ever becomes a path. Only the newest volume takes appends; once the next
 record would push it past ``max_bytes`` it is sealed and a new one is started.
 
+Numbering: volumes are numbered consecutively from ``first_volume``. The storage node passes
+its disk's ``volume_base`` and a ``start_delay`` (``identity.py``): a number is started only
+once the clock allows it, so a fresh disk's numbers never repeat a previous disk's. Until
+then a full (or old) active volume keeps taking appends past ``max_bytes`` and ``seal``
+answers ``None``. Without ``start_delay`` (tools, benchmarks) numbers start at once.
+
 Threading contract: ``append_batch`` is called by one writer thread at a time (the group
 committer guarantees it); ``read`` may be called from any number of threads concurrently
 (``os.pread`` is positionless). Records are written once and never changed, so a reader can only
@@ -129,12 +135,21 @@ def _pwrite_all(fd: int, buffers: list[bytes | memoryview], offset: int) -> int:
     return written
 
 
+def existing_volumes(root: Path) -> list[int]:
+    """The volume numbers of the files under ``root`` (none when it does not exist)."""
+    if not root.is_dir():
+        return []
+    return sorted(int(m.group(1)) for entry in root.iterdir()
+                  if (m := _NAME.match(entry.name)))
+
+
 class VolumeSet:
     """The volume files under ``root`` and the write position in the active one."""
 
     def __init__(self, root: Path, max_bytes: int, *, fsync: bool = True,
                  max_age: float = 0.0, clock: Callable[[], float] = time.monotonic,
-                 scan_chunk: int = SCAN_CHUNK) -> None:
+                 scan_chunk: int = SCAN_CHUNK, first_volume: int = 1,
+                 start_delay: Callable[[int], float] | None = None) -> None:
         if scan_chunk < _HEAD_WINDOW:
             raise ValueError(f"scan_chunk must hold a whole record header ({_HEAD_WINDOW} "
                              f"bytes), got {scan_chunk}")
@@ -146,6 +161,10 @@ class VolumeSet:
         self.max_age = max_age
         self._clock = clock
         self.scan_chunk = scan_chunk
+        # The number of an empty root's first volume, and the seconds until a number may be
+        # started (> 0: not yet); see the module docstring.
+        self.first_volume = first_volume
+        self._start_delay = start_delay
         self._active_since = clock()
         self._sizes: dict[int, int] = {}
         self._read_fds: dict[int, int] = {}
@@ -164,12 +183,10 @@ class VolumeSet:
     def open(self) -> None:
         """Find existing volumes, recover the active one's tail, open it for appends."""
         self.root.mkdir(parents=True, exist_ok=True)
-        for entry in self.root.iterdir():
-            match = _NAME.match(entry.name)
-            if match:
-                self._sizes[int(match.group(1))] = entry.stat().st_size
+        for volume in existing_volumes(self.root):
+            self._sizes[volume] = (self.root / volume_name(volume)).stat().st_size
         if not self._sizes:
-            self._create(1)
+            self._create(self.first_volume)
             return
         self._active = max(self._sizes)
         path = self.root / volume_name(self._active)
@@ -251,7 +268,10 @@ class VolumeSet:
                 fragment_id, payload = item[0], item[1]
                 size = record.record_size(fragment_id, len(payload))
                 too_old = self.max_age > 0 and self._clock() - self._active_since > self.max_age
-                if end > 0 and (end + size > self.max_bytes or too_old):
+                # A number not yet due (start_delay) is not started: the active volume takes
+                # this record past max_bytes instead.
+                if (end > 0 and (end + size > self.max_bytes or too_old)
+                        and self.next_volume_delay() <= 0):
                     if pending:  # what belongs to the volume being sealed goes out first
                         _pwrite_all(self._active_fd, pending, pending_at)
                         self._sizes[self._active] = end
@@ -449,10 +469,23 @@ class VolumeSet:
             position += max(1, len(chunk) - len(record.MAGIC) + 1)
         return size
 
-    def seal(self) -> int:
+    @property
+    def active_volume(self) -> int:
+        return self._active
+
+    def next_volume_delay(self) -> float:
+        """Seconds until the next volume number may be started (0.0: now). Any thread."""
+        if self._start_delay is None:
+            return 0.0
+        return self._start_delay(self._active + 1)
+
+    def seal(self) -> int | None:
         """Start a new active volume if the current one holds anything (writer thread only);
-        returns the active volume id afterwards."""
+        returns the active volume id afterwards, or ``None`` when the next number is not due
+        yet (``next_volume_delay``) and nothing changed."""
         if self._sizes[self._active] > 0:
+            if self.next_volume_delay() > 0:
+                return None
             if self.fsync:
                 os.fdatasync(self._active_fd)
             self._create(self._active + 1)

@@ -122,8 +122,9 @@ def rows_without_their_record(rows: Iterable[tuple[int, str]], records: Mapping[
     (a PUT, a repair, a compaction moving records into the active volume) is never judged on
     a walk that could not have seen its record.
 
-    Why sizes alone do not catch this: a node whose disk was wiped or replaced starts numbering
-    volumes at 1 again, so a row of the old disk can point inside a new volume of the same
+    Why sizes alone do not catch this: a node of a build before disk identities
+    (``storagenode/identity.py``) whose disk was wiped or replaced started numbering volumes at
+    1 again, so a row of the old disk can point inside a new volume of the same
     number, at someone else's record or mid-record, and look present by volume and size."""
     spans = list(unreadable)
     return [fid for offset, fid in rows

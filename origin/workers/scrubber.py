@@ -12,9 +12,12 @@ flipped bit is healed before a reader has to route around it.
 It also checks the other direction: every fragment row pointing at a node must point inside a
 volume that node still has. Rows that point at a vanished volume (a wiped or replaced disk) are
 queued too, once a second listing of the node's volumes, taken after the query, confirms them (a
-PUT committed between the first listing and the query points past its sizes). And since a node
-given a fresh disk numbers its volumes from 1 again, a row of the old disk can point inside a
-new volume of the same number and look present by size: so the walk asks for every record
+PUT committed between the first listing and the query points past its sizes). (A node that
+heartbeats has normally queued them already: a fresh disk numbers its volumes above its
+predecessor's and the heartbeat that reports the new disk queues the old one's rows,
+``metadata/node_disks.py``.) And since a node of a build before disk identities, given a fresh
+disk, numbered its volumes from 1 again, a row of the old disk could point inside a new volume
+of the same number and look present by size: so the walk asks for every record
 header, not only the failed ones (the node's ``errors_only``; about 100 bytes of JSON per
 record, against fragments of kilobytes or more), and after each page the rows pointing into
 the part it walked are matched against them, record start and fragment id

@@ -11,9 +11,11 @@ import pytest
 from origin.config import StorageNodeConfig
 from origin.storagenode.server import build_app
 from origin.storagenode.volume import RecordNotFound, VolumeSet
+from tests.integration.origin.node_disk import numbered_from_one
 
 
 def _app(tmp_path: Path):  # noqa: ANN202
+    numbered_from_one(tmp_path)
     return build_app(StorageNodeConfig(node_id="n1", zone="z1", data_dir=str(tmp_path),
                                        fsync=False))
 

@@ -21,9 +21,11 @@ from origin.storagenode import batches
 from origin.storagenode.metrics import NodeMetrics
 from origin.storagenode.server import build_app
 from origin.storagenode.volume import VolumeSet
+from tests.integration.origin.node_disk import numbered_from_one
 
 
 def _app(tmp_path: Path):  # noqa: ANN202
+    numbered_from_one(tmp_path)
     return build_app(StorageNodeConfig(node_id="n1", zone="z1", data_dir=str(tmp_path)))
 
 

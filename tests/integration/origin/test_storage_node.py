@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 from pathlib import Path
@@ -12,9 +13,11 @@ from origin.storagenode.committer import GroupCommitter
 from origin.storagenode.record import HEADER_SIZE
 from origin.storagenode.server import build_app
 from origin.storagenode.volume import VolumeSet
+from tests.integration.origin.node_disk import numbered_from_one
 
 
 def _app(tmp_path: Path, **overrides: object):  # noqa: ANN202
+    numbered_from_one(tmp_path)
     return build_app(StorageNodeConfig(node_id="n1", zone="z1", data_dir=str(tmp_path),
                                        **overrides))  # type: ignore[arg-type]
 
@@ -102,7 +105,8 @@ async def test_volumes_roll_over_and_survive_restart(aiohttp_client, tmp_path: P
 async def test_health_and_metrics(aiohttp_client, tmp_path: Path) -> None:
     client = await aiohttp_client(_app(tmp_path))
     health = await (await client.get("/_health")).json()
-    assert health == {"status": "ok", "node_id": "n1", "zone": "z1"}
+    disk = json.loads((tmp_path / "disk-identity.json").read_text())["disk_id"]
+    assert health == {"status": "ok", "node_id": "n1", "zone": "z1", "disk_id": disk}
     resp = await client.get("/_metrics")
     assert resp.status == 200 and "storage_node_reads_total" in await resp.text()
 
