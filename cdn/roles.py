@@ -84,13 +84,15 @@ def tune_gc() -> None:
     gc.set_threshold(50_000, 20, 100)
 
 
-def serve_forked(count: int, serve_one: Callable[[int], None], *, what: str) -> int:
+def serve_forked(count: int, serve_one: Callable[[int], None], *, what: str,
+                 after_fork: Callable[[], None] | None = None) -> int:
     """Run ``count`` servers as forked processes, made before any event loop exists:
     ``serve_one(index)`` runs server ``index`` (0-based) until it is told to stop, binding
     its port with ``SO_REUSEPORT`` so the kernel spreads connections over them. The parent
     only supervises: it forwards SIGTERM/SIGINT and returns the first non-zero exit status
     once every server has exited. Each server gets SIGTERM if the parent dies (Linux).
-    ``what`` names a server in the log ("worker", "origin process")."""
+    ``what`` names a server in the log ("worker", "origin process"). ``after_fork`` runs in
+    the parent once every server is forked (to close what only the servers use)."""
     children: list[int] = []
     for index in range(count):
         pid = os.fork()
@@ -104,6 +106,8 @@ def serve_forked(count: int, serve_one: Callable[[int], None], *, what: str) -> 
                 code = 1
             os._exit(code)
         children.append(pid)
+    if after_fork is not None:
+        after_fork()
 
     def forward(sig: int, _frame: object) -> None:
         for child in children:

@@ -14,6 +14,9 @@
   popular object is fetched (or read from Redis) once per worker and held once per worker;
   ``--cache-max-bytes`` is per worker. Purges reach every worker (each subscribes). The
   parent only supervises: it forwards SIGTERM/SIGINT and exits when the workers have.
+  With the hit path the workers also keep their connection counts level
+  (``cdn.balance``): the kernel's spread of a few long keep-alive connections is uneven,
+  and a worker holding more of them than the others answers each later.
 """
 
 from __future__ import annotations
@@ -24,8 +27,9 @@ from collections.abc import Callable
 
 from aiohttp import web
 
+from cdn.balance import BalancedFront, Balancer
+from cdn.roles import Front, serve_forked
 from cdn.roles import serve as serve_role
-from cdn.roles import serve_forked
 from httpcache.app import ENGINE
 from httpcache.fast_server import HitServer, proxied_elsewhere
 from httpcache.hit_path import HitPath
@@ -37,15 +41,24 @@ def serve(app: web.Application, host: str, port: int, *, hit_path: bool = True,
     if workers <= 1:
         _serve_one(app, host, port, hit_path=hit_path, reuse_port=False)
         return 0
+    balancer = Balancer(workers) if hit_path else None
     return serve_forked(workers, lambda index: _serve_one(
-        app, host, port, hit_path=hit_path, reuse_port=True, worker=index + 1), what="worker")
+        app, host, port, hit_path=hit_path, reuse_port=True, worker=index + 1,
+        balancer=balancer), what="worker",
+        after_fork=balancer.close_parent_copies if balancer is not None else None)
 
 
 def _serve_one(app: web.Application, host: str, port: int, *, hit_path: bool,
-               reuse_port: bool, worker: int = 0) -> None:
+               reuse_port: bool, worker: int = 0, balancer: Balancer | None = None) -> None:
     who = f" (worker {worker}, pid {os.getpid()})" if worker else ""
-    serve_role(app, host, port, reuse_port=reuse_port, label=who,
-               front=_hit_front if hit_path else None)
+
+    def balanced_front(app: web.Application, app_server: Callable[[], asyncio.Protocol]
+                       ) -> Front:
+        assert balancer is not None
+        return BalancedFront(_hit_front(app, app_server), balancer, worker - 1)
+
+    front = None if not hit_path else _hit_front if balancer is None else balanced_front
+    serve_role(app, host, port, reuse_port=reuse_port, label=who, front=front)
 
 
 def _hit_front(app: web.Application, app_server: Callable[[], asyncio.Protocol]) -> HitServer:

@@ -1,0 +1,137 @@
+"""``cdn edge --workers 2`` keeps its workers' keep-alive connections level (``cdn.balance``).
+
+Real processes and real sockets: which worker holds a connection is read from ``/proc`` (the
+socket inodes of its descriptors against the established connections to the edge's port).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+from cdn.processes import free_port
+from tests.integration.cache.conftest import url_of
+from tests.integration.cache.scriptable_origin import ScriptableOrigin
+from tests.procs import RoleProcess, child_pids
+
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"),
+                                reason="reads /proc to see which worker holds a connection")
+
+CONNECTIONS = 200
+REQUEST = b"GET /pub/a HTTP/1.1\r\nHost: edge\r\n\r\n"
+
+
+@pytest.fixture
+def processes() -> Iterator[list[RoleProcess]]:
+    started: list[RoleProcess] = []
+    yield started
+    for proc in reversed(started):
+        proc.stop()
+
+
+def established_inodes(port: int) -> set[str]:
+    """Socket inodes of established TCP connections whose local port is ``port``."""
+    inodes: set[str] = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            local, state, inode = fields[1], fields[3], fields[9]
+            if state == "01" and int(local.rsplit(":", 1)[1], 16) == port:
+                inodes.add(inode)
+    return inodes
+
+
+def held_by(pid: int, inodes: set[str]) -> int:
+    count = 0
+    fd_dir = Path(f"/proc/{pid}/fd")
+    for fd in fd_dir.iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        if target.startswith("socket:[") and target[8:-1] in inodes:
+            count += 1
+    return count
+
+
+async def answered(port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A keep-alive connection whose request was sent with the connect (so it is in the
+    socket before its worker is chosen), answered in full."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(REQUEST)
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+    assert head.startswith(b"HTTP/1.1 200"), head
+    length = next(int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")
+                  if line.lower().startswith(b"content-length:"))
+    assert await asyncio.wait_for(reader.readexactly(length), 10) == b"alpha"
+    return reader, writer
+
+
+async def start_edge(aiohttp_server: Callable[[web.Application], Awaitable[TestServer]],
+                     processes: list[RoleProcess], tmp_path: Path) -> tuple[int, list[int]]:
+    origin = ScriptableOrigin()
+    origin.set("/pub/a", b"alpha", headers={"Cache-Control": "max-age=600"})
+    origin_url = url_of(await aiohttp_server(origin.app))
+    port = free_port()
+    edge = RoleProcess("edge", ["--region", "w", "--port", str(port), "--upstream", origin_url,
+                                "--workers", "2"], port, log_path=tmp_path / "edge.log")
+    processes.append(edge.start())
+    assert edge.proc is not None
+    workers = child_pids(edge.proc.pid)
+    assert len(workers) == 2
+    return port, workers
+
+
+async def test_keep_alive_connections_are_split_evenly_between_workers(
+        aiohttp_server: Callable[[web.Application], Awaitable[TestServer]],
+        processes: list[RoleProcess], tmp_path: Path) -> None:
+    """Three rounds of 200 connections opened at once: each round the workers hold within
+    two of each other (the kernel's hash alone gives that about one round in six), and every
+    connection, moved or not, is answered, its first request included."""
+    port, workers = await start_edge(aiohttp_server, processes, tmp_path)
+    for _round in range(3):
+        connections = await asyncio.gather(*(answered(port) for _ in range(CONNECTIONS)))
+        inodes = established_inodes(port)
+        held = [held_by(pid, inodes) for pid in workers]
+        assert sum(held) == CONNECTIONS, held
+        assert abs(held[0] - held[1]) <= 2, held
+        # a second request on each: moved connections stay usable
+        for reader, writer in connections[:20]:
+            writer.write(REQUEST)
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+            assert head.startswith(b"HTTP/1.1 200")
+            await reader.readexactly(5)
+        for _reader, writer in connections:
+            writer.close()
+        await asyncio.sleep(1.2)  # the ledger forgets closed connections at its next sweep
+
+
+async def test_a_worker_that_died_is_not_sent_connections(
+        aiohttp_server: Callable[[web.Application], Awaitable[TestServer]],
+        processes: list[RoleProcess], tmp_path: Path) -> None:
+    """With one worker killed, the other serves every new connection itself: the ledger
+    still counts the dead one's connections low, but its inbox is closed."""
+    port, workers = await start_edge(aiohttp_server, processes, tmp_path)
+    survivor, victim = workers
+    first = await asyncio.gather(*(answered(port) for _ in range(40)))
+    for _reader, writer in first:
+        writer.close()
+    await asyncio.sleep(1.2)  # the victim's count drops to 0: the survivor will choose it
+    os.kill(victim, signal.SIGKILL)
+    await asyncio.sleep(0.3)
+    connections = await asyncio.gather(*(answered(port) for _ in range(40)))
+    assert held_by(survivor, established_inodes(port)) == 40
+    for _reader, writer in connections:
+        writer.close()
