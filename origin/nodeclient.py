@@ -33,6 +33,7 @@ from origin.batch_connections import BatchConnections, Outcome
 from origin.coalescer import Coalescer
 from origin.config import NodeSpec
 from origin.layout import FragmentLocation
+from origin.nodehealth import NodeStatus, node_status
 
 FailureKind = Literal["unreachable", "timeout", "rejected", "corrupt", "not-found"]
 
@@ -261,15 +262,18 @@ class NodeClient:
                 await _expect_ok(node_id, resp)
                 return await resp.read()
 
-    async def probe(self, node_id: str) -> bool:
-        """``GET /_health`` answered 200 within the probe timeout."""
+    async def probe(self, node_id: str) -> NodeStatus | None:
+        """What ``GET /_health`` answered with a 200 within the probe timeout (``None``: the
+        node is down). A 200 whose body is not the storage node's JSON still means up."""
         try:
             async with self._session.get(f"{self._nodes[node_id].url}/_health",
                                          timeout=self._probe_timeout) as resp:
-                await resp.read()
-                return resp.status == 200
+                body = await resp.read()
+                if resp.status != 200:
+                    return None
         except (TimeoutError, aiohttp.ClientError, OSError):
-            return False
+            return None
+        return node_status(body)
 
 
 class _Lane(Coalescer[Any, Any]):

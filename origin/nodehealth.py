@@ -4,17 +4,63 @@ Two signals feed it: a background probe of every node's ``/_health`` every few s
 data path reporting a node it could not reach (so the very next PUT already places around it,
 without waiting for the probe). A node is believed up again only when a probe succeeds. All
 nodes start "up" so the origin serves at once; the first failed request or probe corrects that.
+
+A probe that succeeds also says what the node answered (``NodeStatus``: its id and disk
+identity); each round hands those of the nodes found up to ``on_round``, which records the
+disks (``origin/disk_probe.py``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import random
+import uuid
 from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
 
 log = logging.getLogger("cdn.origin.health")
+
+
+@dataclass(frozen=True)
+class NodeStatus:
+    """What a node's ``GET /_health`` answered: the node id it serves and its disk identity
+    (``storagenode/identity.py``); ``None`` for what the answer did not carry (another build,
+    another kind of server)."""
+
+    node_id: str | None = None
+    disk_id: str | None = None
+    volume_base: int | None = None
+
+
+Probe = Callable[[str], Awaitable[NodeStatus | None]]
+
+
+def node_status(body: bytes) -> NodeStatus:
+    """The fields of a ``/_health`` body this probe uses; each one missing, mistyped or
+    unparsable is ``None`` (never an error: the node answered, so it is up)."""
+    try:
+        doc = json.loads(body)
+    except ValueError:
+        return NodeStatus()
+    if not isinstance(doc, dict):
+        return NodeStatus()
+    node_id, disk_id, base = doc.get("node_id"), doc.get("disk_id"), doc.get("volume_base")
+    return NodeStatus(node_id if isinstance(node_id, str) else None, _canonical_uuid(disk_id),
+                      base if isinstance(base, int) and not isinstance(base, bool) else None)
+
+
+def _canonical_uuid(value: object) -> str | None:
+    """The form the metadata prints a ``uuid`` in (and the node writes), so a disk id is
+    compared as a value, never as spelling."""
+    if not isinstance(value, str):
+        return None
+    try:
+        return str(uuid.UUID(value))
+    except ValueError:
+        return None
 
 
 class NodeHealth:
@@ -62,25 +108,29 @@ class NodeHealth:
             log.info("storage node %s is up again", node_id)
             self._down.discard(node_id)
 
-    async def probe_all(self, probe: Callable[[str], Awaitable[bool]]) -> list[str]:
-        """Probe every node concurrently, update beliefs, return the ids found up."""
+    async def probe_all(self, probe: Probe) -> dict[str, NodeStatus]:
+        """Probe every node concurrently (``probe`` answers ``None`` for a node that is
+        down), update beliefs, return what the nodes found up answered, by node id."""
         nodes = list(self._all)
         results = await asyncio.gather(*(probe(n) for n in nodes))
-        for node_id, ok in zip(nodes, results, strict=True):
-            if ok:
+        up: dict[str, NodeStatus] = {}
+        for node_id, status in zip(nodes, results, strict=True):
+            if status is not None:
                 self.mark_up(node_id)
+                up[node_id] = status
             else:
                 self.mark_down(node_id, "health probe failed")
-        return [n for n, ok in zip(nodes, results, strict=True) if ok]
+        return up
 
     def start(
         self,
-        probe: Callable[[str], Awaitable[bool]],
+        probe: Probe,
         interval: float,
-        on_round: Callable[[list[str]], Awaitable[None]] | None = None,
+        on_round: Callable[[dict[str, NodeStatus]], Awaitable[None]] | None = None,
     ) -> None:
         """Run ``probe_all`` every ``interval`` seconds (with jitter, so many origins do not
-        probe in lock-step); ``on_round`` gets the ids found up (e.g. to record last_seen)."""
+        probe in lock-step); ``on_round`` gets what the nodes found up answered (e.g. to
+        record last_seen and their disks)."""
 
         async def loop() -> None:
             while True:

@@ -2,8 +2,9 @@
 
 ``build_app(config)`` wires routes, the middleware and two cleanup contexts: the metadata pool
 (migrations, configured nodes and the admin credential are written at start-up) and the
-storage side (one keep-alive ``ClientSession`` to all nodes, the health prober, the EC writer
-and reader). Handlers reach them through typed ``AppKey``s only.
+storage side (one keep-alive ``ClientSession`` to all nodes, the health prober, which also
+records the nodes' disks after each round (``disk_probe``), the EC writer and reader).
+Handlers reach them through typed ``AppKey``s only.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from origin.api.keys import (
 from origin.api.middleware import add_request_id, s3_middleware
 from origin.api.processes import serve_processes
 from origin.config import OriginConfig
+from origin.disk_probe import DiskProbe
 from origin.ec_reader import ECReader
 from origin.ec_writer import ECWriter
 from origin.erasure import cached_scheme
@@ -47,7 +49,7 @@ from origin.metadata.nodes import touch_nodes, upsert_nodes
 from origin.metadata.volume_memo import KnownVolumes
 from origin.metrics import OriginMetrics
 from origin.nodeclient import NodeClient
-from origin.nodehealth import NodeHealth
+from origin.nodehealth import NodeHealth, NodeStatus
 from origin.object_cache import ObjectCache
 from origin.ttl_cache import TTLCache
 from origin.workers.base import Closeable, ClusterContext
@@ -96,9 +98,13 @@ async def _storage(app: web.Application) -> AsyncIterator[None]:
     pool = app[POOL]
     zones = {n: s.zone for n, s in specs.items()}  # shared with the writer; grows on joins
 
-    async def seen(up: list[str]) -> None:
-        await touch_nodes(pool, up)
-        await refresh_node_directory(pool, nodes, node_health, zones, config.node_lost_after)
+    disks = DiskProbe()
+
+    async def seen(up: dict[str, NodeStatus]) -> None:
+        await touch_nodes(pool, list(up))
+        rows = await refresh_node_directory(pool, nodes, node_health, zones,
+                                            config.node_lost_after)
+        await disks.record(pool, up, rows)  # nodes without heartbeats: origin/disk_probe.py
 
     node_health.start(nodes.probe, config.health_interval, seen)
     scheme = cached_scheme(config.ec_ndata, config.ec_nparity, config.segment_size,

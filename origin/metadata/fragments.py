@@ -435,15 +435,19 @@ class NodeRow:
     address: str
     state: str
     seconds_since_seen: float | None
+    disk_id: str | None = None  # the recorded disk (``node_disks``); None before the first
+    volume_base: int | None = None
 
 
 @translate_db_errors
 async def list_nodes(pool: asyncpg.Pool) -> list[NodeRow]:
     rows = await pool.fetch(
         """SELECT id, zone, address, state,
-                  EXTRACT(EPOCH FROM now() - GREATEST(last_seen, heartbeat))::float8 AS idle
+                  EXTRACT(EPOCH FROM now() - GREATEST(last_seen, heartbeat))::float8 AS idle,
+                  disk_id::text AS disk_id, volume_base
            FROM nodes ORDER BY id""")
-    return [NodeRow(r["id"], r["zone"], r["address"], r["state"], r["idle"]) for r in rows]
+    return [NodeRow(r["id"], r["zone"], r["address"], r["state"], r["idle"], r["disk_id"],
+                    r["volume_base"]) for r in rows]
 
 
 def lost_node_ids(nodes: Iterable[NodeRow], lost_after: float) -> list[str]:

@@ -54,12 +54,13 @@ Endpoints (all bodies are raw bytes or small JSON documents):
     Remove a sealed volume file: ``{"freed": bytes}``; 409 for the active volume. The node
     never decides what is garbage: the origin's collector and compactor do, from metadata.
 ``GET /_health`` / ``GET /_metrics``
-    Liveness (JSON with node id, zone and ``disk_id``) and Prometheus metrics (app-local
-    registry).
+    Liveness (JSON with node id, zone, ``disk_id`` and ``volume_base``: the origin's health
+    probe records the disk of a node that sends no heartbeat from it) and Prometheus metrics
+    (app-local registry).
 
 The data dir's disk identity (``identity.py``: a random id, and the first volume number of
 this disk) is read, or created on the first start, before the volumes are opened; the node
-reports it in its heartbeat (``registration.py``).
+reports it in its heartbeat (``registration.py``) and in ``GET /_health``.
 """
 
 from __future__ import annotations
@@ -269,8 +270,9 @@ async def relocate_records(request: web.Request) -> web.Response:
 
 async def health(request: web.Request) -> web.Response:
     config = request.app[CONFIG]
+    disk = request.app[DISK]
     return web.json_response({"status": "ok", "node_id": config.node_id, "zone": config.zone,
-                              "disk_id": request.app[DISK].disk_id})
+                              "disk_id": disk.disk_id, "volume_base": disk.volume_base})
 
 
 async def metrics(request: web.Request) -> web.Response:

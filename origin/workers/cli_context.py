@@ -1,6 +1,8 @@
 """A ``ClusterContext`` for command-line tools (``cdn repair``, ``cdn fsck``): everything
 comes from the metadata store (nodes register their address there), one health probe round
-decides which nodes are up."""
+decides which nodes are up. That round records the nodes' disks as an origin's rounds do
+(``origin/disk_probe.py``), so fsck counts a replaced disk's fragments as missing even when
+the node sends no heartbeat and no origin has probed it since."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ import aiohttp
 import asyncpg
 
 from origin.config import NodeSpec
+from origin.disk_probe import DiskProbe
 from origin.metadata import db
 from origin.metadata.fragments import list_nodes
 from origin.nodeclient import NodeClient
@@ -37,7 +40,7 @@ async def cluster_context(database_url: str, *, node_timeout: float = 10.0,
         async with aiohttp.ClientSession(auto_decompress=False) as session:
             nodes = NodeClient(session, specs, node_timeout)
             health = NodeHealth(specs)
-            await health.probe_all(nodes.probe)
+            await DiskProbe().record(pool, await health.probe_all(nodes.probe), rows)
             try:
                 yield ClusterContext(pool, nodes, health, lost_after)
             finally:

@@ -11,7 +11,13 @@ import asyncpg
 from origin.config import NodeSpec, OriginConfig
 from origin.ec_reader import BadFragmentReporter
 from origin.errors import OriginError
-from origin.metadata.fragments import FragmentRef, enqueue_repairs, list_nodes, lost_node_ids
+from origin.metadata.fragments import (
+    FragmentRef,
+    NodeRow,
+    enqueue_repairs,
+    list_nodes,
+    lost_node_ids,
+)
 from origin.nodeclient import NodeClient
 from origin.nodehealth import NodeHealth
 from origin.workers.base import Closeable, ClusterContext
@@ -50,9 +56,10 @@ def bad_fragment_reporter(pool: asyncpg.Pool) -> BadFragmentReporter:
 
 
 async def refresh_node_directory(pool: asyncpg.Pool, nodes: NodeClient, health: NodeHealth,
-                                 zones: dict[str, str], lost_after: float) -> None:
+                                 zones: dict[str, str], lost_after: float) -> list[NodeRow]:
     """Nodes that registered themselves become eligible at once; lost ones are never placed
-    on again (their fragments are the reconstructor's business)."""
+    on again (their fragments are the reconstructor's business). Returns the rows read (the
+    probe round compares their disks with what the nodes answered: ``disk_probe``)."""
     rows = await list_nodes(pool)
     lost = set(lost_node_ids(rows, lost_after))
     for row in rows:
@@ -65,6 +72,7 @@ async def refresh_node_directory(pool: asyncpg.Pool, nodes: NodeClient, health: 
         if zones.get(row.node_id) != row.zone:
             zones[row.node_id] = row.zone
             health.add(row.node_id)
+    return rows
 
 
 class BackgroundWorkers:

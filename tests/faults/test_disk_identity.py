@@ -1,7 +1,8 @@
 """Disk identity of storage nodes on real processes (own fault cluster: PostgreSQL, 7 nodes,
 origin): a wiped disk is a new disk with volume numbers above the old one's, the origin's
-accounting sees its lost fragments from the new disk's first heartbeat, and a plain restart
-or an upgrade from a data dir without an identity changes nothing."""
+accounting sees its lost fragments from the new disk's first heartbeat (or, for a node that
+sends none, from the origin's first health probe of it), and a plain restart or an upgrade
+from a data dir without an identity changes nothing."""
 
 from __future__ import annotations
 
@@ -51,10 +52,11 @@ async def _recorded_disk(pool: asyncpg.Pool, node_id: str) -> asyncpg.Record:
     return row
 
 
-async def _disk_recorded(pool: asyncpg.Pool, node_id: str, disk_id: str) -> None:
+async def _disk_recorded(pool: asyncpg.Pool, node_id: str, disk_id: str,
+                         within: float = 15.0) -> None:
     async def recorded() -> bool:
         return (await _recorded_disk(pool, node_id))["disk_id"] == disk_id
-    await _until(recorded, f"{node_id}'s heartbeat to record disk {disk_id}")
+    await _until(recorded, f"the metadata to record disk {disk_id} of {node_id}", within)
 
 
 async def _put_all(s3: S3Client, count: int, size: int = 150_000) -> tuple[str, dict[str, bytes]]:
@@ -188,3 +190,67 @@ async def test_a_data_dir_without_an_identity_gets_one_and_keeps_its_volumes(
     assert not [n for n in report.degraded + report.lost if n.startswith(bucket + "/")]
     for key, body in bodies.items():
         assert await s3.get_object(bucket, key) == body
+
+
+def _without_database(args: list[str]) -> list[str]:
+    """A node's command line without ``--database-url URL``: it sends no heartbeat."""
+    at = args.index("--database-url")
+    return args[:at] + args[at + 2:]
+
+
+async def test_a_wiped_disk_of_a_node_without_heartbeats_is_seen_by_the_origins_probe(
+    faults: FaultCluster, s3: S3Client, ctx: ClusterContext
+) -> None:
+    """node-2 runs without ``--database-url`` (listed in the origin's ``--nodes`` only), so
+    nothing but the origin's health probe (every 0.3 s here) can tell the metadata of its new
+    disk; the origin runs without background workers, so no scrub or repair of its own
+    happens in between. fsck is right once the probe has recorded the disk, the reconstructor
+    rebuilds, and every byte reads back."""
+    bucket, bodies = await _put_all(s3, 12)
+    affected = await _keys_on(ctx.pool, bucket, "node-2")
+    assert affected
+    await _disk_recorded(ctx.pool, "node-2", _health_disk(faults, "node-2"))
+    node, origin = faults.nodes["node-2"], faults.origin
+    assert origin is not None
+    node_args, origin_args = list(node.args), list(origin.args)
+    try:
+        await _in_thread(faults.kill_origin)
+        origin.args = [*origin_args, "--no-background-workers"]
+        await _in_thread(faults.restart_origin)
+        await _in_thread(faults.kill_node, "node-2")
+        node.args = _without_database(node_args)
+        await _in_thread(faults.start_node, "node-2")
+        before = await _recorded_disk(ctx.pool, "node-2")
+        await _in_thread(faults.wipe_node, "node-2")
+        new_disk = _health_disk(faults, "node-2")
+        assert new_disk != before["disk_id"]
+        await _disk_recorded(ctx.pool, "node-2", new_disk, within=5.0)
+        after = await _recorded_disk(ctx.pool, "node-2")
+        assert after["heartbeat"] == before["heartbeat"]  # no heartbeat: the probe did it
+        assert after["volume_base"] == min(_volume_files(faults, "node-2"))
+        await ctx.health.probe_all(ctx.nodes.probe)
+        report = await fsck(ctx)
+        degraded = {name.split("/", 1)[1] for name in report.degraded
+                    if name.startswith(bucket + "/")}
+        assert degraded == affected
+        assert not report.lost
+        queued = await _disk_replaced_rows_on(ctx.pool, "node-2")
+        assert queued > 0
+        repair = await Reconstructor(ctx, bytes_per_second=0).run_once()
+        assert repair.fragments_rebuilt > 0 and not repair.errors, repair.errors[:3]
+        report = await fsck(ctx)
+        assert not [n for n in report.degraded + report.lost if n.startswith(bucket + "/")]
+        assert await _disk_replaced_rows_on(ctx.pool, "node-2") == 0
+    finally:
+        await _in_thread(faults.kill_node, "node-2")
+        node.args = node_args
+        await _in_thread(faults.start_node, "node-2")
+        await _in_thread(faults.kill_origin)
+        origin.args = origin_args
+        await _in_thread(faults.restart_origin)
+    await _in_thread(faults.wait_nodes_up)
+    for key, body in bodies.items():
+        assert await s3.get_object(bucket, key) == body
+    print(f"\n[disk identity] wiped node-2 (no heartbeat): the origin's probe queued {queued} "
+          f"fragments, fsck saw {len(affected)} objects degraded; "
+          f"{repair.fragments_rebuilt} fragments rebuilt")

@@ -1,7 +1,7 @@
-"""The heartbeat's record of a node's disk against a real PostgreSQL
+"""The heartbeat's (and the health probe's) record of a node's disk against a real PostgreSQL
 (``metadata/node_disks.py``): a replaced disk queues the earlier disk's fragments in the
-heartbeat's transaction, fsck stops counting them, racing heartbeats queue once, and a disk
-older than the recorded one is refused."""
+report's transaction, fsck stops counting them, racing heartbeats and probes queue once, and
+a disk older than the recorded one is refused."""
 
 from __future__ import annotations
 
@@ -16,7 +16,13 @@ from origin.layout import FragmentLocation
 from origin.metadata import buckets, db, objects
 from origin.metadata import fragments as fmeta
 from origin.metadata.models import NewObject, StorageScheme
-from origin.metadata.node_disks import DiskRegressed, NodeBeat, record_heartbeat
+from origin.metadata.node_disks import (
+    DiskRegressed,
+    NodeBeat,
+    NodeDisk,
+    record_disk,
+    record_heartbeat,
+)
 
 SCHEME = StorageScheme("isa_l_rs_cauchy", 2, 1, 1024)
 
@@ -116,3 +122,68 @@ async def test_a_disk_numbering_below_the_recorded_one_is_refused(pool: asyncpg.
     with pytest.raises(DiskRegressed, match="below 60000000"):
         await record_heartbeat(pool, _beat("n2", str(uuid.uuid4()), 59_999_000))
     assert await pool.fetchrow("SELECT * FROM nodes WHERE id = 'n2'") == before
+
+
+async def test_a_probe_records_a_replaced_disk_as_a_heartbeat_does(pool: asyncpg.Pool) -> None:
+    """``record_disk`` (the origin's health probe of a node without heartbeats) queues the
+    earlier disk's rows, touches no heartbeat, and a second probe of the disk does nothing."""
+    for node in ("n0", "n1", "n2"):
+        await record_heartbeat(pool, _beat(node, str(uuid.uuid4()), 1))
+    old = await _objects_on(pool, 3, n2_volume=4)
+    before = await pool.fetchrow("SELECT heartbeat, zone, capacity FROM nodes WHERE id = 'n2'")
+    new_disk = str(uuid.uuid4())
+    replaced = await record_disk(pool, NodeDisk("n2", new_disk, 70_000_000))
+    assert replaced is not None and replaced.fragments_queued == 3
+    assert sorted(str(r["object_id"]) for r in await pool.fetch(
+        "SELECT object_id FROM repair_queue WHERE reason = 'disk-replaced'")) == sorted(old)
+    assert set((await _weakest(pool)).values()) == {2}
+    assert await pool.fetchrow(
+        "SELECT heartbeat, zone, capacity FROM nodes WHERE id = 'n2'") == before
+    assert await record_disk(pool, NodeDisk("n2", new_disk, 70_000_000)) is None
+    assert await pool.fetchval("SELECT count(*) FROM repair_queue") == 3
+
+
+async def test_a_probe_of_a_node_without_a_recorded_disk_or_row_queues_nothing(
+        pool: asyncpg.Pool) -> None:
+    """A node listed in ``--nodes`` whose row has no disk yet: the probe records its first
+    disk and judges no row. A node without a row: nothing is written."""
+    await record_heartbeat(pool, _beat("n0", str(uuid.uuid4()), 1))
+    await record_heartbeat(pool, _beat("n1", str(uuid.uuid4()), 1))
+    await pool.execute("INSERT INTO nodes (id, zone, address) VALUES ('n2', 'z', 'a')")
+    await _objects_on(pool, 2, n2_volume=3)
+    first = str(uuid.uuid4())
+    assert await record_disk(pool, NodeDisk("n2", first, 3)) is None
+    row = await pool.fetchrow("SELECT disk_id::text, volume_base FROM nodes WHERE id = 'n2'")
+    assert (row["disk_id"], row["volume_base"]) == (first, 3)
+    assert await record_disk(pool, NodeDisk("n9", str(uuid.uuid4()), 3)) is None
+    assert await pool.fetchval("SELECT count(*) FROM nodes WHERE id = 'n9'") == 0
+    assert await pool.fetchval("SELECT count(*) FROM repair_queue") == 0
+
+
+async def test_heartbeats_and_probes_racing_over_one_new_disk_queue_once(
+        pool: asyncpg.Pool) -> None:
+    for node in ("n0", "n1", "n2"):
+        await record_heartbeat(pool, _beat(node, str(uuid.uuid4()), 1))
+    await _objects_on(pool, 5, n2_volume=2)
+    new_disk = str(uuid.uuid4())
+    results = await asyncio.gather(
+        record_heartbeat(pool, _beat("n2", new_disk, 50_000_000)),
+        record_disk(pool, NodeDisk("n2", new_disk, 50_000_000)),
+        record_heartbeat(pool, _beat("n2", new_disk, 50_000_000)),
+        record_disk(pool, NodeDisk("n2", new_disk, 50_000_000)))
+    changes = [r for r in results if r is not None]
+    assert len(changes) == 1 and changes[0].fragments_queued == 5
+    assert await pool.fetchval("SELECT count(*) FROM repair_queue") == 5
+
+
+async def test_a_probe_of_a_disk_numbering_below_the_recorded_one_changes_nothing(
+        pool: asyncpg.Pool) -> None:
+    for node in ("n0", "n1"):
+        await record_heartbeat(pool, _beat(node, str(uuid.uuid4()), 1))
+    await record_heartbeat(pool, _beat("n2", str(uuid.uuid4()), 60_000_000))
+    await _objects_on(pool, 2, n2_volume=60_000_001)
+    before = await pool.fetchrow("SELECT * FROM nodes WHERE id = 'n2'")
+    with pytest.raises(DiskRegressed, match="below 60000000"):
+        await record_disk(pool, NodeDisk("n2", str(uuid.uuid4()), 59_999_000))
+    assert await pool.fetchrow("SELECT * FROM nodes WHERE id = 'n2'") == before
+    assert await pool.fetchval("SELECT count(*) FROM repair_queue") == 0

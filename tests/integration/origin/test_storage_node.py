@@ -105,8 +105,9 @@ async def test_volumes_roll_over_and_survive_restart(aiohttp_client, tmp_path: P
 async def test_health_and_metrics(aiohttp_client, tmp_path: Path) -> None:
     client = await aiohttp_client(_app(tmp_path))
     health = await (await client.get("/_health")).json()
-    disk = json.loads((tmp_path / "disk-identity.json").read_text())["disk_id"]
-    assert health == {"status": "ok", "node_id": "n1", "zone": "z1", "disk_id": disk}
+    disk = json.loads((tmp_path / "disk-identity.json").read_text())
+    assert health == {"status": "ok", "node_id": "n1", "zone": "z1",
+                      "disk_id": disk["disk_id"], "volume_base": disk["volume_base"]}
     resp = await client.get("/_metrics")
     assert resp.status == 200 and "storage_node_reads_total" in await resp.text()
 
