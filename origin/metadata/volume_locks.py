@@ -35,6 +35,20 @@ the worker goes on believing it holds it; ``transaction_timeout`` (PostgreSQL 17
 So the lock's transaction turns both off for itself with ``SET LOCAL``, which ends with the
 transaction and leaves the pooled session as it was.
 
+The lock can still be lost while the holder works: its session ended by
+``pg_terminate_backend``, a server restart or failover, or a network cut. The holder would
+hear of it only at its next statement on that connection, the final ROLLBACK, after it had
+deleted the volume. So the holder confirms the lock (``VolumeLock.confirm``) right
+before each step that is only safe alone: deleting a volume (GC and compactor) and the
+compactor's repointing of rows. One cheap query on the lock's own connection: the lock is in
+``pg_locks``, granted, for this session's backend pid (a dead session fails the query; a cut
+connection fails it within ``CONFIRM_TIMEOUT``, and the connection is then closed, so the
+final ROLLBACK does not wait on it too). If not, ``VolumeLockLost`` ends the
+volume's work: the workers count it (``volumes_lock_lost``), log it and delete nothing; a
+later pass, under a new lock, sees what is left. The confirmation narrows the unguarded
+window to the time between it and the step (one round trip to the node or the database),
+not the whole walk, copy or drain; the node's delete is not fenced by the lock.
+
 Key: the two-int form ``(hashtext(node_id), volume)``, a key space of its own beside the
 single 64-bit keys of ``rows.lock_key`` and of the migrations. Two node ids with the same
 ``hashtext`` would share the locks of their equal volume numbers: a volume now and then
@@ -46,6 +60,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 
 import asyncpg
 
@@ -84,15 +99,62 @@ async def _end(conn: asyncpg.Connection) -> None:
         log.warning("volume lock's session ended early: %r", exc)
 
 
+class VolumeLockLost(Exception):
+    """The volume's lock is no longer held (its session ended or its transaction is gone):
+    the holder must stop working on the volume."""
+
+
+# Whether this session holds the two-int advisory lock: classid and objid are the keys as
+# oids (hashtext may be negative: the int4 -> oid cast keeps its bits), objsubid 2 the form.
+_HOLDS = """SELECT EXISTS (SELECT 1 FROM pg_locks
+                           WHERE locktype = 'advisory' AND pid = pg_backend_pid() AND granted
+                             AND classid = hashtext($1)::oid AND objid = $2::oid
+                             AND objsubid = 2)"""
+# A confirmation that takes longer than this counts as a lost lock: a connection cut by the
+# network would otherwise hang the holder until TCP gives up (minutes).
+CONFIRM_TIMEOUT = 10.0
+
+
+@dataclass
+class VolumeLock:
+    """The lock of one volume as its block sees it: ``held`` when it was taken."""
+
+    node_id: str
+    volume: int
+    held: bool
+    _conn: asyncpg.Connection
+
+    async def confirm(self) -> None:
+        """Return only while the lock's session is alive and holds the lock; otherwise raise
+        ``VolumeLockLost``. Call right before a step that is only safe alone."""
+        if not self.held:
+            raise VolumeLockLost(f"{self.node_id} volume {self.volume}: lock not held")
+        try:
+            holds = await self._conn.fetchval(_HOLDS, self.node_id, self.volume,
+                                              timeout=CONFIRM_TIMEOUT)
+        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as exc:
+            # Dead or not answering: close it (a connection the server ended is detached
+            # from its pool already, and says so). The pool replaces it on release.
+            with contextlib.suppress(asyncpg.InterfaceError):
+                self._conn.terminate()
+            raise VolumeLockLost(f"{self.node_id} volume {self.volume}: the lock's session "
+                                 f"is gone ({exc!r})") from exc
+        if not holds:
+            raise VolumeLockLost(f"{self.node_id} volume {self.volume}: the lock's session "
+                                 "no longer holds it")
+
+
 @contextlib.asynccontextmanager
-async def volume_lock(pool: asyncpg.Pool, node_id: str, volume: int) -> AsyncIterator[bool]:
+async def volume_lock(pool: asyncpg.Pool, node_id: str, volume: int
+                      ) -> AsyncIterator[VolumeLock]:
     """Hold the cluster-wide lock of ``volume`` on ``node_id`` (compactor and GC) for the
-    block: yields True, or False when another session holds it (then nothing is held)."""
+    block: yields a ``VolumeLock`` whose ``held`` is False when another session holds it
+    (then nothing is held). ``confirm()`` before each step that needs the lock."""
     conn = await _acquire(pool)
     try:
         held = await _begin_and_try(conn, node_id, volume)
         try:
-            yield held
+            yield VolumeLock(node_id, volume, held, conn)
         finally:
             await _end(conn)
     finally:

@@ -24,6 +24,13 @@ compactor, or a GC walking or deleting the volume) skips the volume and counts i
 ``volumes_busy``; a later pass sees what the holder left (the volume gone, or still worth
 compacting). A GC likewise leaves alone a volume this compactor holds, so it cannot delete
 it during the drain, while readers holding the old map still read it.
+
+The lock is confirmed (``VolumeLock.confirm``: its session alive and holding it) before each
+chunk's rows are repointed and before the delete after the drain. A lock lost meanwhile (its
+session terminated, the server restarted, the connection cut) ends the volume's work, counted
+in ``volumes_lock_lost``: no more rows move and nothing is deleted; the copies already made
+and not referenced are garbage for the GC, and rows already repointed point at good copies.
+A GC that took the lock since may be walking the volume; this compactor no longer touches it.
 """
 
 from __future__ import annotations
@@ -34,7 +41,7 @@ import time
 from dataclasses import dataclass, field
 
 from origin.metadata import fragments as fmeta
-from origin.metadata.volume_locks import volume_lock
+from origin.metadata.volume_locks import VolumeLock, VolumeLockLost, volume_lock
 from origin.nodeclient import NodeRequestError
 from origin.workers.base import ClusterContext, RateLimiter
 from origin.workers.gc import DEFAULT_GRACE, delete_if_unreferenced, plan_node_volume, volume_facts
@@ -47,6 +54,7 @@ log = logging.getLogger("cdn.origin.compactor")
 class CompactionStats:
     volumes_compacted: int = 0
     volumes_busy: int = 0  # skipped: another compactor or a GC holds the volume's lock
+    volumes_lock_lost: int = 0  # given up (no more rows moved, nothing deleted): lock ended
     records_moved: int = 0
     records_failed: int = 0
     bytes_moved: int = 0
@@ -84,18 +92,23 @@ class Compactor:
         facts = volume_facts(node_id, raw)
         if not may_hold_garbage(facts, grace=self.grace):
             return  # no lock, no walk
-        async with volume_lock(self.ctx.pool, node_id, facts.volume) as held:
-            if not held:
+        async with volume_lock(self.ctx.pool, node_id, facts.volume) as lock:
+            if not lock.held:
                 stats.volumes_busy += 1
                 return
-            await self._compact_held(facts, stats)
+            try:
+                await self._compact_held(facts, stats, lock)
+            except VolumeLockLost as exc:
+                stats.volumes_lock_lost += 1
+                log.warning("compactor gives up a volume, nothing deleted: %s", exc)
 
-    async def _compact_held(self, facts: VolumeFacts, stats: CompactionStats) -> None:
+    async def _compact_held(self, facts: VolumeFacts, stats: CompactionStats,
+                            lock: VolumeLock) -> None:
         node_id = facts.node_id
         plan = await plan_node_volume(self.ctx, facts, grace=self.grace,
                                       dead_ratio=self.dead_ratio)
         if plan.action is VolumeAction.DELETE:
-            stats.bytes_freed += await delete_if_unreferenced(self.ctx, node_id, facts.volume)
+            stats.bytes_freed += await delete_if_unreferenced(self.ctx, lock)
             return
         if plan.action is not VolumeAction.COMPACT:
             return
@@ -108,6 +121,7 @@ class Compactor:
                 for r in chunk])
             moves = [(int(m["from"]), int(m["volume"]), int(m["offset"]))
                      for m in answer["moved"]]
+            await lock.confirm()  # lost: these copies stay unreferenced (the GC takes them)
             await fmeta.relocate_references(self.ctx.pool, node_id, facts.volume, moves)
             stats.records_moved += len(moves)
             stats.bytes_moved += sum(int(m["length"]) for m in answer["moved"])
@@ -118,7 +132,7 @@ class Compactor:
                                 f" kept until repaired")
             return
         await asyncio.sleep(self.drain)  # readers holding the old map finish with the old copy
-        freed = await delete_if_unreferenced(self.ctx, node_id, facts.volume)
+        freed = await delete_if_unreferenced(self.ctx, lock)
         if freed:
             stats.volumes_compacted += 1
             stats.bytes_freed += freed

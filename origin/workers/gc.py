@@ -47,7 +47,9 @@ compactor holds is skipped and counted in ``volumes_busy``: once that compactor 
 every row to its copies, the old volume holds nothing live, and a collector walking it then
 would delete it during the compactor's drain, under readers still holding the old map (and
 the compactor's copy source would vanish if it were still copying). Likewise a compactor
-skips a volume this collector holds. A later pass sees what the holder left.
+skips a volume this collector holds. A later pass sees what the holder left. The lock is
+confirmed right before the delete (``VolumeLock.confirm``): a lock lost meanwhile (its
+session ended) gives the volume up, counted in ``volumes_lock_lost``, with nothing deleted.
 """
 
 from __future__ import annotations
@@ -57,7 +59,7 @@ import time
 from dataclasses import dataclass, field
 
 from origin.metadata import fragments as fmeta
-from origin.metadata.volume_locks import volume_lock
+from origin.metadata.volume_locks import VolumeLock, VolumeLockLost, volume_lock
 from origin.nodeclient import NodeRequestError
 from origin.workers.base import ClusterContext, RateLimiter
 from origin.workers.planning import (
@@ -79,6 +81,7 @@ class GCStats:
     volumes_checked: int = 0
     volumes_deleted: int = 0
     volumes_busy: int = 0  # skipped: a compactor or another GC holds the volume's lock
+    volumes_lock_lost: int = 0  # given up (nothing deleted): the lock ended mid-work
     volumes_sealed: int = 0
     volumes_to_compact: int = 0
     dead_bytes_found: int = 0
@@ -125,10 +128,13 @@ def volume_facts(node_id: str, raw: dict) -> VolumeFacts:
                        float(raw["age"]))
 
 
-async def delete_if_unreferenced(ctx: ClusterContext, node_id: str, volume: int) -> int:
-    """Delete a volume only if no row references it at this moment; bytes freed (0 if not)."""
+async def delete_if_unreferenced(ctx: ClusterContext, lock: VolumeLock) -> int:
+    """Delete the locked volume only if no row references it at this moment and its lock is
+    still held (``VolumeLockLost`` otherwise); bytes freed (0 if not)."""
+    node_id, volume = lock.node_id, lock.volume
     if await fmeta.count_references(ctx.pool, node_id, volume):
         return 0
+    await lock.confirm()
     try:
         freed = await ctx.nodes.delete_volume(node_id, volume)
     except NodeRequestError as exc:
@@ -167,13 +173,17 @@ class GarbageCollector:
     async def collect_volume(self, facts: VolumeFacts, stats: GCStats) -> None:
         if not may_hold_garbage(facts, grace=self.grace):
             return  # no lock, no walk
-        async with volume_lock(self.ctx.pool, facts.node_id, facts.volume) as held:
-            if not held:
+        async with volume_lock(self.ctx.pool, facts.node_id, facts.volume) as lock:
+            if not lock.held:
                 stats.volumes_busy += 1
                 return
-            await self._collect_held(facts, stats)
+            try:
+                await self._collect_held(facts, stats, lock)
+            except VolumeLockLost as exc:
+                stats.volumes_lock_lost += 1
+                log.warning("gc gives up a volume, nothing deleted: %s", exc)
 
-    async def _collect_held(self, facts: VolumeFacts, stats: GCStats) -> None:
+    async def _collect_held(self, facts: VolumeFacts, stats: GCStats, lock: VolumeLock) -> None:
         node_id = facts.node_id
         plan = await plan_node_volume(self.ctx, facts, grace=self.grace,
                                       dead_ratio=self.dead_ratio)
@@ -184,7 +194,7 @@ class GarbageCollector:
         await fmeta.record_volume_check(self.ctx.pool, node_id, facts.volume, facts.size,
                                         plan.dead_bytes)
         if plan.action is VolumeAction.DELETE:
-            freed = await delete_if_unreferenced(self.ctx, node_id, facts.volume)
+            freed = await delete_if_unreferenced(self.ctx, lock)
             if freed:
                 stats.volumes_deleted += 1
                 stats.bytes_freed += freed

@@ -12,7 +12,8 @@ import asyncpg
 import pytest
 
 from origin.metadata import db
-from origin.metadata.volume_locks import volume_lock
+from origin.metadata.volume_locks import VolumeLockLost, volume_lock
+from tests.integration.origin.volume_lock_sessions import terminate_holder
 
 
 @pytest.fixture
@@ -32,16 +33,16 @@ def node() -> str:
 
 
 async def _free(pool: asyncpg.Pool, node_id: str, volume: int) -> bool:
-    async with volume_lock(pool, node_id, volume) as held:
-        return held
+    async with volume_lock(pool, node_id, volume) as lock:
+        return lock.held
 
 
 async def test_a_held_volume_is_busy_for_everyone_else_until_the_block_ends(
     pools: tuple[asyncpg.Pool, asyncpg.Pool], node: str
 ) -> None:
     first, second = pools
-    async with volume_lock(first, node, 7) as held:
-        assert held
+    async with volume_lock(first, node, 7) as lock:
+        assert lock.held
         assert not await _free(second, node, 7)
         assert not await _free(first, node, 7)  # another connection of the same pool too
         assert await _free(second, node, 8)  # other volumes, other nodes: their own locks
@@ -54,8 +55,8 @@ async def test_a_failed_or_cancelled_holder_leaves_the_volume_free(
 ) -> None:
     first, second = pools
     with pytest.raises(RuntimeError):
-        async with volume_lock(first, node, 1) as held:
-            assert held
+        async with volume_lock(first, node, 1) as lock:
+            assert lock.held
             raise RuntimeError("the copy failed")
     assert await _free(second, node, 1)
 
@@ -88,8 +89,8 @@ async def test_the_lock_outlives_an_idle_in_transaction_timeout(
         database_url, min_size=1, max_size=1, reset=db._keep_session,
         server_settings={"idle_in_transaction_session_timeout": "200"})
     try:
-        async with volume_lock(strict, node, 3) as held:
-            assert held
+        async with volume_lock(strict, node, 3) as lock:
+            assert lock.held
             await asyncio.sleep(1.0)  # five timeouts' worth of idle
             assert not await _free(other, node, 3)
         assert await _free(other, node, 3)
@@ -97,3 +98,34 @@ async def test_the_lock_outlives_an_idle_in_transaction_timeout(
         assert await strict.fetchval("SHOW idle_in_transaction_session_timeout") == "200ms"
     finally:
         await strict.close()
+
+
+async def test_confirm_passes_while_held_and_raises_once_the_holders_session_is_ended(
+    pools: tuple[asyncpg.Pool, asyncpg.Pool], node: str
+) -> None:
+    first, second = pools
+    # hashtext is negative for about half of the node ids: the pg_locks match must hold both
+    negative = f"{node}-n"
+    while await first.fetchval("SELECT hashtext($1)", negative) >= 0:
+        negative += "n"
+    for node_id in (node, negative):
+        async with volume_lock(first, node_id, 5) as lock:
+            assert lock.held
+            await lock.confirm()
+            await asyncio.sleep(0.2)
+            await lock.confirm()
+    async with volume_lock(second, node, 5) as other:
+        assert other.held
+        async with volume_lock(first, node, 5) as busy:
+            assert not busy.held
+            with pytest.raises(VolumeLockLost, match="not held"):
+                await busy.confirm()  # the lock another session holds is not ours
+    async with volume_lock(first, node, 9) as lock:
+        assert lock.held
+        assert await terminate_holder(second, node, 9) == 1
+        with pytest.raises(VolumeLockLost, match="session is gone"):
+            await lock.confirm()
+        assert await _free(second, node, 9)  # ended with its session: another may take it
+    # the block ended quietly and the pool replaced the dead connection
+    assert await first.fetchval("SELECT 1") == 1
+    assert await _free(first, node, 9)

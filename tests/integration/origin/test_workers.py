@@ -26,6 +26,7 @@ from origin.workers.planning import Redundancy
 from origin.workers.reconstructor import Reconstructor
 from origin.workers.scrubber import Scrubber
 from tests.integration.origin.conftest import SEGMENT_SIZE, Cluster
+from tests.integration.origin.volume_lock_sessions import terminate_holder
 
 
 @pytest.fixture
@@ -440,8 +441,8 @@ from origin.metadata.volume_locks import volume_lock
 
 async def hold() -> None:
     pool = await db.create_pool(sys.argv[1], max_size=1)
-    async with volume_lock(pool, sys.argv[2], int(sys.argv[3])) as held:
-        print(held, flush=True)
+    async with volume_lock(pool, sys.argv[2], int(sys.argv[3])) as lock:
+        print(lock.held, flush=True)
         await asyncio.sleep(3600)
 
 asyncio.run(hold())
@@ -467,7 +468,8 @@ async def test_a_compactor_that_dies_releases_its_volume(
         await holder.wait()
     deadline = time.monotonic() + 10
     while True:
-        async with volume_lock(ctx.pool, node_id, volume) as free:
+        async with volume_lock(ctx.pool, node_id, volume) as lock:
+            free = lock.held
             if free or time.monotonic() > deadline:
                 break
         await asyncio.sleep(0.05)
@@ -556,8 +558,8 @@ async def test_gc_skips_a_held_volume_and_takes_it_once_released(
     node_id, volume, _survivors = await _compactable_volume(s3, bucket, cluster, ctx)
     only = _OneVolume(ctx.nodes, node_id, volume)
     async with cluster_context(cluster.database_url, node_timeout=5) as holder_ctx:
-        async with volume_lock(holder_ctx.pool, node_id, volume) as held:
-            assert held
+        async with volume_lock(holder_ctx.pool, node_id, volume) as lock:
+            assert lock.held
             busy = await _gc(ctx, only).run_once()
     assert (busy.volumes_busy, busy.volumes_checked, busy.dead_bytes_found, busy.errors) == \
         (1, 0, 0, [])
@@ -591,6 +593,83 @@ async def test_a_compactor_finds_a_volume_busy_while_gc_walks_it(
     after = await _compactor(ctx, copies).run_once()
     assert (after.volumes_busy, after.volumes_compacted, after.errors) == (0, 1, [])
     assert copies.copies == 1 and not await _listed(ctx, node_id, volume)
+    for key, body in survivors.items():
+        assert await s3.get_object(bucket, key) == body
+
+
+async def _rows_in(ctx: ClusterContext, node_id: str, volume: int) -> int:
+    return int(await ctx.pool.fetchval("SELECT count(*) FROM fragments WHERE node_id = $1"
+                                       " AND volume = $2", node_id, volume))
+
+
+async def test_a_worker_whose_volume_lock_ends_mid_work_deletes_nothing_and_says_so(
+    s3: S3Client, bucket: str, cluster: Cluster, ctx: ClusterContext
+) -> None:
+    """The lock's session is ended from another connection (``pg_terminate_backend``: what
+    an operator, a failover or a cut connection does) while the worker holds it: during a
+    compactor's drain, after it repointed every row, and during a GC's walk of the volume
+    that is then empty of live records. Neither deletes the volume; each counts it in
+    ``volumes_lock_lost``. A pass under a new lock then deletes it."""
+    node_id, volume, survivors = await _compactable_volume(s3, bucket, cluster, ctx)
+    compactor = Compactor(dataclasses.replace(ctx, nodes=_OneVolume(  # type: ignore[arg-type]
+        ctx.nodes, node_id, volume)), grace=1.0, dead_ratio=0.01, drain=3.0,
+        bytes_per_second=0)
+    compacting = asyncio.ensure_future(compactor.run_once())
+    try:
+        deadline = time.monotonic() + 30
+        while await _rows_in(ctx, node_id, volume):  # copying and repointing
+            assert time.monotonic() < deadline and not compacting.done(), "no drain"
+            await asyncio.sleep(0.05)
+        assert await terminate_holder(ctx.pool, node_id, volume) == 1  # mid-drain
+    finally:
+        done = await compacting
+    assert (done.volumes_lock_lost, done.volumes_compacted, done.bytes_freed, done.errors) == \
+        (1, 0, 0, []), done
+    assert done.records_moved > 0
+    assert await _listed(ctx, node_id, volume)
+    for key, body in survivors.items():
+        assert await s3.get_object(bucket, key) == body
+
+    walking = _OneVolumeWithGatedWalk(ctx.nodes, node_id, volume)
+    collecting = asyncio.ensure_future(_gc(ctx, walking).run_once())
+    try:
+        await asyncio.wait_for(walking.walking.wait(), 30)
+        assert await terminate_holder(ctx.pool, node_id, volume) == 1  # mid-walk
+    finally:
+        walking.gate.set()
+        gc = await collecting
+    assert (gc.volumes_lock_lost, gc.volumes_deleted, gc.bytes_freed, gc.errors) == \
+        (1, 0, 0, []), gc
+    assert await _listed(ctx, node_id, volume)
+
+    after = await _gc(ctx, _OneVolume(ctx.nodes, node_id, volume)).run_once()
+    assert (after.volumes_lock_lost, after.volumes_deleted, after.errors) == (0, 1, [])
+    assert not await _listed(ctx, node_id, volume)
+    for key, body in survivors.items():
+        assert await s3.get_object(bucket, key) == body
+
+
+async def test_a_compactor_whose_lock_ends_while_copying_repoints_no_row(
+    s3: S3Client, bucket: str, cluster: Cluster, ctx: ClusterContext
+) -> None:
+    """The lock's session ends while the node copies the live records: the compactor
+    repoints none of the volume's rows to the copies (a GC holding the volume by then could
+    judge it by rows that move under it) and counts the volume lost; the copies stay
+    unreferenced, garbage for the GC."""
+    node_id, volume, survivors = await _compactable_volume(s3, bucket, cluster, ctx)
+    live = await _rows_in(ctx, node_id, volume)
+    copies = _OneVolumeWithGatedCopies(ctx.nodes, node_id, volume)
+    compacting = asyncio.ensure_future(_compactor(ctx, copies).run_once())
+    try:
+        await asyncio.wait_for(copies.copying.wait(), 30)
+        assert await terminate_holder(ctx.pool, node_id, volume) == 1
+    finally:
+        copies.gate.set()
+        done = await compacting
+    assert (done.volumes_lock_lost, done.records_moved, done.volumes_compacted, done.errors) \
+        == (1, 0, 0, []), done
+    assert copies.copies == 1 and await _rows_in(ctx, node_id, volume) == live
+    assert await _listed(ctx, node_id, volume)
     for key, body in survivors.items():
         assert await s3.get_object(bucket, key) == body
 
