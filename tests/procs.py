@@ -9,7 +9,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cdn.processes import ProcessNotReady, stop_process, wait_for_http
+from cdn.processes import ProcessNotReady, free_port, stop_process, wait_for_http
 
 
 @dataclass
@@ -53,6 +53,19 @@ class RoleProcess:
 
     def kill(self) -> None:
         self.stop(signal.SIGKILL)
+
+
+def edge_with_workers(origin_url: str, log_dir: Path, *, workers: int = 2
+                      ) -> tuple[RoleProcess, list[int]]:
+    """``cdn edge --workers N`` in front of ``origin_url``, started, and its workers' PIDs."""
+    port = free_port()
+    edge = RoleProcess("edge", ["--region", "w", "--port", str(port), "--upstream", origin_url,
+                                "--workers", str(workers)], port, log_path=log_dir / "edge.log")
+    edge.start()
+    assert edge.proc is not None
+    pids = child_pids(edge.proc.pid)
+    assert len(pids) == workers
+    return edge, pids
 
 
 def child_pids(pid: int) -> list[int]:

@@ -14,12 +14,36 @@ from typing import Generic, Protocol, TypeVar
 import asyncpg
 
 from origin.metadata.fragments import NodeRow, list_nodes, lost_node_ids
+from origin.metadata.volume_locks import VolumeLock, VolumeLockLost, volume_lock
 from origin.nodeclient import NodeClient
 from origin.nodehealth import NodeHealth
 
 log = logging.getLogger("cdn.origin.workers")
 
 S = TypeVar("S", covariant=True)
+
+
+class VolumeLockStats(Protocol):
+    volumes_busy: int  # skipped: another worker holds the volume's lock
+    volumes_lock_lost: int  # given up: the lock's session ended mid-work
+
+
+async def under_volume_lock(pool: asyncpg.Pool, node_id: str, volume: int,
+                            stats: VolumeLockStats,
+                            work: Callable[[VolumeLock], Awaitable[None]], *, who: str) -> None:
+    """Run ``work`` holding ``volume``'s lock (``metadata.volume_locks``), as GC and the
+    compactor do: a volume another worker holds is skipped, and one whose lock is found lost
+    (``VolumeLock.confirm`` before each destructive step) is given up; both are counted."""
+    async with volume_lock(pool, node_id, volume) as lock:
+        if not lock.held:
+            stats.volumes_busy += 1
+            return
+        try:
+            await work(lock)
+        except VolumeLockLost as exc:
+            stats.volumes_lock_lost += 1
+            log.warning("%s gives up volume %d of %s, nothing deleted: %s", who, volume,
+                        node_id, exc)
 
 
 class RateLimiter:

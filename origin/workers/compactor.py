@@ -41,9 +41,9 @@ import time
 from dataclasses import dataclass, field
 
 from origin.metadata import fragments as fmeta
-from origin.metadata.volume_locks import VolumeLock, VolumeLockLost, volume_lock
+from origin.metadata.volume_locks import VolumeLock
 from origin.nodeclient import NodeRequestError
-from origin.workers.base import ClusterContext, RateLimiter
+from origin.workers.base import ClusterContext, RateLimiter, under_volume_lock
 from origin.workers.gc import DEFAULT_GRACE, delete_if_unreferenced, plan_node_volume, volume_facts
 from origin.workers.planning import VolumeAction, VolumeFacts, may_hold_garbage
 
@@ -92,15 +92,9 @@ class Compactor:
         facts = volume_facts(node_id, raw)
         if not may_hold_garbage(facts, grace=self.grace):
             return  # no lock, no walk
-        async with volume_lock(self.ctx.pool, node_id, facts.volume) as lock:
-            if not lock.held:
-                stats.volumes_busy += 1
-                return
-            try:
-                await self._compact_held(facts, stats, lock)
-            except VolumeLockLost as exc:
-                stats.volumes_lock_lost += 1
-                log.warning("compactor gives up a volume, nothing deleted: %s", exc)
+        await under_volume_lock(self.ctx.pool, node_id, facts.volume, stats,
+                                lambda lock: self._compact_held(facts, stats, lock),
+                                who="compactor")
 
     async def _compact_held(self, facts: VolumeFacts, stats: CompactionStats,
                             lock: VolumeLock) -> None:

@@ -59,9 +59,9 @@ import time
 from dataclasses import dataclass, field
 
 from origin.metadata import fragments as fmeta
-from origin.metadata.volume_locks import VolumeLock, VolumeLockLost, volume_lock
+from origin.metadata.volume_locks import VolumeLock
 from origin.nodeclient import NodeRequestError
-from origin.workers.base import ClusterContext, RateLimiter
+from origin.workers.base import ClusterContext, RateLimiter, under_volume_lock
 from origin.workers.planning import (
     RecordFact,
     VolumeAction,
@@ -173,15 +173,8 @@ class GarbageCollector:
     async def collect_volume(self, facts: VolumeFacts, stats: GCStats) -> None:
         if not may_hold_garbage(facts, grace=self.grace):
             return  # no lock, no walk
-        async with volume_lock(self.ctx.pool, facts.node_id, facts.volume) as lock:
-            if not lock.held:
-                stats.volumes_busy += 1
-                return
-            try:
-                await self._collect_held(facts, stats, lock)
-            except VolumeLockLost as exc:
-                stats.volumes_lock_lost += 1
-                log.warning("gc gives up a volume, nothing deleted: %s", exc)
+        await under_volume_lock(self.ctx.pool, facts.node_id, facts.volume, stats,
+                                lambda lock: self._collect_held(facts, stats, lock), who="gc")
 
     async def _collect_held(self, facts: VolumeFacts, stats: GCStats, lock: VolumeLock) -> None:
         node_id = facts.node_id

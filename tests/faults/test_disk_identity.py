@@ -157,12 +157,7 @@ async def test_a_restart_without_a_wipe_keeps_the_disk_and_queues_nothing(
     assert (faults.data_dir("node-5") / IDENTITY_FILE).read_text() == identity_file
     assert _volume_files(faults, "node-5")[:len(volumes)] == volumes
     assert await _disk_replaced_rows_on(ctx.pool, "node-5") == 0
-    await _in_thread(faults.wait_nodes_up)
-    await ctx.health.probe_all(ctx.nodes.probe)
-    report = await fsck(ctx)
-    assert not [n for n in report.degraded + report.lost if n.startswith(bucket + "/")]
-    for key, body in bodies.items():
-        assert await s3.get_object(bucket, key) == body
+    await _fully_redundant(faults, s3, ctx, bucket, bodies)
 
 
 async def test_a_data_dir_without_an_identity_gets_one_and_keeps_its_volumes(
@@ -184,6 +179,12 @@ async def test_a_data_dir_without_an_identity_gets_one_and_keeps_its_volumes(
     assert _volume_files(faults, "node-6")[:len(volumes)] == volumes
     await _disk_recorded(ctx.pool, "node-6", saved["disk_id"])
     assert await _disk_replaced_rows_on(ctx.pool, "node-6") == 0
+    await _fully_redundant(faults, s3, ctx, bucket, bodies)
+
+
+async def _fully_redundant(faults: FaultCluster, s3: S3Client, ctx: ClusterContext,
+                           bucket: str, bodies: dict[str, bytes]) -> None:
+    """Every object of ``bucket`` has all its fragments by fsck, and reads back exact."""
     await _in_thread(faults.wait_nodes_up)
     await ctx.health.probe_all(ctx.nodes.probe)
     report = await fsck(ctx)

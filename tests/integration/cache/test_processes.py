@@ -15,7 +15,7 @@ from cdn.processes import free_port
 from edge.signing import sign_url
 from tests.integration.cache.conftest import url_of
 from tests.integration.cache.scriptable_origin import ScriptableOrigin
-from tests.procs import RoleProcess, child_pids, is_running
+from tests.procs import RoleProcess, edge_with_workers, is_running
 
 
 @pytest.fixture
@@ -70,13 +70,8 @@ async def test_cli_edge_workers_share_the_port_and_stop_together(
     origin = ScriptableOrigin()
     origin.set("/pub/a", b"alpha", headers={"Cache-Control": "max-age=60"})
     origin_url = url_of(await aiohttp_server(origin.app))
-    port = free_port()
-    edge = RoleProcess("edge", ["--region", "w", "--port", str(port), "--upstream", origin_url,
-                                "--workers", "2"], port, log_path=tmp_path / "edge.log")
-    processes.append(edge.start())
-    assert edge.proc is not None
-    workers = child_pids(edge.proc.pid)
-    assert len(workers) == 2
+    edge, workers = edge_with_workers(origin_url, tmp_path)
+    processes.append(edge)
     for _ in range(40):  # a new connection each time: the kernel spreads them
         async with aiohttp.ClientSession() as client, client.get(edge.url + "/pub/a") as resp:
             assert resp.status == 200 and await resp.read() == b"alpha"

@@ -17,10 +17,9 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from cdn.processes import free_port
 from tests.integration.cache.conftest import url_of
 from tests.integration.cache.scriptable_origin import ScriptableOrigin
-from tests.procs import RoleProcess, child_pids
+from tests.procs import RoleProcess, edge_with_workers
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"),
                                 reason="reads /proc to see which worker holds a connection")
@@ -84,14 +83,9 @@ async def start_edge(aiohttp_server: Callable[[web.Application], Awaitable[TestS
     origin = ScriptableOrigin()
     origin.set("/pub/a", b"alpha", headers={"Cache-Control": "max-age=600"})
     origin_url = url_of(await aiohttp_server(origin.app))
-    port = free_port()
-    edge = RoleProcess("edge", ["--region", "w", "--port", str(port), "--upstream", origin_url,
-                                "--workers", "2"], port, log_path=tmp_path / "edge.log")
-    processes.append(edge.start())
-    assert edge.proc is not None
-    workers = child_pids(edge.proc.pid)
-    assert len(workers) == 2
-    return port, workers
+    edge, workers = edge_with_workers(origin_url, tmp_path)
+    processes.append(edge)
+    return edge.port, workers
 
 
 async def test_keep_alive_connections_are_split_evenly_between_workers(
