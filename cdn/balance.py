@@ -25,7 +25,9 @@ import logging
 import multiprocessing
 import socket
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol
+from typing import Any
+
+from cdn.roles import Front
 
 log = logging.getLogger("cdn.balance")
 
@@ -40,14 +42,6 @@ def destination(loads: Sequence[int], me: int, slack: int) -> int:
     than ``slack`` connections above the least-loaded worker (the lowest index on a tie)."""
     low = min(range(len(loads)), key=loads.__getitem__)
     return me if loads[me] <= loads[low] + slack else low
-
-
-class Front(Protocol):
-    """What ``cdn.roles.serve`` puts in front of an application (``cdn.roles.Front``)."""
-
-    def __call__(self) -> asyncio.Protocol: ...
-
-    def close_connections(self) -> None: ...
 
 
 class Ledger:
@@ -147,6 +141,8 @@ class BalancedFront:
         return _Arrival(self)
 
     def close_connections(self) -> None:
+        log.info("worker %d passed %d connections to other workers and took %d from them",
+                 self.me + 1, self.moved_out, self.moved_in)
         self.loop.remove_reader(self.inbox.fileno())
         self.sweeper.cancel()
         for task in self.starting:

@@ -114,12 +114,7 @@ async def test_right_after_a_wiped_disk_registers_fsck_sees_the_loss_and_repair_
     try:
         await _in_thread(faults.wipe_node, "node-3")
         await _disk_recorded(ctx.pool, "node-3", _health_disk(faults, "node-3"))
-        await ctx.health.probe_all(ctx.nodes.probe)
-        report = await fsck(ctx)
-        degraded = {name.split("/", 1)[1] for name in report.degraded
-                    if name.startswith(bucket + "/")}
-        assert degraded == affected
-        assert not report.lost
+        await _degraded_exactly(ctx, bucket, affected)
         assert await _disk_replaced_rows_on(ctx.pool, "node-3") > 0
         repair = await Reconstructor(ctx, bytes_per_second=0).run_once()
         assert repair.fragments_rebuilt > 0 and not repair.errors, repair.errors[:3]
@@ -182,6 +177,16 @@ async def test_a_data_dir_without_an_identity_gets_one_and_keeps_its_volumes(
     await _fully_redundant(faults, s3, ctx, bucket, bodies)
 
 
+async def _degraded_exactly(ctx: ClusterContext, bucket: str, affected: set[str]) -> None:
+    """After a probe round, fsck finds exactly ``affected`` of ``bucket`` degraded, none lost."""
+    await ctx.health.probe_all(ctx.nodes.probe)
+    report = await fsck(ctx)
+    degraded = {name.split("/", 1)[1] for name in report.degraded
+                if name.startswith(bucket + "/")}
+    assert degraded == affected
+    assert not report.lost
+
+
 async def _fully_redundant(faults: FaultCluster, s3: S3Client, ctx: ClusterContext,
                            bucket: str, bodies: dict[str, bytes]) -> None:
     """Every object of ``bucket`` has all its fragments by fsck, and reads back exact."""
@@ -229,12 +234,7 @@ async def test_a_wiped_disk_of_a_node_without_heartbeats_is_seen_by_the_origins_
         after = await _recorded_disk(ctx.pool, "node-2")
         assert after["heartbeat"] == before["heartbeat"]  # no heartbeat: the probe did it
         assert after["volume_base"] == min(_volume_files(faults, "node-2"))
-        await ctx.health.probe_all(ctx.nodes.probe)
-        report = await fsck(ctx)
-        degraded = {name.split("/", 1)[1] for name in report.degraded
-                    if name.startswith(bucket + "/")}
-        assert degraded == affected
-        assert not report.lost
+        await _degraded_exactly(ctx, bucket, affected)
         queued = await _disk_replaced_rows_on(ctx.pool, "node-2")
         assert queued > 0
         repair = await Reconstructor(ctx, bytes_per_second=0).run_once()

@@ -6,7 +6,7 @@ edge-auth timestamps agree between edge and shield.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,6 +23,7 @@ from httpcache.store import MemoryStore
 from shield.config import ShieldConfig
 from shield.server import build_app as build_shield
 from tests.integration.cache.scriptable_origin import FakeClock, ScriptableOrigin
+from tests.procs import RoleProcess
 
 SECRET = "edge-shield-secret"
 
@@ -125,3 +126,12 @@ async def make_topology(aiohttp_server: ServerFactory, clock: FakeClock,
 @pytest.fixture
 async def topo(make_topology: Callable[..., Awaitable[Topology]]) -> Topology:
     return await make_topology()
+
+
+@pytest.fixture
+def processes() -> Iterator[list[RoleProcess]]:
+    """Role processes a test started (``tests.procs``), stopped in reverse order after it."""
+    started: list[RoleProcess] = []
+    yield started
+    for proc in reversed(started):
+        proc.stop()

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import aiohttp
-import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
@@ -16,14 +15,6 @@ from edge.signing import sign_url
 from tests.integration.cache.conftest import url_of
 from tests.integration.cache.scriptable_origin import ScriptableOrigin
 from tests.procs import RoleProcess, edge_with_workers, is_running
-
-
-@pytest.fixture
-def processes() -> Iterator[list[RoleProcess]]:
-    started: list[RoleProcess] = []
-    yield started
-    for proc in reversed(started):
-        proc.stop()
 
 
 async def test_cli_edge_and_shield_serve_and_cache(

@@ -10,7 +10,7 @@ import asyncio
 import os
 import signal
 import sys
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -26,14 +26,6 @@ pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"),
 
 CONNECTIONS = 200
 REQUEST = b"GET /pub/a HTTP/1.1\r\nHost: edge\r\n\r\n"
-
-
-@pytest.fixture
-def processes() -> Iterator[list[RoleProcess]]:
-    started: list[RoleProcess] = []
-    yield started
-    for proc in reversed(started):
-        proc.stop()
 
 
 def established_inodes(port: int) -> set[str]:
