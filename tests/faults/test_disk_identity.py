@@ -115,19 +115,14 @@ async def test_right_after_a_wiped_disk_registers_fsck_sees_the_loss_and_repair_
         await _in_thread(faults.wipe_node, "node-3")
         await _disk_recorded(ctx.pool, "node-3", _health_disk(faults, "node-3"))
         await _degraded_exactly(ctx, bucket, affected)
-        assert await _disk_replaced_rows_on(ctx.pool, "node-3") > 0
-        repair = await Reconstructor(ctx, bytes_per_second=0).run_once()
-        assert repair.fragments_rebuilt > 0 and not repair.errors, repair.errors[:3]
-        report = await fsck(ctx)
-        assert not [n for n in report.degraded + report.lost if n.startswith(bucket + "/")]
-        assert await _disk_replaced_rows_on(ctx.pool, "node-3") == 0
+        _queued, rebuilt = await _queued_and_rebuilt(ctx, bucket, "node-3")
     finally:
         await _in_thread(faults.restart_origin)
     await _in_thread(faults.wait_nodes_up)
     for key, body in bodies.items():
         assert await s3.get_object(bucket, key) == body
     print(f"\n[disk identity] wiped node-3: fsck saw {len(affected)} objects degraded at "
-          f"once; {repair.fragments_rebuilt} fragments rebuilt")
+          f"once; {rebuilt} fragments rebuilt")
 
 
 async def test_a_restart_without_a_wipe_keeps_the_disk_and_queues_nothing(
@@ -187,6 +182,20 @@ async def _degraded_exactly(ctx: ClusterContext, bucket: str, affected: set[str]
     assert not report.lost
 
 
+async def _queued_and_rebuilt(ctx: ClusterContext, bucket: str, node_id: str
+                              ) -> tuple[int, int]:
+    """The replaced disk's fragments are queued; one reconstructor pass rebuilds them, after
+    which fsck finds ``bucket`` whole and the queue holds none of them. (queued, rebuilt)"""
+    queued = await _disk_replaced_rows_on(ctx.pool, node_id)
+    assert queued > 0
+    repair = await Reconstructor(ctx, bytes_per_second=0).run_once()
+    assert repair.fragments_rebuilt > 0 and not repair.errors, repair.errors[:3]
+    report = await fsck(ctx)
+    assert not [n for n in report.degraded + report.lost if n.startswith(bucket + "/")]
+    assert await _disk_replaced_rows_on(ctx.pool, node_id) == 0
+    return queued, repair.fragments_rebuilt
+
+
 async def _fully_redundant(faults: FaultCluster, s3: S3Client, ctx: ClusterContext,
                            bucket: str, bodies: dict[str, bytes]) -> None:
     """Every object of ``bucket`` has all its fragments by fsck, and reads back exact."""
@@ -235,13 +244,7 @@ async def test_a_wiped_disk_of_a_node_without_heartbeats_is_seen_by_the_origins_
         assert after["heartbeat"] == before["heartbeat"]  # no heartbeat: the probe did it
         assert after["volume_base"] == min(_volume_files(faults, "node-2"))
         await _degraded_exactly(ctx, bucket, affected)
-        queued = await _disk_replaced_rows_on(ctx.pool, "node-2")
-        assert queued > 0
-        repair = await Reconstructor(ctx, bytes_per_second=0).run_once()
-        assert repair.fragments_rebuilt > 0 and not repair.errors, repair.errors[:3]
-        report = await fsck(ctx)
-        assert not [n for n in report.degraded + report.lost if n.startswith(bucket + "/")]
-        assert await _disk_replaced_rows_on(ctx.pool, "node-2") == 0
+        queued, rebuilt = await _queued_and_rebuilt(ctx, bucket, "node-2")
     finally:
         await _in_thread(faults.kill_node, "node-2")
         node.args = node_args
@@ -254,4 +257,4 @@ async def test_a_wiped_disk_of_a_node_without_heartbeats_is_seen_by_the_origins_
         assert await s3.get_object(bucket, key) == body
     print(f"\n[disk identity] wiped node-2 (no heartbeat): the origin's probe queued {queued} "
           f"fragments, fsck saw {len(affected)} objects degraded; "
-          f"{repair.fragments_rebuilt} fragments rebuilt")
+          f"{rebuilt} fragments rebuilt")
