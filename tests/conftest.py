@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import tempfile
@@ -61,13 +62,13 @@ def _with_database(url: str, name: str) -> str:
     return f"{base}/{name}{query}"
 
 
-@pytest.fixture
-def fresh_database_url(database_url: str) -> Iterator[str]:
-    """A brand-new, empty database on the session's server; dropped afterwards."""
+@contextlib.contextmanager
+def scratch_database(server_url: str) -> Iterator[str]:
+    """A brand-new, empty database on the server of ``server_url``; dropped afterwards."""
     name = f"t_{uuid.uuid4().hex[:12]}"
 
     async def admin(sql: str) -> None:
-        conn = await asyncpg.connect(database_url)
+        conn = await asyncpg.connect(server_url)
         try:
             await conn.execute(sql)
         finally:
@@ -75,9 +76,16 @@ def fresh_database_url(database_url: str) -> Iterator[str]:
 
     asyncio.run(admin(f'CREATE DATABASE "{name}"'))
     try:
-        yield _with_database(database_url, name)
+        yield _with_database(server_url, name)
     finally:
         asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture
+def fresh_database_url(database_url: str) -> Iterator[str]:
+    """A brand-new, empty database on the session's server; dropped afterwards."""
+    with scratch_database(database_url) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

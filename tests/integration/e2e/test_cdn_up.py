@@ -27,6 +27,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from edge.signing import sign_url
 from origin.client import S3Client, S3ClientError
+from tests.conftest import scratch_database
 
 pytestmark = pytest.mark.slow
 
@@ -96,7 +97,24 @@ def data_dir(shared_tmp: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def topology(data_dir: Path) -> Iterator[dict[str, Any]]:
+def up_database() -> Iterator[None]:
+    """With an external PostgreSQL (``CDN_DATABASE_URL``), this module's ``cdn up`` and the
+    tools its tests run get a database of their own. One shared with earlier runs still holds
+    their objects, whose storage nodes' data dirs are gone: fsck rightly calls those lost."""
+    external = os.environ.get("CDN_DATABASE_URL")
+    if not external:
+        yield
+        return
+    with scratch_database(external) as url:
+        os.environ["CDN_DATABASE_URL"] = url
+        try:
+            yield
+        finally:
+            os.environ["CDN_DATABASE_URL"] = external
+
+
+@pytest.fixture(scope="module")
+def topology(data_dir: Path, up_database: None) -> Iterator[dict[str, Any]]:
     proc, topo = _start_up(data_dir)
     topo["_proc"] = proc
     try:
