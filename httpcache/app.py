@@ -21,6 +21,7 @@ from aiohttp import web
 from multidict import CIMultiDict
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from cdn.worker_metrics import GATHERER
 from httpcache.cache_status import CacheStatus
 from httpcache.disk_store import DiskStore
 from httpcache.engine import CacheEngine, EngineConfig
@@ -87,8 +88,11 @@ async def health(_request: web.Request) -> web.Response:
 
 
 async def metrics_handler(request: web.Request) -> web.Response:
-    return web.Response(body=request.app[METRICS].render(),
-                        headers={"Content-Type": CONTENT_TYPE_LATEST})
+    """This application's metrics; every worker's when it runs as one of several
+    (``cdn.worker_metrics``)."""
+    gatherer = request.app.get(GATHERER)
+    body = await gatherer.exposition() if gatherer is not None else request.app[METRICS].render()
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
 async def proxy(request: web.Request) -> web.StreamResponse:

@@ -19,6 +19,16 @@ Names and labels (stable: end-to-end tests and dashboards count on them):
 * ``cdn_purge_last_seq``, ``cdn_purge_events_total``, ``cdn_purge_propagation_seconds``,
   ``cdn_purged_objects_total{mode}``, ``cdn_purge_subscriber_connected``,
   ``cdn_purge_catchups_total{result}``.
+* ``cdn_worker_connections_moved_total{direction}`` — only with ``--workers`` > 1 and the hit
+  path: connections this worker took from (``in``) or passed to (``out``) another worker to
+  keep their connection counts level (``cdn.balance``).
+
+With ``--workers`` N > 1 every sample above carries ``worker="1".."N"``, and a scrape of any
+worker holds every live worker's samples (``cdn.worker_metrics``): ``sum without(worker)``
+is the whole server. ``cdn_metrics_worker_up{worker}`` is 1 for each worker whose samples
+the scrape holds, 0 for one that did not answer within a second (exited, or busy), whose
+counters are then missing from the sums. With one worker there is no ``worker`` label and
+no ``cdn_metrics_worker_up``.
 """
 
 from __future__ import annotations
@@ -27,7 +37,8 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.metrics_core import Metric
+from prometheus_client.metrics_core import CounterMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 
 class CacheMetrics:
@@ -72,6 +83,11 @@ class CacheMetrics:
                                       "Catch-ups from the purge log", ["result"], registry=r)
 
 
+    def count_moved_connections(self, moved: Callable[[], tuple[int, int]]) -> None:
+        """Expose a balanced worker's connection moves, ``moved()`` = (in, out), as
+        ``cdn_worker_connections_moved_total{direction}`` (``cdn.balance``)."""
+        self.registry.register(_MovedConnections(moved))
+
     def on_collect(self, flush: Callable[[], None]) -> None:
         """Call ``flush`` whenever the registry is collected, before any metric is read
         (``PendingCount.flush``)."""
@@ -92,6 +108,24 @@ class _Flushes:
         for flush in self.calls:
             flush()
         return iter(())
+
+
+class _MovedConnections(Collector):
+    """Read at collection from the balancer's plain ints, which it counts on the
+    connection-accepting path without prometheus_client's per-increment lock."""
+
+    def __init__(self, moved: Callable[[], tuple[int, int]]) -> None:
+        self.moved = moved
+
+    def collect(self) -> Iterator[Metric]:
+        moved_in, moved_out = self.moved()
+        family = CounterMetricFamily(
+            "cdn_worker_connections_moved_total",
+            "Connections this worker took from (in) or passed to (out) other workers",
+            labels=["direction"])
+        family.add_metric(["in"], moved_in)
+        family.add_metric(["out"], moved_out)
+        yield family
 
 
 class PendingCount:

@@ -17,6 +17,8 @@
   With the hit path the workers also keep their connection counts level
   (``cdn.balance``): the kernel's spread of a few long keep-alive connections is uneven,
   and a worker holding more of them than the others answers each later.
+  ``/_metrics`` answers every worker's samples labelled ``worker`` (``cdn.worker_metrics``),
+  whichever worker the scrape reaches.
 """
 
 from __future__ import annotations
@@ -30,7 +32,8 @@ from aiohttp import web
 from cdn.balance import BalancedFront, Balancer
 from cdn.roles import Front, serve_forked
 from cdn.roles import serve as serve_role
-from httpcache.app import ENGINE
+from cdn.worker_metrics import WorkerMetrics
+from httpcache.app import ENGINE, METRICS
 from httpcache.fast_server import HitServer, proxied_elsewhere
 from httpcache.hit_path import HitPath
 
@@ -42,20 +45,26 @@ def serve(app: web.Application, host: str, port: int, *, hit_path: bool = True,
         _serve_one(app, host, port, hit_path=hit_path, reuse_port=False)
         return 0
     balancer = Balancer(workers) if hit_path else None
-    return serve_forked(workers, lambda index: _serve_one(
-        app, host, port, hit_path=hit_path, reuse_port=True, worker=index + 1,
-        balancer=balancer), what="worker",
-        after_fork=balancer.close_parent_copies if balancer is not None else None)
+    with WorkerMetrics(workers) as metrics:
+        return serve_forked(workers, lambda index: _serve_one(
+            app, host, port, hit_path=hit_path, reuse_port=True, worker=index + 1,
+            balancer=balancer, metrics=metrics), what="worker",
+            after_fork=balancer.close_parent_copies if balancer is not None else None)
 
 
 def _serve_one(app: web.Application, host: str, port: int, *, hit_path: bool,
-               reuse_port: bool, worker: int = 0, balancer: Balancer | None = None) -> None:
+               reuse_port: bool, worker: int = 0, balancer: Balancer | None = None,
+               metrics: WorkerMetrics | None = None) -> None:
     who = f" (worker {worker}, pid {os.getpid()})" if worker else ""
+    if metrics is not None:
+        metrics.join(app, worker, app[METRICS].registry)
 
     def balanced_front(app: web.Application, app_server: Callable[[], asyncio.Protocol]
                        ) -> Front:
         assert balancer is not None
-        return BalancedFront(_hit_front(app, app_server), balancer, worker - 1)
+        front = BalancedFront(_hit_front(app, app_server), balancer, worker - 1)
+        app[METRICS].count_moved_connections(lambda: (front.moved_in, front.moved_out))
+        return front
 
     front = None if not hit_path else _hit_front if balancer is None else balanced_front
     serve_role(app, host, port, reuse_port=reuse_port, label=who, front=front)

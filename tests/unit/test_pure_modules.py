@@ -20,7 +20,7 @@ PURE = {
                "api/object_headers", "workers/planning", "storage_class", "ttl_cache",
                "batch_wire", "aws_chunked", "checksums", "multipart", "lifecycle/rules",
                "metadata/volume_memo"],
-    "cdn": ["rendezvous", "port_ranges"],
+    "cdn": ["rendezvous", "port_ranges", "metrics_merge"],
 }
 
 
