@@ -4,7 +4,8 @@ An app-local ``CollectorRegistry`` (never the process-global one) lets several a
 test process without "duplicated timeseries" errors, and keeps ``/_metrics`` to what this app
 did. Counting object GETs: ``origin_object_requests_total{method="GET",status="200"}`` (plus
 ``"206"`` for ranges); ``origin_requests_total{method,status}`` counts every S3 request
-(``/_health`` and ``/_metrics`` excluded).
+(``/_health`` and ``/_metrics`` excluded). With ``--processes`` N > 1 a scrape holds every
+process's samples, labelled ``worker="1".."N"`` (``cdn.worker_metrics``).
 """
 
 from __future__ import annotations

@@ -5,11 +5,14 @@ a 4 KiB GET costs the nodes nothing, so that one core becomes the limit while th
 has CPU to spare. With ``processes`` > 1 the parent forks that many servers before any event
 loop exists; each binds the same port with ``SO_REUSEPORT`` (the kernel spreads connections
 over them) and runs its own application, exactly as several origins behind a load balancer
-would: its own PostgreSQL pool, node connections, memos and object cache, and its own
-``/_metrics``. So, as between origins, a bucket change made through one process is seen by
-the others within ``lookup_cache_ttl`` (objects are read from PostgreSQL on every request and
-are always current). Background workers and the lifecycle worker run in the first process
-only. The parent only supervises: it forwards SIGTERM/SIGINT and exits when they have.
+would: its own PostgreSQL pool, node connections, memos, object cache and metrics registry.
+``/_metrics``, whichever process answers it, holds every process's samples labelled
+``worker="1".."N"`` (``cdn.worker_metrics``), so the counters are the whole server's and do
+not jump between processes' values. As between origins, a bucket change made through one
+process is seen by the others within ``lookup_cache_ttl`` (objects are read from PostgreSQL
+on every request and are always current). Background workers and the lifecycle worker run
+in the first process only. The parent only supervises: it forwards SIGTERM/SIGINT and exits
+when they have.
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ from collections.abc import Callable
 from aiohttp import web
 
 from cdn.roles import serve_forked
+from cdn.worker_metrics import WorkerMetrics
+from origin.api.keys import METRICS
 from origin.config import OriginConfig
 
 ServeOne = Callable[[OriginConfig, web.Application, bool, str], None]
@@ -35,10 +40,13 @@ def serve_processes(config: OriginConfig, app: web.Application,
         serve_one(config, app, False, "")
         return 0
 
-    def one(index: int) -> None:
+    def one(index: int, metrics: WorkerMetrics) -> None:
         own = config if index == 0 else dataclasses.replace(
             config, background_workers=False, lifecycle_interval=0.0)
-        serve_one(own, app if index == 0 else build_app(own), True,
-                  f" (process {index + 1}, pid {os.getpid()})")
+        own_app = app if index == 0 else build_app(own)
+        metrics.join(own_app, index + 1, own_app[METRICS].registry)
+        serve_one(own, own_app, True, f" (process {index + 1}, pid {os.getpid()})")
 
-    return serve_forked(config.processes, one, what="origin process")
+    with WorkerMetrics(config.processes) as metrics:
+        return serve_forked(config.processes, lambda index: one(index, metrics),
+                            what="origin process")

@@ -17,6 +17,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from cdn.roles import run_role, serve
+from cdn.worker_metrics import GATHERER
 from origin.api import buckets, objects
 from origin.api.auth import ADMIN_OWNER
 from origin.api.front import OriginFront
@@ -62,7 +63,10 @@ async def health(request: web.Request) -> web.Response:
 
 
 async def metrics(request: web.Request) -> web.Response:
-    body = generate_latest(request.app[METRICS].registry)
+    """This process's metrics; every process's with ``--processes`` > 1."""
+    gatherer = request.app.get(GATHERER)
+    body = (await gatherer.exposition() if gatherer is not None
+            else generate_latest(request.app[METRICS].registry))
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
