@@ -109,17 +109,16 @@ class Gatherer:
 
     async def exposition(self) -> bytes:
         """Every worker's samples, labelled by worker, in one exposition."""
-        others = [w for w in range(1, self.group.workers + 1) if w != self.worker]
-        answers = await asyncio.gather(*(self._ask(w) for w in others))
-        families: dict[str, list[Metric] | None] = dict(
-            zip(map(str, others), map(parsed, answers), strict=True))
-        families[str(self.worker)] = parsed(framed(generate_latest(self.registry)))
-        in_order = {str(w): families[str(w)] for w in range(1, self.group.workers + 1)}
-        return generate_latest(_Families(merged(in_order)))
+        workers = range(1, self.group.workers + 1)
+        answers = await asyncio.gather(*(self._ask(w) for w in workers))
+        return generate_latest(_Families(merged(
+            {str(w): parsed(answer) for w, answer in zip(workers, answers, strict=True)})))
 
     async def _ask(self, worker: int) -> bytes:
-        """Sibling ``worker``'s framed exposition; what arrived (maybe nothing) when it
-        cannot be reached or is not done within ``ASK_SECONDS``."""
+        """Worker ``worker``'s framed exposition; from a sibling, what arrived (maybe
+        nothing) when it cannot be reached or is not done within ``ASK_SECONDS``."""
+        if worker == self.worker:  # as a sibling would receive it, for one way to read all
+            return framed(generate_latest(self.registry))
         received = bytearray()
         try:
             async with asyncio.timeout(ASK_SECONDS):
