@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -55,12 +56,14 @@ class RoleProcess:
         self.stop(signal.SIGKILL)
 
 
-def edge_with_workers(origin_url: str, log_dir: Path, *, workers: int = 2
-                      ) -> tuple[RoleProcess, list[int]]:
-    """``cdn edge --workers N`` in front of ``origin_url``, started, and its workers' PIDs."""
+def edge_with_workers(origin_url: str, log_dir: Path, *, workers: int = 2, region: str = "w",
+                      extra: Sequence[str] = ()) -> tuple[RoleProcess, list[int]]:
+    """``cdn edge --workers N`` in front of ``origin_url``, started, and its workers' PIDs;
+    ``extra`` are more flags (purge subscription, shared tier …)."""
     port = free_port()
-    edge = RoleProcess("edge", ["--region", "w", "--port", str(port), "--upstream", origin_url,
-                                "--workers", str(workers)], port, log_path=log_dir / "edge.log")
+    edge = RoleProcess("edge", ["--region", region, "--port", str(port), "--upstream", origin_url,
+                                "--workers", str(workers), *extra], port,
+                       log_path=log_dir / "edge.log")
     edge.start()
     assert edge.proc is not None
     pids = child_pids(edge.proc.pid)
@@ -81,3 +84,34 @@ def is_running(pid: int) -> bool:
             return f.read().rsplit(")", 1)[1].split()[0] != "Z"
     except OSError:
         return False
+
+
+def serving_worker(port: int, peer_port: int, pids: Sequence[int]) -> int:
+    """Which of ``pids`` holds the server side of the open TCP connection from
+    ``127.0.0.1:peer_port`` to ``port`` (Linux ``/proc``): the worker that answered on it."""
+    inodes: set[str] = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            local, remote, inode = fields[1], fields[2], fields[9]
+            if (int(local.rsplit(":", 1)[1], 16) == port
+                    and int(remote.rsplit(":", 1)[1], 16) == peer_port):
+                inodes.add(inode)
+    holders = [pid for pid in pids if _holds_socket(pid, inodes)]
+    assert len(holders) == 1, f"connection from port {peer_port} held by {holders} of {pids}"
+    return holders[0]
+
+
+def _holds_socket(pid: int, inodes: set[str]) -> bool:
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        if target.startswith("socket:[") and target[8:-1] in inodes:
+            return True
+    return False
