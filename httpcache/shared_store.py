@@ -17,7 +17,8 @@ Purges: every process applies every purge event to Redis (delete the members of 
 / ``p:<path>``, SCAN for a prefix); several processes applying the same purge is harmless (it
 deletes what is already gone). Soft purges delete too: the processes' own memory tiers keep
 their revalidatable copies. Because a process may write an entry it fetched just before a
-purge it has not seen yet, every entry carries the purge sequence its writer had applied; a
+purge it has not seen yet, every entry carries the purge sequence its writer had applied
+when it offered the entry (``put_later``, not when the background write runs); a
 reader that has applied later purges matching the entry (or whose purge history no longer
 reaches back that far) marks it invalidated, so it is revalidated before use.
 
@@ -192,13 +193,19 @@ class SharedStore:
         """Write ``stored`` in the background if it is small enough."""
         if stored.file is not None or len(stored.body) > self.max_object_bytes:
             return
-        self._spawn(self.put(stored))
+        # Dated now, not when the write runs: a purge applied before the task starts would
+        # otherwise date the entry after a purge that names it, and readers would take it
+        # as valid (that purge's delete can run before the write adds it to the index).
+        self._spawn(self.put(stored, self.purge_seq))
 
-    async def put(self, stored: StoredResponse) -> None:
+    async def put(self, stored: StoredResponse, purge_seq: int | None = None) -> None:
+        """Write ``stored``, dated by ``purge_seq`` (the last purge it reflects; default:
+        the last this process applied)."""
         ttl = entry_ttl(stored, self.clock(), self.policy, self.revalidate_grace)
         entry = stored.entry_key
+        seq = self.purge_seq if purge_seq is None else purge_seq
         try:
-            await self.cache.set(f"e:{entry}", encode_entry(stored, self.purge_seq), ttl=ttl)
+            await self.cache.set(f"e:{entry}", encode_entry(stored, seq), ttl=ttl)
             if stored.vary:
                 await self.cache.set(f"n:{stored.cache_key}",
                                      json.dumps(list(stored.vary_names)).encode(), ttl=ttl)

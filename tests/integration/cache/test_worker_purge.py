@@ -329,11 +329,20 @@ async def shared_bodies(rig: Rig) -> list[bytes]:
     return bodies
 
 
+async def tag_indexed(rig: Rig, tag: str) -> bool:
+    """Whether the rig's shared tier indexes an entry under ``tag``."""
+    async for name in rig.redis.scan_iter(match=f"{rig.shared_prefix}*t:{tag}", count=500):
+        if await rig.redis.scard(name):
+            return True
+    return False
+
+
 async def test_purge_reaches_the_shared_tier_and_every_worker(make_rig: MakeRig) -> None:
     rig = await make_rig(shared=True)
     assert (await rig.get()).body == OLD
     deadline = time.monotonic() + 5
-    while await shared_bodies(rig) != [OLD]:  # written in the background
+    # written in the background: the entry, then the tag index a purge reads
+    while await shared_bodies(rig) != [OLD] or not await tag_indexed(rig, "product-7"):
         assert time.monotonic() < deadline, await shared_bodies(rig)
         await asyncio.sleep(0.05)
     await fill_every_worker(rig)

@@ -91,3 +91,26 @@ async def test_an_entry_written_before_a_purge_the_reader_applied_is_invalidated
     assert await reader.get("/red", Fields()) is None
     await writer.aclose()
     await reader.aclose()
+
+
+async def test_an_entry_offered_before_a_purge_is_dated_before_it(redis_url: str) -> None:
+    """A response fetched before purge 1 is offered to the shared tier (``put_later``), and
+    purge 1 is applied before the background write has run (the purge subscriber ran in
+    between): the entry must be dated before purge 1, not by the sequence when it is
+    written. Otherwise it claims to postdate a purge that names it, and outlives that purge
+    (the delete ran before the write added it to the tag index), so every process served it
+    as valid until its TTL."""
+    prefix = f"t-{uuid.uuid4().hex}:"
+    writer = SharedStore(redis_url, prefix=prefix, policy=DEFAULT_POLICY, clock=lambda: 1000.0)
+    reader = SharedStore(redis_url, prefix=prefix, policy=DEFAULT_POLICY, clock=lambda: 1000.0)
+    reader.begin_purge(1)  # another process applied purge 1 first: nothing to delete yet
+    reader.purge_later("tag", "red")
+    await reader.drain()
+    writer.put_later(entry("/red", ("red",)))
+    writer.begin_purge(1)
+    writer.purge_later("tag", "red")
+    await writer.drain()
+    red = await reader.get("/red", Fields())
+    assert red is None or red.invalidated
+    await writer.aclose()
+    await reader.aclose()
