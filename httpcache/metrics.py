@@ -82,7 +82,6 @@ class CacheMetrics:
         self.purge_catchups = Counter("cdn_purge_catchups_total",
                                       "Catch-ups from the purge log", ["result"], registry=r)
 
-
     def count_moved_connections(self, moved: Callable[[], tuple[int, int]]) -> None:
         """Expose a balanced worker's connection moves, ``moved()`` = (in, out), as
         ``cdn_worker_connections_moved_total{direction}`` (``cdn.balance``)."""

@@ -86,9 +86,9 @@ def is_running(pid: int) -> bool:
         return False
 
 
-def serving_worker(port: int, peer_port: int, pids: Sequence[int]) -> int:
-    """Which of ``pids`` holds the server side of the open TCP connection from
-    ``127.0.0.1:peer_port`` to ``port`` (Linux ``/proc``): the worker that answered on it."""
+def tcp_inodes(port: int, *, peer_port: int | None = None) -> set[str]:
+    """Socket inodes of the established TCP connections whose local port is ``port`` (and,
+    given ``peer_port``, whose remote port is that): Linux ``/proc/net/tcp{,6}``."""
     inodes: set[str] = set()
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         try:
@@ -97,21 +97,30 @@ def serving_worker(port: int, peer_port: int, pids: Sequence[int]) -> int:
             continue
         for line in lines:
             fields = line.split()
-            local, remote, inode = fields[1], fields[2], fields[9]
-            if (int(local.rsplit(":", 1)[1], 16) == port
-                    and int(remote.rsplit(":", 1)[1], 16) == peer_port):
+            local, remote, state, inode = fields[1], fields[2], fields[3], fields[9]
+            if (state == "01" and int(local.rsplit(":", 1)[1], 16) == port
+                    and (peer_port is None or int(remote.rsplit(":", 1)[1], 16) == peer_port)):
                 inodes.add(inode)
-    holders = [pid for pid in pids if _holds_socket(pid, inodes)]
-    assert len(holders) == 1, f"connection from port {peer_port} held by {holders} of {pids}"
-    return holders[0]
+    return inodes
 
 
-def _holds_socket(pid: int, inodes: set[str]) -> bool:
+def sockets_held(pid: int, inodes: set[str]) -> int:
+    """How many of the sockets ``inodes`` process ``pid`` has open (``/proc/PID/fd``)."""
+    count = 0
     for fd in Path(f"/proc/{pid}/fd").iterdir():
         try:
             target = os.readlink(fd)
         except OSError:
             continue
         if target.startswith("socket:[") and target[8:-1] in inodes:
-            return True
-    return False
+            count += 1
+    return count
+
+
+def serving_worker(port: int, peer_port: int, pids: Sequence[int]) -> int:
+    """Which of ``pids`` holds the server side of the open TCP connection from
+    ``127.0.0.1:peer_port`` to ``port``: the worker that answered on it."""
+    inodes = tcp_inodes(port, peer_port=peer_port)
+    holders = [pid for pid in pids if sockets_held(pid, inodes)]
+    assert len(holders) == 1, f"connection from port {peer_port} held by {holders} of {pids}"
+    return holders[0]

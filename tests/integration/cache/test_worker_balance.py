@@ -19,42 +19,13 @@ from aiohttp.test_utils import TestServer
 
 from tests.integration.cache.conftest import url_of
 from tests.integration.cache.scriptable_origin import ScriptableOrigin
-from tests.procs import RoleProcess, edge_with_workers
+from tests.procs import RoleProcess, edge_with_workers, sockets_held, tcp_inodes
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"),
                                 reason="reads /proc to see which worker holds a connection")
 
 CONNECTIONS = 200
 REQUEST = b"GET /pub/a HTTP/1.1\r\nHost: edge\r\n\r\n"
-
-
-def established_inodes(port: int) -> set[str]:
-    """Socket inodes of established TCP connections whose local port is ``port``."""
-    inodes: set[str] = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            lines = Path(table).read_text().splitlines()[1:]
-        except OSError:
-            continue
-        for line in lines:
-            fields = line.split()
-            local, state, inode = fields[1], fields[3], fields[9]
-            if state == "01" and int(local.rsplit(":", 1)[1], 16) == port:
-                inodes.add(inode)
-    return inodes
-
-
-def held_by(pid: int, inodes: set[str]) -> int:
-    count = 0
-    fd_dir = Path(f"/proc/{pid}/fd")
-    for fd in fd_dir.iterdir():
-        try:
-            target = os.readlink(fd)
-        except OSError:
-            continue
-        if target.startswith("socket:[") and target[8:-1] in inodes:
-            count += 1
-    return count
 
 
 async def answered(port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
@@ -89,8 +60,8 @@ async def test_keep_alive_connections_are_split_evenly_between_workers(
     port, workers = await start_edge(aiohttp_server, processes, tmp_path)
     for _round in range(3):
         connections = await asyncio.gather(*(answered(port) for _ in range(CONNECTIONS)))
-        inodes = established_inodes(port)
-        held = [held_by(pid, inodes) for pid in workers]
+        inodes = tcp_inodes(port)
+        held = [sockets_held(pid, inodes) for pid in workers]
         assert sum(held) == CONNECTIONS, held
         assert abs(held[0] - held[1]) <= 2, held
         # a second request on each: moved connections stay usable
@@ -118,6 +89,6 @@ async def test_a_worker_that_died_is_not_sent_connections(
     os.kill(victim, signal.SIGKILL)
     await asyncio.sleep(0.3)
     connections = await asyncio.gather(*(answered(port) for _ in range(40)))
-    assert held_by(survivor, established_inodes(port)) == 40
+    assert sockets_held(survivor, tcp_inodes(port)) == 40
     for _reader, writer in connections:
         writer.close()
