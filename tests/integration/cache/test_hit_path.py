@@ -15,7 +15,8 @@ from httpcache.app import ENGINE
 from httpcache.cache_status import parse_members
 from httpcache.dates import format_http_date
 from httpcache.fast_server import HitServer, proxied_elsewhere
-from httpcache.hit_path import HitPath
+from httpcache.headers import Fields
+from httpcache.hit_path import HitPath, MissPlan
 from tests.integration.cache.conftest import Topology, metric
 
 KEYS = {"k1": "secret-1"}
@@ -209,6 +210,35 @@ async def test_a_miss_running_its_own_flight_fills_the_cache_when_its_client_lea
     hit = await read_response(reader)
     assert hit.body == body and hit.cache_status().get("hit") is True
     assert edge.topo.origin.count("/shared") == 1
+    writer.close()
+
+
+async def test_a_miss_planned_during_a_flight_that_has_ended_is_answered_from_the_cache(
+        edge: Edge) -> None:
+    """A request read while its key's flight runs is planned as a miss and answered in a
+    task; when that task starts only after the flight ended (a flash crowd's latecomers read
+    in the loop turn the fetch completes in), it answers what the flight stored instead of
+    fetching again: one origin GET."""
+    body = bytes(range(256)) * 256  # 64 KiB, over about 0.1 s
+    edge.topo.origin.set("/race", body, headers=CACHEABLE, chunk_size=8192, chunk_delay=0.01)
+    first_reader, first = await edge.connect()
+    first.write(get("/race"))
+    await first_reader.readuntil(b"\r\n\r\n")  # the flight runs
+    hit_path = edge.server.hit_path
+    plan = hit_path.answer("GET", "/race", Fields.indexed([("Host", "edge")]), None,
+                           misses=True)
+    assert isinstance(plan, MissPlan)  # what HitProtocol keeps for its task
+    await first_reader.readexactly(len(body))  # the flight has ended, the response stored
+    known = set(edge.server.connections)
+    reader, writer = await edge.connect()
+    writer.write(get("/b"))  # answered: the edge's side of this connection exists
+    assert (await read_response(reader)).body == b"bee"
+    (client,) = set(edge.server.connections) - known
+    assert await hit_path.serve_miss(plan, client, b"", True)  # the task, late
+    late = await read_response(reader)
+    assert late.body == body and late.cache_status().get("hit") is True
+    assert edge.topo.origin.count("/race") == 1
+    first.close()
     writer.close()
 
 
