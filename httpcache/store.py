@@ -44,7 +44,9 @@ A purge that arrives while a response for a matching key is being fetched must n
 when that fetch completes; ``put(fetched=fetch_mark())`` stores such a response marked
 invalid. The same holds for a purge shortly *before* the fetch (``purge_grace`` seconds):
 tiers receive a purge independently, so an edge that has applied it may refetch from a shield
-that has not yet, and get the old bytes. Marked invalid, they are revalidated next time.
+that has not yet, and get the old bytes. Marked invalid, they are revalidated next time,
+and so is what each such revalidation stores: for ``purge_grace`` seconds after a purge,
+every request for a matching key goes upstream (conditionally; concurrent ones collapse).
 """
 
 from __future__ import annotations
