@@ -40,6 +40,12 @@ async def pool(fresh_database_url: str) -> AsyncIterator[asyncpg.Pool]:
     await pool.close()
 
 
+async def _three_nodes(pool: asyncpg.Pool) -> None:
+    """Nodes n0, n1 and n2 registered, each with a disk of its own numbered from 1."""
+    for node in ("n0", "n1", "n2"):
+        await record_heartbeat(pool, _beat(node, str(uuid.uuid4()), 1))
+
+
 async def _objects_on(pool: asyncpg.Pool, count: int, n2_volume: int) -> list[str]:
     """``count`` one-segment objects (2+1) on n0, n1, n2; n2's fragment in ``n2_volume``."""
     ids = []
@@ -102,8 +108,7 @@ async def test_the_first_disk_of_a_node_and_an_upgraded_one_queue_nothing(
 
 async def test_racing_heartbeats_of_a_new_disk_queue_its_predecessors_rows_once(
         pool: asyncpg.Pool) -> None:
-    for node in ("n0", "n1", "n2"):
-        await record_heartbeat(pool, _beat(node, str(uuid.uuid4()), 1))
+    await _three_nodes(pool)
     await _objects_on(pool, 5, n2_volume=2)
     new_disk = str(uuid.uuid4())
     results = await asyncio.gather(*(record_heartbeat(pool, _beat("n2", new_disk, 50_000_000))
@@ -127,8 +132,7 @@ async def test_a_disk_numbering_below_the_recorded_one_is_refused(pool: asyncpg.
 async def test_a_probe_records_a_replaced_disk_as_a_heartbeat_does(pool: asyncpg.Pool) -> None:
     """``record_disk`` (the origin's health probe of a node without heartbeats) queues the
     earlier disk's rows, touches no heartbeat, and a second probe of the disk does nothing."""
-    for node in ("n0", "n1", "n2"):
-        await record_heartbeat(pool, _beat(node, str(uuid.uuid4()), 1))
+    await _three_nodes(pool)
     old = await _objects_on(pool, 3, n2_volume=4)
     before = await pool.fetchrow("SELECT heartbeat, zone, capacity FROM nodes WHERE id = 'n2'")
     new_disk = str(uuid.uuid4())
@@ -162,8 +166,7 @@ async def test_a_probe_of_a_node_without_a_recorded_disk_or_row_queues_nothing(
 
 async def test_heartbeats_and_probes_racing_over_one_new_disk_queue_once(
         pool: asyncpg.Pool) -> None:
-    for node in ("n0", "n1", "n2"):
-        await record_heartbeat(pool, _beat(node, str(uuid.uuid4()), 1))
+    await _three_nodes(pool)
     await _objects_on(pool, 5, n2_volume=2)
     new_disk = str(uuid.uuid4())
     results = await asyncio.gather(

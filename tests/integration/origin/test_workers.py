@@ -35,6 +35,12 @@ async def ctx(cluster: Cluster) -> AsyncIterator[ClusterContext]:
         yield context
 
 
+async def _read_back(s3: S3Client, bucket: str, bodies: dict[str, bytes]) -> None:
+    """Every object of ``bodies`` reads back exactly (what a worker must never break)."""
+    for key, body in bodies.items():
+        assert await s3.get_object(bucket, key) == body
+
+
 async def _object_row(cluster: Cluster, bucket: str, key: str) -> asyncpg.Record:
     conn = await asyncpg.connect(cluster.database_url)
     try:
@@ -341,8 +347,7 @@ async def test_gc_reclaims_deleted_objects_and_compaction_keeps_the_live_ones(
         await reading
     assert compaction.records_moved > 0 and compaction.bytes_freed > 0, compaction
     assert reads > 0
-    for key, body in survivors.items():
-        assert await s3.get_object(bucket, key) == body
+    await _read_back(s3, bucket, survivors)
     for key in doomed[:3]:
         with pytest.raises(S3ClientError):
             await s3.get_object(bucket, key)
@@ -430,8 +435,7 @@ async def test_two_compactors_on_one_volume_copy_its_live_records_once(
     assert (done.volumes_busy, done.volumes_compacted, done.records_moved, done.errors) == \
         (0, 1, live, [])
     assert volume not in {int(v["volume"]) for v in await ctx.nodes.list_volumes(node_id)}
-    for key, body in survivors.items():
-        assert await s3.get_object(bucket, key) == body
+    await _read_back(s3, bucket, survivors)
 
 
 _HOLDER = """
@@ -477,8 +481,7 @@ async def test_a_compactor_that_dies_releases_its_volume(
     after = await _compactor(ctx, nodes).run_once()
     assert (after.volumes_busy, after.volumes_compacted, after.errors) == (0, 1, [])
     assert after.records_moved > 0 and nodes.copies == 1
-    for key, body in survivors.items():
-        assert await s3.get_object(bucket, key) == body
+    await _read_back(s3, bucket, survivors)
 
 
 class _OneVolumeWithGatedDelete(_OneVolume):
@@ -546,8 +549,7 @@ async def test_gc_leaves_a_volume_alone_while_its_compactor_drains_it(
     assert (done.volumes_compacted, done.errors) == (1, []), done
     assert done.records_moved > 0 and done.bytes_freed > 0
     assert not await _listed(ctx, node_id, volume)
-    for key, body in survivors.items():
-        assert await s3.get_object(bucket, key) == body
+    await _read_back(s3, bucket, survivors)
 
 
 async def test_gc_skips_a_held_volume_and_takes_it_once_released(
@@ -593,8 +595,7 @@ async def test_a_compactor_finds_a_volume_busy_while_gc_walks_it(
     after = await _compactor(ctx, copies).run_once()
     assert (after.volumes_busy, after.volumes_compacted, after.errors) == (0, 1, [])
     assert copies.copies == 1 and not await _listed(ctx, node_id, volume)
-    for key, body in survivors.items():
-        assert await s3.get_object(bucket, key) == body
+    await _read_back(s3, bucket, survivors)
 
 
 async def _rows_in(ctx: ClusterContext, node_id: str, volume: int) -> int:
@@ -627,8 +628,7 @@ async def test_a_worker_whose_volume_lock_ends_mid_work_deletes_nothing_and_says
         (1, 0, 0, []), done
     assert done.records_moved > 0
     assert await _listed(ctx, node_id, volume)
-    for key, body in survivors.items():
-        assert await s3.get_object(bucket, key) == body
+    await _read_back(s3, bucket, survivors)
 
     walking = _OneVolumeWithGatedWalk(ctx.nodes, node_id, volume)
     collecting = asyncio.ensure_future(_gc(ctx, walking).run_once())
@@ -645,8 +645,7 @@ async def test_a_worker_whose_volume_lock_ends_mid_work_deletes_nothing_and_says
     after = await _gc(ctx, _OneVolume(ctx.nodes, node_id, volume)).run_once()
     assert (after.volumes_lock_lost, after.volumes_deleted, after.errors) == (0, 1, [])
     assert not await _listed(ctx, node_id, volume)
-    for key, body in survivors.items():
-        assert await s3.get_object(bucket, key) == body
+    await _read_back(s3, bucket, survivors)
 
 
 async def test_a_compactor_whose_lock_ends_while_copying_repoints_no_row(
@@ -670,8 +669,7 @@ async def test_a_compactor_whose_lock_ends_while_copying_repoints_no_row(
         == (1, 0, 0, []), done
     assert copies.copies == 1 and await _rows_in(ctx, node_id, volume) == live
     assert await _listed(ctx, node_id, volume)
-    for key, body in survivors.items():
-        assert await s3.get_object(bucket, key) == body
+    await _read_back(s3, bucket, survivors)
 
 
 async def test_fsck_reports_degraded_objects_while_nodes_are_down(
