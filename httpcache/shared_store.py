@@ -17,10 +17,15 @@ Purges: every process applies every purge event to Redis (delete the members of 
 / ``p:<path>``, SCAN for a prefix); several processes applying the same purge is harmless (it
 deletes what is already gone). Soft purges delete too: the processes' own memory tiers keep
 their revalidatable copies. Because a process may write an entry it fetched just before a
-purge it has not seen yet, every entry carries the purge sequence its writer had applied
-when it offered the entry (``put_later``, not when the background write runs); a
-reader that has applied later purges matching the entry (or whose purge history no longer
-reaches back that far) marks it invalidated, so it is revalidated before use.
+purge it has not seen yet, every entry is dated by the purge sequence its writer had applied
+*with no gap* when it offered the entry (``applied_seq``: every purge up to it applied;
+``put_later``, not when the background write runs). Not by the latest purge it applied: a
+process that missed purge N and applied N+1 (a gap, until the purge log's catch-up brings
+N) may still hold what N removed, and an entry dated N+1 would tell every reader it
+reflects N. A reader marks an entry invalidated, so it is revalidated before use, if it
+has applied a later purge matching it, or if it cannot tell: its purge history no longer
+reaches back that far, or it has a gap of its own above the entry's date. A process that
+follows no purge log dates everything 0 and, knowing no purge, trusts everything.
 
 Failures (Redis down, timeouts) count in ``cdn_shared_errors_total`` and make a lookup a
 miss: the shared tier never makes a request fail.
@@ -122,9 +127,18 @@ class SharedStore:
                                 port=parsed.port or 6379, db=db, password=parsed.password,
                                 ssl=parsed.scheme == "rediss", namespace=prefix,
                                 timeout=timeout)
-        self.purge_seq = 0  # the last purge sequence this process applied
+        self.purge_seq = 0  # the latest purge sequence this process knows was made
+        self.applied_seq = 0  # every purge up to this one applied (no gap): entries' date
         self._applying = 0
+        # Purges applied past a gap (above applied_seq), and the highest sequence in the
+        # gap, not applied (0: no gap): entries dated below it may predate a purge this
+        # process has not seen, so it cannot vouch for them.
+        self._ahead: set[int] = set()
+        self._missing = 0
+        # Sorted by sequence (a catch-up applies older purges after newer ones), so a scan
+        # from the newest may stop at the first at or before an entry's date.
         self._recent: deque[tuple[int, str, str]] = deque(maxlen=RECENT_PURGES)
+        self._forgotten = 0  # the newest purge dropped from ``_recent`` for room
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def aclose(self) -> None:
@@ -176,8 +190,11 @@ class SharedStore:
         return stored
 
     def _purged_after(self, stored: StoredResponse, seq: int) -> bool:
+        """Whether a purge after ``seq`` (the entry's date) may have removed ``stored``."""
         if seq >= self.purge_seq:
-            return False
+            return False  # no purge we know of was made after it
+        if seq < self._missing or seq < self._forgotten:
+            return True  # a purge after it is one we have not seen or no longer remember
         if not self._recent or self._recent[0][0] > seq + 1:
             return True  # our history does not reach back to the writer's: assume it matched
         for purge_seq, kind, value in reversed(self._recent):
@@ -196,14 +213,14 @@ class SharedStore:
         # Dated now, not when the write runs: a purge applied before the task starts would
         # otherwise date the entry after a purge that names it, and readers would take it
         # as valid (that purge's delete can run before the write adds it to the index).
-        self._spawn(self.put(stored, self.purge_seq))
+        self._spawn(self.put(stored, self.applied_seq))
 
     async def put(self, stored: StoredResponse, purge_seq: int | None = None) -> None:
-        """Write ``stored``, dated by ``purge_seq`` (the last purge it reflects; default:
-        the last this process applied)."""
+        """Write ``stored``, dated by ``purge_seq``: every purge up to it is reflected in
+        ``stored`` (default: ``applied_seq``, those this process has applied with no gap)."""
         ttl = entry_ttl(stored, self.clock(), self.policy, self.revalidate_grace)
         entry = stored.entry_key
-        seq = self.purge_seq if purge_seq is None else purge_seq
+        seq = self.applied_seq if purge_seq is None else purge_seq
         try:
             await self.cache.set(f"e:{entry}", encode_entry(stored, seq), ttl=ttl)
             if stored.vary:
@@ -224,11 +241,48 @@ class SharedStore:
     def begin_purge(self, seq: int) -> None:
         """The purges recorded next belong to event ``seq`` of the purge log."""
         self._applying = seq
+        if seq > self.applied_seq:
+            self._ahead.add(seq)
+            if seq > self.purge_seq + 1:  # past a gap: its top is the highest missing now
+                self._missing = seq - 1
+            elif seq == self._missing:
+                self._missing = self._highest_missing(seq - 1)
         self.purge_seq = max(self.purge_seq, seq)
 
+    def applied_through(self, seq: int) -> None:
+        """Every purge of the log up to ``seq`` has been applied, with no gap."""
+        # Never backwards: entries already written carry the higher date.
+        self.applied_seq = max(self.applied_seq, seq)
+        # A catch-up may vouch for purges it never showed us (older than the log keeps):
+        # they were made, so entries dated before them cannot be vouched for.
+        self.purge_seq = max(self.purge_seq, self.applied_seq)
+        if self._ahead:
+            self._ahead = {s for s in self._ahead if s > self.applied_seq}
+        if self._missing <= self.applied_seq:
+            self._missing = 0  # it was the highest missing: any lower one is applied too
+
+    def _highest_missing(self, below: int) -> int:
+        """The highest sequence from ``below`` down not applied yet (0: none)."""
+        while below > self.applied_seq and below in self._ahead:
+            below -= 1
+        return below if below > self.applied_seq else 0
+
     def purge_later(self, kind: str, value: str) -> None:
-        self._recent.append((self._applying or self.purge_seq, kind, value))
+        self._remember(self._applying or self.purge_seq, kind, value)
         self._spawn(self.purge(kind, value))
+
+    def _remember(self, seq: int, kind: str, value: str) -> None:
+        recent = self._recent
+        at = len(recent)
+        while at and recent[at - 1][0] > seq:
+            at -= 1
+        if len(recent) == recent.maxlen:
+            if at == 0:  # older than all we remember: forgotten at once
+                self._forgotten = max(self._forgotten, seq)
+                return
+            self._forgotten = max(self._forgotten, recent.popleft()[0])
+            at -= 1
+        recent.insert(at, (seq, kind, value))
 
     async def purge(self, kind: str, value: str) -> int:
         """Delete the entries a purge names; how many."""
