@@ -125,7 +125,10 @@ class SharedStore:
         self._on_error = on_error
         self.cache = RedisCache(serializer=_Bytes(), endpoint=parsed.host or "127.0.0.1",
                                 port=parsed.port or 6379, db=db, password=parsed.password,
-                                ssl=parsed.scheme == "rediss", namespace=prefix,
+                                ssl=parsed.scheme == "rediss",
+                                # aiocache joins namespace and key with ":"; prefixes are
+                                # configured with their own (``cdn:cache:``), so one goes
+                                namespace=prefix.removesuffix(":"),
                                 timeout=timeout)
         self.purge_seq = 0  # the latest purge sequence this process knows was made
         self.applied_seq = 0  # every purge up to this one applied (no gap): entries' date

@@ -1,5 +1,5 @@
 """Disk tier start-up wipe and body placement, and the shared tier's purge-sequence check
-(against the real Redis of the ``redis_url`` fixture, one key prefix per test).
+and key layout (against the real Redis of the ``redis_url`` fixture, one key prefix per test).
 
 The shared-tier tests drive ``SharedStore`` the way the purge subscriber does (``applied``):
 ``begin_purge`` and ``purge_later`` for each event, ``applied_through`` only when every event
@@ -12,6 +12,8 @@ import fcntl
 import uuid
 from collections import deque
 from pathlib import Path
+
+import redis.asyncio as aioredis
 
 from httpcache.body_sink import BodySink
 from httpcache.disk_store import DiskStore
@@ -263,3 +265,17 @@ async def test_without_a_purge_log_entries_are_dated_0_and_valid(redis_url: str)
     await writer.aclose()
     await reader.aclose()
 
+
+async def test_keys_sit_under_the_prefix_with_one_separator(redis_url: str) -> None:
+    """``cdn:cache:`` (the configured default) gives ``cdn:cache:e:<key>``, not
+    ``cdn:cache::e:<key>``; a prefix purge's SCAN pattern finds them."""
+    prefix = f"t-{uuid.uuid4().hex}:"
+    store = shared_tier(redis_url, prefix)
+    await store.put(entry("/k/1", ("red",)))
+    client = aioredis.from_url(redis_url)
+    names = sorted([name async for name in client.scan_iter(match=f"{prefix}*")])
+    assert names == [f"{prefix}{n}".encode() for n in ("e:/k/1", "p:/k/1", "t:red")]
+    assert await store.purge("prefix", "/k/") == 1
+    assert await store.get("/k/1", Fields()) is None
+    await client.aclose()
+    await store.aclose()
