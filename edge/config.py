@@ -59,5 +59,10 @@ class EdgeConfig(CacheTierConfig):
         return {} if self.upstream else dict(DEFAULT_SHIELDS)
 
     @property
+    def upstream_caches(self) -> bool:
+        """Shields apply purges on their own time; the origin answers what is current."""
+        return bool(self.effective_shields)
+
+    @property
     def cache_name(self) -> str:
         return f"cdn-edge-{self.region}"

@@ -30,7 +30,7 @@ from httpcache.headers import Fields
 from httpcache.lean_client import LeanPools
 from httpcache.metrics import CacheMetrics
 from httpcache.shared_store import SharedStore
-from httpcache.store import MemoryStore
+from httpcache.store import PURGE_GRACE, MemoryStore
 from httpcache.tiers import CacheTiers
 from httpcache.upstream import Upstream, new_client_session
 
@@ -111,11 +111,13 @@ def build_cache_app(
     read_timeout: float = 60.0,
     disk: Callable[[], DiskStore] | None = None,
     shared: Callable[[CacheMetrics], SharedStore] | None = None,
+    purge_grace: float = PURGE_GRACE,
 ) -> web.Application:
     """An application running ``config``'s engine in front of ``upstream_factory``'s hop;
     ``disk`` and ``shared`` make the optional lower tiers (at start-up, closed at cleanup)."""
     metrics = CacheMetrics(config.name)
-    store = MemoryStore(max_bytes, max_object_bytes, on_evict=lambda _s: metrics.evictions.inc())
+    store = MemoryStore(max_bytes, max_object_bytes, on_evict=lambda _s: metrics.evictions.inc(),
+                        purge_grace=purge_grace)
     metrics.cache_objects.set_function(lambda: len(store))
     metrics.cache_bytes.set_function(lambda: store.current_bytes)
 

@@ -40,6 +40,9 @@ class CacheStatus:
     stored: bool = False
     collapsed: bool = False
     detail: str | None = None
+    # Not a parameter of this field: the purge sequence the answer reflects, sent as
+    # ``CDN-Purge-Seq`` to a tier that asked (``httpcache.purge_watermark``); None: not sent.
+    purge_seq: int | None = None
 
     def format(self) -> str:
         parts = [_sf_item(self.cache)]

@@ -27,6 +27,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
+from httpcache import purge_watermark
 from httpcache.collapse import Flight
 from httpcache.engine import CacheEngine, FillSteps
 from httpcache.errors import UpstreamDisconnected
@@ -109,9 +110,12 @@ class CallbackFill:
             flight = self.flight
             assert flight is not None
             flight.method = "GET"
+            fields = lean_fields(conn)
+            since = self.since = self.since.reflecting(
+                purge_watermark.parse(fields.first(purge_watermark.LOWER)))
             steps = self.steps = FillSteps(
-                engine, flight, self.creq, "GET", conn.status, lean_fields(conn),
-                self.request_time, engine.clock(), fills=True)
+                engine, flight, self.creq, "GET", conn.status, fields,
+                self.request_time, engine.clock(), fills=True, applied=since.applied)
             sink = steps.sink
             if sink is not None and sink.keeping:
                 call.keep_whole()  # one buffer, no join (lean_client)

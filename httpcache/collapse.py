@@ -86,6 +86,7 @@ class FlightHead:
     response_time: float = 0.0
     vary: tuple[tuple[str, str | None], ...] = ()  # the owner's values of the Vary fields
     refreshed: StoredResponse | None = None  # a 304 refreshed this stored response
+    applied: int = 0  # the purge sequence applied when the fetch began (``purge_watermark``)
 
 
 class NotShareable(Exception):

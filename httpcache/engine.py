@@ -47,6 +47,7 @@ from typing import Any, Protocol
 from aiohttp import web
 from multidict import CIMultiDict
 
+from httpcache import purge_watermark
 from httpcache.body_sink import BodySink
 from httpcache.cache_key import cache_key, split_target
 from httpcache.cache_status import CacheStatus, ForwardReason
@@ -141,6 +142,8 @@ class EngineConfig:
     collapse_max_waiters: int = 1000  # beyond this, requests fetch on their own
     collapse_timeout: float = 10.0  # waiters give up on a slow head and fetch themselves
     slice_size: int = DEFAULT_SLICE_SIZE  # large objects cached in slices; 0 = never
+    # answer a lower tier's ``CDN-Purge-Seq`` (``httpcache.purge_watermark``): the shield
+    answers_purge_seq: bool = False
 
 
 
@@ -209,6 +212,12 @@ class CacheEngine:
             target = gate(request, target, now)
         key = cache_key(*split_target(target))
         creq = CacheRequest(request.method, key, Fields.indexed(request.headers.items()))
+        reflects = None
+        if self.config.answers_purge_seq:
+            asked = creq.headers.first(purge_watermark.LOWER)
+            if asked is not None:
+                reflects = await self.tiers.wait_applied(purge_watermark.parse(asked),
+                                                         purge_watermark.WAIT)
         cacheable = request.method in CACHEABLE_METHODS
         stored, vary_miss = self.store.lookup(key, creq.headers) if cacheable else (None, False)
         if stored is None and cacheable and self._lower_tiers \
@@ -217,7 +226,8 @@ class CacheEngine:
         match decide(creq, stored, now, self.config.policy, vary_miss=vary_miss):
             case FreshHit(stored=hit, age=age, ttl=ttl):
                 self.counter("hit").inc()
-                status = CacheStatus(self.config.name, hit=True, ttl=int(ttl))
+                status = CacheStatus(self.config.name, hit=True, ttl=int(ttl),
+                                     purge_seq=reflects)
                 if hit.file is not None:
                     return await self._answer_file(request, creq, hit, hit.headers, status,
                                                    int(age))
@@ -228,7 +238,7 @@ class CacheEngine:
                 if revalidate:
                     self._revalidate_in_background(request, creq, hit)
                 status = CacheStatus(self.config.name, hit=True, ttl=int(ttl) - (ttl < 0),
-                                     detail=why)
+                                     detail=why, purge_seq=reflects)
                 if hit.file is not None:
                     return await self._answer_file(request, creq, hit, hit.headers, status,
                                                    int(age))
@@ -236,9 +246,11 @@ class CacheEngine:
                                              status, age=int(age))
             case Miss(reason="uri-miss") as decision if self.slices is not None \
                     and creq.headers.first("authorization") is None:
-                return await self.slices.route(request, creq, decision, now)
+                return await self.slices.route(request, creq, decision, now,
+                                               reflecting=reflects is not None)
             case Revalidate() | Miss() as decision:
-                return await self._fetch_and_answer(request, creq, decision)
+                return await self._fetch_and_answer(request, creq, decision,
+                                                    reflecting=reflects is not None)
             case Pass(reason=reason):
                 return await self._forward(request, creq, reason)
             case GatewayTimeout():
@@ -362,7 +374,8 @@ class CacheEngine:
     # -- misses and revalidations --------------------------------------------------------------
 
     async def _fetch_and_answer(self, request: web.Request, creq: CacheRequest,
-                                decision: Miss | Revalidate) -> web.StreamResponse:
+                                decision: Miss | Revalidate, *, reflecting: bool = False
+                                ) -> web.StreamResponse:
         stored = decision.stored if isinstance(decision, Revalidate) else None
         fallback = decision.stored if isinstance(decision, Revalidate) else decision.stale
         try:
@@ -377,7 +390,8 @@ class CacheEngine:
                 return await self._serve_stale_on_error(request, creq, fallback,
                                                         head.fwd_status, None)
             return await self._answer_from_flight(request, creq, decision, reader, head, owner,
-                                                  revalidated=stored is not None)
+                                                  revalidated=stored is not None,
+                                                  reflecting=reflecting)
         finally:
             reader.close()
 
@@ -435,22 +449,28 @@ class CacheEngine:
 
     def fill_fields(self, creq: CacheRequest, decision: Miss | Revalidate, remote: str | None
                     ) -> Fields:
-        """The fields of the upstream request that fetches ``creq`` for ``decision``."""
-        return fill_request_fields(
+        """The fields of the upstream request that fetches ``creq`` for ``decision``: with
+        ``CDN-Purge-Seq`` while a purge is recent (``purge_watermark``)."""
+        fields = fill_request_fields(
             creq.headers, via=self.config.name, peer=remote, drop=self._drop,
             validators=decision.validators if isinstance(decision, Revalidate) else None)
+        ask = self.store.seq_to_ask()
+        return fields.with_field(purge_watermark.FIELD, str(ask)) if ask else fields
 
     def flight_fields(self, decision: Miss | Revalidate, head: FlightHead, owner: bool, *,
-                      revalidated: bool) -> tuple[Fields, CacheStatus, int | None, Fields]:
+                      revalidated: bool, reflecting: bool = False
+                      ) -> tuple[Fields, CacheStatus, int | None, Fields]:
         """Count the answer, and what it is made of: the upstream's fields this request may
         see, its ``Cache-Status`` member, ``Age`` (of a shared response) and the fields to
-        send (``client_response_fields``)."""
+        send (``client_response_fields``); ``reflecting``: with the purge sequence the
+        flight's answer reflects (``purge_watermark``)."""
         self.counter(_result(owner, revalidated, head)).inc()
         headers = head.headers if owner else head.shared_headers
         assert headers is not None
         cache_status = CacheStatus(self.config.name, fwd=decision.reason,
                                    fwd_status=head.fwd_status, stored=head.stored and owner,
-                                   collapsed=not owner)
+                                   collapsed=not owner,
+                                   purge_seq=head.applied if reflecting else None)
         age = None
         if head.shared_headers is not None:
             age = int(current_age(headers, head.request_time, head.response_time, self.clock()))
@@ -490,10 +510,10 @@ class CacheEngine:
 
     async def _answer_from_flight(self, request: web.Request, creq: CacheRequest,
                                   decision: Miss | Revalidate, reader: FlightReader,
-                                  head: FlightHead, owner: bool, *, revalidated: bool
-                                  ) -> web.StreamResponse:
-        headers, cache_status, age, fields = self.flight_fields(decision, head, owner,
-                                                                revalidated=revalidated)
+                                  head: FlightHead, owner: bool, *, revalidated: bool,
+                                  reflecting: bool = False) -> web.StreamResponse:
+        headers, cache_status, age, fields = self.flight_fields(
+            decision, head, owner, revalidated=revalidated, reflecting=reflecting)
         if head.refreshed is not None and head.refreshed.file is not None:
             # a 304 refreshed a disk-tier entry: its body is the file
             return await self._answer_file(request, creq, head.refreshed, headers,
@@ -534,6 +554,8 @@ class CacheEngine:
             request_time = self.clock()
             async with self._upstream(method, creq.target, headers) as up:
                 response_time = self.clock()
+                since = since.reflecting(
+                    purge_watermark.parse(up.headers.first(purge_watermark.LOWER)))
                 if up.status == 304 and stored is not None:
                     if response_304_matches(stored, up.headers):
                         self._refresh(flight, creq, stored, up, request_time, response_time,
@@ -560,7 +582,7 @@ class CacheEngine:
             shared_headers=refreshed.headers,
             content_length=refreshed.body_length, fwd_status=304, stored=keep,
             request_time=request_time, response_time=response_time, vary=refreshed.vary,
-            refreshed=refreshed))
+            refreshed=refreshed, applied=since.applied))
         if refreshed.file is None:
             flight.feed(refreshed.body)
 
@@ -599,7 +621,7 @@ class CacheEngine:
                        up: UpstreamResponse, request_time: float, response_time: float,
                        *, fills: bool, since: FetchMark) -> None:
         fill = FillSteps(self, flight, creq, method, up.status, up.headers, request_time,
-                         response_time, fills=fills)
+                         response_time, fills=fills, applied=since.applied)
         sink = fill.sink
         if sink is not None and sink.keeping and sink.writer is None:
             up.keep_whole()  # kept in memory as it arrives: one buffer, no join (lean_client)
@@ -694,14 +716,15 @@ class FillSteps:
     ``end``. ``CacheEngine._receive`` drives them awaiting the upstream;
     ``callback_fill.CallbackFill`` from the upstream connection's callbacks."""
 
-    __slots__ = ("as_sent", "creq", "engine", "flight", "kept", "length", "method",
-                 "request_time", "response_time", "retaining", "shareable", "sink", "size",
-                 "status", "headers", "vary")
+    __slots__ = ("applied", "as_sent", "creq", "engine", "flight", "kept", "length",
+                 "method", "request_time", "response_time", "retaining", "shareable", "sink",
+                 "size", "status", "headers", "vary")
 
     def __init__(self, engine: CacheEngine, flight: Flight, creq: CacheRequest, method: str,
                  status: int, headers: Fields, request_time: float, response_time: float,
-                 *, fills: bool) -> None:
+                 *, fills: bool, applied: int = 0) -> None:
         policy = engine.config.policy
+        self.applied = applied  # the purge sequence applied when the fetch began
         self.engine = engine
         self.flight = flight
         self.creq = creq
@@ -731,7 +754,7 @@ class FillSteps:
             content_length=self.length, fwd_status=self.status,
             stored=sink is not None and sink.keeping,
             request_time=self.request_time, response_time=self.response_time,
-            vary=self.vary))
+            vary=self.vary, applied=self.applied))
         if not self.shareable:
             engine.collapser.close_to_newcomers(flight)
         if not self.retaining:

@@ -9,14 +9,16 @@ response instead); a revalidation adds the stored validators.
 
 Responses: the upstream's members of ``Cache-Status`` come first and ours is appended;
 ``Age`` is replaced by our calculation; tier-private fields (e.g. ``Surrogate-Key`` at the
-edge) are removed. An answer made from a complete stored response then gets the fields of its
-kind (``whole_fields``, ``partial_base`` + ``part_fields``, ``multipart_fields``,
+edge, and always an upstream's ``CDN-Purge-Seq``: ``httpcache.purge_watermark``) are removed.
+An answer made from a complete stored response then gets the fields of its kind
+(``whole_fields``, ``partial_base`` + ``part_fields``, ``multipart_fields``,
 ``unsatisfiable_fields``): the engine, the sliced path and the hit path's pre-serialised heads
 all build them here.
 """
 
 from __future__ import annotations
 
+from httpcache import purge_watermark
 from httpcache.cache_status import CacheStatus, append_cache_status
 from httpcache.headers import HOP_BY_HOP, Fields, connection_options
 from httpcache.ranges import ByteRange, Unsatisfiable
@@ -25,7 +27,8 @@ CLIENT_PRECONDITIONS = frozenset({"if-none-match", "if-modified-since", "if-rang
                                   "if-match", "if-unmodified-since"})
 
 # Never forwarded: framing is redone per hop, Expect is answered by this hop's server.
-_NOT_FORWARDED = frozenset({"host", "expect"})
+# ``CDN-Purge-Seq`` is between two tiers: each asks its upstream for itself
+_NOT_FORWARDED = frozenset({"host", "expect", purge_watermark.LOWER})
 
 
 def forward_request_fields(client: Fields, *, via: str, peer: str | None,
@@ -71,6 +74,8 @@ def client_response_fields(upstream: Fields, status: CacheStatus, *, via: str,
         add.append(("Age", str(age)))
     add.append(("Via", _append(upstream.get("via"), f"1.1 {via}")))
     add.append(("Cache-Status", append_cache_status(upstream.get("cache-status"), status)))
+    if status.purge_seq is not None:
+        add.append((purge_watermark.FIELD, str(status.purge_seq)))
     return upstream.replaced(_response_removals(strip, age is not None), add)
 
 
@@ -97,7 +102,8 @@ def _response_removals(strip: frozenset[str], age: bool) -> frozenset[str]:
         if len(_RESPONSE_REMOVALS) > 256:
             _RESPONSE_REMOVALS.clear()
         found = _RESPONSE_REMOVALS[strip, age] = frozenset(
-            {n.lower() for n in strip} | {"cache-status", "via"} | ({"age"} if age else set()))
+            {n.lower() for n in strip} | {"cache-status", "via", purge_watermark.LOWER}
+            | ({"age"} if age else set()))
     return found
 
 

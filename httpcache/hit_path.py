@@ -27,6 +27,7 @@ from collections.abc import Callable
 from http import HTTPStatus
 from typing import Protocol
 
+from httpcache import purge_watermark
 from httpcache.app import error_answer
 from httpcache.cache_key import cache_key, split_target
 from httpcache.cache_status import CacheStatus
@@ -141,6 +142,7 @@ class HitPath:
         self._strip = frozenset(n.lower() for n in config.strip_response_fields)
         self._policy = config.policy
         self._gates = tuple(config.gates)
+        self._answers_purge_seq = config.answers_purge_seq
         self._lookup = engine.store.lookup
         self._hits = engine.counter("hit")
         self._not_modified = engine.counter("not_modified")
@@ -162,8 +164,9 @@ class HitPath:
         """The response to a fresh hit (``connection``: extra field lines such as
         ``Connection: close\\r\\n``), or ``None``: hand the request to the application;
         with ``misses``, a ``MissPlan`` for a plain miss ``serve_miss`` can answer."""
-        if method not in CACHEABLE_METHODS:
-            return None
+        if method not in CACHEABLE_METHODS or (
+                self._answers_purge_seq and headers.first(purge_watermark.LOWER) is not None):
+            return None  # the engine waits for the purge asked about and says what it reflects
         now = self.clock()
         if self._gates:
             view = GateView(method, headers, remote)

@@ -105,12 +105,16 @@ def apply_event(store: Purgeable, event: PurgeEvent, now: float) -> PurgeResult:
         begin(event.seq)
     result = PurgeResult()
     age = event.age(now)
-    for tag in event.tags:
-        result += store.purge_tag(tag, soft=event.soft, age=age)
-    for url in event.urls:
-        result += store.purge_url(url, soft=event.soft, age=age)
-    for prefix in event.prefixes:
-        result += store.purge_prefix(prefix, soft=event.soft, age=age)
+    try:
+        for tag in event.tags:
+            result += store.purge_tag(tag, soft=event.soft, age=age)
+        for url in event.urls:
+            result += store.purge_url(url, soft=event.soft, age=age)
+        for prefix in event.prefixes:
+            result += store.purge_prefix(prefix, soft=event.soft, age=age)
+    finally:
+        if begin is not None:
+            begin(0)  # purges made otherwise (unsafe methods' invalidations) are not logged
     return result
 
 
@@ -129,6 +133,7 @@ class PurgeSubscriber:
         self._sleep = sleep
         self._catchup_pending = bool(settings.control_url)
         self._changed = asyncio.Event()
+        self._applied_through(0)  # the store now follows the log (``purge_watermark``)
 
     # -- applying ------------------------------------------------------------------------------
 
@@ -146,15 +151,23 @@ class PurgeSubscriber:
             # log for everything after the last event we know we have.
             self._catchup_pending = True
         else:
-            self.last_seq = max(self.last_seq, event.seq)
+            self._applied_through(max(self.last_seq, event.seq))
         self.metrics.purge_events.inc()
-        self.metrics.purge_last_seq.set(self.last_seq)
         self.metrics.purged_objects.labels("removed").inc(result.removed)
         self.metrics.purged_objects.labels("invalidated").inc(result.invalidated)
         log.info("purge seq=%d soft=%s: %d removed, %d invalidated", event.seq, event.soft,
                  result.removed, result.invalidated)
         self._notify()
         return True
+
+    def _applied_through(self, seq: int) -> None:
+        """Every purge up to ``seq`` is applied, with no gap: tell the metrics and the
+        store (tiers that date what they hold or answer by it: ``CacheTiers``)."""
+        self.last_seq = seq
+        self.metrics.purge_last_seq.set(seq)
+        through = getattr(self.store, "applied_through", None)
+        if through is not None:
+            through(seq)
 
     def apply_message(self, data: bytes | str) -> bool:
         try:
@@ -208,8 +221,7 @@ class PurgeSubscriber:
             if not isinstance(log_last, int):
                 raise PurgeError(f"purge log {url}: last_seq must be an integer")
             if not events or self.last_seq >= log_last:
-                self.last_seq = max(self.last_seq, log_last)
-                self.metrics.purge_last_seq.set(self.last_seq)
+                self._applied_through(max(self.last_seq, log_last))
                 self._catchup_pending = False
                 self._notify()
                 return applied

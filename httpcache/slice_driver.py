@@ -183,21 +183,24 @@ class SliceDriver:
     # -- serving ---------------------------------------------------------------------------------
 
     async def route(self, request: web.Request, creq: CacheRequest, decision: Miss,
-                    now: float) -> web.StreamResponse:
+                    now: float, *, reflecting: bool = False) -> web.StreamResponse:
         """A ``uri-miss`` for a key that may be sliced: served from its record and slices,
         or a ranged GET that makes them, or (a full GET, HEAD, or a key known to be
-        unsliceable) the ordinary path."""
+        unsliceable) the ordinary path (``reflecting``: as ``CacheEngine.flight_fields``;
+        sliced answers say nothing of purges)."""
         engine = self.engine
         record = self.record(creq.target)
         if record is not None:
             return await self.serve(request, creq, decision, record)
         if creq.method != "GET" or not creq.headers.first("range"):
-            return await engine._fetch_and_answer(request, creq, decision)
+            return await engine._fetch_and_answer(request, creq, decision,
+                                                  reflecting=reflecting)
         match self.unsliceable.verdict(creq.target, now):
             case None:
                 return await self.serve(request, creq, decision, None)
             case True:
-                return await engine._fetch_and_answer(request, creq, decision)
+                return await engine._fetch_and_answer(request, creq, decision,
+                                                      reflecting=reflecting)
             case False:
                 return await engine._forward(request, creq, decision.reason)
         raise AssertionError("unreachable")  # pragma: no cover

@@ -90,6 +90,16 @@ class FetchMark:
 
     serial: int
     time: float
+    # the purge log's sequence applied with no gap then (0: none, or no log followed): what
+    # this tier may say its answer from this fetch reflects (``httpcache.purge_watermark``)
+    applied: int = 0
+    # the upstream's answer reflects every purge of the log up to this sequence (0: it did
+    # not say); set with ``reflecting`` once its head has come
+    reflected: int = 0
+
+    def reflecting(self, seq: int) -> FetchMark:
+        return self if seq <= self.reflected else FetchMark(self.serial, self.time,
+                                                             self.applied, seq)
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,7 +144,12 @@ class MemoryStore:
         self._clock = clock
         self.purge_grace = purge_grace
         self._serial = 0
-        self._recent: deque[tuple[int, float, str, str]] = deque(maxlen=RECENT_PURGES)
+        # (serial, when made, kind, value, sequence in the purge log or 0)
+        self._recent: deque[tuple[int, float, str, str, int]] = deque(maxlen=RECENT_PURGES)
+        self._applying = 0  # the purge log event being applied (``begin_purge``)
+        # every purge of the log up to this one is applied; None: no purge log is followed
+        self.applied_seq: int | None = None
+        self._last_logged = (0, 0.0)  # the latest purge from the log: (sequence, when made)
 
     # -- reading -------------------------------------------------------------------------------
 
@@ -321,7 +336,23 @@ class MemoryStore:
 
     def fetch_mark(self) -> FetchMark:
         """Take before fetching; pass to ``put``."""
-        return FetchMark(self._serial, self._clock())
+        return FetchMark(self._serial, self._clock(), self.applied_seq or 0)
+
+    def begin_purge(self, seq: int) -> None:
+        """The purges that follow belong to event ``seq`` of the purge log (0: to none)."""
+        self._applying = seq
+
+    def applied_through(self, seq: int) -> None:
+        """Every purge of the log up to ``seq`` has been applied, with no gap."""
+        self.applied_seq = seq
+
+    def seq_to_ask(self) -> int:
+        """The purge the upstream should have applied before answering a fetch sent now: the
+        latest from the log if it is recent enough that the upstream may not have it yet
+        (``purge_grace``), else 0. An upstream that says it has (``FetchMark.reflecting``)
+        spares the response being stored invalid."""
+        seq, when = self._last_logged
+        return seq if seq and when >= self._clock() - self.purge_grace else 0
 
     def _remember(self, kind: str, value: str, age: float = 0.0) -> None:
         """Record a purge for the race check, dated when it was *made* (``age`` seconds ago),
@@ -333,7 +364,10 @@ class MemoryStore:
         when = self._clock() - max(0.0, age)
         if self._recent:
             when = max(when, self._recent[-1][1])
-        self._recent.append((self._serial, when, kind, value))
+        seq = self._applying
+        self._recent.append((self._serial, when, kind, value, seq))
+        if seq:
+            self._last_logged = (max(seq, self._last_logged[0]), when)
 
     def purged_since(self, stored: StoredResponse, mark: FetchMark) -> bool:
         """Whether a purge matching ``stored`` happened since ``mark`` (or just before): the
@@ -348,9 +382,12 @@ class MemoryStore:
         forgotten = len(self._recent) == self._recent.maxlen
         if oldest_serial > mark.serial + 1 or (forgotten and oldest_time >= horizon):
             return True  # the history no longer reaches back that far: assume it matched
-        for serial, when, kind, value in reversed(self._recent):
+        reflected = mark.reflected
+        for serial, when, kind, value, seq in reversed(self._recent):
             if serial <= mark.serial and when < horizon:
                 break
+            if seq and seq <= reflected:
+                continue  # the upstream applied it before it answered
             if purge_matches(kind, value, stored):
                 return True
         return False

@@ -22,6 +22,7 @@ from httpcache.policy_config import PolicyConfig
 from httpcache.purge_subscriber import PurgeSettings, purge_context
 from httpcache.shared_store import SharedStore
 from httpcache.slices import DEFAULT_SLICE_SIZE, MIN_SLICE_SIZE
+from httpcache.store import PURGE_GRACE
 
 MiB = 1024 * 1024
 
@@ -72,6 +73,10 @@ class CacheTierConfig:
         "help": "key prefix in the shared Redis (one per PoP and tier)"})
     shared_max_object_bytes: int = field(default=MiB, metadata={
         "help": "largest body written to the shared tier"})
+    purge_grace: float | None = field(default=None, metadata={
+        "help": "seconds before a fetch in which a matching purge still makes its response "
+                "suspect, as the upstream may not have applied it yet (httpcache.store); "
+                "default 2 from a caching upstream, 0 from the origin itself"})
     slice_size: int = field(default=DEFAULT_SLICE_SIZE, metadata={
         "help": "ranged misses fetch and cache objects in slices of this many bytes "
                 "(align with the origin's segment size); 0 = off; also off when a slice is larger "
@@ -92,6 +97,8 @@ class CacheTierConfig:
         if self.collapse_max_waiters < 0:
             raise ConfigError(f"{section}.collapse_max_waiters must be >= 0, got "
                               f"{self.collapse_max_waiters}")
+        if self.purge_grace is not None and self.purge_grace < 0:
+            raise ConfigError(f"{section}.purge_grace must be >= 0, got {self.purge_grace}")
         if self.collapse_timeout <= 0:
             raise ConfigError(f"{section}.collapse_timeout must be positive, got "
                               f"{self.collapse_timeout}")
@@ -114,6 +121,18 @@ class CacheTierConfig:
         if not 0 < self.max_object_bytes <= self.cache_max_bytes:
             raise ConfigError(f"{section}.max_object_bytes must be 1..cache_max_bytes "
                               f"({self.cache_max_bytes}), got {self.max_object_bytes}")
+
+    @property
+    def upstream_caches(self) -> bool:
+        """Whether the upstream is a cache tier, which applies purges on its own time (the
+        roles say; an unknown upstream is assumed to)."""
+        return True
+
+    @property
+    def effective_purge_grace(self) -> float:
+        if self.purge_grace is not None:
+            return self.purge_grace
+        return PURGE_GRACE if self.upstream_caches else 0.0
 
     @property
     def policy(self) -> PolicyConfig:
@@ -173,4 +192,5 @@ def build_tier_app(
         engine_config, upstream, max_bytes=tier.cache_max_bytes,
         max_object_bytes=tier.max_object_bytes, clock=clock, contexts=all_contexts,
         connect_timeout=tier.upstream_connect_timeout, read_timeout=tier.upstream_read_timeout,
-        disk=tier.disk_factory, shared=tier.shared_factory(clock))
+        disk=tier.disk_factory, shared=tier.shared_factory(clock),
+        purge_grace=tier.effective_purge_grace)

@@ -24,6 +24,10 @@ class ShieldConfig(CacheTierConfig):
         "help": "answer fresh memory hits and plain misses on asyncio's protocol layer "
                 "(httptools), the rest with aiohttp (httpcache.fast_server)"})
 
+    @property
+    def upstream_caches(self) -> bool:
+        return False  # the origin: what it answers is current, so no purge grace
+
     def __post_init__(self) -> None:
         self.check_tier("shield")
         if bool(self.origin_access_key) != bool(self.origin_secret_key):

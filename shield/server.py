@@ -42,6 +42,7 @@ def build_app(config: ShieldConfig, *, clock: Callable[[], float] = time.time
         config.cache_name,
         drop_request_fields=frozenset({edge_auth.HEADER}),
         gates=(edge_auth_gate(config.edge_secret),) if config.edge_secret else (),
+        answers_purge_seq=True,
     )
 
     signer = None

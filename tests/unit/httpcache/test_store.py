@@ -204,6 +204,56 @@ def test_purge_dates_never_go_backwards_so_a_recent_purge_is_not_hidden() -> Non
     assert store.peek("/ka").invalidated  # type: ignore[union-attr]
 
 
+
+def logged_purge(store: MemoryStore, seq: int, tag: str) -> None:
+    """As ``purge_subscriber.apply_event`` applies event ``seq`` of the purge log."""
+    store.begin_purge(seq)
+    store.purge_tag(tag)
+    store.begin_purge(0)
+
+
+def test_purges_the_upstream_says_it_reflects_do_not_taint_the_fetch() -> None:
+    clock = Clock()
+    store = MemoryStore(max_bytes=10 * ONE, clock=clock, purge_grace=2.0)
+    logged_purge(store, 5, "red")  # just before the fetch
+    since = store.fetch_mark()
+    logged_purge(store, 6, "blue")  # during it
+    store.purge_tag("green")  # during it, not from the log (an unsafe method's invalidation)
+    for key, tag, reflected, invalid in [
+            ("/a", "red", 0, True),  # the upstream said nothing: the grace rule
+            ("/b", "red", 4, True),  # it reflects purges up to 4 only
+            ("/c", "red", 5, False),
+            ("/d", "blue", 5, True),
+            ("/e", "blue", 6, False),  # it applied 6 before answering, so 6 is in it too
+            ("/f", "green", 99, True),  # a purge outside the log is never covered
+    ]:
+        store.put(entry(key, tags=(tag,)), fetched=since.reflecting(reflected))
+        assert store.peek(key).invalidated is invalid, key  # type: ignore[union-attr]
+
+
+def test_the_purge_to_ask_about_is_the_latest_logged_one_within_the_grace() -> None:
+    clock = Clock()
+    store = MemoryStore(max_bytes=10 * ONE, clock=clock, purge_grace=2.0)
+    assert store.seq_to_ask() == 0
+    store.purge_tag("red")  # not from the log: nothing to ask about
+    assert store.seq_to_ask() == 0
+    logged_purge(store, 7, "red")
+    logged_purge(store, 3, "blue")  # a late one caught up after a gap: 7 is still the latest
+    assert store.seq_to_ask() == 7
+    clock.now += 2.5
+    assert store.seq_to_ask() == 0  # every tier has had the time to apply it
+
+
+def test_a_fetch_mark_carries_the_sequence_applied_without_a_gap() -> None:
+    store = MemoryStore(max_bytes=10 * ONE)
+    assert store.applied_seq is None and store.fetch_mark().applied == 0
+    store.applied_through(0)  # following the log from now on
+    store.applied_through(12)
+    mark = store.fetch_mark()
+    assert mark.applied == 12 and mark.reflected == 0
+    assert mark.reflecting(3).reflected == 3 and mark.reflecting(3).reflecting(2).reflected == 3
+
+
 # -- stored responses kept packed ----------------------------------------------------------
 
 
