@@ -45,8 +45,12 @@ when that fetch completes; ``put(fetched=fetch_mark())`` stores such a response 
 invalid. The same holds for a purge shortly *before* the fetch (``purge_grace`` seconds):
 tiers receive a purge independently, so an edge that has applied it may refetch from a shield
 that has not yet, and get the old bytes. Marked invalid, they are revalidated next time,
-and so is what each such revalidation stores: for ``purge_grace`` seconds after a purge,
-every request for a matching key goes upstream (conditionally; concurrent ones collapse).
+and so is what each such revalidation stores. Unless the upstream says which purges its
+answer reflects (``httpcache.purge_watermark``; the mark's ``reflected``): those are not
+suspect, so once the shield has a purge, what the edge fetches is kept valid. A purge that is
+not from the log, or an upstream that does not say, leaves every request for a matching key
+going upstream (conditionally; concurrent ones collapse) for ``purge_grace`` seconds. Where the
+upstream is the origin itself there is no other tier to wait for: the roles set the grace to 0.
 """
 
 from __future__ import annotations
