@@ -270,10 +270,6 @@ class SharedStore:
             below -= 1
         return below if below > self.applied_seq else 0
 
-    def applied_through(self, seq: int) -> None:
-        """Every purge of the log up to ``seq`` has been applied, with no gap."""
-        self.applied_seq = seq
-
     def purge_later(self, kind: str, value: str) -> None:
         self._remember(self._applying or self.purge_seq, kind, value)
         self._spawn(self.purge(kind, value))
