@@ -111,11 +111,12 @@ class CallbackFill:
             assert flight is not None
             flight.method = "GET"
             fields = lean_fields(conn)
-            since = self.since = self.since.reflecting(
-                purge_watermark.parse(fields.first(purge_watermark.LOWER)))
+            reflects = fields.first(purge_watermark.LOWER)
+            if reflects is not None:  # only after a purge: kept off the common miss
+                self.since = self.since.reflecting(purge_watermark.parse(reflects))
             steps = self.steps = FillSteps(
                 engine, flight, self.creq, "GET", conn.status, fields,
-                self.request_time, engine.clock(), fills=True, applied=since.applied)
+                self.request_time, engine.clock(), fills=True, applied=self.since.applied)
             sink = steps.sink
             if sink is not None and sink.keeping:
                 call.keep_whole()  # one buffer, no join (lean_client)

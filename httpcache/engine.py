@@ -554,8 +554,9 @@ class CacheEngine:
             request_time = self.clock()
             async with self._upstream(method, creq.target, headers) as up:
                 response_time = self.clock()
-                since = since.reflecting(
-                    purge_watermark.parse(up.headers.first(purge_watermark.LOWER)))
+                reflects = up.headers.first(purge_watermark.LOWER)
+                if reflects is not None:
+                    since = since.reflecting(purge_watermark.parse(reflects))
                 if up.status == 304 and stored is not None:
                     if response_304_matches(stored, up.headers):
                         self._refresh(flight, creq, stored, up, request_time, response_time,
