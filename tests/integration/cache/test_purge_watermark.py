@@ -12,7 +12,9 @@ import json
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 
+import pytest
 import redis.asyncio as aioredis
 
 from edge.server import edge_signer
@@ -24,52 +26,67 @@ from httpcache.purge_subscriber import PURGE_SUBSCRIBER
 from tests.integration.cache.conftest import SECRET, Topology
 from tests.integration.cache.test_hit_path import get, read_response
 from tests.integration.cache.test_purge import TOKEN, fwd
-from tests.integration.cache.test_purge import redis as redis  # noqa: F401 (a fixture)
 
 V1 = {"Cache-Control": "max-age=600", "ETag": '"v1"', "Surrogate-Key": "t1"}
 V2 = {"Cache-Control": "max-age=600", "ETag": '"v2"', "Surrogate-Key": "t1"}
 
 
-async def two_channels(make_topology: Callable[..., Awaitable[Topology]], redis_url: str
-                       ) -> tuple[Topology, str, str]:
-    """Edge and shield each on a channel of its own; ``/b/k`` cached by both as v1."""
-    edge_channel, shield_channel = (f"cdn:purge:wm-{uuid.uuid4().hex[:8]}" for _ in range(2))
+@dataclass
+class TwoChannels:
+    """Edge and shield each on a purge channel of its own; ``/b/k`` cached by both as v1 and
+    changed to v2 at the origin, as it is before a purge."""
 
-    def purge(channel: str) -> dict[str, str]:
-        return {"redis_url": redis_url, "purge_channel": channel, "purge_token": TOKEN}
+    topo: Topology
+    redis: aioredis.Redis
+    channels: dict[str, str]  # "edge", "shield" -> channel
 
-    topo = await make_topology(edge=purge(edge_channel), shield=purge(shield_channel))
+    async def purge(self, tier: str, seq: int = 1, *, wait: bool = True) -> None:
+        """Purge tag ``t1`` as event ``seq`` of the log at ``tier`` alone."""
+        event = json.dumps({"seq": seq, "tags": ["t1"]})
+        assert await self.redis.publish(self.channels[tier], event) == 1
+        if wait:
+            app = self.topo.edge_app if tier == "edge" else self.topo.shield_app()
+            async with asyncio.timeout(5):
+                await app[PURGE_SUBSCRIBER].wait_for_seq(seq)
+
+
+@pytest.fixture
+async def tiers(make_topology: Callable[..., Awaitable[Topology]], redis_url: str
+                ) -> AsyncIterator[TwoChannels]:
+    channels = {tier: f"cdn:purge:wm-{tier}-{uuid.uuid4().hex[:8]}" for tier in ("edge", "shield")}
+
+    def purge(tier: str) -> dict[str, str]:
+        return {"redis_url": redis_url, "purge_channel": channels[tier], "purge_token": TOKEN}
+
+    topo = await make_topology(edge=purge("edge"), shield=purge("shield"))
     async with asyncio.timeout(5):
         await topo.edge_app[PURGE_SUBSCRIBER].wait_connected()
         await topo.shield_app()[PURGE_SUBSCRIBER].wait_connected()
     topo.origin.set("/b/k", b"v1", headers=V1)
     resp, body = await topo.get("/b/k")
     assert body == b"v1" and fwd(resp.headers) == ["uri-miss", "uri-miss"]
-    topo.origin.set("/b/k", b"v2", headers=V2)  # changed at the origin, then purged
-    return topo, edge_channel, shield_channel
+    topo.origin.set("/b/k", b"v2", headers=V2)
+    client = aioredis.from_url(redis_url)
+    yield TwoChannels(topo, client, channels)
+    await client.aclose()
 
 
-async def publish(redis: aioredis.Redis, channel: str, seq: int) -> None:
-    assert await redis.publish(channel, json.dumps({"seq": seq, "tags": ["t1"]})) == 1
-
-
-async def applied(topo: Topology, seq: int, *, shield: bool = False) -> None:
-    app = topo.shield_app() if shield else topo.edge_app
-    async with asyncio.timeout(5):
-        await app[PURGE_SUBSCRIBER].wait_for_seq(seq)
+async def kept(topo: Topology, requests: int = 1) -> None:
+    """v2 was stored valid at the edge: the next ``requests`` are hits, no more origin GETs."""
+    for _ in range(requests):
+        resp, body = await topo.get("/b/k")
+        assert body == b"v2" and fwd(resp.headers)[-1] == "hit"
+    assert topo.origin.count("/b/k") == 2
 
 
 async def test_an_edge_ahead_of_its_shield_waits_for_it_and_keeps_the_new_bytes(
-        make_topology: Callable[..., Awaitable[Topology]], redis_url: str,
-        redis: aioredis.Redis) -> None:  # noqa: F811
-    topo, edge_channel, shield_channel = await two_channels(make_topology, redis_url)
-    await publish(redis, edge_channel, 1)
-    await applied(topo, 1)
-
+        tiers: TwoChannels) -> None:
+    topo = tiers.topo
+    await tiers.purge("edge")
     fetch = asyncio.create_task(topo.get("/b/k"))
     await asyncio.sleep(0.3)
     assert not fetch.done()  # the shield holds the edge's fetch until it has purge 1
-    await publish(redis, shield_channel, 1)
+    await tiers.purge("shield", wait=False)
     resp, body = await fetch
     assert body == b"v2"  # not the shield's purged copy
     assert fwd(resp.headers) == ["uri-miss", "uri-miss"]
@@ -77,35 +94,23 @@ async def test_an_edge_ahead_of_its_shield_waits_for_it_and_keeps_the_new_bytes(
 
     # the shield said its answer reflects purge 1: stored valid, so the next request is a hit
     # (without the exchange, every request would revalidate for the purge grace)
-    resp, body = await topo.get("/b/k")
-    assert body == b"v2" and fwd(resp.headers)[-1] == "hit"
-    assert topo.origin.count("/b/k") == 2
+    await kept(topo)
 
 
 async def test_once_both_tiers_have_a_purge_the_refetch_is_kept_at_once(
-        make_topology: Callable[..., Awaitable[Topology]], redis_url: str,
-        redis: aioredis.Redis) -> None:  # noqa: F811
-    topo, edge_channel, shield_channel = await two_channels(make_topology, redis_url)
-    await publish(redis, shield_channel, 1)
-    await publish(redis, edge_channel, 1)
-    await applied(topo, 1, shield=True)
-    await applied(topo, 1)
-
+        tiers: TwoChannels) -> None:
+    topo = tiers.topo
+    await tiers.purge("shield")
+    await tiers.purge("edge")
     resp, body = await topo.get("/b/k")
     assert body == b"v2" and fwd(resp.headers) == ["uri-miss", "uri-miss"]
-    for _ in range(3):
-        resp, body = await topo.get("/b/k")
-        assert body == b"v2" and fwd(resp.headers)[-1] == "hit"
-    assert topo.origin.count("/b/k") == 2
+    await kept(topo, requests=3)
 
 
 async def test_a_shield_that_does_not_catch_up_leaves_the_edge_in_doubt(
-        make_topology: Callable[..., Awaitable[Topology]], redis_url: str,
-        redis: aioredis.Redis) -> None:  # noqa: F811
-    topo, edge_channel, _shield_channel = await two_channels(make_topology, redis_url)
-    await publish(redis, edge_channel, 1)
-    await applied(topo, 1)
-
+        tiers: TwoChannels) -> None:
+    topo = tiers.topo
+    await tiers.purge("edge")
     started = time.monotonic()
     resp, body = await topo.get("/b/k")
     waited = time.monotonic() - started
@@ -117,8 +122,8 @@ async def test_a_shield_that_does_not_catch_up_leaves_the_edge_in_doubt(
 
 
 async def test_the_shield_answers_the_field_from_its_hit_path_only_when_asked(
-        make_topology: Callable[..., Awaitable[Topology]], redis_url: str) -> None:
-    topo, _edge_channel, _shield_channel = await two_channels(make_topology, redis_url)
+        tiers: TwoChannels) -> None:
+    topo = tiers.topo
     sign = edge_signer(SECRET, topo.clock)
 
     def request(*extra: str) -> bytes:  # as an edge sends it to its shield
