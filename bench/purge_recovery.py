@@ -149,10 +149,10 @@ async def main_async(args: argparse.Namespace, edge_port: int, redis_url: str) -
     def latency(which: str, q: float) -> float:
         return med(pct([a.latency for a in getattr(r, which)], q) for r in rounds)
 
-    misses = med(sum(not a.hit for a in r.after) for r in rounds)
+    not_hits = med(sum(not a.hit for a in r.after) for r in rounds)
     print(f"\n{label(size)}, {args.clients} clients, medians of {args.rounds} rounds, "
           f"{args.window:.1f} s after a purge:")
-    print(f"  answers that were not edge hits  {misses:.0f} of "
+    print(f"  answers that were not edge hits  {not_hits:.0f} of "
           f"{med(len(r.after) for r in rounds):.0f}")
     print(f"  edge upstream requests           {med(r.upstream for r in rounds):.0f}")
     print(f"  p50 / p99 ms after the purge     {latency('after', .5):.2f} / "
