@@ -15,7 +15,7 @@ Names and labels (stable: end-to-end tests and dashboards count on them):
   is the HTTP status or ``error``.
 * ``cdn_cache_objects``, ``cdn_cache_bytes``, ``cdn_cache_evictions_total`` (memory tier);
   ``cdn_disk_objects``, ``cdn_disk_bytes`` (disk tier); ``cdn_shared_hits_total``,
-  ``cdn_shared_errors_total`` (shared Redis tier).
+  ``cdn_shared_errors_total``, ``cdn_shared_dropped_writes_total`` (shared Redis tier).
 * ``cdn_purge_last_seq``, ``cdn_purge_events_total``, ``cdn_purge_propagation_seconds``,
   ``cdn_purged_objects_total{mode}``, ``cdn_purge_subscriber_connected``,
   ``cdn_purge_catchups_total{result}``.
@@ -64,6 +64,10 @@ class CacheMetrics:
                                    "Memory misses answered by the shared tier", registry=r)
         self.shared_errors = Counter("cdn_shared_errors_total",
                                      "Shared tier operations that failed", registry=r)
+        self.shared_dropped = Counter(
+            "cdn_shared_dropped_writes_total",
+            "Shared tier writes not made because too many were pending (Redis slow)",
+            registry=r)
         self.purge_last_seq = Gauge("cdn_purge_last_seq", "Last purge sequence applied",
                                     registry=r)
         self.purge_events = Counter("cdn_purge_events_total", "Purge events applied",

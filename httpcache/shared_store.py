@@ -28,7 +28,9 @@ reaches back that far, or it has a gap of its own above the entry's date. A proc
 follows no purge log dates everything 0 and, knowing no purge, trusts everything.
 
 Failures (Redis down, timeouts) count in ``cdn_shared_errors_total`` and make a lookup a
-miss: the shared tier never makes a request fail.
+miss: the shared tier never makes a request fail. When Redis is slow, writes beyond
+``MAX_PENDING_WRITES`` pending are dropped (``cdn_shared_dropped_writes_total``); purges'
+deletes never are.
 """
 
 from __future__ import annotations
@@ -112,7 +114,8 @@ class SharedStore:
     def __init__(self, url: str, *, prefix: str = "cdn:", max_object_bytes: int = 1024 * 1024,
                  policy: PolicyConfig, revalidate_grace: float = 300.0,
                  timeout: float = 0.5, clock: Callable[[], float] = time.time,
-                 on_error: Callable[[], None] | None = None) -> None:
+                 on_error: Callable[[], None] | None = None,
+                 on_drop: Callable[[], None] | None = None) -> None:
         parsed = URL(url)
         if parsed.scheme not in ("redis", "rediss"):
             raise ValueError(f"shared cache URL must be redis://host:port/db, got {url!r}")
@@ -123,6 +126,8 @@ class SharedStore:
         self.revalidate_grace = revalidate_grace
         self.clock = clock
         self._on_error = on_error
+        self._on_drop = on_drop  # a write dropped: too many pending (``cdn_shared_dropped``)
+        self.max_pending = MAX_PENDING_WRITES
         self.cache = RedisCache(serializer=_Bytes(), endpoint=parsed.host or "127.0.0.1",
                                 port=parsed.port or 6379, db=db, password=parsed.password,
                                 ssl=parsed.scheme == "rediss",
@@ -160,9 +165,11 @@ class SharedStore:
         if self._on_error is not None:
             self._on_error()
 
-    def _spawn(self, coro: Any) -> None:
-        if len(self._tasks) >= MAX_PENDING_WRITES:
+    def _spawn(self, coro: Any, *, droppable: bool = True) -> None:
+        if droppable and len(self._tasks) >= self.max_pending:
             coro.close()  # Redis is slow: drop the write rather than pile up tasks
+            if self._on_drop is not None:
+                self._on_drop()
             return
         task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
@@ -272,7 +279,10 @@ class SharedStore:
 
     def purge_later(self, kind: str, value: str) -> None:
         self._remember(self._applying or self.purge_seq, kind, value)
-        self._spawn(self.purge(kind, value))
+        # Never dropped: readers would still check entries against the purge while it is in
+        # their history, but the entries would stay in Redis, taking room, until their TTL.
+        # Purges are few next to writes, so they cannot pile up the way writes can.
+        self._spawn(self.purge(kind, value), droppable=False)
 
     def _remember(self, seq: int, kind: str, value: str) -> None:
         recent = self._recent

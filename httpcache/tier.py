@@ -164,7 +164,8 @@ class CacheTierConfig:
             return SharedStore(self.shared_cache_url, prefix=self.shared_cache_prefix,
                                max_object_bytes=self.shared_max_object_bytes,
                                policy=self.policy, clock=clock,
-                               on_error=metrics.shared_errors.inc)
+                               on_error=metrics.shared_errors.inc,
+                               on_drop=metrics.shared_dropped.inc)
 
         return make
 

@@ -279,3 +279,26 @@ async def test_keys_sit_under_the_prefix_with_one_separator(redis_url: str) -> N
     assert await store.get("/k/1", Fields()) is None
     await client.aclose()
     await store.aclose()
+
+
+async def test_writes_beyond_the_pending_bound_are_dropped_and_counted_but_purges_are_not(
+        redis_url: str) -> None:
+    prefix = f"t-{uuid.uuid4().hex}:"
+    dropped: list[int] = []
+    store = SharedStore(redis_url, prefix=prefix, policy=DEFAULT_POLICY, clock=lambda: 1000.0,
+                        on_drop=lambda: dropped.append(1))
+    store.max_pending = 2
+    await store.put(entry("/red", ("red",)))  # written before Redis "slows down"
+    for key in ("/a", "/b", "/c"):
+        store.put_later(entry(key, ("blue",)))  # no await between: all pending at once
+    store.purge_later("tag", "red")  # over the bound too, yet made
+    await store.drain()
+    client = aioredis.from_url(redis_url)
+    try:
+        names = {k.decode().removeprefix(prefix) async for k in client.scan_iter(f"{prefix}*")}
+    finally:
+        await client.aclose()
+    assert len(dropped) == 1  # /c
+    assert "e:/a" in names and "e:/b" in names and "e:/c" not in names
+    assert "e:/red" not in names and "t:red" not in names  # the purge's delete ran
+    await store.aclose()
