@@ -34,7 +34,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.loadgen import WrkResult, median, run_wrk, spread  # noqa: E402
 from bench.origins import start_origin  # noqa: E402
-from bench.peers import Server, start_edge, start_nginx, start_varnish  # noqa: E402
+from bench.peers import (  # noqa: E402
+    MemoryGuard,
+    Server,
+    start_edge,
+    start_nginx,
+    start_varnish,
+)
 from bench.static_origin import body  # noqa: E402
 
 UNITS = {"k": 1024, "m": 1024 * 1024, "": 1}
@@ -93,11 +99,25 @@ def measure(server: Server, mode: str, size: int, tag: str, seconds: float,
     else:
         script, extra = "misses.lua", [str(size), tag]
     cpu0 = server.proc.cpu_seconds()
-    result = run_wrk(server.url, script, extra, seconds=seconds,
-                     connections=args.connections, threads=args.threads)
+    try:
+        result = run_wrk(server.url, script, extra, seconds=seconds,
+                         connections=args.connections, threads=args.threads)
+    except RuntimeError:
+        server.check()  # stopped by the memory guard: say that, not what wrk saw
+        raise
     cpu = server.proc.cpu_seconds() - cpu0
+    server.check()
     server.proc.check_alive()
     return result, cpu / max(1, result.requests) * 1e6
+
+
+def left_out(failed: dict[str, str], server: Server, where: str, exc: Exception) -> None:
+    """A server that failed (wrk could not run against it, or it died) is measured no more:
+    the run goes on with the others, and its log is kept."""
+    failed[server.name] = f"{where}: {exc}"
+    server.stop()  # it may be what is wrong with the machine (memory)
+    print(f"# {server.name} FAILED at {failed[server.name]}; stopped, and left out of the rest "
+          f"of this run; its log: {server.proc.log_path}", flush=True)
 
 
 def main() -> int:
@@ -148,6 +168,7 @@ def main() -> int:
     print(f"# origin: {args.origin} at {origin.url}", flush=True)
     started: list[Server] = []
     records: list[dict[str, object]] = []
+    failed: dict[str, str] = {}  # server -> why it was dropped from the remaining cells
     try:
         if "edge" in wanted:
             started.append(start_edge(origin.url, work, workers=args.edge_workers))
@@ -167,13 +188,15 @@ def main() -> int:
             varnish = start_varnish(origin.port, work)
             if varnish:
                 started.append(varnish)
+        MemoryGuard(started).start()
         for size in sizes:
-            servers = [s for s in started if not s.name.startswith("nginx")]
+            servers = [s for s in started if not s.name.startswith("nginx")
+                       and s.name not in failed]
             if args.nginx_sendfile == "auto":
                 pick = nginx.get(size >= 1024 * 1024)
-                servers[1:1] = [pick] if pick else []
+                servers[1:1] = [pick] if pick and pick.name not in failed else []
             else:
-                servers[1:1] = list(nginx.values())
+                servers[1:1] = [s for s in nginx.values() if s.name not in failed]
             for mode in modes:
                 rate = 0.0
                 paced = mode.startswith("paced-")
@@ -186,19 +209,27 @@ def main() -> int:
                         continue
                     print(f"# {mode} {label(size)}: {rate:.0f} req/s to every server",
                           flush=True)
-                if mode in ("hits", "paced-hits"):
-                    for server in servers:
-                        prewarm(server, size, args.hit_urls)
-                else:
-                    for server in servers:
-                        check_body(server, f"/{size}/check-{time.time_ns()}", size)
                 stamp = time.time_ns()
                 for server in servers:
-                    measure(server, mode, size, f"w{stamp}", args.warmup, args, rate)
+                    try:
+                        if mode in ("hits", "paced-hits"):
+                            prewarm(server, size, args.hit_urls)
+                        else:
+                            check_body(server, f"/{size}/check-{time.time_ns()}", size)
+                        measure(server, mode, size, f"w{stamp}", args.warmup, args, rate)
+                    except (RuntimeError, OSError) as exc:  # wrk failed, or the server died
+                        left_out(failed, server, f"{mode} {label(size)} warm-up", exc)
                 for run in range(args.runs):
                     for server in servers:
-                        result, cpu_us = measure(server, mode, size, f"r{run}x{stamp}",
-                                                 args.seconds, args, rate)
+                        if server.name in failed:
+                            continue
+                        try:
+                            result, cpu_us = measure(server, mode, size, f"r{run}x{stamp}",
+                                                     args.seconds, args, rate)
+                        except RuntimeError as exc:
+                            left_out(failed, server, f"{mode} {label(size)} run {run + 1}",
+                                     exc)
+                            continue
                         records.append({"mode": mode, "size": size, "server": server.name,
                                         "run": run, "rps": result.rps, "p50_ms": result.p50_ms,
                                         "p99_ms": result.p99_ms, "cpu_us": cpu_us,
@@ -217,11 +248,16 @@ def main() -> int:
         for server in reversed(started):
             server.stop()
         origin.stop()
-        shutil.rmtree(work, ignore_errors=True)
-    if args.json:
-        Path(args.json).write_text(json.dumps(records, indent=1))
+        if failed:  # the logs of what failed are the only account of why
+            print(f"# kept {work} for the logs of: {', '.join(failed)}", flush=True)
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+        if args.json:  # what was measured, even when a failure ends the run early
+            Path(args.json).write_text(json.dumps(records, indent=1))
     print_table(records, sizes, modes)
-    return 0
+    for name, why in failed.items():
+        print(f"# {name} failed at {why}")  # under the table, where the reader looks
+    return 1 if failed else 0
 
 
 def paced_rate(records: list[dict], mode: str, size: int, load: float) -> float:
