@@ -125,6 +125,12 @@ class GateRequest(Protocol):
     def headers(self) -> Any: ...  # CIMultiDictProxy or Fields: .get(name) either way
 
 
+class PurgeLog(Protocol):
+    """How far this tier has applied the purge log (``purge_subscriber.PurgeSubscriber``)."""
+
+    async def applied_by(self, seq: int, patience: float) -> int: ...
+
+
 # A gate sees every proxied request before the cache does: it may refuse it (raise a
 # ``ClientSideError``) or rewrite the target (e.g. remove URL-signature parameters).
 Gate = Callable[[GateRequest, str, float], str]
@@ -162,6 +168,7 @@ class CacheEngine:
         self.metrics = metrics
         self.clock = clock
         self.collapser = Collapser(max_waiters=config.collapse_max_waiters)
+        self.purges: PurgeLog | None = None  # set when the tier follows the purge log
         # counted as plain ints, moved into prometheus_client's children when the registry
         # is collected (``PendingCount``): no lock and four calls less per increment
         self._counters: dict[str, PendingCount] = {}
@@ -213,11 +220,11 @@ class CacheEngine:
         key = cache_key(*split_target(target))
         creq = CacheRequest(request.method, key, Fields.indexed(request.headers.items()))
         reflects = None
-        if self.config.answers_purge_seq:
+        if self.config.answers_purge_seq and self.purges is not None:
             asked = creq.headers.first(purge_watermark.LOWER)
             if asked is not None:
-                reflects = await self.tiers.wait_applied(purge_watermark.parse(asked),
-                                                         purge_watermark.WAIT)
+                reflects = await self.purges.applied_by(purge_watermark.parse(asked),
+                                                        purge_watermark.WAIT)
         cacheable = request.method in CACHEABLE_METHODS
         stored, vary_miss = self.store.lookup(key, creq.headers) if cacheable else (None, False)
         if stored is None and cacheable and self._lower_tiers \

@@ -33,7 +33,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
-from httpcache.app import METRICS, SESSION, TIERS
+from httpcache.app import ENGINE, METRICS, SESSION, TIERS
 from httpcache.errors import PurgeError
 from httpcache.metrics import CacheMetrics
 from httpcache.store import PurgeResult
@@ -133,7 +133,6 @@ class PurgeSubscriber:
         self._sleep = sleep
         self._catchup_pending = bool(settings.control_url)
         self._changed = asyncio.Event()
-        self._applied_through(0)  # the store now follows the log (``purge_watermark``)
 
     # -- applying ------------------------------------------------------------------------------
 
@@ -185,6 +184,14 @@ class PurgeSubscriber:
         """Wait until events up to ``seq`` are applied (wrap in ``asyncio.timeout``)."""
         while self.last_seq < seq:
             await self._changed.wait()
+
+    async def applied_by(self, seq: int, patience: float) -> int:
+        """``last_seq`` once every event up to ``seq`` is applied, or after ``patience``
+        seconds, whichever comes first (a lower tier asked: ``httpcache.purge_watermark``)."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(patience):
+                await self.wait_for_seq(seq)
+        return self.last_seq
 
     async def wait_connected(self) -> None:
         """Wait until subscribed and caught up (wrap in ``asyncio.timeout``)."""
@@ -304,6 +311,7 @@ def purge_context(settings: PurgeSettings) -> Callable[[web.Application], AsyncI
     async def context(app: web.Application) -> AsyncIterator[None]:
         subscriber = PurgeSubscriber(settings, app[TIERS], app[METRICS], app[SESSION])
         app[PURGE_SUBSCRIBER] = subscriber
+        app[ENGINE].purges = subscriber  # it answers lower tiers' CDN-Purge-Seq from it
         task = asyncio.create_task(subscriber.run(), name="purge-subscriber")
         yield
         task.cancel()

@@ -151,8 +151,7 @@ class MemoryStore:
         # (serial, when made, kind, value, sequence in the purge log or 0)
         self._recent: deque[tuple[int, float, str, str, int]] = deque(maxlen=RECENT_PURGES)
         self._applying = 0  # the purge log event being applied (``begin_purge``)
-        # every purge of the log up to this one is applied; None: no purge log is followed
-        self.applied_seq: int | None = None
+        self.applied_seq = 0  # every purge of the log up to this one is applied
         self._last_logged = (0, 0.0)  # the latest purge from the log: (sequence, when made)
 
     # -- reading -------------------------------------------------------------------------------
@@ -340,7 +339,7 @@ class MemoryStore:
 
     def fetch_mark(self) -> FetchMark:
         """Take before fetching; pass to ``put``."""
-        return FetchMark(self._serial, self._clock(), self.applied_seq or 0)
+        return FetchMark(self._serial, self._clock(), self.applied_seq)
 
     def begin_purge(self, seq: int) -> None:
         """The purges that follow belong to event ``seq`` of the purge log (0: to none)."""

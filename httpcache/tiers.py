@@ -10,8 +10,6 @@ one asked whether a purge raced with a fetch (``MemoryStore.purged_since``).
 
 from __future__ import annotations
 
-import asyncio
-
 from httpcache.disk_store import DiskStore
 from httpcache.shared_store import SharedStore
 from httpcache.store import MemoryStore, PurgeResult
@@ -23,7 +21,6 @@ class CacheTiers:
         self.memory = memory
         self.disk = disk
         self.shared = shared
-        self._advanced: asyncio.Event | None = None  # set when applied_through moves on
 
     def begin_purge(self, seq: int) -> None:
         """The purges that follow belong to event ``seq`` of the purge log."""
@@ -36,29 +33,6 @@ class CacheTiers:
         self.memory.applied_through(seq)
         if self.shared is not None:
             self.shared.applied_through(seq)
-        advanced, self._advanced = self._advanced, None
-        if advanced is not None:
-            advanced.set()
-
-    @property
-    def applied_seq(self) -> int | None:
-        """Every purge of the log up to this one is applied; ``None``: no log is followed."""
-        return self.memory.applied_seq
-
-    async def wait_applied(self, seq: int, patience: float) -> int | None:
-        """Wait, at most ``patience`` seconds, until every purge up to ``seq`` is applied;
-        then (or on timeout) ``applied_seq``. ``None`` at once when no log is followed."""
-        if self.memory.applied_seq is None or self.memory.applied_seq >= seq:
-            return self.memory.applied_seq
-        try:
-            async with asyncio.timeout(patience):
-                while (self.memory.applied_seq or 0) < seq:
-                    if self._advanced is None:
-                        self._advanced = asyncio.Event()
-                    await self._advanced.wait()
-        except TimeoutError:
-            pass
-        return self.memory.applied_seq
 
     def purge_tag(self, tag: str, *, soft: bool = False, age: float = 0.0) -> PurgeResult:
         result = self.memory.purge_tag(tag, soft=soft, age=age)

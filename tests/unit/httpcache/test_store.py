@@ -246,8 +246,7 @@ def test_the_purge_to_ask_about_is_the_latest_logged_one_within_the_grace() -> N
 
 def test_a_fetch_mark_carries_the_sequence_applied_without_a_gap() -> None:
     store = MemoryStore(max_bytes=10 * ONE)
-    assert store.applied_seq is None and store.fetch_mark().applied == 0
-    store.applied_through(0)  # following the log from now on
+    assert store.applied_seq == 0 and store.fetch_mark().applied == 0
     store.applied_through(12)
     mark = store.fetch_mark()
     assert mark.applied == 12 and mark.reflected == 0
