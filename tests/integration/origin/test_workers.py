@@ -410,9 +410,16 @@ async def _compactable_volume(s3: S3Client, bucket: str, cluster: Cluster,
     return node_id, volume, survivors
 
 
-def _compactor(ctx: ClusterContext, nodes: _ForwardingNodes) -> Compactor:
+def _compactor(ctx: ClusterContext, nodes: _ForwardingNodes, *, drain: float = 0.2
+               ) -> Compactor:
     return Compactor(dataclasses.replace(ctx, nodes=nodes),  # type: ignore[arg-type]
-                     grace=1.0, dead_ratio=0.01, drain=0.2, bytes_per_second=0)
+                     grace=1.0, dead_ratio=0.01, drain=drain, bytes_per_second=0)
+
+
+async def _rows_in(ctx: ClusterContext, node_id: str, volume: int) -> int:
+    """The fragment rows that point into ``volume`` of ``node_id``."""
+    return int(await ctx.pool.fetchval("SELECT count(*) FROM fragments WHERE node_id = $1"
+                                       " AND volume = $2", node_id, volume))
 
 
 async def test_two_compactors_on_one_volume_copy_its_live_records_once(
@@ -421,8 +428,7 @@ async def test_two_compactors_on_one_volume_copy_its_live_records_once(
     """The origin's compactor and ``cdn repair --compact`` (two pools: two processes) reach
     one volume at once: the one that comes second finds it busy and copies nothing."""
     node_id, volume, survivors = await _compactable_volume(s3, bucket, cluster, ctx)
-    live = await ctx.pool.fetchval("SELECT count(*) FROM fragments WHERE node_id = $1"
-                                   " AND volume = $2", node_id, volume)
+    live = await _rows_in(ctx, node_id, volume)
     nodes = _OneVolumeWithGatedCopies(ctx.nodes, node_id, volume)
     first = asyncio.ensure_future(_compactor(ctx, nodes).run_once())
     await asyncio.wait_for(nodes.copying.wait(), 30)  # first is copying, its lock held
@@ -536,8 +542,7 @@ async def test_gc_leaves_a_volume_alone_while_its_compactor_drains_it(
     compacting = asyncio.ensure_future(_compactor(ctx, draining).run_once())
     try:
         await asyncio.wait_for(draining.draining.wait(), 30)
-        assert await ctx.pool.fetchval("SELECT count(*) FROM fragments WHERE node_id = $1"
-                                       " AND volume = $2", node_id, volume) == 0
+        assert await _rows_in(ctx, node_id, volume) == 0
         async with cluster_context(cluster.database_url, node_timeout=5) as gc_ctx:
             gc = await _gc(gc_ctx, _OneVolume(gc_ctx.nodes, node_id, volume)).run_once()
         assert (gc.volumes_busy, gc.volumes_checked, gc.volumes_deleted, gc.errors) == \
@@ -598,11 +603,6 @@ async def test_a_compactor_finds_a_volume_busy_while_gc_walks_it(
     await _read_back(s3, bucket, survivors)
 
 
-async def _rows_in(ctx: ClusterContext, node_id: str, volume: int) -> int:
-    return int(await ctx.pool.fetchval("SELECT count(*) FROM fragments WHERE node_id = $1"
-                                       " AND volume = $2", node_id, volume))
-
-
 async def test_a_worker_whose_volume_lock_ends_mid_work_deletes_nothing_and_says_so(
     s3: S3Client, bucket: str, cluster: Cluster, ctx: ClusterContext
 ) -> None:
@@ -612,9 +612,7 @@ async def test_a_worker_whose_volume_lock_ends_mid_work_deletes_nothing_and_says
     that is then empty of live records. Neither deletes the volume; each counts it in
     ``volumes_lock_lost``. A pass under a new lock then deletes it."""
     node_id, volume, survivors = await _compactable_volume(s3, bucket, cluster, ctx)
-    compactor = Compactor(dataclasses.replace(ctx, nodes=_OneVolume(  # type: ignore[arg-type]
-        ctx.nodes, node_id, volume)), grace=1.0, dead_ratio=0.01, drain=3.0,
-        bytes_per_second=0)
+    compactor = _compactor(ctx, _OneVolume(ctx.nodes, node_id, volume), drain=3.0)
     compacting = asyncio.ensure_future(compactor.run_once())
     try:
         deadline = time.monotonic() + 30
