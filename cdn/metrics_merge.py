@@ -6,38 +6,40 @@ and holds every worker's samples in worker order, each with ``worker="<n>"`` add
 ``sum without(worker)(…)`` is the whole server. ``WORKER_UP`` says whose samples the
 exposition holds: 1 for a worker that answered, 0 for one that did not (dead, or too slow);
 a Prometheus rule can alert on ``cdn_metrics_worker_up == 0``.
+
+A worker answers a sibling in OpenMetrics text, which ends with ``# EOF``: a worker killed
+while writing leaves a text cut at a line's end that would otherwise parse, short of some
+families, and prometheus_client's OpenMetrics parser refuses it. The merged exposition is
+the Prometheus text format, as a single process serves it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
 
+from prometheus_client import generate_latest
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
-from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.openmetrics import exposition as openmetrics
+from prometheus_client.openmetrics.parser import text_string_to_metric_families
+from prometheus_client.registry import Collector
 from prometheus_client.samples import Sample
 
 WORKER_LABEL = "worker"
 WORKER_UP = "cdn_metrics_worker_up"
 WORKER_UP_HELP = ("1 when the worker's samples are in this scrape, 0 when it did not answer "
                   "(exited, or slower than the scrape's wait)")
-# Ends what a worker sends its siblings: a worker killed while writing leaves a text cut at a
-# line's end that would parse, short of some families. To the parser it is a comment.
-END = b"# EOF\n"
 
 
-def framed(exposition: bytes) -> bytes:
-    """What a worker sends a sibling that asks for its metrics."""
-    return exposition + END
+def sibling_answer(registry: Collector) -> bytes:
+    """What a worker sends a sibling that asks for its metrics (collecting ``registry``)."""
+    return openmetrics.generate_latest(registry)
 
 
 def parsed(answer: bytes) -> list[Metric] | None:
-    """The families of a sibling's ``framed`` answer; ``None`` when it is cut short or not
-    an exposition, as good as no answer."""
-    if not answer.endswith(END):
-        return None
+    """The families of a sibling's answer; ``None`` when it is cut short (no ``# EOF``) or
+    not an exposition, as good as no answer."""
     try:
-        text = answer.decode()
-        return list(text_string_to_metric_families(text))
+        return list(text_string_to_metric_families(answer.decode()))
     except ValueError:  # UnicodeDecodeError is one
         return None
 
@@ -60,6 +62,21 @@ def merged(expositions: Mapping[str, list[Metric] | None]) -> list[Metric]:
     return [*families.values(), up]
 
 
+def rendered(families: list[Metric]) -> bytes:
+    """``families`` in the Prometheus text format (what ``/_metrics`` answers)."""
+    return generate_latest(_Families(families))
+
+
 def _labelled(samples: Iterable[Sample], worker: str) -> Iterator[Sample]:
     for sample in samples:
         yield sample._replace(labels={**sample.labels, WORKER_LABEL: worker})
+
+
+class _Families(Collector):
+    """What ``generate_latest`` collects from: given families."""
+
+    def __init__(self, families: list[Metric]) -> None:
+        self.families = families
+
+    def collect(self) -> list[Metric]:
+        return self.families

@@ -33,11 +33,9 @@ from collections.abc import AsyncIterator
 from types import TracebackType
 
 from aiohttp import web
-from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.metrics_core import Metric
-from prometheus_client.registry import Collector
+from prometheus_client import CollectorRegistry
 
-from cdn.metrics_merge import framed, merged, parsed
+from cdn.metrics_merge import merged, parsed, rendered, sibling_answer
 
 ASK_SECONDS = 1.0  # a scrape waits this long for slow siblings (Prometheus' default timeout: 10 s)
 MAX_ANSWER_BYTES = 64 << 20  # far above a worker's exposition (tens of KiB)
@@ -100,7 +98,7 @@ class Gatherer:
                       ) -> None:
         # Rendering collects the registry, which also flushes the hit path's pending counts.
         try:
-            writer.write(framed(generate_latest(self.registry)))
+            writer.write(sibling_answer(self.registry))
             await writer.drain()
         except ConnectionError:
             pass  # the asker gave up waiting
@@ -111,14 +109,14 @@ class Gatherer:
         """Every worker's samples, labelled by worker, in one exposition."""
         workers = range(1, self.group.workers + 1)
         answers = await asyncio.gather(*(self._ask(w) for w in workers))
-        return generate_latest(_Families(merged(
-            {str(w): parsed(answer) for w, answer in zip(workers, answers, strict=True)})))
+        return rendered(merged(
+            {str(w): parsed(answer) for w, answer in zip(workers, answers, strict=True)}))
 
     async def _ask(self, worker: int) -> bytes:
-        """Worker ``worker``'s framed exposition; from a sibling, what arrived (maybe
+        """Worker ``worker``'s answer (``sibling_answer``); from a sibling, what arrived (maybe
         nothing) when it cannot be reached or is not done within ``ASK_SECONDS``."""
         if worker == self.worker:  # as a sibling would receive it, for one way to read all
-            return framed(generate_latest(self.registry))
+            return sibling_answer(self.registry)
         received = bytearray()
         try:
             async with asyncio.timeout(ASK_SECONDS):
@@ -135,16 +133,6 @@ class Gatherer:
         except (OSError, TimeoutError):
             pass  # exited (refused, or its socket gone) or slow: parsed() refuses the rest
         return bytes(received)
-
-
-class _Families(Collector):
-    """What ``generate_latest`` collects from: the merged families."""
-
-    def __init__(self, families: list[Metric]) -> None:
-        self.families = families
-
-    def collect(self) -> list[Metric]:
-        return self.families
 
 
 GATHERER = web.AppKey("worker_metrics_gatherer", Gatherer)

@@ -5,9 +5,10 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
-from prometheus_client.registry import Collector
 
-from cdn.metrics_merge import END, framed, merged, parsed
+from cdn.metrics_merge import WORKER_UP, merged, parsed, rendered, sibling_answer
+
+EOF = b"# EOF\n"  # how an OpenMetrics text ends
 
 
 def worker_registry(hits: int, objects: int) -> CollectorRegistry:
@@ -21,20 +22,12 @@ def worker_registry(hits: int, objects: int) -> CollectorRegistry:
     return registry
 
 
-class _Families(Collector):
-    def __init__(self, families: list[Metric]) -> None:
-        self.families = families
-
-    def collect(self) -> list[Metric]:
-        return self.families
-
-
 def exposition(families: list[Metric]) -> str:
-    return generate_latest(_Families(families)).decode()
+    return rendered(families).decode()
 
 
 def answer(hits: int, objects: int) -> list[Metric] | None:
-    return parsed(framed(generate_latest(worker_registry(hits, objects))))
+    return parsed(sibling_answer(worker_registry(hits, objects)))
 
 
 def test_each_family_once_with_every_workers_samples_labelled() -> None:
@@ -48,6 +41,21 @@ def test_each_family_once_with_every_workers_samples_labelled() -> None:
     assert "# TYPE cdn_upstream_requests_total counter" in text  # no samples, still declared
     assert 'cdn_metrics_worker_up{worker="1"} 1.0' in text
     assert 'cdn_metrics_worker_up{worker="2"} 1.0' in text
+
+
+def test_a_workers_samples_come_through_as_its_own_exposition_holds_them() -> None:
+    """The OpenMetrics answer between workers loses nothing of the Prometheus text: the
+    same families, types and samples (``_created`` included), plus the worker label."""
+    registry = worker_registry(3, 10)
+
+    def samples(text: str) -> set[tuple[str, str, str, tuple[tuple[str, str], ...], float]]:
+        return {(f.name, f.type, s.name,
+                 tuple(sorted((k, v) for k, v in s.labels.items() if k != "worker")), s.value)
+                for f in text_string_to_metric_families(text) if f.name != WORKER_UP
+                for s in f.samples}
+
+    own = samples(generate_latest(registry).decode())
+    assert own and samples(exposition(merged({"1": parsed(sibling_answer(registry))}))) == own
 
 
 def test_the_merged_text_is_a_valid_exposition_that_sums_to_the_whole() -> None:
@@ -66,9 +74,9 @@ def test_a_worker_without_an_answer_is_missing_and_shown_down() -> None:
 
 
 def test_an_answer_cut_short_is_no_answer() -> None:
-    whole = framed(generate_latest(worker_registry(3, 10)))
-    assert parsed(whole) is not None
-    assert parsed(whole[:-len(END)]) is None  # cut at a line's end: would parse, short
+    whole = sibling_answer(worker_registry(3, 10))
+    assert whole.endswith(EOF) and parsed(whole) is not None
+    assert parsed(whole[:-len(EOF)]) is None  # cut at a line's end: would parse, short
     assert parsed(whole[: len(whole) // 2]) is None
     assert parsed(b"") is None
-    assert parsed(b"\xff\xfe" + END) is None
+    assert parsed(b"\xff\xfe" + EOF) is None
