@@ -82,6 +82,18 @@ async def _disk_replaced_rows_on(pool: asyncpg.Pool, node_id: str) -> int:
            WHERE q.reason = 'disk-replaced' AND f.node_id = $1""", node_id))
 
 
+async def _read_back(s3: S3Client, bucket: str, bodies: dict[str, bytes]) -> None:
+    """Every object of ``bodies`` reads back exactly."""
+    for key, body in bodies.items():
+        assert await s3.get_object(bucket, key) == body
+
+
+async def _whole_by_fsck(ctx: ClusterContext, bucket: str) -> None:
+    """fsck finds no object of ``bucket`` degraded or lost."""
+    report = await fsck(ctx)
+    assert not [n for n in report.degraded + report.lost if n.startswith(bucket + "/")]
+
+
 async def test_a_wiped_disk_is_a_new_disk_numbering_above_the_old_ones(
     faults: FaultCluster, s3: S3Client, ctx: ClusterContext
 ) -> None:
@@ -119,8 +131,7 @@ async def test_right_after_a_wiped_disk_registers_fsck_sees_the_loss_and_repair_
     finally:
         await _in_thread(faults.restart_origin)
     await _in_thread(faults.wait_nodes_up)
-    for key, body in bodies.items():
-        assert await s3.get_object(bucket, key) == body
+    await _read_back(s3, bucket, bodies)
     print(f"\n[disk identity] wiped node-3: fsck saw {len(affected)} objects degraded at "
           f"once; {rebuilt} fragments rebuilt")
 
@@ -190,8 +201,7 @@ async def _queued_and_rebuilt(ctx: ClusterContext, bucket: str, node_id: str
     assert queued > 0
     repair = await Reconstructor(ctx, bytes_per_second=0).run_once()
     assert repair.fragments_rebuilt > 0 and not repair.errors, repair.errors[:3]
-    report = await fsck(ctx)
-    assert not [n for n in report.degraded + report.lost if n.startswith(bucket + "/")]
+    await _whole_by_fsck(ctx, bucket)
     assert await _disk_replaced_rows_on(ctx.pool, node_id) == 0
     return queued, repair.fragments_rebuilt
 
@@ -201,10 +211,8 @@ async def _fully_redundant(faults: FaultCluster, s3: S3Client, ctx: ClusterConte
     """Every object of ``bucket`` has all its fragments by fsck, and reads back exact."""
     await _in_thread(faults.wait_nodes_up)
     await ctx.health.probe_all(ctx.nodes.probe)
-    report = await fsck(ctx)
-    assert not [n for n in report.degraded + report.lost if n.startswith(bucket + "/")]
-    for key, body in bodies.items():
-        assert await s3.get_object(bucket, key) == body
+    await _whole_by_fsck(ctx, bucket)
+    await _read_back(s3, bucket, bodies)
 
 
 def _without_database(args: list[str]) -> list[str]:
@@ -253,8 +261,7 @@ async def test_a_wiped_disk_of_a_node_without_heartbeats_is_seen_by_the_origins_
         origin.args = origin_args
         await _in_thread(faults.restart_origin)
     await _in_thread(faults.wait_nodes_up)
-    for key, body in bodies.items():
-        assert await s3.get_object(bucket, key) == body
+    await _read_back(s3, bucket, bodies)
     print(f"\n[disk identity] wiped node-2 (no heartbeat): the origin's probe queued {queued} "
           f"fragments, fsck saw {len(affected)} objects degraded; "
           f"{rebuilt} fragments rebuilt")
