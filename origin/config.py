@@ -93,7 +93,8 @@ class OriginConfig:
     # Off by default: behind shields the origin mostly serves first reads (origin.object_cache).
     object_cache_bytes: int = _opt(0, "memory (bytes) for decoded small objects kept by "
                                       "their immutable id; 0 disables")
-    # More than one: see origin.api.processes (each process its own memos, cache and metrics).
+    # More than one: see origin.api.processes (each process its own memos, cache and metrics
+    # registry; /_metrics answers for all of them).
     processes: int = _opt(1, "origin processes sharing the port (SO_REUSEPORT); background "
                              "workers run in the first")
     db_pool_max: int = _opt(16, "PostgreSQL connections per origin process")

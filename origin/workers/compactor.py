@@ -3,10 +3,10 @@
 For a sealed volume older than the GC grace period whose plan says ``COMPACT``, the live
 records (referenced by some row) are copied by the node itself into its active volume
 (``POST /volumes/{v}/relocate``: each record is read and checksum-verified, then appended with
-group commit), every row pointing at an old location is repointed in one transaction
-(``relocate_references``: conditional on the old location, all reference tables), and only
-then, after ``drain`` seconds, is the old volume deleted — and only if no row references it
-any more (re-checked right before the delete).
+group commit), every row pointing at an old location is repointed, one transaction per
+``batch`` copied (``relocate_references``: conditional on the old location, all reference
+tables), and only then, after ``drain`` seconds, is the old volume deleted — and only if no
+row references it any more (re-checked right before the delete).
 
 Reads concurrent with compaction stay correct: a reader that loaded the map before the
 repointing reads the old record, which stays on disk for ``drain`` seconds; one that loaded it
