@@ -8,6 +8,7 @@ import time
 import urllib.request
 from collections import defaultdict
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 from prometheus_client.metrics_core import Metric
@@ -19,8 +20,9 @@ class Scrape:
     text: str
     seconds: float  # from connecting to the last byte
 
-    @property
+    @cached_property
     def families(self) -> list[Metric]:
+        """``text`` parsed, once per scrape however many lookups read it."""
         return list(text_string_to_metric_families(self.text))
 
     def per_worker(self, sample_name: str, **labels: str) -> dict[str, float]:

@@ -28,7 +28,6 @@ import pytest
 import redis.asyncio as aioredis
 from aiohttp import web
 from aiohttp.test_utils import TestServer
-from prometheus_client.parser import text_string_to_metric_families
 
 from cdn.processes import free_port
 from control.config import ControlConfig
@@ -38,6 +37,7 @@ from httpcache.shared_store import decode_entry
 from tests.integration.cache.conftest import url_of
 from tests.integration.cache.scriptable_origin import ScriptableOrigin
 from tests.procs import RoleProcess, edge_with_workers, serving_worker
+from tests.scrapes import scrape
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"),
                                 reason="reads /proc to see which worker answered")
@@ -199,12 +199,8 @@ def change_origin(rig: Rig) -> None:
 async def purge_seqs(rig: Rig) -> dict[str, float]:
     """Each worker's last applied purge sequence, by its ``worker`` label in the edge's
     ``/_metrics`` (every worker's samples, ``cdn.worker_metrics``)."""
-    async with aiohttp.ClientSession() as client:
-        async with client.get(rig.edge.url + "/_metrics") as resp:
-            text = await resp.text()
-    return {sample.labels.get("worker", "?"): sample.value
-            for family in text_string_to_metric_families(text)
-            for sample in family.samples if sample.name == "cdn_purge_last_seq"}
+    found = await asyncio.to_thread(scrape, rig.edge.url)
+    return found.per_worker("cdn_purge_last_seq")
 
 
 async def every_worker_serves_new(rig: Rig, seq: int, *, wait: float = WAIT) -> list[Answer]:
