@@ -55,7 +55,7 @@ async def test_siblings_answer_a_gone_one_and_a_silent_one_are_shown_down() -> N
     assert not os.path.exists(group.directory)  # noqa: ASYNC240 (a test)
 
 
-async def test_a_sibling_is_sent_its_framed_exposition() -> None:
+async def test_a_sibling_is_sent_its_exposition_ending_in_eof() -> None:
     with WorkerMetrics(2) as group:
         app = web.Application()
         group.join(app, 2, registry_counting(7))
