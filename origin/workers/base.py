@@ -1,5 +1,6 @@
 """What every background worker shares: a byte-rate limiter, the run-forever loop, the
-cluster context (metadata pool, node client, node health) and "is this node usable"."""
+cluster context (metadata pool, node client, node health) and "is this node usable"; and
+what GC and the compactor share: a volume's work under its lock (``under_volume_lock``)."""
 
 from __future__ import annotations
 
