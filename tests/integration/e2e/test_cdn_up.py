@@ -97,7 +97,7 @@ def data_dir(shared_tmp: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def up_database() -> Iterator[None]:
+def up_database(request: pytest.FixtureRequest) -> Iterator[None]:
     """With an external PostgreSQL (``CDN_DATABASE_URL``), this module's ``cdn up`` and the
     tools its tests run get a database of their own. One shared with earlier runs still holds
     their objects, whose storage nodes' data dirs are gone: fsck rightly calls those lost."""
@@ -105,6 +105,9 @@ def up_database() -> Iterator[None]:
     if not external:
         yield
         return
+    # The session's ``database_url`` reads the variable once: made now, it keeps the real
+    # server's URL, not the scratch one this module sets (dropped when the module ends).
+    request.getfixturevalue("database_url")
     with scratch_database(external) as url:
         os.environ["CDN_DATABASE_URL"] = url
         try:
